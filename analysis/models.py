@@ -1,0 +1,246 @@
+"""Model access: load by name (`toy`, a Hugging Face id, a local folder), head and unit specs.
+
+Every model goes through `TransformerBridge.boot_transformers` with raw Hugging Face weights
+(no compatibility mode): folding value biases into the output bias would make a zeroed
+`hook_z` leave part of the head behind (DESIGN §4), so we never process weights.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from analysis.errors import InputError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
+
+TOY = "toy"
+TOY_DIR = Path("results/models/toy")
+
+# The module whose input is the concatenation of head outputs, per supported family. Zeroing
+# one head's slice of that input is "the HF model with that head removed": the reference every
+# intervention is checked against.
+HEAD_OUT_PROJ: dict[str, str] = {
+    "gpt2": "transformer.h.{layer}.attn.c_proj",
+    "gpt_neox": "gpt_neox.layers.{layer}.attention.dense",
+    "gpt_neo": "transformer.h.{layer}.attn.attention.out_proj",
+}
+SUPPORTED_FAMILIES = tuple(HEAD_OUT_PROJ)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape facts every stage validates specs against."""
+
+    name: str
+    family: str
+    n_layers: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    bos_id: int
+    pad_id: int
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    bridge: TransformerBridge
+    tokenizer: PreTrainedTokenizerBase
+    spec: ModelSpec
+    path: str
+
+    @property
+    def hf(self) -> torch.nn.Module:
+        """The wrapped Hugging Face model; bridge hooks fire when it runs."""
+        return self.bridge.original_model
+
+
+def resolve_model_path(name: str, toy_dir: Path = TOY_DIR) -> str:
+    """Map a model name to what `from_pretrained` takes; fail in one line if it is not here."""
+    if not name or not name.strip():
+        raise InputError("model name is empty; use `toy` (works offline), a local folder or a Hugging Face id")
+    if name == TOY:
+        if not (toy_dir / "config.json").is_file():
+            raise InputError(
+                f"model `toy` is not built: {toy_dir}/config.json is missing; build it with "
+                f"`dvc repro toy_model` or `python -m analysis.toy_model --output {toy_dir}`"
+            )
+        return str(toy_dir)
+    if Path(name).is_dir():
+        if not (Path(name) / "config.json").is_file():
+            raise InputError(f"model folder {name} has no config.json (expected a Hugging Face model folder)")
+        return name
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        return name
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise InputError(
+            f"model {name!r} is not available: it is not in the local Hugging Face cache and the hub "
+            f"is offline (HF_HUB_OFFLINE=1); download it where the hub is reachable "
+            f"(`huggingface-cli download {name}`) or pass a local folder; `toy` works offline"
+        )
+    return name
+
+
+def load_tokenizer(name: str, toy_dir: Path = TOY_DIR) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name, toy_dir)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise _unavailable(name, err) from None
+
+
+def _unavailable(name: str, err: Exception) -> InputError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return InputError(
+        f"model {name!r} is not available ({first[:160]}); download it where the hub is reachable "
+        f"(`huggingface-cli download {name}`) or pass a local folder; `toy` works offline"
+    )
+
+
+def load_model(name: str, *, device: str = "cpu", toy_dir: Path = TOY_DIR) -> LoadedModel:
+    """Load `name` through the bridge with raw weights, eval mode, gradients off."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoConfig
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight-loading bars would flood CI logs
+    path = resolve_model_path(name, toy_dir)
+    try:
+        hf_config = AutoConfig.from_pretrained(path)
+    except OSError as err:
+        raise _unavailable(name, err) from None
+    family = hf_config.model_type
+    if family not in HEAD_OUT_PROJ:
+        raise InputError(
+            f"model {name!r} is of family {family!r}, which is not supported; supported families: "
+            f"{', '.join(SUPPORTED_FAMILIES)}"
+        )
+    tokenizer = load_tokenizer(name, toy_dir)
+    try:
+        bridge = TransformerBridge.boot_transformers(path, device=device, dtype=torch.float32, tokenizer=tokenizer)
+    except OSError as err:
+        raise _unavailable(name, err) from None
+    bridge.eval()
+    install_kv_cache_fix(bridge)
+    for p in bridge.parameters():
+        p.requires_grad_(False)
+    cfg = bridge.cfg
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos
+    spec = ModelSpec(
+        name=name,
+        family=family,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp,
+        bos_id=int(bos),
+        pad_id=int(pad),
+    )
+    return LoadedModel(bridge=bridge, tokenizer=tokenizer, spec=spec, path=path)
+
+
+def install_kv_cache_fix(bridge: TransformerBridge) -> int:
+    """Hand the KV cache to the bridge's attention under the name it reads.
+
+    transformers 5 blocks pass the cache as `cache=`; the bridge's attention looks only for
+    `past_key_values` / `layer_past`, so under `generate` every new token attended to itself
+    alone (DESIGN §4). A pre-hook copies `cache` to `past_key_values` when the latter is absent;
+    where a later release passes the right name, it does nothing. Returns the modules patched.
+    """
+
+    def pass_cache(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+            kwargs = {**kwargs, "past_key_values": kwargs["cache"]}
+        return args, kwargs
+
+    n = 0
+    for module in bridge.modules():
+        if hasattr(module, "_update_kv_cache") and not getattr(module, "_emotion_heads_cache_fix", False):
+            module.register_forward_pre_hook(pass_cache, with_kwargs=True)
+            module._emotion_heads_cache_fix = True
+            n += 1
+    return n
+
+
+# --- head and unit specs -----------------------------------------------------------------
+
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Parsed `--head-spec`: explicit heads, or the top N of a screening file."""
+
+    heads: tuple[Head, ...] = ()
+    top: int | None = None
+
+    @property
+    def is_top(self) -> bool:
+        return self.top is not None
+
+
+_PAIR = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_TOP = re.compile(r"^\s*top\s*:\s*(\d+)\s*$")
+
+
+def parse_head_spec(spec: str) -> HeadSpec:
+    """Parse `"0:0"`, `"0:0,3:5"` or `"top:N"`; anything else is an InputError."""
+    hint = 'expected "L:H", "L1:H1,L2:H2" or "top:N", e.g. "0:0,3:5"'
+    if spec is None or not spec.strip():
+        raise InputError(f"head spec is empty; {hint}")
+    if m := _TOP.match(spec):
+        n = int(m.group(1))
+        if n < 1:
+            raise InputError(f"head spec {spec!r}: top:N needs N >= 1")
+        return HeadSpec(top=n)
+    heads: list[Head] = []
+    for part in spec.split(","):
+        m = _PAIR.match(part)
+        if not m:
+            raise InputError(f"head spec {spec!r}: cannot parse {part.strip()!r}; {hint}")
+        head = (int(m.group(1)), int(m.group(2)))
+        if head in heads:
+            raise InputError(f"head spec {spec!r}: head {head[0]}:{head[1]} is given twice")
+        heads.append(head)
+    return HeadSpec(heads=tuple(heads))
+
+
+def validate_heads(heads: tuple[Head, ...], spec: ModelSpec) -> tuple[Head, ...]:
+    for layer, head in heads:
+        if not 0 <= layer < spec.n_layers:
+            raise InputError(
+                f"head {layer}:{head}: layer {layer} is out of range for {spec.name} "
+                f"(layers 0..{spec.n_layers - 1})"
+            )
+        if not 0 <= head < spec.n_heads:
+            raise InputError(
+                f"head {layer}:{head}: head {head} is out of range for {spec.name} "
+                f"(heads 0..{spec.n_heads - 1})"
+            )
+    return heads
+
+
+def z_hook_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def pattern_hook_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def resid_pre_name(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_pre"

@@ -1,0 +1,133 @@
+"""Random-weight models of each supported family, saved as local Hugging Face folders.
+
+No hub is reachable where this project is built, so GPT-2, Pythia (GPT-NeoX) and GPT-Neo are
+exercised through the same loading code on random weights: same architecture, same FLOPs,
+no download. Biases are drawn non-zero on purpose: a zero bias would hide the value-bias
+folding trap (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from analysis.errors import InputError, cli
+
+FAMILIES = ("gpt2", "gpt_neox", "gpt_neo")
+BYTE_LEVEL_VOCAB = 1024
+
+
+def build_tokenizer(out_dir: Path, corpus: list[str], vocab_size: int = BYTE_LEVEL_VOCAB) -> None:
+    """A small byte-level BPE tokenizer, GPT-2 conventions: one `<|endoftext|>` for BOS/EOS/PAD."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        add_bos_token=False,
+    )
+    tok.save_pretrained(out_dir)
+
+
+def _config(family: str, vocab_size: int, n_layers: int, n_heads: int, d_model: int, n_ctx: int):  # noqa: ANN202
+    from transformers import GPT2Config, GPTNeoConfig, GPTNeoXConfig
+
+    common = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0)
+    if family == "gpt2":
+        return GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model, n_positions=n_ctx, **common)
+    if family == "gpt_neox":
+        return GPTNeoXConfig(
+            num_hidden_layers=n_layers,
+            num_attention_heads=n_heads,
+            hidden_size=d_model,
+            intermediate_size=4 * d_model,
+            max_position_embeddings=n_ctx,
+            rotary_pct=0.25,
+            use_parallel_residual=True,
+            attention_bias=True,
+            tie_word_embeddings=False,
+            **common,
+        )
+    if family == "gpt_neo":
+        # GPT-Neo alternates global and local attention; keep both kinds in a small model.
+        kinds = [["global", "local"], (n_layers + 1) // 2] if n_layers > 1 else [["global"], 1]
+        return GPTNeoConfig(
+            num_layers=n_layers,
+            num_heads=n_heads,
+            hidden_size=d_model,
+            max_position_embeddings=n_ctx,
+            attention_types=[kinds],
+            window_size=16,
+            **common,
+        )
+    raise InputError(f"unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
+
+
+def save_random_model(
+    family: str,
+    out_dir: Path,
+    *,
+    tokenizer_dir: Path,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    d_model: int = 64,
+    n_ctx: int = 128,
+    vocab_size: int | None = None,
+    seed: int = 0,
+    bias_std: float = 0.1,
+    init_std: float = 0.02,
+) -> Path:
+    """Save a random `family` model with the tokenizer of `tokenizer_dir` into `out_dir`.
+
+    `vocab_size` larger than the tokenizer pads the embedding (e.g. 50257 for GPT-2-small
+    FLOPs); ids past the tokenizer are never produced by it.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    vocab = max(vocab_size or 0, len(tok))
+    config = _config(family, vocab, n_layers, n_heads, d_model, n_ctx)
+    # HF keeps attention scores in float32 and is exact under eager attention; the bridge
+    # forces eager anyway, so make the saved default match it.
+    config._attn_implementation = "eager"
+    config.initializer_range = init_std
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, bias_std)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", required=True, choices=FAMILIES)
+    ap.add_argument("--output", required=True, type=Path)
+    ap.add_argument("--tokenizer", required=True, type=Path, help="folder with a saved tokenizer (e.g. the toy model)")
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--d-model", type=int, default=768)
+    ap.add_argument("--vocab-size", type=int, default=50257)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    save_random_model(
+        a.family, a.output, tokenizer_dir=a.tokenizer, n_layers=a.layers, n_heads=a.heads,
+        d_model=a.d_model, vocab_size=a.vocab_size, seed=a.seed,
+    )
+
+
+if __name__ == "__main__":
+    main()

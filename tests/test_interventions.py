@@ -1,0 +1,172 @@
+"""Interventions are exact: checked against the Hugging Face model itself, for every family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.interventions import (
+    Edit,
+    Site,
+    capture,
+    hooks_for,
+    last_logits,
+    patch_edits,
+    position_ids,
+    position_map,
+    split_batch,
+    zero_edits,
+)
+from analysis.models import HEAD_OUT_PROJ, LoadedModel, load_model
+from analysis.prompts import Prompt, tokenize
+from analysis.random_models import FAMILIES
+
+TEXTS = [
+    "Hi Maria, thank you so much for your help.",
+    "The meeting is at noon",
+    "I am so sorry for the trouble with the schedule and the report.",
+    "Dear team, please find",
+]
+
+
+def _prompts(texts: list[str]) -> list[Prompt]:
+    return [Prompt(t, (0, 2)) for t in texts]
+
+
+def _batch(model: LoadedModel, texts: list[str]):  # noqa: ANN202
+    return tokenize(model.tokenizer, _prompts(texts), bos_id=model.spec.bos_id, pad_id=model.spec.pad_id)
+
+
+def _hf_reference(path: Path):  # noqa: ANN202
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+
+
+def _hf_logprobs(hf, batch, zero_head: tuple[int, int] | None = None, d_head: int = 0) -> torch.Tensor:  # noqa: ANN001
+    handle = None
+    if zero_head is not None:
+        layer, head = zero_head
+        proj = hf.get_submodule(HEAD_OUT_PROJ[hf.config.model_type].format(layer=layer))
+
+        def drop(module, args):  # noqa: ANN001, ANN202
+            x = args[0].clone()
+            x[..., head * d_head : (head + 1) * d_head] = 0
+            return (x, *args[1:])
+
+        handle = proj.register_forward_pre_hook(drop)
+    try:
+        with torch.no_grad():
+            out = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids(batch.attention_mask))
+    finally:
+        if handle is not None:
+            handle.remove()
+    return out.logits.log_softmax(-1)
+
+
+def _bridge_logprobs(model: LoadedModel, batch, hooks=()) -> torch.Tensor:  # noqa: ANN001
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(hooks)):
+        out = model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids(batch.attention_mask))
+    return out.logits.log_softmax(-1)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_model(request: pytest.FixtureRequest, random_model_dirs: dict[str, Path]) -> tuple[LoadedModel, Path]:
+    path = random_model_dirs[request.param]
+    return load_model(str(path)), path
+
+
+def _real(batch) -> torch.Tensor:  # noqa: ANN001
+    return batch.attention_mask.bool()
+
+
+def test_bridge_equals_hf_and_identity_hook_changes_nothing(family_model: tuple[LoadedModel, Path]) -> None:
+    model, path = family_model
+    batch = _batch(model, TEXTS)
+    plain = _bridge_logprobs(model, batch)
+    ident = _bridge_logprobs(model, batch, [(f"blocks.{layer}.attn.hook_z", lambda x, hook: x) for layer in range(model.spec.n_layers)])
+    assert torch.equal(plain, ident), "an identity hook on hook_z must change nothing, bit for bit"
+    ref = _hf_logprobs(_hf_reference(path), batch)
+    diff = (plain - ref).abs()[_real(batch)].max().item()
+    assert abs(diff) <= 1e-5, diff
+
+
+def test_zeroed_head_equals_hf_with_head_removed(family_model: tuple[LoadedModel, Path]) -> None:
+    model, path = family_model
+    hf = _hf_reference(path)
+    batch = _batch(model, TEXTS)
+    units = {Site("head", layer, h): (model.spec.d_head,) for layer in range(model.spec.n_layers) for h in range(model.spec.n_heads)}
+    clean = _hf_logprobs(hf, batch)
+    for layer, head in [(0, 0), (model.spec.n_layers - 1, model.spec.n_heads - 1), (0, 2)]:
+        site = Site("head", layer, head)
+        ours = _bridge_logprobs(model, batch, hooks_for(zero_edits([site], len(TEXTS), units)))
+        ref = _hf_logprobs(hf, batch, zero_head=(layer, head), d_head=model.spec.d_head)
+        diff = (ours - ref).abs()[_real(batch)].max().item()
+        assert abs(diff) <= 1e-5, (layer, head, diff)
+        # and the head mattered: removing it moved the output (so the check is not vacuous)
+        moved = (ours - clean).abs()[_real(batch)].max().item()
+        assert abs(moved) > 1e-4, (layer, head, moved)
+
+
+def test_patching_all_heads_equals_patching_attention_output(family_model: tuple[LoadedModel, Path]) -> None:
+    model, _ = family_model
+    # Two runs of equal token length: patch layer L's every head from A into B.
+    a_texts = ["Hi Maria, thank you so much for your help.", "I am furious about this delay."]
+    b_texts = ["Hi Maria, I read your message this morning.", "The meeting is at noon today."]
+    both = _batch(model, a_texts + b_texts)
+    a, b = split_batch(both, 2)
+    layer = model.spec.n_layers - 1
+    sites = [Site("head", layer, h) for h in range(model.spec.n_heads)]
+    src = capture(model, a, [s.hook_name for s in sites] + [f"blocks.{layer}.hook_attn_out"])
+    idx = torch.arange(a.input_ids.shape[1]).expand_as(a.input_ids)
+    mask = torch.ones_like(a.attention_mask, dtype=torch.bool)
+    by_heads = _bridge_logprobs(model, b, hooks_for(patch_edits(sites, src, idx, mask)))
+    attn_out = src[f"blocks.{layer}.hook_attn_out"]
+    by_layer = _bridge_logprobs(model, b, [(f"blocks.{layer}.hook_attn_out", lambda x, hook: attn_out)])
+    diff = (by_heads - by_layer).abs()[_real(b)].max().item()
+    assert abs(diff) <= 1e-5, diff
+    clean = _bridge_logprobs(model, b)
+    assert abs((by_heads - clean).abs()[_real(b)].max().item()) > 1e-4
+
+
+def test_left_padding_matches_unpadded(family_model: tuple[LoadedModel, Path]) -> None:
+    model, _ = family_model
+    batch = _batch(model, TEXTS)
+    padded = last_logits(model, batch)
+    for i, text in enumerate(TEXTS):
+        alone = last_logits(model, _batch(model, [text]))
+        assert abs((padded[i] - alone[0]).abs().max().item()) <= 1e-4
+
+
+def test_position_map_span_aligns_span_ends() -> None:
+    # target span at positions 2..4 (3 tokens), source span at 3..4 (2 tokens): end-aligned.
+    from analysis.prompts import TokenBatch
+
+    def tb(span: list[int]) -> TokenBatch:
+        m = torch.zeros(1, 6, dtype=torch.bool)
+        m[0, span] = True
+        return TokenBatch(torch.zeros(1, 6, dtype=torch.long), torch.ones(1, 6, dtype=torch.long), m, torch.tensor([6]))
+
+    idx, mask = position_map("span", source=tb([3, 4]), target=tb([2, 3, 4]))
+    assert mask[0].tolist() == [False, False, False, True, True, False]
+    assert idx[0, 3].item() == 3 and idx[0, 4].item() == 4
+    idx, mask = position_map("last", source=tb([3]), target=tb([3]))
+    assert mask[0].tolist() == [False] * 5 + [True]
+
+
+def test_edit_on_mlp_unit_matches_manual_zero(family_model: tuple[LoadedModel, Path]) -> None:
+    model, _ = family_model
+    batch = _batch(model, TEXTS)
+    site = Site("mlp", 0, 3)
+    ours = _bridge_logprobs(model, batch, hooks_for(zero_edits([site], len(TEXTS), {site: ()})))
+
+    def manual(x, hook):  # noqa: ANN001, ANN202
+        x = x.clone()
+        x[..., 3] = 0
+        return x
+
+    ref = _bridge_logprobs(model, batch, [("blocks.0.mlp.hook_post", manual)])
+    assert torch.equal(ours, ref)
+    assert isinstance(Edit, type)
