@@ -11,7 +11,8 @@ replacing the head's output exactly; `hook_v` (what the seed patched) is not.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -117,7 +118,7 @@ def last_logits(model: LoadedModel, batch: TokenBatch, hooks: Sequence[Hook] = (
             logits_to_keep=1,
             use_cache=False,
         )
-    return out.logits[:, -1, :].float()
+    return out.logits[:, -1, :]
 
 
 def capture(model: LoadedModel, batch: TokenBatch, names: Iterable[str], hooks: Sequence[Hook] = ()) -> dict[str, Tensor]:
@@ -238,3 +239,35 @@ def tokenize_pairs(model: LoadedModel, pairs: PromptPairs) -> tuple[TokenBatch, 
     prompts = list(pairs.emotion_prompts) + list(pairs.neutral_prompts)
     batch = tokenize(model.tokenizer, prompts, bos_id=model.spec.bos_id, pad_id=model.spec.pad_id)
     return split_batch(batch, len(pairs))
+
+
+# --- running from a layer -------------------------------------------------------------------
+
+# The module list holding the blocks, per family (the bridge's blocks live inside it).
+BLOCK_LIST: dict[str, str] = {"gpt2": "transformer.h", "gpt_neo": "transformer.h", "gpt_neox": "gpt_neox.layers"}
+
+
+@contextmanager
+def start_at_layer(model: LoadedModel, layer: int, resid_pre: Float[Tensor, "batch pos d_model"]) -> Iterator[None]:
+    """Run only blocks `layer..` with `resid_pre` as their input.
+
+    An intervention at layer L cannot change blocks before L, so their FLOPs need not be spent
+    again. The bridge's own `start_at_layer` still executes the earlier blocks and discards
+    them, so we hand HF a shortened block list instead, and swap the cached residual in at the
+    first remaining block (a pre-hook, so the value is bit-identical to the full run's).
+    """
+    parent_name, attr = BLOCK_LIST[model.spec.family].rsplit(".", 1)
+    parent = model.hf.get_submodule(parent_name)
+    full = getattr(parent, attr)
+    first = full[layer]
+
+    def swap_in(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return (resid_pre, *args[1:]), kwargs
+
+    handle = first.register_forward_pre_hook(swap_in, with_kwargs=True)
+    parent._modules[attr] = torch.nn.ModuleList(list(full)[layer:])
+    try:
+        yield
+    finally:
+        parent._modules[attr] = full
+        handle.remove()

@@ -29,7 +29,7 @@ class ToyParams(_Frozen):
 class ScreeningParams(_Frozen):
     positions: Literal["all", "last", "span"] = "all"
     exact_top_k: int = Field(0, ge=0)
-    n_resamples: int = Field(2000, ge=100)
+    n_resamples: int = Field(5000, ge=100)
 
 
 class AblationParams(_Frozen):
@@ -48,7 +48,7 @@ class PatchingParams(_Frozen):
 
 
 class ScoringParams(_Frozen):
-    n_resamples: int = Field(2000, ge=100)
+    n_resamples: int = Field(5000, ge=100)
     classifier: str | None = None
 
 

@@ -313,3 +313,12 @@ def equal_length_pairs(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs) -
         len(e_ids) == len(n_ids) and e_span == n_span
         for (e_ids, e_span), (n_ids, n_span) in zip(emo, neu, strict=True)
     )
+
+
+def span_clusters(pairs: PromptPairs) -> list[str]:
+    """One label per pair: its emotion expression and its neutral twin's (the span texts).
+
+    Templates reuse a small set of expressions; pairs sharing one are not independent evidence
+    about the emotion, so statistics resample and sign-flip them as one (analysis.stats).
+    """
+    return [f"{e.span_text}|{n.span_text}" for e, n in zip(pairs.emotion_prompts, pairs.neutral_prompts, strict=True)]

@@ -72,13 +72,14 @@ def emotion_score(
     logits: Float[Tensor, "batch vocab"], emotion_ids: Sequence[int], neutral_ids: Sequence[int]
 ) -> Float[Tensor, " batch"]:
     """M: how much more next-token mass goes to the emotion lexicon than to the neutral one (nats)."""
-    logits = logits.float()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return logits[:, list(emotion_ids)].logsumexp(-1) - logits[:, list(neutral_ids)].logsumexp(-1)
 
 
 def kl_divergence(clean: Float[Tensor, "batch vocab"], intervened: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:
     """KL(clean || intervened) of the next-token distributions, in nats (0 when unchanged)."""
-    lp, lq = clean.float().log_softmax(-1), intervened.float().log_softmax(-1)
+    dtype = torch.promote_types(clean.dtype, torch.float32)
+    lp, lq = clean.to(dtype).log_softmax(-1), intervened.to(dtype).log_softmax(-1)
     return (lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0)
 
 

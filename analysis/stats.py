@@ -23,6 +23,13 @@ Choices, and why:
   hundreds of heads; controlling the false discovery rate rather than the family-wise error keeps
   power while bounding the share of false "emotion heads" among those reported.
 
+* **Clusters** (`clusters=`): prompts that share an emotion expression (the same span phrase in
+  different templates) are not independent replications of "this emotion"; the unit that
+  generalizes is the expression. With cluster labels, the bootstrap resamples whole clusters
+  (statistic: total of differences / number of prompts, so `mean` stays the prompt mean) and the
+  sign-flip flips each cluster's sum as one. Treating clustered prompts as independent made a
+  random-weight model's tiny, phrase-specific effects "significant" for most heads.
+
 Degenerate inputs give honest numbers, never NaN: identical differences have CI [mean, mean];
 their p is 1.0 when the mean is 0, else the sign-flip p (which is exact for small n).
 """
@@ -51,6 +58,7 @@ class Effect:
     ci_low: float
     ci_high: float
     p: float
+    n_clusters: int | None = None  # independent units behind n (None: every prompt its own)
 
     def to_dict(self) -> dict[str, float | int]:
         """Plain Python numbers, ready for JSON."""
@@ -70,21 +78,27 @@ def _as_1d_finite(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def _mean_stat(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Vectorised mean, the statistic of both the bootstrap and the permutation test."""
+    """Vectorised mean, the statistic of the permutation test (on cluster sums)."""
     return np.mean(x, axis=axis)
 
 
+def _ratio_stat(sums: np.ndarray, sizes: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean per prompt from per-cluster sums and sizes (the plain mean when sizes are all 1)."""
+    return np.sum(sums, axis=axis) / np.sum(sizes, axis=axis)
+
+
 def _bootstrap_ci(
-    d: np.ndarray, *, n_resamples: int, seed: int, confidence: float
+    sums: np.ndarray, sizes: np.ndarray, *, n_resamples: int, seed: int, confidence: float
 ) -> tuple[float, float]:
-    """BCa interval of the mean of d; percentile interval if BCa is undefined."""
+    """BCa interval of the per-prompt mean, resampling clusters; percentile if BCa is undefined."""
     with warnings.catch_warnings():
         # scipy warns (DegenerateDataWarning / RuntimeWarning) and returns NaN when the
         # jackknife acceleration or the bias correction is undefined; we handle that below.
         warnings.simplefilter("ignore")
         res = stats.bootstrap(
-            (d,),
-            np.mean,
+            (sums, sizes),
+            _ratio_stat,
+            paired=True,
             method="BCa",
             confidence_level=confidence,
             n_resamples=n_resamples,
@@ -96,8 +110,9 @@ def _bootstrap_ci(
         # interval of the same seeded resamples is well defined whenever d is not constant
         # (constant d never gets here), so report it instead of NaN.
         res = stats.bootstrap(
-            (d,),
-            np.mean,
+            (sums, sizes),
+            _ratio_stat,
+            paired=True,
             method="percentile",
             confidence_level=confidence,
             n_resamples=n_resamples,
@@ -127,28 +142,41 @@ def one_sample_effect(
     n_resamples: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    clusters: ArrayLike | None = None,
 ) -> Effect:
     """Effect of already-differenced data d: mean, BCa CI and two-sided sign-flip p against 0.
 
-    Degenerate d: n == 1 gives CI [d, d] and p 1.0 (one sign flip cannot reject anything);
-    identical values give CI [mean, mean] and p 1.0 if the mean is 0, else the sign-flip p.
+    With `clusters` (one label per value), inference is over clusters (see module docstring).
+    Degenerate d: one unit gives CI [mean, mean] and p 1.0 (one sign flip cannot reject
+    anything); identical unit means give CI [mean, mean] and p 1.0 if the mean is 0, else the
+    sign-flip p.
     """
     d = _as_1d_finite(d, "differences")
+    if clusters is None:
+        sums, sizes, n_clusters = d, np.ones_like(d), None
+    else:
+        labels = np.asarray(clusters)
+        if labels.shape != d.shape:
+            raise ValueError(f"clusters must label every difference: {labels.shape} vs {d.shape}")
+        _, inverse = np.unique(labels, return_inverse=True)
+        sums = np.bincount(inverse, weights=d)
+        sizes = np.bincount(inverse).astype(float)
+        n_clusters = int(sums.size)
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     n = int(d.size)
     mean = float(np.mean(d))
-    if n == 1:
-        return Effect(n=1, mean=mean, ci_low=mean, ci_high=mean, p=1.0)
-    if np.ptp(d) == 0.0:
+    if sums.size == 1:
+        return Effect(n=n, mean=mean, ci_low=mean, ci_high=mean, p=1.0, n_clusters=n_clusters)
+    if np.ptp(sums / sizes) == 0.0:
         # Every resample has the same mean: the bootstrap interval is the point itself.
-        p = 1.0 if mean == 0.0 else _sign_flip_p(d, n_resamples=n_resamples, seed=seed)
-        return Effect(n=n, mean=mean, ci_low=mean, ci_high=mean, p=p)
-    low, high = _bootstrap_ci(d, n_resamples=n_resamples, seed=seed, confidence=confidence)
-    p = _sign_flip_p(d, n_resamples=n_resamples, seed=seed)
-    return Effect(n=n, mean=mean, ci_low=low, ci_high=high, p=p)
+        p = 1.0 if mean == 0.0 else _sign_flip_p(sums, n_resamples=n_resamples, seed=seed)
+        return Effect(n=n, mean=mean, ci_low=mean, ci_high=mean, p=p, n_clusters=n_clusters)
+    low, high = _bootstrap_ci(sums, sizes, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    p = _sign_flip_p(sums, n_resamples=n_resamples, seed=seed)
+    return Effect(n=n, mean=mean, ci_low=low, ci_high=high, p=p, n_clusters=n_clusters)
 
 
 def paired_effect(
@@ -158,6 +186,7 @@ def paired_effect(
     n_resamples: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    clusters: ArrayLike | None = None,
 ) -> Effect:
     """Effect of an intervention on paired per-prompt scores: one_sample_effect(intervened − baseline).
 
@@ -167,7 +196,7 @@ def paired_effect(
     b = _as_1d_finite(baseline, "baseline")
     if a.shape != b.shape:
         raise ValueError(f"intervened and baseline differ in length: {a.size} vs {b.size}")
-    return one_sample_effect(a - b, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return one_sample_effect(a - b, n_resamples=n_resamples, seed=seed, confidence=confidence, clusters=clusters)
 
 
 def benjamini_hochberg(p_values: Sequence[float | None] | ArrayLike) -> np.ndarray:

@@ -27,12 +27,23 @@ CORPUS = [
 ] * 20
 
 
+def _project_corpus() -> list[str]:
+    """The baseline prompts and every lexicon word (so each becomes a single token)."""
+    texts = list(CORPUS)
+    for f in sorted((REPO / "data/prompts/baseline").glob("*.txt")):
+        texts += [line.replace("[", "").replace("]", "") for line in f.read_text().splitlines()]
+    for f in sorted((REPO / "data/lexicons").glob("*.txt")):
+        words = [w for w in f.read_text().split() if not w.startswith("#") and w.isalpha()]
+        texts += [f" {w} {w.capitalize()}" for w in words] * 5
+    return texts
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from analysis.random_models import build_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer(out, CORPUS, vocab_size=400)
+    build_tokenizer(out, _project_corpus(), vocab_size=1024)
     return out
 
 
@@ -49,3 +60,15 @@ def random_model_dirs(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: P
 def chdir_repo() -> Path:
     os.chdir(REPO)
     return REPO
+
+
+@pytest.fixture(scope="session")
+def toy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded ground-truth model: the pipeline's copy, or one built here (same seed)."""
+    built = REPO / "results/models/toy"
+    if (built / "planted.json").is_file():
+        return built
+    from analysis.toy_model import ToyConfig, build_toy_model
+
+    os.chdir(REPO)
+    return build_toy_model(ToyConfig(), tmp_path_factory.mktemp("toy") / "toy")

@@ -157,7 +157,7 @@ def test_bca_nan_falls_back_to_percentile(monkeypatch: pytest.MonkeyPatch) -> No
 def test_to_dict_is_json_ready() -> None:
     e = one_sample_effect([1, 2, 3, 4])
     d = e.to_dict()
-    assert set(d) == {"n", "mean", "ci_low", "ci_high", "p"}
+    assert set(d) == {"n", "mean", "ci_low", "ci_high", "p", "n_clusters"}
     assert json.loads(json.dumps(d)) == d
 
 
@@ -221,3 +221,34 @@ def test_auroc_undefined_and_bad_labels() -> None:
     assert auroc([0.1, 0.2], [0, 0]) is None
     with pytest.raises(ValueError):
         auroc([0.1, 0.2], [0, 2])
+
+
+def test_clusters_flip_together_by_hand() -> None:
+    # Clusters a: [1, 1], b: [3], c: [-2]. Sums (2, 3, -2), N = 4, mean = 3/4 = 0.75.
+    # Flip the 3 sums as units (8 patterns); observed total 3. Totals:
+    # (2,3,-2)=3 (2,3,2)=7 (2,-3,-2)=-3 (2,-3,2)=1 (-2,3,-2)=-1 (-2,3,2)=3 (-2,-3,-2)=-7
+    # (-2,-3,2)=-3 -> |total| >= 3 in 6 of 8: p = 0.75.
+    e = one_sample_effect([1, 1, 3, -2], clusters=["a", "a", "b", "c"], n_resamples=1000)
+    assert abs(e.mean - 0.75) <= 1e-12 and e.n == 4 and e.n_clusters == 3
+    assert abs(e.p - 0.75) <= 1e-12
+    # Unclustered, each value flips alone: 16 patterns, enumerated below.
+    import itertools
+
+    d = np.array([1, 1, 3, -2.0])
+    hits = sum(abs((np.array(s) * d).sum()) >= abs(d.sum()) - 1e-12 for s in itertools.product([1, -1], repeat=4))
+    assert abs(one_sample_effect(d, n_resamples=1000).p - hits / 16) <= 1e-12
+
+
+def test_clusters_stop_pseudo_replication() -> None:
+    # 12 expressions, each repeated 6 times with nearly the same value; the signs of the
+    # expressions are balanced, so "is there an effect of the emotion?" must not be rejected,
+    # although 72 "independent" prompts would look overwhelming.
+    rng = np.random.default_rng(0)
+    centres = np.array([1.0, -0.5, 0.9, -0.8, 1.2, -0.4, 0.8, -0.6, 1.0, -0.7, 0.6, 0.3])
+    d = np.repeat(centres, 6) + rng.normal(0, 0.01, 72)
+    labels = np.repeat(np.arange(12), 6)
+    naive = one_sample_effect(d, n_resamples=2000)
+    clustered = one_sample_effect(d, clusters=labels, n_resamples=5000)
+    assert naive.p < 0.05 < clustered.p
+    assert clustered.ci_low < 0 < clustered.ci_high
+    assert abs(clustered.mean - float(d.mean())) <= 1e-12
