@@ -35,17 +35,21 @@ from analysis.generation import progress_disabled
 from analysis.interventions import (
     Site,
     TokenBatch,
+    block_inputs,
     capture,
+    head_output_edit,
     hooks_for,
     last_logits,
     patch_edits,
     position_ids,
+    plain_hf,
     position_map,
     start_at_layer,
     tokenize_pairs,
 )
 from analysis.io import check_output_path, read_json, write_json
 from analysis.models import LoadedModel, load_model
+from analysis.outputs import screening_file
 from analysis.prompts import EMOTIONS, PromptPairs, load_pairs, span_clusters
 from analysis.scoring import emotion_score, lexicon_ids
 from analysis.stats import benjamini_hochberg, one_sample_effect, spearman
@@ -58,8 +62,8 @@ SCORE_KINDS = ("exact", "attribution", "delta_attn")
 
 
 def screening_path(profile: str, model: str) -> Path:
-    """Where the pipeline keeps a model's screening (the seed's layout)."""
-    return Path(f"results/{profile}/alignment/head_scores_{model}.json")
+    """Where the pipeline keeps a model's screening (the seed's layout; analysis.outputs)."""
+    return screening_file(profile, model)
 
 
 def ranking_score(doc: dict) -> str:
@@ -202,17 +206,26 @@ def exact_patching(
     ids: tuple[list[int], list[int]],
     desc: str = "exact",
 ) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
-    """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair."""
-    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.spec.n_layers)]
+    """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
+
+    One forward per head on the plain HF modules, from the cached residual before its layer,
+    unembedding only the last position (analysis.interventions: the fast path).
+    """
+    hf, family = plain_hf(model.path), model.spec.family
+    batch = pb.neutral
+    kwargs = dict(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+        position_ids=position_ids(batch.attention_mask), logits_to_keep=1, use_cache=False,
+    )
+    resid = block_inputs(hf, family, batch)
+    out: dict[tuple[int, int], Tensor] = {}
     with torch.no_grad():
-        resid = capture(model, pb.neutral, names)
-        clean = emotion_score(last_logits(model, pb.neutral), *ids)
-        out: dict[tuple[int, int], Tensor] = {}
+        clean = emotion_score(hf(**kwargs).logits[:, -1], *ids)
         for layer, head in tqdm(heads, desc=desc, disable=progress_disabled(), leave=False):
-            site = Site("head", layer, head)
-            edits = patch_edits([site], z_emo, pb.idx, pb.mask)
-            with start_at_layer(model, layer, resid[names[layer]]):
-                logits = last_logits(model, pb.neutral, hooks_for(edits))
+            (edit,) = patch_edits([Site("head", layer, head)], z_emo, pb.idx, pb.mask)
+            # The edit's module is looked up by layer index, so it goes on before the block list is cut.
+            with head_output_edit(hf, family, edit, model.spec.d_head), start_at_layer(hf, family, layer, resid[layer]):
+                logits = hf(**kwargs).logits[:, -1]
             out[(layer, head)] = emotion_score(logits, *ids) - clean
     return out
 

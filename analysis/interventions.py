@@ -10,6 +10,7 @@ replacing the head's output exactly; `hook_v` (what the seed patched) is not.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -241,33 +242,88 @@ def tokenize_pairs(model: LoadedModel, pairs: PromptPairs) -> tuple[TokenBatch, 
     return split_batch(batch, len(pairs))
 
 
-# --- running from a layer -------------------------------------------------------------------
+# --- the fast path: plain Hugging Face modules, from a layer on ------------------------------
 
-# The module list holding the blocks, per family (the bridge's blocks live inside it).
+# The module list holding the blocks, per family.
 BLOCK_LIST: dict[str, str] = {"gpt2": "transformer.h", "gpt_neo": "transformer.h", "gpt_neox": "gpt_neox.layers"}
 
 
+@functools.lru_cache(maxsize=2)
+def plain_hf(path: str) -> torch.nn.Module:
+    """The same weights as the bridge, as a plain HF model (eager attention, as the bridge).
+
+    Screening runs thousands of patched forwards; the bridge's Python-level components cost
+    ~1.6x a plain forward, so the hot loop runs HF's own modules and edits the head's output at
+    the input of its output projection, which is exactly what `hook_z` is. Tests hold the two
+    paths equal (to 1e-5) and to transformer-lens's own patching loop.
+    """
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    return hf
+
+
 @contextmanager
-def start_at_layer(model: LoadedModel, layer: int, resid_pre: Float[Tensor, "batch pos d_model"]) -> Iterator[None]:
-    """Run only blocks `layer..` with `resid_pre` as their input.
+def start_at_layer(hf: torch.nn.Module, family: str, layer: int, resid_pre: Float[Tensor, "batch pos d_model"]) -> Iterator[None]:
+    """Run only blocks `layer..` of `hf`, with `resid_pre` as their input.
 
     An intervention at layer L cannot change blocks before L, so their FLOPs need not be spent
-    again. The bridge's own `start_at_layer` still executes the earlier blocks and discards
-    them, so we hand HF a shortened block list instead, and swap the cached residual in at the
+    again. transformer-lens's `start_at_layer` still executes the earlier blocks and discards
+    them, so we hand HF a shortened block list instead and swap the cached residual in at the
     first remaining block (a pre-hook, so the value is bit-identical to the full run's).
     """
-    parent_name, attr = BLOCK_LIST[model.spec.family].rsplit(".", 1)
-    parent = model.hf.get_submodule(parent_name)
+    parent_name, attr = BLOCK_LIST[family].rsplit(".", 1)
+    parent = hf.get_submodule(parent_name)
     full = getattr(parent, attr)
-    first = full[layer]
 
     def swap_in(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return (resid_pre, *args[1:]), kwargs
 
-    handle = first.register_forward_pre_hook(swap_in, with_kwargs=True)
+    handle = full[layer].register_forward_pre_hook(swap_in, with_kwargs=True)
     parent._modules[attr] = torch.nn.ModuleList(list(full)[layer:])
     try:
         yield
     finally:
         parent._modules[attr] = full
+        handle.remove()
+
+
+def block_inputs(hf: torch.nn.Module, family: str, batch: TokenBatch) -> list[Tensor]:
+    """The residual entering every block (= `blocks.L.hook_resid_pre`), from one plain forward."""
+    blocks = hf.get_submodule(BLOCK_LIST[family])
+    store: list[Tensor] = [torch.empty(0)] * len(blocks)
+    handles = [
+        b.register_forward_pre_hook(lambda m, args, i=i: store.__setitem__(i, args[0].detach()))
+        for i, b in enumerate(blocks)
+    ]
+    try:
+        with torch.no_grad():
+            hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+               position_ids=position_ids(batch.attention_mask), logits_to_keep=1, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return store
+
+
+@contextmanager
+def head_output_edit(hf: torch.nn.Module, family: str, edit: Edit, d_head: int) -> Iterator[None]:
+    """Apply a head Edit at the input of the layer's output projection (the head's z slice)."""
+    from analysis.models import HEAD_OUT_PROJ
+
+    site = edit.site
+    proj = hf.get_submodule(HEAD_OUT_PROJ[family].format(layer=site.layer))
+    def edit_z(module: torch.nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        b, t, _ = x.shape
+        z = x.view(b, t, -1, d_head)
+        z = _apply(z, [edit])
+        return (z.view(b, t, -1), *args[1:])
+
+    handle = proj.register_forward_pre_hook(edit_z)
+    try:
+        yield
+    finally:
         handle.remove()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from analysis.errors import InputError
+from analysis.errors import InputError, cli
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -244,3 +244,71 @@ def pattern_hook_name(layer: int) -> str:
 
 def resid_pre_name(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_pre"
+
+
+# --- stage `model`: a model name -> a local folder the pipeline can depend on ---------------
+
+SOURCE_SCHEMA = "emotion-heads/model-source/v1"
+
+
+def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
+    """Build `toy` into `output`, or record where another model's weights were found.
+
+    Each model gets its own folder, so a stage for GPT-2 never depends on the toy's build.
+    """
+    import hashlib
+
+    from analysis.io import check_output_path, write_json
+
+    check_output_path(output / "x")
+    if name == TOY:
+        from analysis.toy_model import ToyConfig, build_toy_model
+
+        return build_toy_model(ToyConfig(seed=seed, steps=toy_steps), output)
+    model = load_model(name)
+    folder = Path(model.path) if Path(model.path).is_dir() else None
+    if folder is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+        folder = Path(cached).parent if isinstance(cached, str) else None
+    digests = {}
+    if folder is not None:
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".model"):
+                digests[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    write_json(
+        output / "source.json",
+        {
+            "schema": SOURCE_SCHEMA,
+            "model": name,
+            "family": model.spec.family,
+            "n_layers": model.spec.n_layers,
+            "n_heads": model.spec.n_heads,
+            "d_head": model.spec.d_head,
+            "d_mlp": model.spec.d_mlp,
+            "folder": str(folder) if folder else None,
+            "sha256": digests,
+        },
+    )
+    return output
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from analysis.params import load_params
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.models", description="Stage `model`: build toy or locate a model.")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--output", required=True, type=Path)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    a = ap.parse_args(argv)
+    p = load_params(a.params)  # the first stage: a bad params.yaml fails here, in one line
+    materialize(a.model, a.output, seed=p.seed, toy_steps=p.toy.steps)
+    print(f"wrote {a.output}")
+
+
+if __name__ == "__main__":
+    main()

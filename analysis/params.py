@@ -23,7 +23,7 @@ class _Frozen(BaseModel):
 
 
 class ToyParams(_Frozen):
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(200, ge=1)
 
 
 class ScreeningParams(_Frozen):

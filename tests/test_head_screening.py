@@ -40,9 +40,11 @@ def small_gpt2(random_model_dirs: dict[str, Path]):  # noqa: ANN201
     return load_model(str(random_model_dirs["gpt2"]))
 
 
-def test_exact_equals_from_scratch_patched_run(small_gpt2) -> None:  # noqa: ANN001
-    """Starting from the cached residual changes nothing: a full run with the patch agrees."""
-    model = small_gpt2
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "gpt_neo"])
+def test_exact_equals_from_scratch_patched_run(family: str, random_model_dirs: dict[str, Path]) -> None:
+    """The fast path (plain HF modules, from the cached residual, edit at the out-projection
+    input) equals a full bridge run with the same patch on hook_z, for every family."""
+    model = load_model(str(random_model_dirs[family]))
     pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 12), "last")
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])

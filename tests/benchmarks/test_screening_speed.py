@@ -1,0 +1,119 @@
+"""Screening speed on GPT-2-small architecture, 70 prompt pairs, one emotion.
+
+Every number is a ratio against a baseline timed in the same process, interleaved, median of
+repeats: a bare time on a shared 2-core machine says little.
+Run: pytest -m benchmark -s tests/benchmarks/test_screening_speed.py
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.head_screening import PairBatches, _z_names, attribution, exact_patching
+from analysis.interventions import capture, position_map
+from analysis.models import load_model
+from analysis.prompts import TokenBatch
+from analysis.scoring import emotion_score
+
+pytestmark = pytest.mark.benchmark
+N_PAIRS, N_TOKENS = 70, 14
+
+
+def _median_times(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():  # interleaved, so drift in machine load hits both alike
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _pairs(spec_bos: int) -> PairBatches:
+    torch.manual_seed(0)
+    base = torch.randint(1, 1000, (N_PAIRS, N_TOKENS))
+    base[:, 0] = spec_bos
+    emo_ids = base.clone()
+    emo_ids[:, 5:8] = torch.randint(1, 1000, (N_PAIRS, 3))
+    ones = torch.ones(N_PAIRS, N_TOKENS, dtype=torch.long)
+    span = torch.zeros(N_PAIRS, N_TOKENS, dtype=torch.bool)
+    span[:, 5:8] = True
+    emo = TokenBatch(emo_ids, ones, span, torch.full((N_PAIRS,), N_TOKENS))
+    neu = TokenBatch(base, ones, span, torch.full((N_PAIRS,), N_TOKENS))
+    idx, mask = position_map("all", emo, neu)
+    return PairBatches(emo, neu, idx, mask, list(range(N_PAIRS)))
+
+
+def test_attribution_and_exact_patching_speed(gpt2_small_random: Path) -> None:
+    from transformer_lens import patching
+
+    model = load_model(str(gpt2_small_random))
+    pb = _pairs(model.spec.bos_id)
+    ids = (list(range(100, 120)), list(range(200, 220)))
+
+    def plain_forward() -> None:
+        with torch.no_grad():
+            model.hf(input_ids=pb.neutral.input_ids)
+
+    def attribution_all_heads() -> None:
+        with torch.no_grad():
+            z = capture(model, pb.emotion, _z_names(model))
+        attribution(model, pb, z, ids)
+
+    t = _median_times({"forward": plain_forward, "attribution": attribution_all_heads})
+    ratio_attr = t["attribution"] / t["forward"]
+    print(f"\nattribution (144 heads, incl. the emotion run) / one plain forward = {ratio_attr:.2f}  (target <= 3.0)")
+
+    # Exact patching: one head per layer, so layer skipping is measured at its average.
+    heads = [(layer, (5 * layer) % 12) for layer in range(12)]
+    with torch.no_grad():
+        z = capture(model, pb.emotion, _z_names(model))
+        _, cache = model.bridge.run_with_cache(pb.emotion.input_ids, names_filter=lambda n: n.endswith("hook_z"))
+        clean = emotion_score(model.bridge(pb.neutral.input_ids)[:, -1], *ids)
+    results: dict[str, object] = {}
+
+    def ours() -> None:
+        results["ours"] = exact_patching(model, pb, z, heads, ids)
+
+    def tl_loop() -> None:
+        # transformer-lens's one-full-forward-per-head loop, restricted to the same heads.
+        import pandas as pd
+
+        with torch.no_grad():
+            results["tl"] = patching.get_act_patch_attn_head_out_all_pos(
+                model.bridge, pb.neutral.input_ids, cache, lambda lg: emotion_score(lg[:, -1], *ids) - clean,
+                reduce="none", index_axis_names=None, index_df=pd.DataFrame(heads, columns=["layer", "head"]),
+            )
+
+    t = _median_times({"tl": tl_loop, "ours": ours}, repeats=2)
+    speedup = t["tl"] / t["ours"]
+    print(f"exact patching: transformer-lens loop / ours = {speedup:.2f}x  (target >= 3)")
+    tl_vals = results["tl"].values  # [n_heads, batch]
+    worst = max(abs((tl_vals[i] - results["ours"][h]).abs().max().item()) for i, h in enumerate(heads))
+    print(f"max |difference| between the two = {worst:.2e}")
+    assert worst <= 1e-5
+    assert ratio_attr <= 3.0
+    assert speedup >= 3.0
+
+
+def test_screening_peak_memory(gpt2_small_random: Path, tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis.head_screening", "--model", str(gpt2_small_random), "--output",
+         str(tmp_path / "s.json"), "--emotions", "gratitude", "--positions", "last", "--exact-top-k", "12"],
+        cwd=repo, capture_output=True, text=True, timeout=1800,
+    )
+    assert r.returncode == 0, r.stderr
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB on Linux
+    print(f"\nscreening run peak RSS = {peak_gb:.2f} GB (target <= 4); earlier children peaked at {before / 1024**2:.2f} GB")
+    assert peak_gb <= 4.0
