@@ -1,0 +1,365 @@
+"""Ablation and patching experiments (analysis.experiments and its two CLIs) on small random models.
+
+Exactness against the plain Hugging Face model, an empty intervention that must change nothing,
+bad input (one `error:` line, exit 2, no file), the cumulative curve and the output contracts.
+The ground truth on `toy` is in tests/test_head_ablation.py and tests/test_head_patching.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from analysis import head_ablation, head_patching
+from analysis.experiments import METRICS, PATCHED_POSITIONS, resample_sources, spec_tag
+from analysis.head_screening import SCHEMA as SCREENING_SCHEMA
+from analysis.io import read_parquet
+from analysis.models import HEAD_OUT_PROJ
+from analysis.prompts import load_prompt_file
+from analysis.random_models import FAMILIES, build_tokenizer, save_random_model
+
+REPO = Path(__file__).resolve().parents[1]
+N_PROMPTS = 12
+NEW = 8
+N_UNEQUAL = 3
+FAST = ["--n-resamples", "200", "--max-tokens", str(NEW)]
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models: one thread is faster, and several times faster on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _lexicon_corpus() -> list[str]:
+    """Prompt texts plus every lexicon word, so the tokenizer has single-token lexicon words."""
+    texts = [p.text for f in sorted((REPO / "data/prompts/baseline").glob("*.txt")) for p in load_prompt_file(f)]
+    words = []
+    for f in sorted((REPO / "data/lexicons").glob("*.txt")):
+        words += [w for w in f.read_text().split() if w.isalpha() and w.islower()]
+    sentence = " ".join(words)
+    return texts + [sentence, sentence.capitalize()] * 20
+
+
+@pytest.fixture(scope="session")
+def lex_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lex_tokenizer")
+    build_tokenizer(out, _lexicon_corpus(), vocab_size=1500)
+    return out
+
+
+@pytest.fixture(scope="session")
+def spiky_dirs(tmp_path_factory: pytest.TempPathFactory, lex_tokenizer_dir: Path) -> dict[str, Path]:
+    """2 layers x 4 heads per family; large init so greedy margins are far above float noise."""
+    root = tmp_path_factory.mktemp("exp_models")
+    return {
+        f: save_random_model(f, root / f, tokenizer_dir=lex_tokenizer_dir, seed=3, init_std=0.3) for f in FAMILIES
+    }
+
+
+@pytest.fixture(scope="session")
+def prompt_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The first N_PROMPTS lines of the baseline gratitude and neutral files (aligned pairs)."""
+    root = tmp_path_factory.mktemp("prompts")
+    out = {}
+    for name in ("gratitude", "neutral"):
+        lines = (REPO / f"data/prompts/baseline/{name}.txt").read_text().splitlines()[:N_PROMPTS]
+        out[name] = root / f"{name}.txt"
+        out[name].write_text("\n".join(lines) + "\n")
+    # Three pairs whose emotion span is longer than its twin's: the pairs no longer align token by token.
+    lines = out["gratitude"].read_text().splitlines()
+    for i in range(N_UNEQUAL):
+        lines[i] = lines[i].replace("]", " and honestly much more than I can say]")
+    out["gratitude_long"] = root / "gratitude_long.txt"
+    out["gratitude_long"].write_text("\n".join(lines) + "\n")
+    short = root / "neutral_short.txt"
+    short.write_text("\n".join(out["neutral"].read_text().splitlines()[:-1]) + "\n")
+    out["neutral_short"] = short
+    return out
+
+
+def call(main: Callable[[Sequence[str]], object], argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        rc = 0
+    except SystemExit as exit_:
+        rc = int(exit_.code or 0)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _ablation_args(model: Path, files: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [
+        "--model", str(model), "--profile", "baseline", "--emotion", "gratitude",
+        "--prompts-file", str(files["gratitude"]), "--neutral-prompts", str(files["neutral"]),
+        "--cumulative-k", "0", "--output", str(out), *FAST, *extra,
+    ]
+
+
+def _patching_args(model: Path, files: dict[str, Path], out: Path, *extra: str, emotion_file: str = "gratitude") -> list[str]:
+    return [
+        "--model", str(model), "--profile", "baseline", "--emotion", "gratitude",
+        "--emotion-prompts", str(files[emotion_file]), "--neutral-prompts", str(files["neutral"]),
+        "--cumulative-k", "0", "--output", str(out), *FAST, *extra,
+    ]
+
+
+# --- exactness --------------------------------------------------------------------------------
+
+
+def _hf_greedy(path: Path, texts: list[str], zero_head: tuple[int, int] | None) -> list[list[int]]:
+    """Plain HF (eager) greedy continuation of each prompt alone, optionally with one head's
+    slice of the output-projection input zeroed by a forward pre-hook."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    handle = None
+    if zero_head is not None:
+        layer, head = zero_head
+        d_head = hf.config.hidden_size // hf.config.num_attention_heads
+        proj = hf.get_submodule(HEAD_OUT_PROJ[hf.config.model_type].format(layer=layer))
+
+        def drop(module: torch.nn.Module, args: tuple) -> tuple:
+            x = args[0].clone()
+            x[..., head * d_head : (head + 1) * d_head] = 0
+            return (x, *args[1:])
+
+        handle = proj.register_forward_pre_hook(drop)
+    out = []
+    try:
+        with torch.no_grad():
+            for text in texts:
+                ids = torch.tensor([[tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]])
+                seq = hf.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW, min_new_tokens=NEW,
+                    do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=None,
+                )
+                out.append(seq[0, ids.shape[1] :].tolist())
+    finally:
+        if handle is not None:
+            handle.remove()
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_ablation_equals_hf_with_head_slice_zeroed(
+    family: str, spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    out = tmp_path / "abl.json"
+    head = (1, 2)
+    rc, stdout, err = call(head_ablation.main, _ablation_args(spiky_dirs[family], prompt_files, out, "--head-spec", "1:2", "--method", "zero"), capsys)
+    assert rc == 0, err
+    table, _ = read_parquet(out.with_suffix(".parquet"))
+    texts = [p.text for p in load_prompt_file(prompt_files["gratitude"])]
+    assert list(table["prompt"]) == texts
+    ours_clean = [list(map(int, t)) for t in table["baseline_token_ids"]]
+    ours_ablated = [list(map(int, t)) for t in table["intervened_token_ids"]]
+    assert ours_clean == _hf_greedy(spiky_dirs[family], texts, None)
+    assert ours_ablated == _hf_greedy(spiky_dirs[family], texts, head)
+    # Not vacuous: removing the head changed some continuation.
+    assert ours_ablated != ours_clean
+    doc = json.loads(out.read_text())
+    assert abs(doc["effects"]["changed"]["mean"] - float(np.mean([a != b for a, b in zip(ours_ablated, ours_clean)]))) < 1e-12
+    assert "| Sentiment mean |" in stdout and "Change [95% CI]" in stdout
+
+
+def test_patching_a_prompt_into_itself_changes_nothing(
+    spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    out = tmp_path / "self.json"
+    args = _patching_args(spiky_dirs["gpt2"], prompt_files, out, "--head-spec", "0:0,1:3", "--positions", "all", emotion_file="neutral")
+    rc, _, err = call(head_patching.main, args, capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    table = pq.read_table(out.with_suffix(".parquet")).to_pandas()
+    assert [list(x) for x in table["baseline_token_ids"]] == [list(x) for x in table["intervened_token_ids"]]
+    for metric, eff in doc["effects"].items():
+        assert eff["mean"] == 0.0 and eff["ci_low"] == 0.0 and eff["ci_high"] == 0.0, (metric, eff)
+        assert eff["p"] == 1.0
+    assert doc["intervened"]["kl"] == 0.0 and doc["baseline"] == doc["intervened"]
+
+
+def test_patching_other_prompts_is_not_vacuous(
+    spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    """The same heads patched from the emotion prompts do move the logits (the check above can fail)."""
+    out = tmp_path / "pat.json"
+    rc, stdout, err = call(head_patching.main, _patching_args(spiky_dirs["gpt2"], prompt_files, out, "--head-spec", "0:0,1:3", "--positions", "span"), capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    assert abs(doc["intervened"]["kl"]) > 1e-6
+    assert doc["patched_positions"] == PATCHED_POSITIONS and doc["positions"] == "span"
+    assert PATCHED_POSITIONS in stdout
+
+
+# --- output contracts -------------------------------------------------------------------------
+
+
+def test_ablation_outputs_follow_the_contract(
+    spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    out = tmp_path / "nested" / "r.json"
+    table_path = tmp_path / "t.parquet"
+    args = _ablation_args(spiky_dirs["gpt_neox"], prompt_files, out, "--head-spec", "0:1,1:0", "--method", "resample",
+                          "--resample-draws", "2", "--table", str(table_path), "--seed", "5")
+    rc, _, err = call(head_ablation.main, args, capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "emotion-heads/ablation/v1" and doc["method"] == "resample"
+    assert doc["heads"] == [[0, 1], [1, 0]] and doc["head_spec"] == "0:1,1:0" and doc["n_prompts"] == N_PROMPTS
+    assert set(doc["baseline"]) == set(doc["intervened"]) == set(doc["effects"]) == set(METRICS)
+    for eff in doc["effects"].values():
+        assert {"n", "mean", "ci_low", "ci_high", "p"} <= set(eff) and eff["n"] == N_PROMPTS
+        assert eff["ci_low"] <= eff["mean"] + 1e-12 and eff["mean"] <= eff["ci_high"] + 1e-12
+    assert doc["params"]["seed"] == 5 and doc["params"]["resample_draws"] == 2 and doc["cumulative"] == []
+    assert doc["baseline"]["changed"] == 0.0 and doc["baseline"]["kl"] == 0.0
+    assert set(doc["min_margin"]) == {"baseline", "intervened"}
+    arrow = pq.read_table(table_path)
+    for col in ("baseline_token_ids", "intervened_token_ids", "resample_sources"):
+        assert str(arrow.schema.field(col).type) == "list<element: int64>", col
+    table, meta = read_parquet(table_path, "emotion-heads/ablation-prompts/v1")
+    assert meta["emotion"] == "gratitude" and len(table) == N_PROMPTS
+    sources = np.array(table["resample_sources"].tolist())
+    assert sources.shape == (N_PROMPTS, 2) and not (sources == np.arange(N_PROMPTS)[:, None]).any()
+    # Per-prompt means reproduce the summary.
+    for k in METRICS:
+        assert abs(float(table[f"intervened_{k}"].mean()) - doc["intervened"][k]) < 1e-9
+
+
+def test_resample_sources_never_pick_the_twin_and_are_seeded() -> None:
+    a = resample_sources(50, 50, 4, seed=1)
+    assert a.shape == (4, 50) and not (a == np.arange(50)).any() and a.min() >= 0 and a.max() <= 49
+    assert (a == resample_sources(50, 50, 4, seed=1)).all() and not (a == resample_sources(50, 50, 4, seed=2)).all()
+    assert len(np.unique(a)) > 40  # every other prompt can be drawn
+
+
+def test_spec_tag_follows_the_seed_file_names() -> None:
+    assert spec_tag("0:0") == "00" and spec_tag("0:0,3:5") == "00_35" and spec_tag("top:3") == "top3"
+
+
+# --- cumulative curve -------------------------------------------------------------------------
+
+
+def _screening(path: Path, ranked: list[tuple[int, int]], n_layers: int = 2, n_heads: int = 4) -> Path:
+    """A screening file ranking `ranked` first (by |attribution|) for gratitude."""
+    scores = []
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            rank = ranked.index((layer, head)) if (layer, head) in ranked else len(ranked)
+            scores.append({"layer": layer, "head": head, "emotion": "gratitude", "attribution": -(10.0 - rank), "exact": None, "delta_attn": 0.0})
+    path.write_text(json.dumps({"schema": SCREENING_SCHEMA, "model": "m", "profile": "baseline", "emotions": ["gratitude"], "scores": scores}))
+    return path
+
+
+@pytest.mark.parametrize("main,extra", [(head_ablation.main, ["--method", "zero"]), (head_patching.main, ["--positions", "last"])])
+def test_cumulative_curve_has_k_entries_of_k_heads(
+    main: Callable, extra: list[str], spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    ranked = [(1, 2), (0, 3), (1, 0)]
+    screening = _screening(tmp_path / "scores.json", ranked)
+    out = tmp_path / "cum.json"
+    args = (_ablation_args if main is head_ablation.main else _patching_args)(spiky_dirs["gpt2"], prompt_files, out, "--head-spec", "top:1", *extra)
+    args[args.index("--cumulative-k") + 1] = "3"
+    rc, stdout, err = call(main, [*args, "--screening-file", str(screening)], capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["heads"] == [[1, 2]]
+    assert [c["k"] for c in doc["cumulative"]] == [1, 2, 3]
+    for c in doc["cumulative"]:
+        assert c["heads"] == [list(h) for h in ranked[: c["k"]]]
+        assert set(c["effects"]) == set(METRICS) and all(e["n"] == N_PROMPTS for e in c["effects"].values())
+    # top-1 of the curve is the requested head: the same run, the same effects
+    assert doc["cumulative"][0]["effects"] == doc["effects"]
+    # more heads removed/patched jointly move the distribution at least as much here
+    assert doc["cumulative"][2]["intervened"]["kl"] != doc["cumulative"][0]["intervened"]["kl"]
+    assert "Cumulative" in stdout
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+BAD = {
+    "top_without_screening": (head_ablation.main, ["--head-spec", "top:2", "--screening-file", "{tmp}/missing_scores.json"], "missing_scores.json"),
+    "cumulative_without_screening": (head_patching.main, ["--head-spec", "0:0", "--cumulative-k", "2", "--screening-file", "{tmp}/missing_scores.json"], "missing_scores.json"),
+    "layer_out_of_range": (head_ablation.main, ["--head-spec", "5:0"], "layer 5 is out of range"),
+    "head_out_of_range": (head_patching.main, ["--head-spec", "0:4", "--positions", "last"], "head 4 is out of range"),
+    "bad_head_spec": (head_ablation.main, ["--head-spec", "0-0"], "head spec"),
+    "unknown_method": (head_ablation.main, ["--head-spec", "0:0", "--method", "gaussian"], "gaussian"),
+    "unknown_positions": (head_patching.main, ["--head-spec", "0:0", "--positions", "first"], "first"),
+    "positions_all_unequal": (head_patching.main, ["--head-spec", "0:0", "--positions", "all", "--emotion-prompts", "{long}"], "pairs differ"),
+    "unpaired_files": (head_patching.main, ["--head-spec", "0:0", "--positions", "last", "--neutral-prompts", "{short}"], "unpaired"),
+    "max_tokens_zero": (head_ablation.main, ["--head-spec", "0:0", "--max-tokens", "0"], "--max-tokens"),
+    "max_tokens_negative": (head_patching.main, ["--head-spec", "0:0", "--max-tokens", "-3"], "--max-tokens"),
+    "pickle_output": (head_ablation.main, ["--head-spec", "0:0", "--output", "{tmp}/out/r.pkl"], "pickle"),
+    "unknown_emotion": (head_ablation.main, ["--head-spec", "0:0", "--emotion", "joy"], "joy"),
+    "unavailable_model": (head_patching.main, ["--head-spec", "0:0", "--model", "EleutherAI/not-a-real-model"], "not available"),
+    "negative_cumulative": (head_ablation.main, ["--head-spec", "0:0", "--cumulative-k", "-1"], "--cumulative-k"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_exit_2_and_no_file(
+    case: str, spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    main, extra, expected = BAD[case]
+    out_dir = tmp_path / "out"
+    base = (_ablation_args if main is head_ablation.main else _patching_args)(spiky_dirs["gpt2"], prompt_files, out_dir / "r.json")
+    extra = [x.format(tmp=tmp_path, short=prompt_files["neutral_short"], long=prompt_files["gratitude_long"]) for x in extra]
+    # later flags win in argparse: the case's flags override the good defaults
+    argv = [*base, *extra]
+    rc, stdout, err = call(main, argv, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, (case, rc, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), (case, err)
+    assert expected in lines[0], (case, lines[0])
+    assert "Traceback" not in err
+    assert not out_dir.exists() or not any(out_dir.iterdir()), (case, list(out_dir.iterdir()))
+
+
+def test_positions_all_error_counts_pairs_and_suggests_modes(
+    spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    args = _patching_args(spiky_dirs["gpt2"], prompt_files, tmp_path / "r.json", "--head-spec", "0:0", "--positions", "all", emotion_file="gratitude_long")
+    rc, _, err = call(head_patching.main, args, capsys)
+    assert rc == 2
+    assert f"{N_UNEQUAL} of {N_PROMPTS} pairs differ" in err and "--positions last" in err and "--positions span" in err
+    # the same files patch fine at the span (aligned at its end) and at the last position
+    args[args.index("--positions") + 1] = "span"
+    rc, _, err = call(head_patching.main, args, capsys)
+    assert rc == 0, err
+
+
+def test_cli_module_refuses_pickle_in_one_line(tmp_path: Path) -> None:
+    """The real entry point (`python -m`), not just main(): one line, exit 2, no file."""
+    out = tmp_path / "x" / "gpt2_gratitude_00.pkl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.head_ablation", "--model", "toy", "--profile", "baseline", "--head-spec", "0:0",
+         "--emotion", "gratitude", "--max-tokens", "15", "--output", str(out)],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and ".pkl" in lines[0]
+    assert not out.parent.exists()
