@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# dvc.yaml commands call `python`: the venv's.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: venv repro test test-all bench report
 

@@ -1,0 +1,142 @@
+"""The DVC loop a researcher runs: repro, exp run -S, metrics diff, and a fresh clone.
+
+Runs the real dvc.yaml in a temporary git repository on a reduced profile (`tiny`: the first
+12 baseline pairs), reusing the embedded model's committed build so only the cheap stages run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+N_PAIRS = 12
+pytestmark = pytest.mark.slow
+
+
+def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> Path:
+    root = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = _sh(["git", "ls-files"], REPO).stdout.split()
+    for f in files:
+        if f.startswith("results/"):
+            continue
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, root / f)
+    shutil.copytree(toy_path, root / "results/models/toy")
+    tiny = root / "data/prompts/tiny"
+    tiny.mkdir(parents=True)
+    for f in (REPO / "data/prompts/baseline").glob("*.txt"):
+        (tiny / f.name).write_text("\n".join(f.read_text().splitlines()[:N_PAIRS]) + "\n")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["profile"] = "tiny"
+    params["ablation"]["cumulative_k"] = 2
+    params["patching"]["cumulative_k"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _sh(["git", "init", "-q"], root)
+    _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)
+    _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], root)
+    # The committed toy build stands in for the model stage (same code, data and params).
+    _sh(["dvc", "commit", "-f", "model@toy"], root)
+    _sh(["dvc", "repro"], root)
+    _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)
+    _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "repro"], root)
+    return root
+
+
+def _summary(root: Path) -> dict:
+    return json.loads((root / "results/summary.json").read_text())
+
+
+def test_repro_is_clean_and_finds_the_planted_heads(project: Path) -> None:
+    status = _sh(["dvc", "status"], project).stdout
+    assert "up to date" in status, status
+    s = _summary(project)
+    planted = json.loads((project / "results/models/toy/planted.json").read_text())["by_emotion"]
+    for emotion, heads in planted.items():
+        assert [s[f"toy.{emotion}.screening.top_layer"], s[f"toy.{emotion}.screening.top_head"]] in heads
+        assert s[f"toy.{emotion}.recovery.exact.planted_rank"] == 1
+        assert s[f"toy.{emotion}.recovery.exact.auroc"] >= 0.99
+        assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
+        assert s[f"toy.{emotion}.patching.emotion_score.ci_low"] > 0
+    for png in ("head_reaction_heatmap", "top_heads", "ablation_sentiment_comparison", "patching_keyword_comparison", "cumulative_topk"):
+        assert (project / f"results/tiny/plots/heads/toy/{png}.png").is_file()
+
+
+def test_fresh_clone_reproduces_summary(project: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    _sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    # No DVC cache in the clone: the per-prompt Parquet tables are missing, so their stages rerun.
+    _sh(["dvc", "repro"], clone)
+    a, b = _summary(project), _summary(clone)
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        if isinstance(v, (int, float)):
+            assert abs(v - b[k]) <= 1e-6 * max(1.0, abs(v)), k
+    assert "up to date" in _sh(["dvc", "status"], clone).stdout
+
+
+def test_exp_run_method_mean_changes_ablation_numbers(project: Path) -> None:
+    _sh(["dvc", "exp", "run", "-S", "ablation.method=mean"], project)
+    diff = _sh(["dvc", "metrics", "diff", "--json"], project).stdout
+    changed = json.loads(diff)["results/summary.json"]
+    ablation_keys = [k for k in changed if ".ablation." in k]
+    assert ablation_keys, changed
+    assert not [k for k in changed if ".patching." in k or ".screening." in k], "only ablation cells should move"
+    doc = json.loads((project / "results/tiny/patching/head_ablation/toy_anger.json").read_text())
+    assert doc["method"] == "mean"
+    _sh(["git", "checkout", "-q", "--", "."], project)
+    _sh(["dvc", "checkout", "-q"], project, check=False)
+
+
+def test_exp_run_one_emotion_runs_only_its_cells(project: Path) -> None:
+    r = _sh(["dvc", "exp", "run", "-S", "emotions=[anger]"], project)
+    ran = [line for line in r.stdout.splitlines() if line.startswith("Running stage")]
+    assert any("ablate@toy-anger" in line for line in ran), r.stdout
+    assert not any("gratitude" in line or "apology" in line for line in ran), ran
+    _sh(["git", "checkout", "-q", "--", "."], project)
+    _sh(["dvc", "checkout", "-q"], project, check=False)
+
+
+def test_unavailable_model_fails_in_its_stage_with_one_line(project: Path) -> None:
+    r = _sh(["dvc", "exp", "run", "-S", "models=[EleutherAI/not-a-model]"], project, check=False)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "model@EleutherAI/not-a-model" in out or "model@" in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not available" in errors[0] and "`toy` works offline" in errors[0], out[-2000:]
+    _sh(["git", "checkout", "-q", "--", "."], project)
+
+
+@pytest.mark.parametrize(
+    "patch, needle",
+    [({"ablation": {"max_tokens": -1}}, "ablation.max_tokens"), ({"ablation": {"method": "foo"}}, "allowed: zero, mean, resample")],
+)
+def test_bad_params_fail_in_the_first_stage_that_reads_them(project: Path, tmp_path: Path, patch: dict, needle: str) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    for k, v in patch.items():
+        params[k].update(v)
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    r = _sh(["dvc", "repro"], copy, check=False)
+    out = r.stdout + r.stderr
+    ran = [line for line in out.splitlines() if line.startswith("Running stage")]
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1 and needle in errors[0], out[-3000:]
+    assert ran and "ablate@" in ran[0], ran  # the stages that do not read `ablation` were up to date
