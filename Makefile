@@ -36,4 +36,4 @@ bench: $(STAMP)
 	$(VENV)/bin/pytest -m benchmark -s tests/benchmarks
 
 report:
-	quarto render report
+	QUARTO_PYTHON=$(abspath $(VENV))/bin/python quarto render report
