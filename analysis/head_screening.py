@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from analysis.errors import InputError, cli
 from analysis.generation import progress_disabled
 from analysis.interventions import (
+    Edit,
     Site,
     TokenBatch,
     block_inputs,
@@ -198,6 +199,22 @@ def attribution(
     return torch.stack(per_layer, 1).detach()
 
 
+def unchanged_prefix(pb: PairBatches) -> int:
+    """Columns before this one are identical in the clean and every patched neutral run.
+
+    Nothing is patched before the first masked column, and where twins have the same tokens
+    (and padding) up to a column, patching their z there writes back the same value; causal
+    attention keeps everything before the first real change as it was.
+    """
+    t = pb.neutral.input_ids.shape[1]
+    masked = pb.mask.any(0).nonzero().flatten()
+    first_masked = int(masked[0]) if len(masked) else t
+    differs = (pb.emotion.input_ids != pb.neutral.input_ids) | (pb.emotion.attention_mask != pb.neutral.attention_mask)
+    cols = differs.any(0).nonzero().flatten()
+    first_diff = int(cols[0]) if len(cols) else t
+    return min(max(first_masked, first_diff), t - 1)
+
+
 def exact_patching(
     model: LoadedModel,
     pb: PairBatches,
@@ -208,25 +225,50 @@ def exact_patching(
 ) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
     """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
 
-    One forward per head on the plain HF modules, from the cached residual before its layer,
-    unembedding only the last position (analysis.interventions: the fast path).
+    Only what patching z_h can change is recomputed (DESIGN §10): blocks from the head's layer
+    on (the cached residual enters there), positions from the first changed column on (the
+    clean run's keys and values serve the unchanged prefix), and logits at the last position
+    for the lexicon tokens M reads.
+    It runs on the plain HF modules (analysis.interventions: the fast path).
     """
+    import copy
+
     hf, family = plain_hf(model.path), model.spec.family
+    base = hf.base_model  # up to the final LayerNorm: the unembedding is done for the lexicons only
     batch = pb.neutral
-    kwargs = dict(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-        position_ids=position_ids(batch.attention_mask), logits_to_keep=1, use_cache=False,
-    )
-    resid = block_inputs(hf, family, batch)
+    mask = batch.attention_mask
+    pos = position_ids(mask)
+    p = unchanged_prefix(pb)
+    resid, clean_hidden = block_inputs(hf, family, batch)
+    # M needs the logits of the lexicon tokens alone; unembedding 50k tokens to keep ~50 was
+    # most of a last-layer head's cost.
+    emo_ids, neu_ids = ids
+    unembed = hf.get_output_embeddings()
+    rows = torch.tensor([*emo_ids, *neu_ids])
+    w_u = unembed.weight[rows]
+    b_u = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
+    local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
+
+    def score(hidden: Tensor) -> Tensor:
+        return emotion_score(torch.nn.functional.linear(hidden[:, -1], w_u, b_u), *local)
+
     out: dict[tuple[int, int], Tensor] = {}
     with torch.no_grad():
-        clean = emotion_score(hf(**kwargs).logits[:, -1], *ids)
+        clean = score(clean_hidden)
+        prefix = None
+        if p > 0:
+            prefix = base(input_ids=batch.input_ids[:, :p], attention_mask=mask[:, :p], position_ids=pos[:, :p], use_cache=True).cache
         for layer, head in tqdm(heads, desc=desc, disable=progress_disabled(), leave=False):
             (edit,) = patch_edits([Site("head", layer, head)], z_emo, pb.idx, pb.mask)
+            edit = Edit(edit.site, edit.value[:, p:], edit.mask[:, p:], True)
+            cache = copy.deepcopy(prefix) if prefix is not None else None  # the run appends to it
             # The edit's module is looked up by layer index, so it goes on before the block list is cut.
-            with head_output_edit(hf, family, edit, model.spec.d_head), start_at_layer(hf, family, layer, resid[layer]):
-                logits = hf(**kwargs).logits[:, -1]
-            out[(layer, head)] = emotion_score(logits, *ids) - clean
+            with head_output_edit(hf, family, edit, model.spec.d_head), start_at_layer(hf, family, layer, resid[layer][:, p:]):
+                hidden = base(
+                    input_ids=batch.input_ids[:, p:], attention_mask=mask, position_ids=pos[:, p:],
+                    cache=cache, use_cache=cache is not None,
+                ).last_hidden_state
+            out[(layer, head)] = score(hidden) - clean
     return out
 
 

@@ -290,8 +290,9 @@ def start_at_layer(hf: torch.nn.Module, family: str, layer: int, resid_pre: Floa
         handle.remove()
 
 
-def block_inputs(hf: torch.nn.Module, family: str, batch: TokenBatch) -> list[Tensor]:
-    """The residual entering every block (= `blocks.L.hook_resid_pre`), from one plain forward."""
+def block_inputs(hf: torch.nn.Module, family: str, batch: TokenBatch) -> tuple[list[Tensor], Tensor]:
+    """The residual entering every block (= `blocks.L.hook_resid_pre`) and the final hidden
+    state (after the last LayerNorm), from one forward of the base model (no unembedding)."""
     blocks = hf.get_submodule(BLOCK_LIST[family])
     store: list[Tensor] = [torch.empty(0)] * len(blocks)
     handles = [
@@ -300,12 +301,14 @@ def block_inputs(hf: torch.nn.Module, family: str, batch: TokenBatch) -> list[Te
     ]
     try:
         with torch.no_grad():
-            hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-               position_ids=position_ids(batch.attention_mask), logits_to_keep=1, use_cache=False)
+            hidden = hf.base_model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=position_ids(batch.attention_mask), use_cache=False,
+            ).last_hidden_state
     finally:
         for h in handles:
             h.remove()
-    return store
+    return store, hidden
 
 
 @contextmanager

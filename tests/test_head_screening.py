@@ -20,6 +20,7 @@ from analysis.head_screening import (
     pair_batches,
     screen,
     top_heads,
+    unchanged_prefix,
 )
 from analysis.interventions import Edit, Site, capture, hooks_for, last_logits, position_map
 from analysis.models import load_model
@@ -40,25 +41,48 @@ def small_gpt2(random_model_dirs: dict[str, Path]):  # noqa: ANN201
     return load_model(str(random_model_dirs["gpt2"]))
 
 
+@pytest.mark.parametrize("positions", ["last", "all", "span"])
 @pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "gpt_neo"])
-def test_exact_equals_from_scratch_patched_run(family: str, random_model_dirs: dict[str, Path]) -> None:
+def test_exact_equals_from_scratch_patched_run(family: str, positions: str, random_model_dirs: dict[str, Path]) -> None:
     """The fast path (plain HF modules, from the cached residual, edit at the out-projection
     input) equals a full bridge run with the same patch on hook_z, for every family."""
     model = load_model(str(random_model_dirs[family]))
-    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 12), "last")
+    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 24), positions)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
     z = capture(model, pb.emotion, _z_names(model))
     heads = [(0, 1), (1, 3)]
     fast = exact_patching(model, pb, z, heads, ids)
     clean = emotion_score(last_logits(model, pb.neutral), *ids)
+    moved = 0.0
     for layer, head in heads:
         from analysis.interventions import patch_edits
 
         edits = patch_edits([Site("head", layer, head)], z, pb.idx, pb.mask)
         slow = emotion_score(last_logits(model, pb.neutral, hooks_for(edits)), *ids) - clean
         assert abs((fast[(layer, head)] - slow).abs().max().item()) <= 1e-5
-        assert abs(slow).max().item() > 1e-7, "patching changed nothing: the comparison is vacuous"
+        moved = max(moved, slow.abs().max().item())
+    # (a last-layer head patched at span positions cannot reach the last position: 0 is right)
+    assert moved > 1e-7, "patching changed nothing: the comparison is vacuous"
+
+
+def test_unchanged_prefix_by_hand() -> None:
+    # Twins share columns 0-2; the span differs at 3-4. `all` patches from column 0, but the
+    # values written at 0-2 are the clean ones, so the first column that can change is 3.
+    ids = torch.tensor([[0, 5, 6, 7, 8, 9], [0, 5, 6, 7, 8, 9]])
+    emo_ids = ids.clone()
+    emo_ids[:, 3:5] = 1
+    ones = torch.ones_like(ids)
+    span = torch.zeros_like(ids, dtype=torch.bool)
+    span[:, 3:5] = True
+    emo = TokenBatch(emo_ids, ones, span, torch.tensor([6, 6]))
+    neu = TokenBatch(ids, ones, span, torch.tensor([6, 6]))
+    for mode, expected in (("all", 3), ("span", 3), ("last", 5)):
+        idx, mask = position_map(mode, emo, neu)
+        assert unchanged_prefix(PairBatches(emo, neu, idx, mask, [0, 1])) == expected, mode
+    padded = TokenBatch(emo_ids, torch.tensor([[0, 1, 1, 1, 1, 1], [1] * 6]), span, torch.tensor([5, 6]))
+    idx, mask = position_map("all", padded, neu)
+    assert unchanged_prefix(PairBatches(padded, neu, idx, mask, [0, 1])) == 0
 
 
 def test_exact_equals_transformer_lens_patching_loop(small_gpt2) -> None:  # noqa: ANN001
