@@ -85,7 +85,9 @@ def top_heads(path: Path, emotion: str, n: int) -> tuple[tuple[int, int], ...]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
     key = ranking_score(doc)
     rows = [s for s in doc["scores"] if s["emotion"] == emotion and s.get(key) is not None]
-    rows.sort(key=lambda s: (-abs(s[key]), s["layer"], s["head"]))
+    # Rounded to 1e-6 (nats): heads whose effect is float noise tie and keep layer:head order,
+    # so `top:N` and the cumulative curve do not depend on rounding in the last bits.
+    rows.sort(key=lambda s: (-round(abs(s[key]), 6), s["layer"], s["head"]))
     if n > len(rows):
         raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads for {emotion}")
     return tuple((int(s["layer"]), int(s["head"])) for s in rows[:n])
