@@ -32,7 +32,6 @@ from analysis.toy_model import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILT = ROOT / "results" / "models" / "toy"
 PROMPTS = ROOT / "data" / "prompts"
 LEXICONS = ROOT / "data" / "lexicons"
 MAX_NEW_TOKENS = 15
@@ -49,20 +48,13 @@ def _config(**overrides: object) -> ToyConfig:
     return ToyConfig(**{**paths, **overrides})  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """A model this small runs as fast on one thread, and far faster when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, shared CPU
 
 
 @pytest.fixture(scope="session")
-def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if (BUILT / PLANTED_FILE).is_file() and (BUILT / "model.safetensors").is_file():
-        return BUILT
-    return build_toy_model(_config(), tmp_path_factory.mktemp("toy") / "toy")
+def toy_dir(toy_path: Path) -> Path:
+    """The pipeline's toy build, or one made here (conftest's `toy_path`)."""
+    return toy_path
 
 
 @pytest.fixture(scope="session")
