@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+Timer = Callable[..., dict[str, float]]
+
+
+def _median_times(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():  # interleaved, so drift in machine load hits all alike
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@pytest.fixture(scope="session")
+def median_times() -> Timer:
+    """Median wall time per named function over interleaved repeats (ratios, not bare times)."""
+    return _median_times
 
 
 @pytest.fixture(scope="session")

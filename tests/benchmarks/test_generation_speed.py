@@ -10,8 +10,6 @@ Run: pytest -m benchmark -s tests/benchmarks/test_generation_speed.py
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,17 +29,8 @@ REPEATS = 3
 MAX_RATIO = 1.2
 
 
-def _median_times(fns: dict[str, Callable[[], object]], repeats: int = REPEATS) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():  # interleaved, so drift in machine load hits all alike
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
-
-def test_ablated_generation_is_within_20_percent_of_plain_hf(gpt2_small_random: Path) -> None:
+def test_ablated_generation_is_within_20_percent_of_plain_hf(gpt2_small_random: Path, median_times) -> None:  # noqa: ANN001
     from transformers import AutoModelForCausalLM
 
     model = load_model(str(gpt2_small_random))
@@ -73,7 +62,7 @@ def test_ablated_generation_is_within_20_percent_of_plain_hf(gpt2_small_random: 
     ablated = ours(ablate)()
     assert not torch.equal(ablated, ref), "the ablation changed nothing: the timing compares a no-op"
 
-    times = _median_times({"plain_hf": plain, "ours_ablated": ours(ablate), "ours_identity": ours(identity)})
+    times = median_times({"plain_hf": plain, "ours_ablated": ours(ablate), "ours_identity": ours(identity)}, repeats=REPEATS)
     ratio = times["ours_ablated"] / times["plain_hf"]
     print(
         f"\ngeneration, 70 prompts x {NEW_TOKENS} tokens, GPT-2-small arch, {torch.get_num_threads()} threads, "

@@ -8,11 +8,8 @@ Run: pytest -m benchmark -s tests/benchmarks/test_screening_speed.py
 from __future__ import annotations
 
 import resource
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,15 +24,6 @@ from analysis.scoring import emotion_score
 pytestmark = pytest.mark.benchmark
 N_PAIRS, N_TOKENS = 70, 14
 
-
-def _median_times(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():  # interleaved, so drift in machine load hits both alike
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _pairs(spec_bos: int) -> PairBatches:
@@ -53,7 +41,7 @@ def _pairs(spec_bos: int) -> PairBatches:
     return PairBatches(emo, neu, idx, mask, list(range(N_PAIRS)))
 
 
-def test_attribution_and_exact_patching_speed(gpt2_small_random: Path) -> None:
+def test_attribution_and_exact_patching_speed(gpt2_small_random: Path, median_times) -> None:  # noqa: ANN001
     from transformer_lens import patching
 
     model = load_model(str(gpt2_small_random))
@@ -69,7 +57,7 @@ def test_attribution_and_exact_patching_speed(gpt2_small_random: Path) -> None:
             z = capture(model, pb.emotion, _z_names(model))
         attribution(model, pb, z, ids)
 
-    t = _median_times({"forward": plain_forward, "attribution": attribution_all_heads})
+    t = median_times({"forward": plain_forward, "attribution": attribution_all_heads})
     ratio_attr = t["attribution"] / t["forward"]
     print(f"\nattribution (144 heads, incl. the emotion run) / one plain forward = {ratio_attr:.2f}  (target <= 3.0)")
 
@@ -97,7 +85,7 @@ def test_attribution_and_exact_patching_speed(gpt2_small_random: Path) -> None:
                 reduce="none", index_axis_names=None, index_df=pd.DataFrame(heads, columns=["layer", "head"]),
             )
 
-    t = _median_times({"tl": tl_loop, "ours": ours}, repeats=2)
+    t = median_times({"tl": tl_loop, "ours": ours}, repeats=2)
     tl_all = t["tl"] / len(heads) * len(all_heads)
     speedup = tl_all / t["ours"]
     print(
