@@ -91,34 +91,29 @@ def _bootstrap_ci(
     sums: np.ndarray, sizes: np.ndarray, *, n_resamples: int, seed: int, confidence: float
 ) -> tuple[float, float]:
     """BCa interval of the per-prompt mean, resampling clusters; percentile if BCa is undefined."""
-    with warnings.catch_warnings():
-        # scipy warns (DegenerateDataWarning / RuntimeWarning) and returns NaN when the
-        # jackknife acceleration or the bias correction is undefined; we handle that below.
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap(
-            (sums, sizes),
-            _ratio_stat,
-            paired=True,
-            method="BCa",
-            confidence_level=confidence,
-            n_resamples=n_resamples,
-            rng=np.random.default_rng(seed),
-        )
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+    def interval(method: str) -> tuple[float, float]:
+        with warnings.catch_warnings():
+            # scipy warns (DegenerateDataWarning / RuntimeWarning) and returns NaN when the
+            # jackknife acceleration or the bias correction is undefined; handled below.
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap(
+                (sums, sizes),
+                _ratio_stat,
+                paired=True,
+                method=method,
+                confidence_level=confidence,
+                n_resamples=n_resamples,
+                rng=np.random.default_rng(seed),
+            )
+        return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+    low, high = interval("BCa")
     if not (math.isfinite(low) and math.isfinite(high)):
         # Fallback: BCa failed on a degenerate jackknife/bootstrap distribution. The percentile
         # interval of the same seeded resamples is well defined whenever d is not constant
         # (constant d never gets here), so report it instead of NaN.
-        res = stats.bootstrap(
-            (sums, sizes),
-            _ratio_stat,
-            paired=True,
-            method="percentile",
-            confidence_level=confidence,
-            n_resamples=n_resamples,
-            rng=np.random.default_rng(seed),
-        )
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        low, high = interval("percentile")
     return low, high
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from analysis.experiments import ExperimentResult, run_experiment
 from analysis.prompts import EMOTIONS
@@ -55,15 +53,13 @@ def subset_files(root: Path, emotion: str, emotion_flag: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def toy() -> Iterator[tuple[object, dict]]:
+def toy(one_thread: None) -> tuple[object, dict]:
+    """The loaded toy model and its planted.json (one thread: conftest's `one_thread`)."""
     doc = require_toy()
     os.chdir(REPO)
     from analysis.models import load_model
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: one thread is faster, and much faster on a shared machine
-    yield load_model("toy"), doc
-    torch.set_num_threads(threads)
+    return load_model("toy"), doc
 
 
 @pytest.fixture(scope="module")

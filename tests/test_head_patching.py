@@ -9,28 +9,15 @@ prompt positions only, and the output says so.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from analysis.experiments import PATCHED_POSITIONS, document, run_experiment
 from analysis.prompts import EMOTIONS
-from test_head_ablation import N_PROMPTS, REPO, control_head, require_toy, subset_files
+from test_head_ablation import N_PROMPTS, REPO, control_head, subset_files, toy  # noqa: F401 (toy is a fixture)
 
 
-@pytest.fixture(scope="module")
-def toy() -> Iterator[tuple[object, dict]]:
-    doc = require_toy()
-    os.chdir(REPO)
-    from analysis.models import load_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: one thread is faster, and much faster on a shared machine
-    yield load_model("toy"), doc
-    torch.set_num_threads(threads)
 
 
 def patch(toy: tuple[object, dict], tmp: Path, emotion: str, head: tuple[int, int]):  # noqa: ANN201
