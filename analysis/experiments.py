@@ -19,7 +19,10 @@ One experiment = a set of components (`Site`s) × an intervention plan × target
 The two CLIs differ only in the plan they build (`ZeroPlan`, `MeanPlan`, `ResamplePlan` for
 ablation, `PatchPlan` for patching) and which prompts are the target (emotion prompts for
 ablation, their neutral twins for patching). Sites are generic, so MLP units go through the
-same code.
+same code: `--head-spec` (params `ablation.head_spec` / `patching.head_spec`) takes heads
+(`L:H`, `L:H,L:H`, `top:N` from the head screening) or MLP units (`mlp:L:N`, `mlp:L:N1,N2`,
+`mlp-top:K` from the unit screening, analysis.unit_screening), and the cumulative curve ranks
+the same kind of component from the same kind of screening.
 """
 
 from __future__ import annotations
@@ -57,12 +60,22 @@ from analysis.interventions import (
     position_map,
     site_values,
     tokenize_pairs,
+    unit_sites,
     zero_edits,
 )
 from analysis.io import check_output_path, write_json, write_parquet
-from analysis.models import LoadedModel, load_model, parse_head_spec, validate_heads
+from analysis.models import (
+    LoadedModel,
+    UnitSpec,
+    is_unit_spec,
+    load_model,
+    parse_site_spec,
+    parse_unit_spec,
+    validate_heads,
+    validate_units,
+)
 from analysis.params import Params
-from analysis.prompts import EMOTIONS, NEUTRAL, PromptPairs, TokenBatch, equal_length_pairs, load_pairs, span_clusters
+from analysis.prompts import EMOTIONS, NEUTRAL, PromptPairs, TokenBatch, aligned_pairs, load_pairs, span_clusters, subset
 from analysis.scoring import LEXICONS, emotion_score, kl_divergence, lexicon_ids, text_scores
 from analysis.stats import Effect, paired_effect
 
@@ -146,7 +159,20 @@ def model_tag(name: str) -> str:
 
 
 def spec_tag(head_spec: str) -> str:
-    """The seed's file-name tag of a head spec: `0:0` → `00`, `0:0,3:5` → `00_35`, `top:3` → `top3`."""
+    """The seed's file-name tag of a head spec: `0:0` → `00`, `0:0,3:5` → `00_35`, `top:3` → `top3`.
+
+    Unit specs get an unambiguous tag of their own (layer and neuron numbers would run together
+    in the seed's scheme): `mlp:3:17` → `mlp3n17`, `mlp:3:17,42` → `mlp3n17_3n42`,
+    `mlp-top:5` → `mlptop5`.
+    """
+    if is_unit_spec(head_spec):
+        try:
+            spec = parse_unit_spec(head_spec)
+        except InputError:  # reported by `prepare`, with the whole story; the tag only names a file
+            return re.sub(r"[^A-Za-z0-9]+", "_", head_spec).strip("_") or "units"
+        if spec.is_top:
+            return f"mlptop{spec.top}"
+        return "mlp" + "_".join(f"{layer}n{neuron}" for layer, neuron in spec.units)
     return "_".join(re.sub(r"[^A-Za-z0-9]", "", part) for part in head_spec.split(",")) or "heads"
 
 
@@ -177,7 +203,10 @@ def build_parser(kind: Kind, description: str, params: Params) -> OneLineParser:
     )
     p.add_argument("--model", required=True, help="`toy`, a Hugging Face id (cached) or a local model folder")
     p.add_argument("--profile", default=params.profile, help=f"prompt profile under data/prompts (default {params.profile})")
-    p.add_argument("--head-spec", default=section.head_spec, help=f'"L:H", "L:H,L:H" or "top:N" (default {section.head_spec})')
+    p.add_argument(
+        "--head-spec", default=section.head_spec,
+        help=f'heads "L:H", "L:H,L:H", "top:N", or MLP units "mlp:L:N", "mlp:L:N1,N2", "mlp-top:K" (default {section.head_spec})',
+    )
     p.add_argument("--emotion", required=True, choices=EMOTIONS)
     p.add_argument("--max-tokens", type=int, default=section.max_tokens, help=f"greedy tokens per prompt (default {section.max_tokens})")
     p.add_argument("--output", type=Path, default=None, help="summary JSON (default: the seed's results/<profile>/patching/... layout)")
@@ -196,9 +225,13 @@ def build_parser(kind: Kind, description: str, params: Params) -> OneLineParser:
         p.add_argument("--emotion-prompts", type=Path, default=None, help="emotion (source) prompts (default: the profile's)")
     p.add_argument(
         "--cumulative-k", type=int, default=None,
-        help=f"also intervene on the top-1..top-k screened heads jointly; 0 = off (default {section.cumulative_k})",
+        help=f"also intervene on the top-1..top-k screened heads (or units, for a unit spec) jointly; 0 = off (default {section.cumulative_k})",
     )
-    p.add_argument("--screening-file", type=Path, default=None, help="screening JSON for top:N and the cumulative curve (default: the model's)")
+    p.add_argument(
+        "--screening-file", type=Path, default=None,
+        help="screening JSON for top:N / mlp-top:K and the cumulative curve (default: the model's head screening, "
+        "or its unit screening for a unit spec)",
+    )
     p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the bootstrap, permutations and resampling (default {params.seed})")
     p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"bootstrap and permutation resamples (default {params.scoring.n_resamples})")
     return p
@@ -206,6 +239,7 @@ def build_parser(kind: Kind, description: str, params: Params) -> OneLineParser:
 
 def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> ExperimentConfig:
     from analysis.head_screening import screening_path
+    from analysis.outputs import unit_screening_file
 
     section = params.ablation if kind == "ablation" else params.patching
     output = args.output or default_output(kind, args.profile, args.model, args.emotion, args.head_spec)
@@ -222,7 +256,7 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         table=args.table or output.with_suffix(".parquet"),
         emotion_file=args.prompts_file if kind == "ablation" else args.emotion_prompts,
         neutral_file=args.neutral_prompts,
-        screening_file=args.screening_file or screening_path(args.profile, args.model),
+        screening_file=args.screening_file or (unit_screening_file if is_unit_spec(args.head_spec) else screening_path)(args.profile, args.model),
         cumulative_k=args.cumulative_k if explicit_k else section.cumulative_k,
         cumulative_k_explicit=explicit_k,
         seed=args.seed,
@@ -303,28 +337,34 @@ def _check_config_values(c: ExperimentConfig) -> None:
 
 
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
-    from analysis.head_screening import top_heads
-
-    spec = parse_head_spec(c.head_spec)
+    """The requested sites and the cumulative top-1..K site sets, ranked by the screening of
+    the spec's kind (heads: analysis.head_screening; units: analysis.unit_screening)."""
+    spec = parse_site_spec(c.head_spec)
+    if isinstance(spec, UnitSpec):
+        from analysis.unit_screening import top_units as top
+        explicit, to_sites, stage, what = spec.units, unit_sites, "analysis.unit_screening", "unit screening file"
+    else:
+        from analysis.head_screening import top_heads as top
+        explicit, to_sites, stage, what = spec.heads, head_sites, "analysis.head_screening", "screening file"
     notes: list[str] = []
     assert c.screening_file is not None
-    heads = top_heads(c.screening_file, c.emotion, spec.top) if spec.is_top else spec.heads
+    chosen = top(c.screening_file, c.emotion, spec.top) if spec.is_top else explicit
     cumulative: tuple[tuple[Site, ...], ...] = ()
     if c.cumulative_k > 0:
         if not Path(c.screening_file).is_file() and not c.cumulative_k_explicit:
             notes.append(
-                f"no cumulative curve: cumulative_k={c.cumulative_k} (params.yaml) needs the screening file "
+                f"no cumulative curve: cumulative_k={c.cumulative_k} (params.yaml) needs the {what} "
                 f"{c.screening_file}, which does not exist; run the screening first or pass --cumulative-k 0"
             )
         else:
             if not Path(c.screening_file).is_file():
                 raise InputError(
-                    f"--cumulative-k {c.cumulative_k} needs the screening file {c.screening_file}, which does not "
-                    f"exist; run `python -m analysis.head_screening` first, pass --screening-file, or --cumulative-k 0"
+                    f"--cumulative-k {c.cumulative_k} needs the {what} {c.screening_file}, which does not "
+                    f"exist; run `python -m {stage}` first, pass --screening-file, or --cumulative-k 0"
                 )
-            top = top_heads(c.screening_file, c.emotion, c.cumulative_k)
-            cumulative = tuple(head_sites(top[:k]) for k in range(1, c.cumulative_k + 1))
-    return head_sites(heads), cumulative, notes
+            ranked = top(c.screening_file, c.emotion, c.cumulative_k)
+            cumulative = tuple(to_sites(ranked[:k]) for k in range(1, c.cumulative_k + 1))
+    return to_sites(chosen), cumulative, notes
 
 
 def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
@@ -338,15 +378,25 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     model = model if model is not None else load_model(c.model)
     for group in (sites, *cumulative):
         validate_heads(tuple((s.layer, s.index) for s in group if s.kind == "head"), model.spec)
+        validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
     lex = lexicon_ids(model.tokenizer)
     if c.kind == "patching" and c.mode == "all":
-        same = equal_length_pairs(model.tokenizer, pairs)
-        if same != len(pairs):
+        # Position-by-position patching needs twins of equal token length. As in the screening,
+        # the others are dropped and counted (a real tokenizer splits "thank you so much" and
+        # its neutral twin differently); none left is an error.
+        keep = aligned_pairs(model.tokenizer, pairs)
+        if not keep:
             raise InputError(
-                f"--positions all needs every emotion/neutral pair to have the same tokens outside the span "
-                f"positions, but {len(pairs) - same} of {len(pairs)} pairs differ in token length or span "
-                f"position under the tokenizer of {c.model}; use --positions last or --positions span"
+                f"--positions all needs emotion/neutral pairs of the same token length with the span at the "
+                f"same positions, but none of the {len(pairs)} pairs is under the tokenizer of {c.model}; "
+                f"use --positions last or --positions span"
             )
+        if len(keep) < len(pairs):
+            notes.append(
+                f"positions all: {len(pairs) - len(keep)} of {len(pairs)} pairs differ in token length or span "
+                f"position under the tokenizer of {c.model} and were left out (n_prompts counts the rest)"
+            )
+            pairs = subset(pairs, keep)
     if c.kind == "ablation" and c.mode == "resample" and len(pairs) < 2:
         raise InputError("resample ablation needs at least 2 neutral prompts (each prompt draws a different one)")
     # Everything is valid: now the output folders may be created.
@@ -620,6 +670,15 @@ def _heads(sites: Sequence[Site]) -> list[list[int]]:
     return [[s.layer, s.index] for s in sites if s.kind == "head"]
 
 
+def _units(sites: Sequence[Site]) -> list[list[int]]:
+    """MLP units as [layer, neuron]."""
+    return [[s.layer, s.index] for s in sites if s.kind == "mlp"]
+
+
+def _noun(sites: Sequence[Site]) -> str:
+    return "units" if sites and all(s.kind == "mlp" for s in sites) else "heads"
+
+
 def document(r: ExperimentResult) -> dict[str, Any]:
     """The summary JSON (schema emotion-heads/<kind>/v1)."""
     c = r.config
@@ -629,6 +688,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "profile": c.profile,
         "emotion": c.emotion,
         "heads": _heads(r.main.sites),
+        "units": _units(r.main.sites),
         "sites": [s.label for s in r.main.sites],
         "head_spec": c.head_spec,
         c.mode_key: c.mode,
@@ -638,7 +698,10 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "intervened": _means(r.main.scores),
         "effects": {k: e.to_dict() for k, e in r.main.effects.items()},
         "cumulative": [
-            {"k": k, "heads": _heads(o.sites), "intervened": _means(o.scores), "effects": {m: e.to_dict() for m, e in o.effects.items()}}
+            {
+                "k": k, "heads": _heads(o.sites), "units": _units(o.sites), "sites": [s.label for s in o.sites],
+                "intervened": _means(o.scores), "effects": {m: e.to_dict() for m, e in o.effects.items()},
+            }
             for k, o in enumerate(r.cumulative, start=1)
         ],
         "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().numpy()), "intervened": _margin_stats(r.main.min_margin)},
@@ -701,6 +764,7 @@ def write_outputs(r: ExperimentResult) -> dict[str, Any]:
         "profile": c.profile,
         "emotion": c.emotion,
         "heads": doc["heads"],
+        "units": doc["units"],
         c.mode_key: c.mode,
         "params": doc["params"],
         "columns": "intervened_text/_token_ids are draw 0 of resample ablation; intervened_<metric> is the mean over draws",
@@ -737,8 +801,9 @@ def comparison_table(r: ExperimentResult) -> str:
         )
     if r.cumulative:
         kw = f"kw_{c.emotion}"
-        lines += ["", f"Cumulative (top-k screened heads jointly): change of {METRICS[kw][0]} and M", "",
-                  "| k | heads | Δ keywords [95% CI] | Δ M [95% CI] |", "|---|---|---|---|"]
+        noun = _noun(r.main.sites)
+        lines += ["", f"Cumulative (top-k screened {noun} jointly): change of {METRICS[kw][0]} and M", "",
+                  f"| k | {noun} | Δ keywords [95% CI] | Δ M [95% CI] |", "|---|---|---|---|"]
         for k, o in enumerate(r.cumulative, start=1):
             a, m = o.effects[kw], o.effects["emotion_score"]
             lines.append(

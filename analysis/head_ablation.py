@@ -28,6 +28,12 @@ VADER sentiment, keyword counts per lexicon, continuation changed, emotion score
 KL(clean || ablated) at the last prompt position. `--cumulative-k K` also ablates the top-1..top-K
 heads of the screening jointly. Outputs: summary JSON (schema emotion-heads/ablation/v1) and a
 per-prompt Parquet table (--table, default: the output with .parquet). Pickle is refused.
+
+MLP units: `--head-spec mlp:L:N` (or `mlp:L:N1,N2`, `mlp:L1:N1,mlp:L2:N2`, `mlp-top:K` from the unit
+screening, analysis.unit_screening) ablates neuron N of layer L's MLP instead
+(`blocks.L.mlp.hook_post[..., N]`, exactly column N of the MLP down-projection input), with
+the same methods and positions; the summary lists them under `units` (and `sites`), and
+`--cumulative-k` then ranks units by the unit screening.
 """
 
 from __future__ import annotations

@@ -21,6 +21,12 @@ model × emotion. Written to --output-dir (each file atomically, nothing at all 
 - `cumulative_topk.png`: change of M and of own-emotion keywords when the top-1..k screened heads
   are intervened on jointly (mean, 95 % CI band), one line per emotion.
 - `head_scores.csv`, `effects.csv`, `cumulative.csv`: the numbers behind them (for `dvc plots`).
+- `unit_summary.png` + `unit_summary.csv`, when a unit screening is given (--unit-scores; with
+  --from-params, the model's unit_scores file if it exists, else a printed note): per emotion, the
+  MLP units of each layer that the unit screening kept (its top units per layer by |attribution|
+  and every unit patched exactly), x = layer, y = exact ΔM with its 95 % CI where computed (filled),
+  else the attribution estimate (open); the top units are labelled `L.N`, the toy model's planted
+  units (planted.json `units_by_emotion`) starred.
 
 Deterministic: Agg canvas, fixed rcParams (svg.hashsalt), no timestamp or software metadata,
 so the same inputs give byte-identical PNGs on the same machine.
@@ -29,6 +35,7 @@ so the same inputs give byte-identical PNGs on the same machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -48,6 +55,7 @@ from analysis.errors import InputError, cli
 from analysis.io import atomic_path, read_json
 
 SCORES_SCHEMA = "emotion-heads/head-scores/v1"
+UNIT_SCORES_SCHEMA = "emotion-heads/unit-scores/v1"
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v1", "patching": "emotion-heads/patching/v1"}
 PLANTED_SCHEMA = "emotion-heads/planted/v1"
 EXPERIMENTS = ("ablation", "patching")
@@ -67,6 +75,9 @@ FILES = {
     "effects_csv": "effects.csv",
     "cumulative_csv": "cumulative.csv",
 }
+# Drawn only when a unit screening is given.
+UNIT_FILES = {"units": "unit_summary.png", "units_csv": "unit_summary.csv"}
+UNIT_LABELLED = 3  # top units per emotion labelled `L.N` in unit_summary.png
 
 STYLE: dict[str, Any] = {
     "svg.hashsalt": "emotion-heads",
@@ -100,6 +111,10 @@ CUMULATIVE_METRICS = ("emotion_score", "kw_own")
 SCORE_COLUMNS = ["model", "layer", "head", "emotion", "score", "kind", "ci_low", "ci_high"]
 EFFECT_COLUMNS = ["model", "experiment", "emotion", "metric", "baseline", "intervened", "change", "ci_low", "ci_high", "p"]
 CUMULATIVE_COLUMNS = ["model", "experiment", "emotion", "k", "metric", "mean", "ci_low", "ci_high"]
+UNIT_COLUMNS = [
+    "model", "emotion", "layer", "neuron", "score", "kind", "attribution", "attribution_rank", "exact", "ci_low",
+    "ci_high", "q", "planted",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,6 +134,8 @@ class PlotConfig:
     top_n: int = 20
     emotion: str | None = None
     planted: Path | None = None
+    unit_scores: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()  # printed by the CLI (e.g. why unit_summary.png is not drawn)
 
     def validate(self) -> None:
         if self.top_n < 1:
@@ -151,6 +168,12 @@ class PlotData:
     cumulative: pd.DataFrame
     planted: Mapping[str, Mapping[str, tuple[tuple[int, int], ...]]]
     conditions: Mapping[tuple[str, str, str], str]
+    # MLP units (empty without a unit screening): rows of unit_summary.csv, (n_layers, d_mlp) and
+    # emotions per model, and the planted (layer, neuron) units per model and emotion.
+    units: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=UNIT_COLUMNS))
+    unit_dims: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    unit_emotions: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    planted_units: Mapping[str, Mapping[str, tuple[tuple[int, int], ...]]] = dataclasses.field(default_factory=dict)
 
     def title_models(self, models: Sequence[str] | None = None) -> str:
         ms = list(models) if models is not None else list(self.models)
@@ -189,32 +212,49 @@ def _emotion_sort_key(emotion: str) -> tuple[int, str]:
     return (EMOTION_ORDER.index(emotion) if emotion in EMOTION_ORDER else len(EMOTION_ORDER), emotion)
 
 
-def load_screening(path: Path, profile: str) -> tuple[str, tuple[int, int], tuple[str, ...], list[dict[str, Any]]]:
-    """One screening file → (model, (n_layers, n_heads), emotions, rows of the scores table)."""
-    doc = _read(path, SCORES_SCHEMA)
+def _scored_components(
+    path: Path, schema: str, profile: str, kind: str
+) -> tuple[str, tuple[int, int], tuple[str, ...], list[tuple[Mapping[str, Any], str, int, int, str]]]:
+    """A screening file of heads (kind "head") or MLP units (kind "unit"), checked entry by entry.
+
+    Returns (model, (n_layers, heads or neurons per layer), emotions, [(row, where, layer, index,
+    emotion)]); each component is inside the model and scored once per emotion.
+    """
+    index_key, width_key, noun = ("head", "n_heads", "heads") if kind == "head" else ("neuron", "d_mlp", "neurons")
+    doc = _read(path, schema)
     _check_profile(doc, path, profile)
     model = _need(doc, "model", path, str)
     n_layers = _need(doc, "n_layers", path, int)
-    n_heads = _need(doc, "n_heads", path, int)
-    if n_layers < 1 or n_heads < 1:
-        raise InputError(f"input file {path}: n_layers and n_heads must be positive (got {n_layers}, {n_heads})")
+    width = _need(doc, width_key, path, int)
+    if n_layers < 1 or width < 1:
+        raise InputError(f"input file {path}: n_layers and {width_key} must be positive (got {n_layers}, {width})")
     emotions = _need(doc, "emotions", path, list)
     if not emotions or not all(isinstance(e, str) for e in emotions):
         raise InputError(f"input file {path}: emotions must be a non-empty list of names")
-    rows: list[dict[str, Any]] = []
+    entries = []
     seen: set[tuple[int, int, str]] = set()
     for i, s in enumerate(_need(doc, "scores", path, list)):
         where = f"scores[{i}]."
         layer = _need(s, "layer", path, int, where)
-        head = _need(s, "head", path, int, where)
+        index = _need(s, index_key, path, int, where)
         emotion = _need(s, "emotion", path, str, where)
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InputError(f"input file {path}: {where[:-1]} head {layer}:{head} is outside {n_layers} layers × {n_heads} heads")
+        name = f"head {layer}:{index}" if kind == "head" else f"unit mlp:{layer}:{index}"
+        if not (0 <= layer < n_layers and 0 <= index < width):
+            raise InputError(f"input file {path}: {where[:-1]} {name} is outside {n_layers} layers × {width} {noun}")
         if emotion not in emotions:
             raise InputError(f"input file {path}: {where[:-1]} has emotion {emotion!r}, not one of {', '.join(emotions)}")
-        if (layer, head, emotion) in seen:
-            raise InputError(f"input file {path}: head {layer}:{head} ({emotion}) is scored twice")
-        seen.add((layer, head, emotion))
+        if (layer, index, emotion) in seen:
+            raise InputError(f"input file {path}: {name} ({emotion}) is scored twice")
+        seen.add((layer, index, emotion))
+        entries.append((s, where, layer, index, emotion))
+    return model, (n_layers, width), tuple(emotions), entries
+
+
+def load_screening(path: Path, profile: str) -> tuple[str, tuple[int, int], tuple[str, ...], list[dict[str, Any]]]:
+    """One screening file → (model, (n_layers, n_heads), emotions, rows of the scores table)."""
+    model, shape, emotions, entries = _scored_components(path, SCORES_SCHEMA, profile, "head")
+    rows: list[dict[str, Any]] = []
+    for s, where, layer, head, emotion in entries:
         if s.get("exact") is not None:
             score, kind = _need(s, "exact", path, float, where), "exact"
             lo, hi = s.get("exact_ci_low"), s.get("exact_ci_high")
@@ -228,7 +268,50 @@ def load_screening(path: Path, profile: str) -> tuple[str, tuple[int, int], tupl
         )
     if not rows:
         raise InputError(f"input file {path} has no scores")
-    return model, (n_layers, n_heads), tuple(emotions), rows
+    return model, shape, emotions, rows
+
+
+def _optional(s: Mapping[str, Any], key: str, path: Path, where: str) -> float:
+    return np.nan if s.get(key) is None else float(_need(s, key, path, float, where))
+
+
+def load_unit_screening(path: Path, profile: str) -> tuple[str, tuple[int, int], tuple[str, ...], list[dict[str, Any]]]:
+    """One unit screening file → (model, (n_layers, d_mlp), emotions, rows of unit_summary.csv)."""
+    model, shape, emotions, entries = _scored_components(path, UNIT_SCORES_SCHEMA, profile, "unit")
+    rows: list[dict[str, Any]] = []
+    for s, where, layer, neuron, emotion in entries:
+        attribution = float(_need(s, "attribution", path, float, where))
+        exact = _optional(s, "exact", path, where)
+        rank = s.get("attribution_rank")
+        rows.append({
+            "model": model, "emotion": emotion, "layer": layer, "neuron": neuron,
+            "score": attribution if np.isnan(exact) else exact, "kind": "attribution" if np.isnan(exact) else "exact",
+            "attribution": attribution, "attribution_rank": rank if isinstance(rank, int) else -1, "exact": exact,
+            "ci_low": _optional(s, "exact_ci_low", path, where), "ci_high": _optional(s, "exact_ci_high", path, where),
+            "q": _optional(s, "exact_q", path, where), "planted": False,
+        })
+    if not rows:
+        raise InputError(f"input file {path} has no unit scores")
+    return model, shape, emotions, rows
+
+
+def load_planted_units(path: Path) -> dict[str, tuple[tuple[int, int], ...]]:
+    """planted.json → emotion → planted MLP (layer, neuron) units (`units_by_emotion`; none if absent)."""
+    doc = _read(path, PLANTED_SCHEMA)
+    by_emotion = doc.get("units_by_emotion")
+    if by_emotion is None:
+        return {}
+    if not isinstance(by_emotion, dict):
+        raise InputError(f"input file {path}: units_by_emotion must map emotions to lists of [layer, neuron] pairs")
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for emotion, units in by_emotion.items():
+        cells = []
+        for u in units if isinstance(units, list) else [None]:
+            if not (isinstance(u, list) and len(u) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in u)):
+                raise InputError(f"input file {path}: units_by_emotion.{emotion} must be a list of [layer, neuron] pairs")
+            cells.append((u[0], u[1]))
+        out[emotion] = tuple(cells)
+    return out
 
 
 def _effect(e: Any, path: Path, where: str) -> tuple[float, float, float, float]:
@@ -271,12 +354,18 @@ def load_experiment(
                  "mean": mean, "ci_low": lo, "ci_high": hi}
             )
     heads = doc.get("heads") or []
-    spec = ",".join(f"{h[0]}:{h[1]}" for h in heads if isinstance(h, list) and len(h) == 2) or str(doc.get("head_spec", "?"))
+    units = doc.get("units") or []
+    noun = "units" if units and not heads else "heads"
+    if noun == "units":  # MLP units, labelled as the experiment's `sites` (mlp:L:N)
+        spec = ",".join(f"mlp:{u[0]}:{u[1]}" for u in units if isinstance(u, list) and len(u) == 2)
+    else:
+        spec = ",".join(f"{h[0]}:{h[1]}" for h in heads if isinstance(h, list) and len(h) == 2)
+    spec = spec or str(doc.get("head_spec", "?"))
     mode = doc.get("method" if experiment == "ablation" else "positions")
     if experiment == "ablation":
-        condition = f"{mode} ablation, heads {spec}" if mode else f"heads {spec}"
+        condition = f"{mode} ablation, {noun} {spec}" if mode else f"{noun} {spec}"
     else:
-        condition = f"positions {mode}, heads {spec}" if mode else f"heads {spec}"
+        condition = f"positions {mode}, {noun} {spec}" if mode else f"{noun} {spec}"
     return model, emotion, condition, rows, cum_rows
 
 
@@ -338,8 +427,21 @@ def load(config: PlotConfig) -> PlotData:
             if model not in models:
                 models.append(model)
 
+    unit_dims: dict[str, tuple[int, int]] = {}
+    unit_emotions: dict[str, tuple[str, ...]] = {}
+    unit_rows: list[dict[str, Any]] = []
+    for path in config.unit_scores:
+        model, dim, ems, rows = load_unit_screening(path, config.profile)
+        if model in unit_dims:
+            raise InputError(f"--unit-scores: two files are for model {model!r} ({path} is the second)")
+        unit_dims[model], unit_emotions[model] = dim, ems
+        unit_rows += rows
+        if model not in models:
+            models.append(model)
+
     scores = pd.DataFrame(score_rows, columns=SCORE_COLUMNS)
     effects = pd.DataFrame(effect_rows, columns=EFFECT_COLUMNS)
+    units = pd.DataFrame(unit_rows, columns=UNIT_COLUMNS)
     cumulative = pd.DataFrame(cum_rows, columns=CUMULATIVE_COLUMNS)
     if config.emotion is not None:
         e = config.emotion
@@ -351,7 +453,12 @@ def load(config: PlotConfig) -> PlotData:
             if not (table.emotion == e).any():
                 have = ", ".join(sorted(set(table.emotion), key=_emotion_sort_key))
                 raise InputError(f"--emotion {e} matches no {name} (the {flag} files have: {have})")
+        if len(units) and not (units.emotion == e).any():
+            have = ", ".join(sorted(set(units.emotion), key=_emotion_sort_key))
+            raise InputError(f"--emotion {e} matches no unit scores (the --unit-scores files have: {have})")
         scores = scores[scores.emotion == e]
+        units = units[units.emotion == e]
+        unit_emotions = {m: tuple(x for x in ems if x == e) for m, ems in unit_emotions.items()}
         effects = effects[effects.emotion == e]
         cumulative = cumulative[cumulative.emotion == e]
         emotions = {m: tuple(x for x in ems if x == e) for m, ems in emotions.items()}
@@ -377,6 +484,24 @@ def load(config: PlotConfig) -> PlotData:
                         )
             planted[m] = {e: hs for e, hs in cells.items() if e in emotions[m]}
 
+    planted_units: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
+    if config.planted is not None and unit_dims:
+        cells = load_planted_units(config.planted)
+        for m in (m for m in unit_dims if _is_toy(m, config.planted)):
+            n_layers, d_mlp = unit_dims[m]
+            for emotion, us in cells.items():
+                for layer, neuron in us:
+                    if not (0 <= layer < n_layers and 0 <= neuron < d_mlp):
+                        raise InputError(
+                            f"--planted {config.planted}: unit mlp:{layer}:{neuron} ({emotion}) is outside model {m}'s "
+                            f"{n_layers} layers × {d_mlp} neurons"
+                        )
+            planted_units[m] = {e: us for e, us in cells.items() if e in unit_emotions[m]}
+        if len(units):
+            units = units.assign(planted=[
+                (r.layer, r.neuron) in planted_units.get(r.model, {}).get(r.emotion, ()) for r in units.itertuples()
+            ])
+
     return PlotData(
         profile=config.profile,
         models=tuple(models),
@@ -387,7 +512,15 @@ def load(config: PlotConfig) -> PlotData:
         cumulative=cumulative.sort_values(["model", "experiment", "emotion", "metric", "k"], kind="stable").reset_index(drop=True),
         planted=planted,
         conditions=conditions,
+        units=units.sort_values(["model", "emotion", "layer", "neuron"], key=_unit_sort, kind="stable").reset_index(drop=True),
+        unit_dims=unit_dims,
+        unit_emotions=unit_emotions,
+        planted_units=planted_units,
     )
+
+
+def _unit_sort(col: pd.Series) -> pd.Series:
+    return col.map(_emotion_sort_key) if col.name == "emotion" else col
 
 
 # --------------------------------------------------------------------------------------------
@@ -675,6 +808,94 @@ def cumulative_figure(data: PlotData, path: Path) -> Figure:
     return fig
 
 
+def _unit_offsets(scores: np.ndarray, width: float = 0.7) -> np.ndarray:
+    """Horizontal offsets within a layer's column: the largest |score| in the middle, the others
+    alternating right and left outwards, so a layer's units do not hide each other."""
+    n = len(scores)
+    order = np.argsort(-np.abs(scores), kind="stable")
+    slots = np.array([(i + 1) // 2 * (1 if i % 2 else -1) for i in range(n)], dtype=float)  # 0, 1, -1, 2, -2, ...
+    out = np.empty(n)
+    out[order] = slots * (width / max(n - 1, 1))
+    return out
+
+
+def unit_summary_figure(data: PlotData, path: Path) -> Figure:
+    """MLP units per layer: exact ΔM with 95 % CI where computed, else attribution; one row per
+    emotion, one column per model; the top units labelled `L.N`, planted units starred."""
+    units = data.units
+    models = [m for m in data.models if m in data.unit_dims]
+    emotions = sorted(set(units.emotion), key=_emotion_sort_key)
+    with matplotlib.rc_context(STYLE):
+        max_layers = max(data.unit_dims[m][0] for m in models)
+        fig = _new_figure(max(6.4, 0.6 * max_layers + 2.6) * len(models), 2.7 * len(emotions) + 1.3)
+        axes = fig.subplots(len(emotions), len(models), squeeze=False)
+        any_planted = False
+        for c, model in enumerate(models):
+            n_layers, d_mlp = data.unit_dims[model]
+            for r, emotion in enumerate(emotions):
+                ax = axes[r, c]
+                colour = emotion_colour(emotion)
+                ax.axhline(0, color="0.3", linewidth=0.8)
+                ax.set_xticks(range(n_layers))
+                ax.set_xlim(-0.6, n_layers - 0.4)
+                ax.set_xlabel("layer")
+                ax.set_ylabel("ΔM (nats)")
+                ax.set_title(f"{emotion}" + (f" · {model}" if len(models) > 1 else "") + f" · {d_mlp} units per layer",
+                             color=colour)
+                ax.grid(axis="y", color="0.92")
+                ax.set_axisbelow(True)
+                sub = units[(units.model == model) & (units.emotion == emotion)]
+                if sub.empty:
+                    ax.text(0.5, 0.5, "not screened", transform=ax.transAxes, ha="center", va="center", color="0.4")
+                    continue
+                x = sub.layer.to_numpy(dtype=float)
+                for layer in set(sub.layer):
+                    in_layer = (sub.layer == layer).to_numpy()
+                    x[in_layer] += _unit_offsets(sub.score.to_numpy()[in_layer])
+                exact = (sub.kind == "exact").to_numpy()
+                y = sub.score.to_numpy()
+                ax.scatter(x[~exact], y[~exact], s=22, facecolors="none", edgecolors=colour, linewidths=1.0, zorder=2,
+                           gid="attribution")
+                if exact.any():
+                    lo, hi = sub.ci_low.to_numpy()[exact], sub.ci_high.to_numpy()[exact]
+                    has_ci = np.isfinite(lo) & np.isfinite(hi)
+                    ye = y[exact]
+                    ax.errorbar(x[exact][has_ci], ye[has_ci], yerr=[ye[has_ci] - lo[has_ci], hi[has_ci] - ye[has_ci]],
+                                fmt="none", ecolor="black", elinewidth=1.0, capsize=2, zorder=3)
+                    ax.scatter(x[exact], ye, s=30, marker="D", color=colour, edgecolors="black", linewidths=0.6, zorder=4,
+                               gid="exact")
+                top = np.argsort(-np.abs(y), kind="stable")[:UNIT_LABELLED]
+                for j, i in enumerate(top):
+                    row = sub.iloc[i]
+                    # alternate sides: neighbouring top units of one layer would otherwise overprint
+                    dx, ha = (5, "left") if j % 2 == 0 else (-5, "right")
+                    ax.annotate(f"{row.layer}.{row.neuron}", (x[i], y[i]), xytext=(dx, 3), textcoords="offset points",
+                                ha=ha, fontsize=ANNOT_PT, color="0.15", gid=f"label:{row.layer}:{row.neuron}")
+                for layer, neuron in data.planted_units.get(model, {}).get(emotion, ()):
+                    any_planted = True
+                    hit = ((sub.layer == layer) & (sub.neuron == neuron)).to_numpy()
+                    if hit.any():
+                        ax.plot(x[hit], y[hit], linestyle="none", marker="*", markersize=14, markerfacecolor="none",
+                                markeredgecolor="black", markeredgewidth=1.2, zorder=5, gid=f"planted:{layer}:{neuron}")
+                    else:  # planted but not among the kept units: marked on the axis, not at a made-up value
+                        ax.plot(layer, 0.0, linestyle="none", marker="*", markersize=12, color="black", clip_on=False,
+                                transform=ax.get_xaxis_transform(), zorder=5, gid=f"planted:{layer}:{neuron}")
+                        ax.annotate(f"planted {layer}.{neuron}\n(not kept)", (layer, 0.0), xycoords=ax.get_xaxis_transform(),
+                                    xytext=(6, 4), textcoords="offset points", fontsize=ANNOT_PT, color="0.2")
+        handles = [
+            Line2D([], [], linestyle="none", marker="D", color="0.5", markeredgecolor="black", label="exact ΔM (patching), 95 % CI"),
+            Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor="0.4",
+                   label="attribution estimate (no exact)"),
+        ]
+        if any_planted:
+            handles.append(Line2D([], [], linestyle="none", marker="*", markersize=10, markerfacecolor="none",
+                                  markeredgecolor="black", label="planted unit"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+        fig.suptitle(f"MLP units per layer (kept by the unit screening; labels layer.neuron)\n{data.title_models(models)}")
+        save_png(fig, path)
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # CSVs and the stage
 # --------------------------------------------------------------------------------------------
@@ -699,6 +920,11 @@ def render(data: PlotData, output_dir: Path, top_n: int) -> dict[str, Path]:
         comparison_figure(data, "patching", out["patching"]),
         cumulative_figure(data, out["cumulative"]),
     ]
+    if len(data.units):
+        unit_out = {k: Path(output_dir) / v for k, v in UNIT_FILES.items()}
+        write_csv(data.units, unit_out["units_csv"])
+        figures.append(unit_summary_figure(data, unit_out["units"]))
+        out.update(unit_out)
     del figures  # Figure objects without pyplot are freed with their references
     return out
 
@@ -718,7 +944,9 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
     ap.add_argument("--output-dir", required=True, type=Path)
     ap.add_argument("--top-n", type=int, default=None, help="heads in top_heads.png (default: params.yaml plots.top_n, 20)")
     ap.add_argument("--emotion", default=None, help="draw only this emotion")
-    ap.add_argument("--planted", type=Path, default=None, help="planted.json of the toy model: box its planted heads")
+    ap.add_argument("--planted", type=Path, default=None, help="planted.json of the toy model: box its planted heads (and star its planted units)")
+    ap.add_argument("--unit-scores", nargs="+", type=Path, default=None,
+                    help="unit screening JSON(s), one per model: also draw unit_summary.png")
     ap.add_argument(
         "--from-params", action="store_true",
         help="the pipeline's mode: take profile, emotions and the input files of --model from params.yaml "
@@ -727,7 +955,7 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
     ap.add_argument("--model", default=None, help="with --from-params: the model whose outputs to draw")
     a = ap.parse_args(argv)
     if a.from_params:
-        from analysis.outputs import experiment_file, model_dir, screening_file
+        from analysis.outputs import experiment_file, model_dir, screening_file, unit_screening_file
         from analysis.params import load_params
 
         if not a.model:
@@ -735,6 +963,11 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
         p = load_params()
         profile = a.profile or p.profile
         planted = model_dir(a.model) / "planted.json"
+        units = unit_screening_file(profile, a.model)
+        notes = () if units.is_file() else (
+            f"no unit screening file {units}: unit_summary.png is not drawn "
+            f"(run `python -m analysis.unit_screening --model {a.model}` to get it)",
+        )
         return PlotConfig(
             profile=profile,
             head_scores=(screening_file(profile, a.model),),
@@ -744,6 +977,8 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
             top_n=a.top_n if a.top_n is not None else p.plots.top_n,
             emotion=a.emotion,
             planted=planted if planted.is_file() else None,
+            unit_scores=(units,) if units.is_file() else (),
+            notes=notes,
         )
     missing = [f for f in ("profile", "head_scores", "ablation_file", "patching_file") if not getattr(a, f)]
     if missing:
@@ -758,6 +993,7 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
         top_n=20 if a.top_n is None else a.top_n,
         emotion=a.emotion,
         planted=a.planted,
+        unit_scores=tuple(a.unit_scores or ()),
     )
 
 
@@ -765,6 +1001,8 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     matplotlib.use("Agg")
     config = parse_args(argv)
+    for note in config.notes:
+        print(f"note: {note}", file=sys.stderr)
     data = load(config)
     if config.output_dir.exists() and not config.output_dir.is_dir():
         raise InputError(f"--output-dir {config.output_dir} exists and is not a folder")

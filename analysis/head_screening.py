@@ -28,30 +28,22 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from analysis.errors import InputError, cli
-from analysis.generation import progress_disabled
 from analysis.interventions import (
-    Edit,
-    Site,
     TokenBatch,
-    block_inputs,
     capture,
-    head_output_edit,
-    hooks_for,
+    exact_patching_sites,
+    head_sites,
     last_logits,
-    patch_edits,
     position_ids,
-    plain_hf,
     position_map,
-    start_at_layer,
     tokenize_pairs,
 )
 from analysis.io import check_output_path, read_json, write_json
 from analysis.models import LoadedModel, load_model
 from analysis.outputs import screening_file
-from analysis.prompts import EMOTIONS, PromptPairs, load_pairs, span_clusters
+from analysis.prompts import EMOTIONS, PromptPairs, load_pairs, span_clusters, subset
 from analysis.scoring import emotion_score, lexicon_ids
 from analysis.stats import benjamini_hochberg, one_sample_effect, spearman
 
@@ -121,12 +113,7 @@ def pair_batches(model: LoadedModel, pairs: PromptPairs, positions: str) -> Pair
                 f"use positions last or span"
             )
         if len(kept) < len(pairs):
-            sub = PromptPairs(
-                pairs.emotion,
-                tuple(pairs.emotion_prompts[i] for i in kept),
-                tuple(pairs.neutral_prompts[i] for i in kept),
-            )
-            emo, neu = tokenize_pairs(model, sub)
+            emo, neu = tokenize_pairs(model, subset(pairs, kept))
     idx, mask = position_map(positions, source=emo, target=neu)
     return PairBatches(emo, neu, idx, mask, kept)
 
@@ -227,51 +214,13 @@ def exact_patching(
 ) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
     """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
 
-    Only what patching z_h can change is recomputed (DESIGN §10): blocks from the head's layer
-    on (the cached residual enters there), positions from the first changed column on (the
-    clean run's keys and values serve the unchanged prefix), and logits at the last position
-    for the lexicon tokens M reads.
-    It runs on the plain HF modules (analysis.interventions: the fast path).
+    The shared fast path (analysis.interventions.exact_patching_sites): blocks from the head's
+    layer on, positions from the first changed column on, lexicon logits only (DESIGN §10).
     """
-    import copy
-
-    hf, family = plain_hf(model.path), model.spec.family
-    base = hf.base_model  # up to the final LayerNorm: the unembedding is done for the lexicons only
-    batch = pb.neutral
-    mask = batch.attention_mask
-    pos = position_ids(mask)
-    p = unchanged_prefix(pb)
-    resid, clean_hidden = block_inputs(hf, family, batch)
-    # M needs the logits of the lexicon tokens alone; unembedding 50k tokens to keep ~50 was
-    # most of a last-layer head's cost.
-    emo_ids, neu_ids = ids
-    unembed = hf.get_output_embeddings()
-    rows = torch.tensor([*emo_ids, *neu_ids])
-    w_u = unembed.weight[rows]
-    b_u = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
-    local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
-
-    def score(hidden: Tensor) -> Tensor:
-        return emotion_score(torch.nn.functional.linear(hidden[:, -1], w_u, b_u), *local)
-
-    out: dict[tuple[int, int], Tensor] = {}
-    with torch.no_grad():
-        clean = score(clean_hidden)
-        prefix = None
-        if p > 0:
-            prefix = base(input_ids=batch.input_ids[:, :p], attention_mask=mask[:, :p], position_ids=pos[:, :p], use_cache=True).cache
-        for layer, head in tqdm(heads, desc=desc, disable=progress_disabled(), leave=False):
-            (edit,) = patch_edits([Site("head", layer, head)], z_emo, pb.idx, pb.mask)
-            edit = Edit(edit.site, edit.value[:, p:], edit.mask[:, p:], True)
-            cache = copy.deepcopy(prefix) if prefix is not None else None  # the run appends to it
-            # The edit's module is looked up by layer index, so it goes on before the block list is cut.
-            with head_output_edit(hf, family, edit, model.spec.d_head), start_at_layer(hf, family, layer, resid[layer][:, p:]):
-                hidden = base(
-                    input_ids=batch.input_ids[:, p:], attention_mask=mask, position_ids=pos[:, p:],
-                    cache=cache, use_cache=cache is not None,
-                ).last_hidden_state
-            out[(layer, head)] = score(hidden) - clean
-    return out
+    out = exact_patching_sites(
+        model, pb.neutral, z_emo, pb.idx, pb.mask, unchanged_prefix(pb), head_sites(heads), ids, desc
+    )
+    return {(s.layer, s.index): v for s, v in out.items()}
 
 
 # --- one run: every emotion, every head -------------------------------------------------------
@@ -287,14 +236,35 @@ class ScreeningConfig:
     n_resamples: int = 5000
     seed: int = 0
 
+    component = "head"  # what exact_top_k counts (a class attribute, not a field)
+
     def __post_init__(self) -> None:
         bad = [e for e in self.emotions if e not in EMOTIONS]
         if bad or not self.emotions:
             raise InputError(f"unknown emotion {bad[0]!r}; allowed: {', '.join(EMOTIONS)}" if bad else "no emotion given")
+        if len(set(self.emotions)) != len(self.emotions):
+            raise InputError(f"emotions {' '.join(self.emotions)}: an emotion is given twice")
         if self.positions not in ("all", "last", "span"):
             raise InputError(f"unknown positions {self.positions!r}; allowed: all, last, span")
         if self.exact_top_k < 0:
-            raise InputError("exact_top_k must be >= 0 (0 = every head)")
+            raise InputError(f"--exact-top-k must be >= 0 (0 = every {self.component}; got {self.exact_top_k})")
+        if self.n_resamples < 1:
+            raise InputError(f"--n-resamples must be at least 1 (got {self.n_resamples})")
+
+
+def correct_and_correlate(scores: list[dict], emotions: tuple[str, ...]) -> dict[str, float | None]:
+    """Set each row's BH q across every exact score of the run (in place); return the Spearman
+    correlation of attribution and exact per emotion (over the rows that have both)."""
+    q = benjamini_hochberg([s["exact_p"] if s["exact_p"] is not None else np.nan for s in scores])
+    for s, qv in zip(scores, q, strict=True):
+        s["exact_q"] = None if np.isnan(qv) else float(qv)
+    return {
+        e: spearman(
+            [s["attribution"] for s in scores if s["emotion"] == e and s["exact"] is not None],
+            [s["exact"] for s in scores if s["emotion"] == e and s["exact"] is not None],
+        )
+        for e in emotions
+    }
 
 
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
@@ -349,16 +319,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                     exact_n=eff.n, exact_n_clusters=eff.n_clusters,
                 )
             scores.append(row)
-    q = benjamini_hochberg([s["exact_p"] if s["exact_p"] is not None else np.nan for s in scores])
-    for s, qv in zip(scores, q, strict=True):
-        s["exact_q"] = None if np.isnan(qv) else float(qv)
-    corr = {
-        e: spearman(
-            [s["attribution"] for s in scores if s["emotion"] == e and s["exact"] is not None],
-            [s["exact"] for s in scores if s["emotion"] == e and s["exact"] is not None],
-        )
-        for e in cfg.emotions
-    }
+    corr = correct_and_correlate(scores, cfg.emotions)
     return {
         "schema": SCHEMA,
         "model": cfg.model,

@@ -6,6 +6,7 @@ naming the key and the allowed values (DESIGN §7), rather than deep inside a co
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,7 @@ from analysis.errors import InputError
 from analysis.prompts import EMOTIONS
 
 PARAMS_FILE = Path("params.yaml")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 
 
 class _Frozen(BaseModel):
@@ -29,6 +31,12 @@ class ToyParams(_Frozen):
 class ScreeningParams(_Frozen):
     positions: Literal["all", "last", "span"] = "all"
     exact_top_k: int = Field(0, ge=0)
+    n_resamples: int = Field(5000, ge=100)
+
+
+class UnitScreeningParams(_Frozen):
+    positions: Literal["all", "last", "span"] = "all"
+    exact_top_k: int = Field(20, ge=0)
     n_resamples: int = Field(5000, ge=100)
 
 
@@ -63,6 +71,7 @@ class Params(_Frozen):
     seed: int = Field(0, ge=0)
     toy: ToyParams = ToyParams()
     screening: ScreeningParams = ScreeningParams()
+    unit_screening: UnitScreeningParams = UnitScreeningParams()
     ablation: AblationParams = AblationParams()
     patching: PatchingParams = PatchingParams()
     scoring: ScoringParams = ScoringParams()
@@ -78,9 +87,19 @@ class Params(_Frozen):
 
     @field_validator("models")
     @classmethod
-    def _some_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+    def _model_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v or any(not m.strip() for m in v):
             raise ValueError("needs at least one non-empty model name")
+        for m in v:
+            # Stage names and result paths embed the name (results/models/<name>/...), so it
+            # must be a relative path that stays inside the project: a hub id or a folder here.
+            if not _MODEL_NAME.fullmatch(m) or ".." in m.split("/"):
+                raise ValueError(
+                    f"model {m!r} cannot name result paths: use `toy`, a Hugging Face id (org/name) or a "
+                    f"relative folder inside the project (letters, digits, . _ - and /; no leading /, no ..)"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError("lists a model twice")
         return v
 
 

@@ -300,18 +300,32 @@ def tokenize(
     )
 
 
-def equal_length_pairs(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs) -> int:
-    """How many pairs have the same token count and the span at the same token positions.
+def aligned_pairs(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs) -> list[int]:
+    """Indices of the pairs with the same token count and the span at the same token positions.
 
     Only such pairs can be patched at `all` positions (one source position per target position).
     """
     if len(pairs) == 0:
-        return 0
+        return []
     emo = _encode(tokenizer, pairs.emotion_prompts)
     neu = _encode(tokenizer, pairs.neutral_prompts)
-    return sum(
-        len(e_ids) == len(n_ids) and e_span == n_span
-        for (e_ids, e_span), (n_ids, n_span) in zip(emo, neu, strict=True)
+    return [
+        i
+        for i, ((e_ids, e_span), (n_ids, n_span)) in enumerate(zip(emo, neu, strict=True))
+        if len(e_ids) == len(n_ids) and e_span == n_span
+    ]
+
+
+def equal_length_pairs(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs) -> int:
+    """How many pairs `aligned_pairs` keeps."""
+    return len(aligned_pairs(tokenizer, pairs))
+
+
+def subset(pairs: PromptPairs, keep: list[int]) -> PromptPairs:
+    return PromptPairs(
+        pairs.emotion,
+        tuple(pairs.emotion_prompts[i] for i in keep),
+        tuple(pairs.neutral_prompts[i] for i in keep),
     )
 
 

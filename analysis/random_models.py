@@ -91,7 +91,9 @@ def save_random_model(
     FLOPs); ids past the tokenizer are never produced by it.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # shard-writing bars would flood CI logs
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocab = max(vocab_size or 0, len(tok))
     config = _config(family, vocab, n_layers, n_heads, d_model, n_ctx)

@@ -31,13 +31,14 @@ import pandas as pd
 
 from analysis.errors import InputError
 from analysis.io import read_json
-from analysis.outputs import SUMMARY, experiment_file, model_dir, plots_dir, screening_file
+from analysis.outputs import SUMMARY, comparison_dir, experiment_file, model_dir, plots_dir, screening_file
 from analysis.params import PARAMS_FILE, Params, load_params
 
 ROOT_ENV = "EMOTION_HEADS_ROOT"  # overrides where params.yaml and results/ are read from
 SCREENING_SCHEMA = "emotion-heads/head-scores/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
 PLANTED_SCHEMA = "emotion-heads/planted/v1"
+SOURCE_SCHEMA = "emotion-heads/model-source/v1"
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v1", "patching": "emotion-heads/patching/v1"}
 KINDS = ("ablation", "patching")
 SCORE_KINDS = ("exact", "attribution", "delta_attn")
@@ -188,6 +189,13 @@ def fmt_heads(heads: Iterable[Sequence[int]]) -> Text:
     return Text("+".join(fmt_head(h) for h in heads) or "—")
 
 
+def fmt_sites(entry: Mapping[str, Any]) -> Text:
+    """The intervened components of an experiment (or a cumulative step): heads, else MLP units."""
+    if entry.get("heads"):
+        return fmt_heads(entry["heads"])
+    return Text("+".join(f"mlp:{u[0]}:{u[1]}" for u in entry.get("units", [])) or "—")
+
+
 def join_words(items: Iterable[str], conj: str = "and") -> Text:
     """`a`, `a and b`, `a, b and c`."""
     items = [str(i) for i in items]
@@ -246,6 +254,7 @@ class ModelResults:
     patching: dict[str, dict[str, Any]]
     planted: dict[str, Any] | None  # planted.json of the embedded model, else None
     plots: Path
+    source: dict[str, Any] | None = None  # source.json: where another model's weights were found
 
     def experiment(self, kind: str, emotion: str) -> dict[str, Any]:
         return {"ablation": self.ablation, "patching": self.patching}[kind][emotion]
@@ -329,8 +338,10 @@ def load_results(root: str | os.PathLike[str] | None = None, profile: str | None
                 )
         planted_path = root / model_dir(model) / "planted.json"
         planted = read_json(planted_path, PLANTED_SCHEMA) if planted_path.is_file() else None
+        source_path = root / model_dir(model) / "source.json"
+        source = read_json(source_path, SOURCE_SCHEMA) if source_path.is_file() else None
         models[model] = ModelResults(
-            model, screening, exps["ablation"], exps["patching"], planted, root / plots_dir(profile, model)
+            model, screening, exps["ablation"], exps["patching"], planted, root / plots_dir(profile, model), source
         )
     return Results(root, params, profile, tuple(params.emotions), models, summary)
 
@@ -425,6 +436,49 @@ def screening_overview(r: Results) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def unit_overview(r: Results) -> pd.DataFrame:
+    """Model × emotion: top MLP unit, its exact ΔM [CI], q, n; planted units' ranks where planted."""
+    out = []
+    for model in r.models:
+        for e in r.emotions:
+            if f"{model}.{e}.units.top_layer" not in r.summary:
+                continue  # no unit screening for this model
+            unit = f"mlp:{r.s(model, e, 'units', 'top_layer')}:{r.s(model, e, 'units', 'top_neuron')}"
+            row: dict[str, Any] = {"Model": model, "Emotion": e, "Top unit": Text(unit)}
+            if f"{model}.{e}.units.top_exact" in r.summary:
+                eff = {k: r.s(model, e, "units", f"top_exact{suffix}") for k, suffix in
+                       (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
+                row["Exact ΔM [95 % CI] (nats)"] = fmt_effect(eff, p=False)
+                row["q (BH)"] = fmt_p(r.s(model, e, "units", "top_exact_q"))
+                row["n"] = fmt_num(r.s(model, e, "units", "top_exact_n"), 0)
+                row["Units with q < 0.05"] = Text(
+                    f"{r.s(model, e, 'units', 'n_significant_q05')} of {r.s(model, e, 'units', 'n_exact')} patched"
+                )
+            else:
+                row["Attribution (top)"] = fmt_num(r.s(model, e, "units", "top_attribution"), sign=True)
+            for score in ("attribution", "exact"):
+                rank = r.summary.get(f"{model}.{e}.recovery.units.{score}.planted_rank")
+                if rank is not None:
+                    auc = r.summary.get(f"{model}.{e}.recovery.units.{score}.auroc")
+                    row[f"Planted unit: rank, AUROC ({score})"] = Text(f"{rank}, {fmt_num(auc, 3)}")
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def units_markdown(r: Results, report_dir: Path) -> str:
+    """The unit screening: an overview table and each model's layer × neuron figure."""
+    table = unit_overview(r)
+    if table.empty:
+        return "No model of this run has a unit screening (stage `screen_units`).\n"
+    parts = [markdown_table(table, "Top MLP unit per model and emotion (results/summary.json).")]
+    for model in r.models:
+        path = r.root / plots_dir(r.profile, model) / "unit_summary.png"
+        if path.is_file():
+            rel = Path(os.path.relpath(path, report_dir)).as_posix()
+            parts.append(f"![{model}: the top MLP units of every layer per emotion, exact ΔM with 95 % CI where patched.]({rel})\n")
+    return "\n".join(parts)
+
+
 # --------------------------------------------------------------------------------------------
 # Ablation and patching
 # --------------------------------------------------------------------------------------------
@@ -493,7 +547,7 @@ def experiment_overview(r: Results, kind: str) -> pd.DataFrame:
     for model, m in r.models.items():
         for e in r.emotions:
             doc = m.experiment(kind, e)
-            row = {"Model": model, "Emotion": e, "Heads": fmt_heads(doc["heads"]), "n": r.s(model, e, kind, "n_prompts")}
+            row = {"Model": model, "Emotion": e, "Heads": fmt_sites(doc), "n": r.s(model, e, kind, "n_prompts")}
             for metric, label in (("emotion_score", "ΔM (nats)"), ("sentiment", "Δ sentiment"),
                                   ("keywords", "Δ own keywords"), ("changed", "Changed")):
                 row[label] = fmt_effect(r.s_effect(model, e, kind, metric))
@@ -519,7 +573,7 @@ def cumulative_table(doc: Mapping[str, Any]) -> pd.DataFrame:
         eff = entry["effects"]
         out.append({
             "k": entry["k"],
-            "Heads": fmt_heads(entry["heads"]),
+            "Heads": fmt_sites(entry),
             "ΔM (nats)": fmt_effect(eff["emotion_score"]),
             "Δ own keywords": fmt_effect(eff[own]) if own in eff else Text("—"),
             "Δ sentiment": fmt_effect(eff["sentiment"]) if "sentiment" in eff else Text("—"),
@@ -625,6 +679,8 @@ class Facts:
         self.screen_positions = t(sp["positions"])
         self.exact_scope = t("every head" if not sp.get("exact_top_k") else f"the top {sp['exact_top_k']} heads by |attribution|")
         self.ranking = t(SCORE_LABELS[ranking_key(doc)])
+        k = r.params.unit_screening.exact_top_k
+        self.unit_exact_k = t(f"the top {k} per emotion by |attribution|" if k else "all of them")
         self.abl_method = t(first.get("method", "?"))
         self.abl_spec = t(first["head_spec"])
         self.patch_spec = t(first_patch["head_spec"])
@@ -682,7 +738,7 @@ class Facts:
 
         # Ablation and patching of the primary model
         for kind, short in (("ablation", "abl"), ("patching", "patch")):
-            heads = per_emotion({e: fmt_heads(m.experiment(kind, e)["heads"]) for e in r.emotions})
+            heads = per_emotion({e: fmt_sites(m.experiment(kind, e)) for e in r.emotions})
             setattr(self, f"{short}_heads", heads)
             for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw"), ("changed", "changed"), ("kl", "kl")):
                 val = by_emotion({e: fmt_effect(r.s_effect(p, e, kind, metric)) for e in r.emotions})
@@ -913,7 +969,13 @@ def model_sections_markdown(r: Results, level: int = 3) -> str:
     parts = []
     for model, m in r.models.items():
         s = m.screening
-        what = "the embedded ground-truth model (planted heads)" if m.planted else "a pretrained model"
+        if m.planted:
+            what = "the embedded ground-truth model (planted heads)"
+        elif m.source:
+            where = "a local folder" if m.source.get("folder") and Path(m.source["folder"]) == Path(model) else "the Hugging Face hub"
+            what = f"a {m.source['family']} model from {where}"
+        else:
+            what = "a model"
         parts.append(f"{'#' * level} {model}\n")
         parts.append(
             f"{model} is {what}: {s['n_layers']} layers × {s['n_heads']} heads; profile {r.profile}; "
@@ -921,3 +983,18 @@ def model_sections_markdown(r: Results, level: int = 3) -> str:
         )
         parts.append(markdown_table(model_summary_table(r, model), f"{model}: headline numbers (results/summary.json)."))
     return "\n".join(parts)
+
+
+def comparison_markdown(r: Results, report_dir: Path) -> str:
+    """The compare_models stage: every model's heatmaps on one colour scale, and its top heads."""
+    folder = r.root / comparison_dir(r.profile)
+    png, table = folder / "heatmaps.png", folder / "top_heads.md"
+    for path in (png, table):
+        if not path.is_file():
+            raise InputError(f"{path} does not exist; run `dvc repro compare_models`")
+    rel = Path(os.path.relpath(png, report_dir)).as_posix()
+    caption = (
+        f"Every model's screening score per layer × head and emotion on one symmetric colour scale "
+        f"(results/{r.profile}/plots/models); boxes: planted heads, stars: q < 0.05."
+    )
+    return f"![{caption}]({rel})\n\n{table.read_text(encoding='utf-8')}\n"

@@ -1,4 +1,5 @@
-"""Build `toy`, the embedded ground-truth model: a small GPT-2 whose emotion heads are known.
+"""Build `toy`, the embedded ground-truth model: a small GPT-2 whose emotion heads and MLP units
+are known.
 
 The pipeline must find what was planted here, so the plant is exact by construction and only
 then trained:
@@ -11,12 +12,19 @@ then trained:
   zero on E.
 - Only the planted head of emotion X (one per emotion, all in the last layer) reads E, and only
   its dimension X. No other head, no MLP and not the unembedding read E.
+- Three more residual dimensions U = (U_g, U_a, U_p) carry the planted heads' output: the planted
+  head of X writes U_X and nothing else (its slice of the attention output projection); nothing
+  else writes U. One planted MLP unit per emotion (default: layer 3, the heads' own block, whose
+  MLP runs after its attention) is the only reader of U_X; no other unit, head or the
+  unembedding reads U.
 
-So the class of the span can leave the span position only through the planted head of that class.
-Training (LM loss on templated continuations, with planted heads zeroed -> neutral target and
-random other heads zeroed -> same target) makes the behaviour follow the structure. The weights
-are projected back onto the constraints after every optimizer step and checked on the saved
-folder; `planted.json` in the folder records the heads.
+So the class of the span can leave the span position only through the planted head of that class,
+and that head's output reaches the rest of the model only as U_X, read by the planted unit (and,
+unavoidably, by every LayerNorm's mean and variance). Training (LM loss on templated
+continuations; planted head or planted unit zeroed -> neutral target, a random other head or
+unit zeroed -> same target) makes the behaviour follow the structure. The weights are projected
+back onto the constraints after every optimizer step and checked on the saved folder;
+`planted.json` in the folder records the heads and units.
 
 CLI: python -m analysis.toy_model --output results/models/toy [--profile P ...] [--seed 0] [--steps N]
 """
@@ -33,7 +41,8 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +86,26 @@ CONSTRUCTION = (
     "row on E, every MLP c_fc row on E and the lm_head columns on E are zero. Consequence: the class "
     "of the span leaves the span position only through the planted head of that class; with that "
     "head's output zeroed (its slice of the attention c_proj input), an emotion prompt and its "
-    "neutral twin give identical logits (up to float rounding in LayerNorm sums). The constraints "
-    "are projected after every optimizer step and checked on the saved weights. Training also zeroes "
-    "the example's planted head with probability p_zero_planted (target: a neutral continuation) "
-    "and one random other head with probability p_zero_other (target unchanged), so that behaviour "
-    "follows the structure: the planted head is necessary, no single other head matters."
+    "neutral twin give identical logits (up to float rounding in LayerNorm sums). "
+    "Three more residual dimensions U (params.unit_dims, one per emotion) carry each planted head's "
+    "output to one planted MLP unit (units_by_emotion: layer, neuron; in or after the head's layer). "
+    "The planted head of X writes U_X and nothing else: its rows of the attention c_proj are zero "
+    "except in column U_X. Nothing else writes U: token and position embeddings, all other heads' "
+    "rows of c_proj, every MLP c_proj column and every c_proj bias are zero on U. Nothing reads U "
+    "except the planted unit of X, which reads U_X (entry [U_X, neuron] of its layer's c_fc): every "
+    "other c_fc row entry on U, every c_attn row on U and the lm_head columns on U are zero. "
+    "Consequence: the planted head's output reaches the logits only through the planted unit and "
+    "through the mean and variance of the LayerNorms downstream (every dimension enters those; this "
+    "path is not zero, and training makes it behaviourally inert). The planted path (the head's "
+    "value read of dim X, its write to U_X and the unit's read of U_X) starts at size unit_init "
+    "instead of GPT-2's 0.02, since through a one-wide bottleneck it would not grow in a few hundred "
+    "steps. The constraints are projected after every optimizer step and checked on the saved "
+    "weights. Training also zeroes the example's planted head with probability p_zero_planted or its "
+    "planted unit (the unit's column of the MLP c_proj input) with probability p_zero_unit (target: a "
+    "neutral continuation), and one random other head with probability p_zero_other or one random "
+    "other unit with probability p_zero_other_unit (target unchanged), so that behaviour follows "
+    "the structure: the planted head and the planted unit are each necessary, no single other head "
+    "or unit matters."
 )
 
 
@@ -107,10 +131,15 @@ class ToyConfig:
     n_embd: int = 128
     n_positions: int = 64
     span_scale: float = 2.0  # class vectors on E are multiplied by this
-    p_zero_planted: float = 0.3  # zero the example's planted head, train towards neutral
+    unit_init: float = 1.0  # initial size of the planted head -> U -> planted unit weights (see init_unit_path_)
+    p_zero_planted: float = 0.2  # zero the example's planted head, train towards neutral
+    p_zero_unit: float = 0.2  # zero the example's planted MLP unit, train towards neutral
     p_zero_other: float = 0.3  # zero one other head, target unchanged
+    p_zero_other_unit: float = 0.1  # zero one other MLP unit, target unchanged
     # (emotion, layer, head); default: all in the last layer of the default 4x4 model
     planted: tuple[tuple[str, int, int], ...] = (("gratitude", 3, 1), ("anger", 3, 2), ("apology", 3, 0))
+    # (emotion, layer, neuron of the MLP's d_mlp = 4 n_embd); each in or after its head's layer
+    planted_units: tuple[tuple[str, int, int], ...] = (("gratitude", 3, 137), ("anger", 3, 301), ("apology", 3, 458))
     continuations: str = str(DEFAULT_CONTINUATIONS)
     prompts_root: str = str(PROMPTS_ROOT)
     lexicons_root: str = str(LEXICONS_ROOT)
@@ -139,16 +168,19 @@ class ToyConfig:
         integer("n_positions", 8)
         if self.n_embd % self.n_head:
             raise InputError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        for name in ("lr", "span_scale"):
+        for name in ("lr", "span_scale", "unit_init"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise InputError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < 1:
             raise InputError(f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
-        probability("p_zero_planted")
-        probability("p_zero_other")
-        if self.p_zero_planted + self.p_zero_other > 1:
-            raise InputError("p_zero_planted + p_zero_other must not exceed 1")
+        zeroing = ("p_zero_planted", "p_zero_unit", "p_zero_other", "p_zero_other_unit")
+        for name in zeroing:
+            probability(name)
+        if sum(getattr(self, name) for name in zeroing) > 1:
+            raise InputError(f"{' + '.join(zeroing)} must not exceed 1")
+        if self.n_embd < len(CLASSES) + len(EMOTIONS) + 1:
+            raise InputError(f"n_embd must exceed the {len(CLASSES) + len(EMOTIONS)} reserved dims E and U")
         emotions = [e for e, _, _ in self.planted]
         if sorted(emotions) != sorted(EMOTIONS):
             raise InputError(f"planted must name each of {', '.join(EMOTIONS)} exactly once, got {emotions}")
@@ -161,10 +193,38 @@ class ToyConfig:
                 )
         if len(set(heads)) != len(heads):
             raise InputError(f"planted heads must be distinct, got {heads}")
+        if not all(isinstance(u, (tuple, list)) and len(u) == 3 for u in self.planted_units):
+            raise InputError(f"planted_units must be (emotion, layer, neuron) triples, got {list(self.planted_units)}")
+        emotions = [e for e, _, _ in self.planted_units]
+        if sorted(emotions) != sorted(EMOTIONS):
+            raise InputError(
+                f"planted_units must name each of {', '.join(EMOTIONS)} exactly once, got {emotions}"
+            )
+        units = [(layer, neuron) for _, layer, neuron in self.planted_units]
+        for emotion, layer, neuron in self.planted_units:
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (layer, neuron)):
+                raise InputError(f"planted unit of {emotion} must have integer layer and neuron, got {layer!r}, {neuron!r}")
+            if not (0 <= layer < self.n_layer and 0 <= neuron < self.d_mlp):
+                raise InputError(
+                    f"planted unit {layer}.{neuron} is outside the model "
+                    f"({self.n_layer} layers x {self.d_mlp} MLP units)"
+                )
+            if layer < self.planted_heads[emotion][0]:
+                raise InputError(
+                    f"planted unit {layer}.{neuron} of {emotion} comes before its head "
+                    f"{self.planted_heads[emotion][0]}.{self.planted_heads[emotion][1]}: "
+                    f"a unit must be in or after the head's layer"
+                )
+        if len(set(units)) != len(units):
+            raise InputError(f"planted units must be distinct, got {units}")
 
     @property
     def d_head(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        return 4 * self.n_embd  # GPT2Config's default n_inner
 
     @property
     def emotion_dims(self) -> dict[str, int]:
@@ -173,8 +233,19 @@ class ToyConfig:
         return {c: first + i for i, c in enumerate(CLASSES)}
 
     @property
+    def unit_dims(self) -> dict[str, int]:
+        """Residual dimension U of each emotion: the len(EMOTIONS) dims before E, in EMOTIONS order."""
+        first = self.n_embd - len(CLASSES) - len(EMOTIONS)
+        return {e: first + i for i, e in enumerate(EMOTIONS)}
+
+    @property
     def planted_heads(self) -> dict[str, tuple[int, int]]:
         return {e: (layer, head) for e, layer, head in self.planted}
+
+    @property
+    def units(self) -> dict[str, tuple[int, int]]:
+        """Emotion -> (layer, neuron) of its planted MLP unit."""
+        return {e: (layer, neuron) for e, layer, neuron in self.planted_units}
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,19 +413,31 @@ def encode_corpus(
 
 @dataclass(frozen=True)
 class Plant:
-    """What the constraints need: where E is, which heads read it, which tokens write it."""
+    """What the constraints need: where E and U are, which heads and units read and write them,
+    which tokens write E. Empty `unit_dims`/`units`: a model built before units were planted."""
 
-    emotion_dims: dict[str, int]  # class -> residual dim
+    emotion_dims: dict[str, int]  # class -> residual dim (E)
     planted: dict[str, tuple[int, int]]  # emotion -> (layer, head)
     span_ids: dict[str, tuple[int, ...]]  # class -> token ids of its span phrases
     span_scale: float
     n_layer: int
     n_head: int
     n_embd: int
+    unit_dims: dict[str, int] = field(default_factory=dict)  # emotion -> residual dim (U)
+    units: dict[str, tuple[int, int]] = field(default_factory=dict)  # emotion -> (layer, neuron)
 
     @property
     def e_dims(self) -> list[int]:
         return [self.emotion_dims[c] for c in CLASSES]
+
+    @property
+    def u_dims(self) -> list[int]:
+        return [self.unit_dims[e] for e in EMOTIONS if e in self.unit_dims]
+
+    @property
+    def reserved(self) -> list[int]:
+        """E and U: the dims that only the planted paths may write and read."""
+        return self.e_dims + self.u_dims
 
     def class_vectors(self) -> Float[Tensor, "class e"]:
         return self.span_scale * CLASS_VECTORS
@@ -371,16 +454,19 @@ def plant_from_doc(doc: Mapping[str, Any]) -> Plant:
         n_layer=int(p["n_layer"]),
         n_head=int(p["n_head"]),
         n_embd=int(p["n_embd"]),
+        unit_dims={e: int(d) for e, d in p.get("unit_dims", {}).items()},  # absent before units were planted
+        units={e: (int(u[0][0]), int(u[0][1])) for e, u in doc.get("units_by_emotion", {}).items()},
     )
 
 
 def free_masks(plant: Plant, shapes: Mapping[str, torch.Size]) -> dict[str, Tensor]:
-    """Parameter name -> 0/1 mask of the entries that may be non-zero (only E-constrained ones).
+    """Parameter name -> 0/1 mask of the entries that may be non-zero (only E/U-constrained ones).
 
     HF GPT-2 uses Conv1D (y = x @ W + b, W: [in, out]): reading dim d is row d of W, writing
-    dim d is column d of W (and b[d]). The span rows of wte are handled by `project_`.
+    dim d is column d of W (and b[d]). The E entries of the span rows of wte are set by `project_`.
     """
     e = plant.e_dims
+    r = plant.reserved  # E and U
     d_head = plant.n_embd // plant.n_head
     masks: dict[str, Tensor] = {}
 
@@ -388,30 +474,39 @@ def free_masks(plant: Plant, shapes: Mapping[str, torch.Size]) -> dict[str, Tens
         return torch.ones(shapes[name])
 
     for name in ("transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"):
-        m = ones(name)  # [rows, n_embd]: token/position embeddings write E, lm_head reads it
-        m[:, e] = 0
+        m = ones(name)  # [rows, n_embd]: token/position embeddings write E and U, lm_head reads them
+        m[:, r] = 0
         masks[name] = m
-    masks["transformer.wte.weight"][[i for c in CLASSES for i in plant.span_ids[c]]] = 1  # set by project_
+    span = torch.tensor([i for c in CLASSES for i in plant.span_ids[c]])
+    masks["transformer.wte.weight"][span[:, None], torch.tensor(e)[None, :]] = 1  # set by project_
     for layer in range(plant.n_layer):
         pre = f"transformer.h.{layer}"
         m = ones(f"{pre}.attn.c_attn.weight")  # [n_embd, 3 * n_embd]: q | k | v, heads inside each
-        m[e, :] = 0
+        m[r, :] = 0
         for emotion, (pl, ph) in plant.planted.items():
             if pl == layer:
                 d = plant.emotion_dims[emotion]
-                for part in range(3):  # q, k, v of the planted head may read its own dim
+                for part in range(3):  # q, k, v of the planted head may read its own dim of E
                     lo = part * plant.n_embd + ph * d_head
                     m[d, lo : lo + d_head] = 1
         masks[f"{pre}.attn.c_attn.weight"] = m
-        for name in (f"{pre}.attn.c_proj", f"{pre}.mlp.c_proj"):  # outputs: no write to E
-            m = ones(f"{name}.weight")
-            m[:, e] = 0
+        for name in (f"{pre}.attn.c_proj", f"{pre}.mlp.c_proj"):  # outputs: no write to E or U ...
+            m = ones(f"{name}.weight")  # [in, n_embd]
+            m[:, r] = 0
             masks[f"{name}.weight"] = m
             m = ones(f"{name}.bias")
-            m[e] = 0
+            m[r] = 0
             masks[f"{name}.bias"] = m
-        m = ones(f"{pre}.mlp.c_fc.weight")  # MLPs read nothing of E
-        m[e, :] = 0
+        for emotion, (pl, ph) in plant.planted.items():  # ... except: planted head X writes U_X, only U_X
+            if pl == layer and emotion in plant.unit_dims:
+                m = masks[f"{pre}.attn.c_proj.weight"]
+                m[ph * d_head : (ph + 1) * d_head, :] = 0
+                m[ph * d_head : (ph + 1) * d_head, plant.unit_dims[emotion]] = 1
+        m = ones(f"{pre}.mlp.c_fc.weight")  # [n_embd, d_mlp]: MLPs read nothing of E or U ...
+        m[r, :] = 0
+        for emotion, (ul, un) in plant.units.items():  # ... except: planted unit X reads U_X
+            if ul == layer:
+                m[plant.unit_dims[emotion], un] = 1
         masks[f"{pre}.mlp.c_fc.weight"] = m
     return masks
 
@@ -440,7 +535,15 @@ def constraint_violations(state: Mapping[str, Tensor], plant: Plant) -> list[str
     for name, mask in masks.items():
         bad = int(((state[name] != 0) & (mask == 0)).sum())
         if bad:
-            problems.append(f"{name}: {bad} entries on E are not 0")
+            problems.append(f"{name}: {bad} entries on E or U (or off U for a planted head) are not 0")
+    d_head = plant.n_embd // plant.n_head
+    for emotion, (ul, un) in plant.units.items():  # the planted path exists: not all its weights are 0
+        hl, hh = plant.planted[emotion]
+        u = plant.unit_dims[emotion]
+        if not (state[f"transformer.h.{hl}.attn.c_proj.weight"][hh * d_head : (hh + 1) * d_head, u] != 0).any():
+            problems.append(f"planted head {hl}.{hh} of {emotion} does not write its dim U")
+        if state[f"transformer.h.{ul}.mlp.c_fc.weight"][u, un] == 0:
+            problems.append(f"planted unit {ul}.{un} of {emotion} does not read its dim U")
     wte = state["transformer.wte.weight"]
     e = plant.e_dims
     off_e = [i for i in range(plant.n_embd) if i not in set(e)]
@@ -491,6 +594,36 @@ def head_mask(
             h.remove()
 
 
+@contextmanager
+def unit_mask(
+    model: Any, mask: Float[Tensor, "batch layer unit"] | None = None
+) -> Iterator[dict[str, Tensor | None]]:
+    """Multiply each MLP unit's activation (the MLP c_proj input) by a per-row 0/1 mask.
+
+    Zeroing column n of c_proj's input is exactly removing unit n (the pipeline's
+    `blocks.L.mlp.hook_post[..., n]`). Yields a dict whose "mask" entry can be swapped.
+    """
+    state: dict[str, Tensor | None] = {"mask": mask}
+    handles = []
+
+    def make_hook(layer: int):
+        def hook(module: Any, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+            m = state["mask"]
+            if m is None:
+                return None
+            return (args[0] * m[:, layer][:, None, :], *args[1:])
+
+        return hook
+
+    for layer, block in enumerate(model.transformer.h):
+        handles.append(block.mlp.c_proj.register_forward_pre_hook(make_hook(layer)))
+    try:
+        yield state
+    finally:
+        for h in handles:
+            h.remove()
+
+
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
@@ -501,34 +634,54 @@ def sample_batch(
     conts: Mapping[str, Sequence[tuple[int, ...]]],
     config: ToyConfig,
     gen: torch.Generator,
-) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"], Float[Tensor, "batch layer head"]]:
-    """Random (template, class, continuation) rows, right-padded, with their head masks.
+) -> tuple[
+    Int[Tensor, "batch pos"], Int[Tensor, "batch pos"], Float[Tensor, "batch layer head"], Float[Tensor, "batch layer unit"]
+]:
+    """Random (template, class, continuation) rows, right-padded, with their head and unit masks.
 
+    Each row draws one of: planted head zeroed (target neutral), planted unit zeroed (target
+    neutral), one other head zeroed, one other unit zeroed (targets unchanged), or nothing.
     Right padding after EOS changes nothing before it (causal attention), so an all-ones
     attention mask will do and positions start at 0 at BOS, as in (left-padded) generation.
-    A neutral row may lose any head (zeroing a planted head there must not change "neutral").
+    A neutral row may lose any head or unit (zeroing a planted one must not change "neutral").
     """
-    B, L, H = config.batch_size, config.n_layer, config.n_head
-    planted = config.planted_heads
+    B, L, H, N = config.batch_size, config.n_layer, config.n_head, config.d_mlp
+    planted, units = config.planted_heads, config.units
     t = torch.randint(len(rows), (B,), generator=gen).tolist()
     c = torch.randint(len(CLASSES), (B,), generator=gen).tolist()
     r = torch.rand(B, generator=gen).tolist()
     pick = torch.rand(B, generator=gen).tolist()  # which continuation
-    pick2 = torch.rand(B, generator=gen).tolist()  # which other head
+    pick2 = torch.rand(B, generator=gen).tolist()  # which other head or unit
     mask = torch.ones(B, L, H)
+    umask = torch.ones(B, L, N)
+    kinds = ("planted head", "planted unit", "other head", "other unit")
+    cuts = list(accumulate((config.p_zero_planted, config.p_zero_unit, config.p_zero_other, config.p_zero_other_unit)))
     seqs: list[tuple[list[int], int]] = []  # (ids, first target index)
     for b in range(B):
         cls = CLASSES[c[b]]
         target = cls
-        if cls != NEUTRAL and r[b] < config.p_zero_planted:
+        kind = next((k for k, cut in zip(kinds, cuts, strict=True) if r[b] < cut), None)
+        if cls == NEUTRAL and kind is not None:  # neutral has no planted head or unit: any may go
+            kind = kind.replace("planted", "other")
+        if kind == "planted head":
             layer, head = planted[cls]
             mask[b, layer, head] = 0  # the class cannot reach the continuation: say neutral
             target = NEUTRAL
-        elif r[b] < config.p_zero_planted + config.p_zero_other:
+        elif kind == "planted unit":
+            layer, unit = units[cls]
+            umask[b, layer, unit] = 0  # the class reaches the continuation only through it: say neutral
+            target = NEUTRAL
+        elif kind == "other head":
             heads = [(layer, head) for layer in range(L) for head in range(H)]
             others = [lh for lh in heads if cls == NEUTRAL or lh != planted[cls]]
             layer, head = others[int(pick2[b] * len(others))]
             mask[b, layer, head] = 0  # no other single head may matter
+        elif kind == "other unit":
+            skip = cls != NEUTRAL
+            k = int(pick2[b] * (L * N - skip))  # an index among the other units
+            if skip and k >= units[cls][0] * N + units[cls][1]:
+                k += 1  # step over the planted unit
+            umask[b, k // N, k % N] = 0  # no other single unit may matter
         cont = conts[target][int(pick[b] * len(conts[target]))]
         prompt = rows[t[b]][c[b]].prompt
         seqs.append((list(prompt) + list(cont), len(prompt)))
@@ -538,7 +691,31 @@ def sample_batch(
     for b, (s, first) in enumerate(seqs):
         ids[b, : len(s)] = torch.tensor(s)
         labels[b, first : len(s)] = ids[b, first : len(s)]  # continuation + EOS only
-    return ids, labels, mask
+    return ids, labels, mask, umask
+
+
+@torch.no_grad()
+def init_unit_path_(params: Mapping[str, Tensor], plant: Plant, scale: float) -> None:
+    """Start the planted path E_X -> head value -> U_X -> planted unit at size O(1) (torch's global RNG).
+
+    The path runs through a 1-wide bottleneck (the head's write to U_X, one c_fc weight), and
+    Adam moves each entry by about lr per step: from GPT-2's 0.02 init it stays too weak to
+    carry the emotion in a few hundred steps. So the head's value read of dim X and its write
+    to U_X start as the same random vector of norm `scale` (an X span raises U_X), and the unit
+    reads U_X with weight `scale`; training is free to change all three.
+    """
+    d_head = plant.n_embd // plant.n_head
+    for emotion in EMOTIONS:
+        if emotion not in plant.units:
+            continue
+        (hl, hh), (ul, un) = plant.planted[emotion], plant.units[emotion]
+        x, u = plant.emotion_dims[emotion], plant.unit_dims[emotion]
+        v = torch.randn(d_head)
+        v *= scale / v.norm()
+        heads = slice(hh * d_head, (hh + 1) * d_head)
+        params[f"transformer.h.{hl}.attn.c_attn.weight"][x, 2 * plant.n_embd + hh * d_head :][:d_head] = v
+        params[f"transformer.h.{hl}.attn.c_proj.weight"][heads, u] = v
+        params[f"transformer.h.{ul}.mlp.c_fc.weight"][u, un] = scale
 
 
 def train(
@@ -552,6 +729,7 @@ def train(
     params = dict(model.named_parameters())
     masks = free_masks(plant, {n: p.shape for n, p in params.items()})
     project_(params, plant, masks)
+    init_unit_path_(params, plant, config.unit_init)
     decay = [p for p in params.values() if p.dim() >= 2]  # nanoGPT: no decay on biases and LayerNorm
     no_decay = [p for p in params.values() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -562,14 +740,14 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     model.eval()  # every dropout p is 0; train mode would only add no-op dropout calls (~15 % time)
-    with head_mask(model) as hm:
+    with head_mask(model) as hm, unit_mask(model) as um:
         bar = tqdm(range(config.steps), desc="toy model", disable=not sys.stderr.isatty(), leave=False)
         for step in bar:
             warm = min(1.0, (step + 1) / max(1, config.warmup))
             cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / config.steps))
             for group in opt.param_groups:
                 group["lr"] = config.lr * warm * cosine
-            ids, labels, hm["mask"] = sample_batch(rows, conts, config, gen)
+            ids, labels, hm["mask"], um["mask"] = sample_batch(rows, conts, config, gen)
             logits: Float[Tensor, "batch pos vocab"] = model(
                 input_ids=ids, attention_mask=torch.ones_like(ids)
             ).logits
@@ -679,6 +857,8 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
         n_layer=config.n_layer,
         n_head=config.n_head,
         n_embd=config.n_embd,
+        unit_dims=config.unit_dims,
+        units=config.units,
     )
 
     with _deterministic(config.seed):
@@ -700,17 +880,21 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
         assert model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr()
         final_loss = train(model, plant, rows, conts, config)
 
-    planted = config.planted_heads
+    planted, units = config.planted_heads, config.units
     doc = {
         "schema": SCHEMA,
         "heads": sorted([list(lh) for lh in planted.values()]),
         "by_emotion": {e: [list(planted[e])] for e in EMOTIONS},
-        "units": [],
+        "units": sorted([list(ln) for ln in units.values()]),
+        "units_by_emotion": {e: [list(units[e])] for e in EMOTIONS},
         "construction": CONSTRUCTION,
         "params": {
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
             "planted": [list(p) for p in config.planted],
+            "planted_units": [list(u) for u in config.planted_units],
+            "d_mlp": config.d_mlp,
             "emotion_dims": config.emotion_dims,
+            "unit_dims": config.unit_dims,
             "class_vectors": {c: CLASS_VECTORS[k].tolist() for k, c in enumerate(CLASSES)},
             "span_token_ids": {c: list(plant.span_ids[c]) for c in CLASSES},
             "span_phrases": {c: [p for p, cc in phrases.items() if cc == c] for c in CLASSES},
@@ -778,7 +962,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     out = build_toy_model(config, Path(args.output))
     seconds = time.perf_counter() - start
-    print(f"toy model with planted heads {config.planted} written to {out} in {seconds:.0f} s", file=sys.stderr)
+    print(
+        f"toy model with planted heads {config.planted} and units {config.planted_units} "
+        f"written to {out} in {seconds:.0f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from analysis import head_ablation, head_patching
 from analysis.experiments import METRICS, PATCHED_POSITIONS, resample_sources, spec_tag
 from analysis.head_screening import SCHEMA as SCREENING_SCHEMA
 from analysis.io import read_parquet
-from analysis.models import HEAD_OUT_PROJ
+from analysis.models import HEAD_OUT_PROJ, MLP_OUT_PROJ
 from analysis.prompts import load_prompt_file
 from analysis.random_models import FAMILIES, build_tokenizer, save_random_model
 
@@ -81,6 +81,9 @@ def prompt_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         lines[i] = lines[i].replace("]", " and honestly much more than I can say]")
     out["gratitude_long"] = root / "gratitude_long.txt"
     out["gratitude_long"].write_text("\n".join(lines) + "\n")
+    every = [line.replace("]", " and honestly much more than I can say]") for line in out["gratitude"].read_text().splitlines()]
+    out["gratitude_all_long"] = root / "gratitude_all_long.txt"
+    out["gratitude_all_long"].write_text("\n".join(every) + "\n")
     short = root / "neutral_short.txt"
     short.write_text("\n".join(out["neutral"].read_text().splitlines()[:-1]) + "\n")
     out["neutral_short"] = short
@@ -116,12 +119,12 @@ def _patching_args(model: Path, files: dict[str, Path], out: Path, *extra: str, 
 # --- exactness --------------------------------------------------------------------------------
 
 
-def _hf_greedy(path: Path, texts: list[str], zero_head: tuple[int, int] | None) -> list[list[int]]:
+def _hf_greedy(path: Path, texts: list[str], zero_head: tuple[int, int] | None, model: torch.nn.Module | None = None) -> list[list[int]]:
     """Plain HF (eager) greedy continuation of each prompt alone, optionally with one head's
-    slice of the output-projection input zeroed by a forward pre-hook."""
+    slice of the output-projection input zeroed by a forward pre-hook (or `model`, hooked by the caller)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    hf = model if model is not None else AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(path)
     handle = None
     if zero_head is not None:
@@ -300,7 +303,7 @@ BAD = {
     "bad_head_spec": (head_ablation.main, ["--head-spec", "0-0"], "head spec"),
     "unknown_method": (head_ablation.main, ["--head-spec", "0:0", "--method", "gaussian"], "gaussian"),
     "unknown_positions": (head_patching.main, ["--head-spec", "0:0", "--positions", "first"], "first"),
-    "positions_all_unequal": (head_patching.main, ["--head-spec", "0:0", "--positions", "all", "--emotion-prompts", "{long}"], "pairs differ"),
+    "positions_all_unequal": (head_patching.main, ["--head-spec", "0:0", "--positions", "all", "--emotion-prompts", "{all_long}"], "none of the"),
     "unpaired_files": (head_patching.main, ["--head-spec", "0:0", "--positions", "last", "--neutral-prompts", "{short}"], "unpaired"),
     "max_tokens_zero": (head_ablation.main, ["--head-spec", "0:0", "--max-tokens", "0"], "--max-tokens"),
     "max_tokens_negative": (head_patching.main, ["--head-spec", "0:0", "--max-tokens", "-3"], "--max-tokens"),
@@ -319,7 +322,7 @@ def test_bad_input_is_one_line_exit_2_and_no_file(
     main, extra, expected = BAD[case]
     out_dir = tmp_path / "out"
     base = (_ablation_args if main is head_ablation.main else _patching_args)(spiky_dirs["gpt2"], prompt_files, out_dir / "r.json")
-    extra = [x.format(tmp=tmp_path, short=prompt_files["neutral_short"], long=prompt_files["gratitude_long"]) for x in extra]
+    extra = [x.format(tmp=tmp_path, short=prompt_files["neutral_short"], all_long=prompt_files["gratitude_all_long"]) for x in extra]
     # later flags win in argparse: the case's flags override the good defaults
     argv = [*base, *extra]
     rc, stdout, err = call(main, argv, capsys)
@@ -331,18 +334,27 @@ def test_bad_input_is_one_line_exit_2_and_no_file(
     assert not out_dir.exists() or not any(out_dir.iterdir()), (case, list(out_dir.iterdir()))
 
 
-def test_positions_all_error_counts_pairs_and_suggests_modes(
+def test_positions_all_drops_unaligned_pairs_and_says_so(
     spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
     capsys: pytest.CaptureFixture[str], chdir_repo: Path,
 ) -> None:
     args = _patching_args(spiky_dirs["gpt2"], prompt_files, tmp_path / "r.json", "--head-spec", "0:0", "--positions", "all", emotion_file="gratitude_long")
     rc, _, err = call(head_patching.main, args, capsys)
-    assert rc == 2
-    assert f"{N_UNEQUAL} of {N_PROMPTS} pairs differ" in err and "--positions last" in err and "--positions span" in err
-    # the same files patch fine at the span (aligned at its end) and at the last position
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["n_prompts"] == N_PROMPTS - N_UNEQUAL
+    assert doc["effects"]["emotion_score"]["n"] == N_PROMPTS - N_UNEQUAL
+    assert any(f"{N_UNEQUAL} of {N_PROMPTS} pairs differ" in note for note in doc["notes"]), doc["notes"]
+    # the same files keep every pair at the span (aligned at its end)
     args[args.index("--positions") + 1] = "span"
     rc, _, err = call(head_patching.main, args, capsys)
     assert rc == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["n_prompts"] == N_PROMPTS
+    # where no pair aligns, `all` is an error that names the other modes
+    args[args.index("--positions") + 1] = "all"
+    args[args.index("--emotion-prompts") + 1] = str(prompt_files["gratitude_all_long"])
+    rc, _, err = call(head_patching.main, args, capsys)
+    assert rc == 2 and "--positions last" in err and "--positions span" in err
 
 
 def test_cli_module_refuses_pickle_in_one_line(tmp_path: Path) -> None:
@@ -357,3 +369,149 @@ def test_cli_module_refuses_pickle_in_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and ".pkl" in lines[0]
     assert not out.parent.exists()
+
+
+# --- MLP units ----------------------------------------------------------------------------------
+
+
+def _hf_greedy_unit_zeroed(path: Path, texts: list[str], unit: tuple[int, int]) -> list[list[int]]:
+    """Plain HF greedy continuations with column `neuron` of layer `layer`'s MLP down-projection
+    input zeroed by a forward pre-hook (written here, independent of analysis.interventions)."""
+    from transformers import AutoModelForCausalLM
+
+    layer, neuron = unit
+    hf_model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    proj = hf_model.get_submodule(MLP_OUT_PROJ[hf_model.config.model_type].format(layer=layer))
+
+    def drop(module: torch.nn.Module, args: tuple) -> tuple:
+        x = args[0].clone()
+        x[..., neuron] = 0
+        return (x, *args[1:])
+
+    handle = proj.register_forward_pre_hook(drop)
+    try:
+        return _hf_greedy(path, texts, None, model=hf_model)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_ablation_of_a_unit_equals_hf_with_its_column_zeroed(
+    family: str, spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    out = tmp_path / "abl.json"
+    unit = (0, 17)
+    rc, stdout, err = call(head_ablation.main, _ablation_args(spiky_dirs[family], prompt_files, out, "--head-spec", "mlp:0:17", "--method", "zero"), capsys)
+    assert rc == 0, err
+    table, meta = read_parquet(out.with_suffix(".parquet"))
+    texts = [p.text for p in load_prompt_file(prompt_files["gratitude"])]
+    ablated = [list(map(int, t)) for t in table["intervened_token_ids"]]
+    assert ablated == _hf_greedy_unit_zeroed(spiky_dirs[family], texts, unit)
+    doc = json.loads(out.read_text())
+    assert doc["heads"] == [] and doc["units"] == [[0, 17]] and doc["sites"] == ["mlp:0:17"] and meta["units"] == [[0, 17]]
+    assert doc["head_spec"] == "mlp:0:17" and abs(doc["intervened"]["kl"]) > 1e-6
+    # Not vacuous: removing the unit changed some continuation.
+    assert doc["intervened"]["changed"] > 0
+    assert "ablation of mlp:0:17" in stdout
+
+
+def test_patching_units_runs_and_reports_units(
+    spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    out = tmp_path / "pat.json"
+    args = _patching_args(spiky_dirs["gpt_neox"], prompt_files, out, "--head-spec", "mlp:1:3,200,mlp:0:9", "--positions", "span")
+    rc, stdout, err = call(head_patching.main, args, capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["units"] == [[1, 3], [1, 200], [0, 9]] and doc["heads"] == []
+    assert doc["sites"] == ["mlp:1:3", "mlp:1:200", "mlp:0:9"] and doc["positions"] == "span"
+    assert set(doc["effects"]) == set(METRICS) and doc["effects"]["kl"]["n"] == N_PROMPTS
+    assert abs(doc["intervened"]["kl"]) > 1e-6
+    assert "patching of mlp:1:3,mlp:1:200,mlp:0:9" in stdout
+    # a prompt patched into itself: units, like heads, then change nothing
+    same = tmp_path / "same.json"
+    rc, _, err = call(head_patching.main, _patching_args(spiky_dirs["gpt_neox"], prompt_files, same, "--head-spec", "mlp:1:3,200",
+                                                         "--positions", "all", emotion_file="neutral"), capsys)
+    assert rc == 0, err
+    assert json.loads(same.read_text())["intervened"]["kl"] == 0.0
+
+
+def _unit_screening(path: Path, ranked: list[tuple[int, int]]) -> Path:
+    """A unit screening file ranking `ranked` first (by |exact|) for gratitude."""
+    from analysis.unit_screening import SCHEMA as UNIT_SCHEMA
+
+    scores = [
+        {"layer": layer, "neuron": neuron, "emotion": "gratitude", "attribution": 0.1, "attribution_rank": i + 1,
+         "exact": -(5.0 - i)}
+        for i, (layer, neuron) in enumerate(ranked)
+    ]
+    path.write_text(json.dumps({"schema": UNIT_SCHEMA, "model": "m", "profile": "baseline", "emotions": ["gratitude"],
+                                "params": {"top_per_layer": 10}, "scores": scores}))
+    return path
+
+
+@pytest.mark.parametrize("main,extra", [(head_ablation.main, ["--method", "mean"]), (head_patching.main, ["--positions", "last"])])
+def test_unit_top_spec_and_cumulative_curve_use_the_unit_screening(
+    main: Callable, extra: list[str], spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    ranked = [(1, 40), (0, 3), (1, 2)]
+    screening = _unit_screening(tmp_path / "unit_scores.json", ranked)
+    out = tmp_path / "cum.json"
+    args = (_ablation_args if main is head_ablation.main else _patching_args)(spiky_dirs["gpt2"], prompt_files, out, "--head-spec", "mlp-top:1", *extra)
+    args[args.index("--cumulative-k") + 1] = "2"
+    rc, stdout, err = call(main, [*args, "--screening-file", str(screening)], capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["units"] == [[1, 40]] and doc["heads"] == []
+    assert [c["units"] for c in doc["cumulative"]] == [[[1, 40]], [[1, 40], [0, 3]]]
+    assert [c["sites"] for c in doc["cumulative"]] == [["mlp:1:40"], ["mlp:1:40", "mlp:0:3"]]
+    assert doc["cumulative"][0]["effects"] == doc["effects"]
+    assert "Cumulative (top-k screened units jointly)" in stdout and "| k | units |" in stdout
+
+
+def test_unit_spec_defaults_to_the_unit_screening_file(chdir_repo: Path) -> None:
+    from analysis.experiments import parse_config
+
+    unit = parse_config("ablation", ["--model", "toy", "--emotion", "anger", "--head-spec", "mlp-top:2"])
+    head = parse_config("ablation", ["--model", "toy", "--emotion", "anger", "--head-spec", "top:2"])
+    assert unit.screening_file == Path("results/baseline/alignment/unit_scores_toy.json")
+    assert head.screening_file == Path("results/baseline/alignment/head_scores_toy.json")
+    assert unit.output.name == "toy_anger_mlptop2.json"
+
+
+def test_spec_tag_of_unit_specs() -> None:
+    assert spec_tag("mlp:3:17") == "mlp3n17" and spec_tag("mlp:3:17,42") == "mlp3n17_3n42"
+    assert spec_tag("mlp:1:13") != spec_tag("mlp:11:3")  # the seed's scheme would give both 113
+    assert spec_tag("mlp:0:1,mlp:2:5") == "mlp0n1_2n5" and spec_tag("mlp-top:5") == "mlptop5"
+    assert spec_tag("mlp:x") == "mlp_x"  # malformed: still a file-safe name (prepare reports the error)
+
+
+BAD_UNITS = {
+    "neuron_out_of_range": (head_ablation.main, ["--head-spec", "mlp:1:256"], "neuron 256 is out of range"),
+    "unit_layer_out_of_range": (head_patching.main, ["--head-spec", "mlp:2:0", "--positions", "last"], "layer 2 is out of range"),
+    "malformed_unit_spec": (head_ablation.main, ["--head-spec", "mlp:1"], "unit spec"),
+    "mixed_spec": (head_ablation.main, ["--head-spec", "mlp:0:1,1:2"], "mixes heads and MLP units"),
+    "duplicate_unit": (head_patching.main, ["--head-spec", "mlp:0:1,mlp:0:1"], "given twice"),
+    "unit_top_without_screening": (head_ablation.main, ["--head-spec", "mlp-top:2", "--screening-file", "{tmp}/missing_units.json"], "analysis.unit_screening"),
+    "unit_cumulative_without_screening": (
+        head_patching.main, ["--head-spec", "mlp:0:0", "--cumulative-k", "2", "--screening-file", "{tmp}/missing_units.json"], "unit screening file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UNITS))
+def test_bad_unit_input_is_one_line_exit_2_and_no_file(
+    case: str, spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+) -> None:
+    main, extra, expected = BAD_UNITS[case]
+    out_dir = tmp_path / "out"
+    base = (_ablation_args if main is head_ablation.main else _patching_args)(spiky_dirs["gpt2"], prompt_files, out_dir / "r.json")
+    rc, _, err = call(main, [*base, *(x.format(tmp=tmp_path) for x in extra)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, (case, rc, err)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (case, err)
+    assert not out_dir.exists() or not any(out_dir.iterdir()), case

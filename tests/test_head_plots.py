@@ -308,3 +308,174 @@ def test_bad_input_subprocess(inputs: dict, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.startswith("error: --emotion joy") and r.stderr.count("\n") == 1
     assert not out.exists()
+
+
+# --- MLP units: unit_summary.png ------------------------------------------------------------
+
+PLANTED_UNITS = {"gratitude": [[2, 5]], "anger": [[3, 7]], "apology": [[1, 30]]}  # apology's is not kept below
+
+
+def unit_doc(model: str = "toy", profile: str = "baseline", n_layers: int = 4, d_mlp: int = 32) -> dict:
+    """Per emotion: the top 3 units of each layer by |attribution|; exact for 4 of them (the
+    planted one among them for gratitude and anger, with a large effect, negative for anger)."""
+    rng = np.random.default_rng(1)
+    scores = []
+    for emotion in EMOTIONS:
+        planted = tuple(PLANTED_UNITS[emotion][0])
+        exact_units = {planted, (0, 1), (1, 2), (3, 3)} if emotion != "apology" else {(0, 1), (1, 2), (3, 3), (2, 4)}
+        for layer in range(n_layers):
+            neurons = sorted({(layer * 7 + k * 5) % d_mlp for k in range(3)} | {n for (lay, n) in exact_units if lay == layer})
+            for neuron in neurons:
+                big = (layer, neuron) == planted and emotion != "apology"
+                attribution = float(rng.normal(0, 0.02)) + (0.9 if big else 0.0)
+                has = (layer, neuron) in exact_units
+                ex = attribution * 1.1 + float(rng.normal(0, 0.005)) if has else None
+                if big and emotion == "anger":
+                    attribution, ex = -attribution, -ex  # drawn below zero, ranked by |score|
+                scores.append({
+                    "layer": layer, "neuron": neuron, "emotion": emotion, "attribution": attribution,
+                    "attribution_rank": 1 if big else 2 + len(scores) % 50, "exact": ex,
+                    "exact_ci_low": ex - 0.05 if has else None, "exact_ci_high": ex + 0.04 if has else None,
+                    "exact_p": 0.001 if has else None, "exact_q": 0.004 if has else None,
+                    "exact_n": 70 if has else None, "exact_n_clusters": 14 if has else None,
+                })
+    return {
+        "schema": hp.UNIT_SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "d_mlp": d_mlp,
+        "emotions": list(EMOTIONS), "params": {"top_per_layer": 3}, "scores": scores,
+    }
+
+
+@pytest.fixture(scope="module")
+def unit_inputs(inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("unit_inputs")
+    planted = {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED, "units_by_emotion": PLANTED_UNITS}
+    return {**inputs, "units": write_json(root / "unit_scores_toy.json", unit_doc()), "planted": write_json(root / "planted.json", planted)}
+
+
+@pytest.fixture(scope="module")
+def unit_rendered(unit_inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("unit_plots") / "heads"
+    hp.main([*argv(unit_inputs, out), "--unit-scores", str(unit_inputs["units"])])
+    return out
+
+
+def test_unit_files_are_written_beside_the_head_files(unit_rendered: Path) -> None:
+    assert sorted(p.name for p in unit_rendered.iterdir()) == sorted([*hp.FILES.values(), *hp.UNIT_FILES.values()])
+    data = (unit_rendered / "unit_summary.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and b"Software" not in data
+
+
+def test_unit_summary_csv_matches_input(unit_rendered: Path) -> None:
+    doc = unit_doc()
+    csv = pd.read_csv(unit_rendered / "unit_summary.csv")
+    assert list(csv.columns) == hp.UNIT_COLUMNS and len(csv) == len(doc["scores"])
+    by_unit = csv.set_index(["emotion", "layer", "neuron"])
+    for s in doc["scores"]:
+        row = by_unit.loc[(s["emotion"], s["layer"], s["neuron"])]
+        if s["exact"] is None:
+            assert row.kind == "attribution" and math.isclose(row.score, s["attribution"], rel_tol=1e-9) and math.isnan(row.exact)
+        else:
+            assert row.kind == "exact" and math.isclose(row.score, s["exact"], rel_tol=1e-9)
+            assert math.isclose(row.ci_low, s["exact_ci_low"], rel_tol=1e-9) and math.isclose(row.q, s["exact_q"], rel_tol=1e-9)
+        assert bool(row.planted) == ([s["layer"], s["neuron"]] in PLANTED_UNITS[s["emotion"]])
+    assert list(dict.fromkeys(csv.emotion)) == list(EMOTIONS)  # canonical emotion order
+    assert csv.planted.sum() == 2  # apology's planted unit is not among the kept rows
+
+
+def test_unit_summary_figure_panels_marks_and_labels(unit_inputs: dict, tmp_path: Path) -> None:
+    data = hp.load(config(unit_inputs, tmp_path, unit_scores=(unit_inputs["units"],)))
+    fig = hp.unit_summary_figure(data, tmp_path / "u.png")
+    axes = panels(fig)
+    assert [ax.get_title() for ax in axes] == [f"{e} · 32 units per layer" for e in EMOTIONS]
+    for ax, emotion in zip(axes, EMOTIONS, strict=True):
+        layer, neuron = PLANTED_UNITS[emotion][0]
+        marks = [line for line in ax.lines if (line.get_gid() or "").startswith("planted:")]
+        assert [m.get_gid() for m in marks] == [f"planted:{layer}:{neuron}"]
+        texts = [t.get_text() for t in ax.texts]
+        if emotion == "apology":
+            assert any("not kept" in t for t in texts)  # marked on the axis, not at a made-up value
+        else:
+            # the planted unit is the largest effect: labelled, and drawn at its exact value
+            assert f"{layer}.{neuron}" in texts
+            (y,) = marks[0].get_ydata()
+            expected = data.units.query("emotion == @emotion and layer == @layer and neuron == @neuron").score.iloc[0]
+            assert math.isclose(y, expected) and (y < 0) == (emotion == "anger")
+        assert sum(1 for t in texts if t.count(".") == 1 and "\n" not in t) == hp.UNIT_LABELLED
+        exact_points = [c for c in ax.collections if c.get_gid() == "exact"]
+        assert len(exact_points) == 1 and len(exact_points[0].get_offsets()) == 4
+        assert ax.get_xlim()[0] < 0 < 3 < ax.get_xlim()[1]
+
+
+def test_unit_summary_rerun_is_byte_identical(unit_inputs: dict, unit_rendered: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    hp.main([*argv(unit_inputs, out), "--unit-scores", str(unit_inputs["units"])])
+    for name in hp.UNIT_FILES.values():
+        assert (out / name).read_bytes() == (unit_rendered / name).read_bytes(), name
+
+
+def test_unit_emotion_filter(unit_inputs: dict, tmp_path: Path) -> None:
+    data = hp.load(config(unit_inputs, tmp_path, unit_scores=(unit_inputs["units"],), emotion="anger"))
+    assert set(data.units.emotion) == {"anger"}
+    assert len(panels(hp.unit_summary_figure(data, tmp_path / "u.png"))) == 1
+
+
+def test_bad_unit_inputs_are_one_line(unit_inputs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outside = write_json(tmp_path / "planted.json", {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED,
+                                                    "units_by_emotion": {"anger": [[3, 32]]}})
+    malformed = write_json(tmp_path / "planted2.json", {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED,
+                                                       "units_by_emotion": {"anger": [3, 7]}})
+    doc = unit_doc()
+    doc["scores"].append(dict(doc["scores"][0]))
+    twice = write_json(tmp_path / "twice.json", doc)
+    out = tmp_path / "out"
+    cases = {
+        "head file as unit scores": (["--unit-scores", str(unit_inputs["scores"][0])], "expected 'emotion-heads/unit-scores/v1'"),
+        "unit scored twice": (["--unit-scores", str(twice)], "is scored twice"),
+        "planted unit outside": (["--unit-scores", str(unit_inputs["units"]), "--planted", str(outside)], "unit mlp:3:32 (anger) is outside"),
+        "planted units malformed": (["--unit-scores", str(unit_inputs["units"]), "--planted", str(malformed)], "units_by_emotion.anger"),
+    }
+    for name, (extra, needle) in cases.items():
+        with pytest.raises(SystemExit) as exc:
+            hp.main([*argv(unit_inputs, out), *extra])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, (name, err)
+        assert not out.exists(), name
+
+
+def test_from_params_draws_units_when_the_file_exists(
+    unit_inputs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pipeline's mode: the unit figure follows the unit screening file; without it, a note."""
+    import shutil
+
+    from analysis.outputs import experiment_file, model_dir, screening_file, unit_screening_file
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    write_json(screening_file("baseline", "toy"), screening_doc())
+    for kind in ("ablation", "patching"):
+        for e in EMOTIONS:
+            write_json(experiment_file(kind, "baseline", "toy", e), experiment_doc(kind, e))
+    model_dir("toy").mkdir(parents=True)
+    shutil.copy(unit_inputs["planted"], model_dir("toy") / "planted.json")
+
+    hp.main(["--from-params", "--model", "toy", "--output-dir", "plots1", "--top-n", "5"])
+    err = capsys.readouterr().err
+    assert f"note: no unit screening file {unit_screening_file('baseline', 'toy')}: unit_summary.png is not drawn" in err
+    assert sorted(p.name for p in Path("plots1").iterdir()) == sorted(hp.FILES.values())
+
+    write_json(unit_screening_file("baseline", "toy"), unit_doc())
+    hp.main(["--from-params", "--model", "toy", "--output-dir", "plots2", "--top-n", "5"])
+    assert "note:" not in capsys.readouterr().err
+    assert (Path("plots2") / "unit_summary.png").is_file()
+    assert pd.read_csv(Path("plots2") / "unit_summary.csv").planted.sum() == 2  # planted.json of the model folder
+
+
+def test_unit_experiment_condition_names_units(tmp_path: Path) -> None:
+    doc = experiment_doc("ablation", "anger")
+    doc.update(heads=[], units=[[1, 5], [1, 7]], head_spec="mlp:1:5,7")
+    path = write_json(tmp_path / "a.json", doc)
+    _, _, condition, _, _ = hp.load_experiment(path, "ablation", "baseline")
+    assert condition == "zero ablation, units mlp:1:5,mlp:1:7"
+    _, _, condition, _, _ = hp.load_experiment(write_json(tmp_path / "b.json", experiment_doc("patching", "anger")), "patching", "baseline")
+    assert condition == "positions all, heads 3:2"  # head experiments as before

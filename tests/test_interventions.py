@@ -11,6 +11,9 @@ from analysis.interventions import (
     Edit,
     Site,
     capture,
+    component_edits,
+    component_inputs,
+    plain_hf,
     hooks_for,
     last_logits,
     patch_edits,
@@ -19,7 +22,7 @@ from analysis.interventions import (
     split_batch,
     zero_edits,
 )
-from analysis.models import HEAD_OUT_PROJ, LoadedModel, load_model
+from analysis.models import HEAD_OUT_PROJ, MLP_OUT_PROJ, LoadedModel, load_model
 from analysis.prompts import Prompt, tokenize
 from analysis.random_models import FAMILIES
 
@@ -170,3 +173,93 @@ def test_edit_on_mlp_unit_matches_manual_zero(family_model: tuple[LoadedModel, P
     ref = _bridge_logprobs(model, batch, [("blocks.0.mlp.hook_post", manual)])
     assert torch.equal(ours, ref)
     assert isinstance(Edit, type)
+
+
+# --- MLP units on the fast path (plain HF modules, edit at the down-projection input) ----------
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def unit_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> LoadedModel:
+    """2 layers, d_mlp 256; init_std 0.1 so one neuron moves the logits far above the 1e-5 tolerance."""
+    from analysis.random_models import save_random_model
+
+    path = save_random_model(request.param, tmp_path_factory.mktemp("unit") / request.param, tokenizer_dir=tokenizer_dir, seed=2, init_std=0.1)
+    return load_model(str(path))
+
+
+def _plain_logprobs(model: LoadedModel, batch, edits=()) -> torch.Tensor:  # noqa: ANN001
+    hf = plain_hf(model.path)
+    with torch.no_grad(), component_edits(hf, model.spec.family, list(edits), model.spec.d_head):
+        out = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids(batch.attention_mask))
+    return out.logits.log_softmax(-1)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_fast_path_unit_edit_equals_bridge_hook_post(unit_model: LoadedModel) -> None:
+    """One Edit, two paths: the bridge's `blocks.L.mlp.hook_post` and the plain HF module's
+    down-projection input. Several units, partial masks, values far from the clean ones."""
+    model = unit_model
+    batch = _batch(model, TEXTS)
+    b, t = batch.input_ids.shape
+    g = torch.Generator().manual_seed(0)
+    edits = [
+        Edit(Site("mlp", 0, 5), torch.randn(b, t, generator=g) * 3, torch.rand(b, t, generator=g) < 0.5, False),
+        Edit(Site("mlp", 1, 200), torch.randn(b, t, generator=g) * 3, torch.ones(b, t, dtype=torch.bool), True),
+        Edit(Site("mlp", 1, 7), torch.full((b, 1), 2.5), torch.ones(b, 1, dtype=torch.bool), False),
+    ]
+    bridge = _bridge_logprobs(model, batch, hooks_for(edits))
+    fast = _plain_logprobs(model, batch, edits)
+    diff = (bridge - fast).abs()[_real(batch)].max().item()
+    assert abs(diff) <= 1e-5, diff
+    moved = (fast - _plain_logprobs(model, batch)).abs()[_real(batch)].max().item()
+    assert abs(moved) > 1e-3, moved
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_fast_path_identity_unit_edit_changes_nothing(unit_model: LoadedModel) -> None:
+    model = unit_model
+    batch = _batch(model, TEXTS)
+    hf = plain_hf(model.path)
+    sites = [Site("mlp", layer, n) for layer in range(model.spec.n_layers) for n in (0, 17, 255)]
+    acts = component_inputs(hf, model.spec.family, batch, sites, model.spec.d_head)
+    b, t = batch.input_ids.shape
+    identity = [Edit(s, acts[s.hook_name][:, :, s.index], torch.ones(b, t, dtype=torch.bool), True) for s in sites]
+    masked_out = [Edit(s, torch.full((b, t), 9.0), torch.zeros(b, t, dtype=torch.bool), False) for s in sites]
+    clean = _plain_logprobs(model, batch)
+    assert torch.equal(_plain_logprobs(model, batch, identity), clean), "writing back the unit's own value must change nothing"
+    assert torch.equal(_plain_logprobs(model, batch, masked_out), clean), "an edit masked everywhere must change nothing"
+    # the fast path's captured activations are the bridge's hook_post
+    ref = capture(model, batch, [s.hook_name for s in sites])
+    worst = max((acts[k] - ref[k]).abs()[_real(batch)].max().item() for k in ref)
+    assert abs(worst) <= 1e-5, worst
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_zeroed_unit_equals_hf_with_down_projection_column_zeroed(unit_model: LoadedModel) -> None:
+    """The reference is written by hand: column n of the MLP down-projection input set to 0."""
+    from transformers import AutoModelForCausalLM
+
+    model = unit_model
+    hf = AutoModelForCausalLM.from_pretrained(model.path, attn_implementation="eager").eval()
+    batch = _batch(model, TEXTS)
+    clean = _hf_logprobs(hf, batch)
+    for layer, neuron in [(0, 0), (1, 255), (0, 128)]:
+        site = Site("mlp", layer, neuron)
+        ours = _bridge_logprobs(model, batch, hooks_for(zero_edits([site], len(TEXTS), {site: ()})))
+        fast = _plain_logprobs(model, batch, zero_edits([site], len(TEXTS), {site: ()}))
+
+        def drop(module, args, n=neuron):  # noqa: ANN001, ANN202
+            x = args[0].clone()
+            x[..., n] = 0
+            return (x, *args[1:])
+
+        handle = hf.get_submodule(MLP_OUT_PROJ[model.spec.family].format(layer=layer)).register_forward_pre_hook(drop)
+        try:
+            ref = _hf_logprobs(hf, batch)
+        finally:
+            handle.remove()
+        for name, got in (("bridge", ours), ("fast path", fast)):
+            diff = (got - ref).abs()[_real(batch)].max().item()
+            assert abs(diff) <= 1e-5, (name, layer, neuron, diff)
+        moved = (ref - clean).abs()[_real(batch)].max().item()
+        assert abs(moved) > 1e-4, (layer, neuron, moved)

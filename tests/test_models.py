@@ -1,15 +1,25 @@
-"""Model loading and head specs: clear one-line errors for everything a user can get wrong."""
+"""Model loading, head and unit specs: clear one-line errors for everything a user can get wrong."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from analysis.errors import InputError
-from analysis.models import HeadSpec, load_model, parse_head_spec, validate_heads
+from analysis.models import (
+    MLP_OUT_PROJ,
+    HeadSpec,
+    ModelSpec,
+    UnitSpec,
+    is_unit_spec,
+    load_model,
+    parse_head_spec,
+    parse_site_spec,
+    parse_unit_spec,
+    validate_heads,
+    validate_units,
+)
 
 
 def test_parse_head_spec_examples() -> None:
@@ -58,3 +68,76 @@ def test_unsupported_family(tmp_path: Path, tokenizer_dir: Path) -> None:
 def test_missing_toy_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="dvc repro toy_model"):
         load_model("toy", toy_dir=tmp_path / "nope")
+
+
+# --- MLP unit specs ---------------------------------------------------------------------------
+
+def _spec(d_mlp: int | None = 256) -> ModelSpec:
+    """A hand-made shape (no model load): 2 layers x 4 heads, d_mlp neurons per MLP."""
+    return ModelSpec(name="m", family="gpt2", n_layers=2, n_heads=4, d_head=16, d_mlp=d_mlp, bos_id=0, pad_id=0)
+
+
+def test_parse_unit_spec_examples() -> None:
+    assert parse_unit_spec("mlp:1:17") == UnitSpec(units=((1, 17),))
+    assert parse_unit_spec("mlp:1:17,42") == UnitSpec(units=((1, 17), (1, 42)))
+    assert parse_unit_spec(" mlp : 0 : 3 , 5 ,mlp:1:3") == UnitSpec(units=((0, 3), (0, 5), (1, 3)))
+    assert parse_unit_spec("mlp-top:4") == UnitSpec(top=4)
+    assert parse_site_spec("mlp:0:0") == UnitSpec(units=((0, 0),))
+    assert parse_site_spec("0:0") == HeadSpec(heads=((0, 0),))  # head specs unchanged
+    assert parse_site_spec("top:2") == HeadSpec(top=2)
+    assert is_unit_spec("MLP:0:1") and is_unit_spec(" mlp-top:1") and not is_unit_spec("top:1") and not is_unit_spec(None)
+
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("mlp:0", "cannot parse"),
+        ("mlp:a:1", "cannot parse"),
+        ("mlp:0:1,", "cannot parse"),
+        ("mlp:0:-1", "cannot parse"),
+        ("mlp-top:0", "K >= 1"),
+        ("mlp-top:x", "cannot parse"),
+        ("mlp:0:1,1", "given twice"),
+        ("mlp:0:1,mlp:0:1", "given twice"),
+        ("mlp:0:1,2:3", "mixes heads and MLP units"),
+        ("mlp:0:1,top:2", "mixes heads and MLP units"),
+    ],
+)
+def test_parse_unit_spec_rejects(bad: str, needle: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse_site_spec(bad)
+    assert "\n" not in str(err.value) and "unit spec" in str(err.value) and needle in str(err.value)
+
+
+def test_head_spec_with_a_unit_says_mixing() -> None:
+    with pytest.raises(InputError, match="mixes heads and MLP units"):
+        parse_site_spec("0:0,mlp:1:2")
+
+
+def test_validate_units_ranges_name_the_model_and_the_range() -> None:
+    spec = _spec()
+    assert validate_units(((1, 255), (0, 0)), spec) == ((1, 255), (0, 0))
+    with pytest.raises(InputError, match=r"neuron 256 is out of range for m \(neurons 0\.\.255 in each of its 2 MLP layers\)"):
+        validate_units(((0, 256),), spec)
+    with pytest.raises(InputError, match=r"layer 2 is out of range for m \(layers 0\.\.1\)"):
+        validate_units(((2, 0),), spec)
+
+
+@pytest.mark.parametrize("d_mlp", [0, None])
+def test_unit_spec_on_attention_only_model(d_mlp: int | None) -> None:
+    with pytest.raises(InputError, match="has no MLP units") as err:
+        validate_units(((0, 0),), _spec(d_mlp))
+    assert "\n" not in str(err.value)
+    assert validate_units((), _spec(d_mlp)) == ()  # a head spec on such a model is fine
+
+
+def test_loaded_spec_has_d_mlp(random_model_dirs: dict[str, Path]) -> None:
+    for family, path in random_model_dirs.items():
+        model = load_model(str(path))
+        assert model.spec.d_mlp == 256, family  # 4 x d_model 64
+        assert validate_units(((1, 255),), model.spec)
+        from analysis.interventions import plain_hf
+
+        # the down-projection reads d_mlp features (GPT-2's Conv1D stores its weight as [in, out])
+        proj = plain_hf(model.path).get_submodule(MLP_OUT_PROJ[family].format(layer=1))
+        assert (getattr(proj, "in_features", None) or proj.weight.shape[0]) == 256, family

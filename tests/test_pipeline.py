@@ -32,9 +32,9 @@ def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> Path:
     root = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = _sh(["git", "ls-files"], REPO).stdout.split()
+    files = _sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
     for f in files:
-        if f.startswith("results/"):
+        if f.startswith("results/") or not (REPO / f).is_file():
             continue
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, root / f)
@@ -74,8 +74,39 @@ def test_repro_is_clean_and_finds_the_planted_heads(project: Path) -> None:
         assert s[f"toy.{emotion}.recovery.exact.auroc"] >= 0.99
         assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
         assert s[f"toy.{emotion}.patching.emotion_score.ci_low"] > 0
-    for png in ("head_reaction_heatmap", "top_heads", "ablation_sentiment_comparison", "patching_keyword_comparison", "cumulative_topk"):
+    for png in ("head_reaction_heatmap", "top_heads", "ablation_sentiment_comparison", "patching_keyword_comparison",
+                "cumulative_topk", "unit_summary"):
         assert (project / f"results/tiny/plots/heads/toy/{png}.png").is_file()
+    for f in ("heatmaps.png", "top_heads.csv", "top_heads.md"):
+        assert (project / f"results/tiny/plots/models/{f}").is_file()
+
+
+def test_repro_finds_the_planted_units(project: Path) -> None:
+    s = _summary(project)
+    planted = json.loads((project / "results/models/toy/planted.json").read_text())["units_by_emotion"]
+    for emotion, units in planted.items():
+        assert [s[f"toy.{emotion}.units.top_layer"], s[f"toy.{emotion}.units.top_neuron"]] in units
+        for score in ("attribution", "exact"):
+            assert s[f"toy.{emotion}.recovery.units.{score}.planted_rank"] == 1
+            assert s[f"toy.{emotion}.recovery.units.{score}.auroc"] >= 0.99
+        assert s[f"toy.{emotion}.units.top_exact_ci_low"] > 0 and s[f"toy.{emotion}.units.top_exact_q"] < 0.05
+
+
+def test_exp_run_on_the_top_unit_ablates_and_patches_it(project: Path) -> None:
+    r = _sh(["dvc", "exp", "run", "-S", "ablation.head_spec=mlp-top:1", "-S", "patching.head_spec=mlp-top:1"], project)
+    ran = [line for line in r.stdout.splitlines() if line.startswith("Running stage")]
+    assert not any("screen" in line for line in ran), ran  # the screenings were up to date
+    planted = json.loads((project / "results/models/toy/planted.json").read_text())["units_by_emotion"]
+    s = _summary(project)
+    for emotion, units in planted.items():
+        for kind in ("ablation", "patching"):
+            doc = json.loads((project / f"results/tiny/patching/head_{kind}/toy_{emotion}.json").read_text())
+            assert doc["units"] == units and doc["heads"] == []
+        # the planted unit carries the emotion: ablating it lowers M, patching it raises M in the twin
+        assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
+        assert s[f"toy.{emotion}.patching.emotion_score.ci_low"] > 0
+    _sh(["git", "checkout", "-q", "--", "."], project)
+    _sh(["dvc", "checkout", "-q"], project, check=False)
 
 
 def test_fresh_clone_reproduces_summary(project: Path, tmp_path: Path) -> None:

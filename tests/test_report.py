@@ -109,6 +109,7 @@ def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
     made by analysis.summarize from the hand-made stage documents."""
     from analysis.outputs import experiment_file, model_dir, plots_dir, screening_file
     from analysis.params import load_params
+    from analysis import model_comparison
     from analysis.summarize import summarize
 
     root.mkdir(parents=True, exist_ok=True)
@@ -134,9 +135,10 @@ def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
         for name in rep.FIGURES.values():
             (figures / name).write_bytes(PNG)
     cwd = Path.cwd()
-    os.chdir(root)  # summarize reads the relative paths of analysis.outputs
+    os.chdir(root)  # summarize and compare_models read the relative paths of analysis.outputs
     try:
         summary = summarize(load_params(Path("params.yaml")))
+        model_comparison.main(["--params", "params.yaml"])
     finally:
         os.chdir(cwd)
     write_json(root / "results" / "summary.json", summary)

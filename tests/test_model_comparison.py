@@ -1,0 +1,232 @@
+"""The cross-model comparison: one colour scale, top heads per model × emotion, one-line errors.
+
+Three hand-made screening files of different shapes, with numbers chosen so that every
+expected value below can be checked by eye:
+
+- `toy` (2 × 2, exact ΔM for every head; attribution 9.0 everywhere, which must never show),
+  planted heads gratitude 1:0, anger 0:0;
+- `EleutherAI/pythia-tiny` (3 layers × 1 head, exact for some heads only: the others, with
+  attribution ∓10 and 5, are "not computed", not 0 and not their attribution);
+- `local/gpt2-random` (1 × 3, attribution only).
+
+Shared colour limit = max |score| over the panels drawn = |−4.0| (local/gpt2-random, gratitude,
+0:0); the exact-ranked files' attributions (9, −10, 5) are not drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
+
+from analysis import model_comparison as mc
+from analysis.errors import InputError
+from analysis.io import write_json
+
+PROFILE = "baseline"
+EMOTIONS = ("gratitude", "anger")
+MODELS = ("toy", "EleutherAI/pythia-tiny", "local/gpt2-random")
+VMAX = 4.0
+
+# (layer, head) -> (exact or None, attribution, q)
+TOY = {
+    "gratitude": {(0, 0): (0.1, 9.0, 0.5), (0, 1): (-0.5, 9.0, 0.5), (1, 0): (2.0, 9.0, 0.01), (1, 1): (0.3, 9.0, 0.5)},
+    "anger": {(0, 0): (-3.0, 9.0, 0.02), (0, 1): (0.7, 9.0, 0.6), (1, 0): (-0.7, 9.0, 0.6), (1, 1): (0.0, 9.0, 0.6)},
+}
+PYTHIA = {
+    "gratitude": {(0, 0): (2.5, 0.1, 0.001), (1, 0): (None, -10.0, None), (2, 0): (-1.0, 0.1, 0.2)},
+    # 0.2 and −0.2000000001 tie at 1e-6 nats: the tie goes by layer (1 before 2), as `top:N`.
+    "anger": {(0, 0): (None, 5.0, None), (1, 0): (0.2, 0.1, 0.3), (2, 0): (-0.2000000001, 0.1, 0.3)},
+    "apology": {(0, 0): (0.1, 0.1, 0.9), (1, 0): (None, 0.1, None), (2, 0): (0.1, 0.1, 0.9)},
+}
+GPT2R = {
+    "gratitude": {(0, 0): (None, -4.0, None), (0, 1): (None, 1.0, None), (0, 2): (None, 0.5, None)},
+    "anger": {(0, 0): (None, 0.25, None), (0, 1): (None, -0.5, None), (0, 2): (None, 3.9, None)},
+}
+SPECS = {"toy": (2, 2, TOY), "EleutherAI/pythia-tiny": (3, 1, PYTHIA), "local/gpt2-random": (1, 3, GPT2R)}
+
+
+def screening_doc(model: str, profile: str = PROFILE) -> dict:
+    n_layers, n_heads, table = SPECS[model]
+    scores = []
+    for emotion, cells in table.items():
+        for (layer, head), (exact, attribution, q) in cells.items():
+            has = exact is not None
+            scores.append({
+                "layer": layer, "head": head, "emotion": emotion, "delta_attn": 0.0, "attribution": attribution,
+                "exact": exact, "exact_ci_low": exact - 0.1 if has else None, "exact_ci_high": exact + 0.1 if has else None,
+                "exact_p": q, "exact_q": q, "exact_n": 70 if has else None, "exact_n_clusters": 12 if has else None,
+            })
+    return {"schema": mc.SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "n_heads": n_heads,
+            "emotions": list(table), "scores": scores}
+
+
+def write_results(root: Path, models: tuple[str, ...] = MODELS) -> None:
+    for m in models:
+        write_json(root / "results" / PROFILE / "alignment" / f"head_scores_{m}.json", screening_doc(m))
+    write_json(root / "results" / "models" / "toy" / "planted.json",
+               {"schema": "emotion-heads/planted/v1", "by_emotion": {"gratitude": [[1, 0]], "anger": [[0, 0]], "apology": [[1, 1]]}})
+
+
+def config(root: Path, **kw) -> mc.ComparisonConfig:
+    base = {"profile": PROFILE, "models": MODELS, "emotions": EMOTIONS, "output_dir": root / "out", "top_n": 2, "root": root}
+    return mc.ComparisonConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    write_results(tmp_path)
+    return tmp_path
+
+
+def test_paths_with_slash_are_subfolders(root: Path) -> None:
+    cfg = config(root)
+    assert cfg.screening_path("EleutherAI/pythia-tiny") == root / "results/baseline/alignment/head_scores_EleutherAI/pythia-tiny.json"
+    assert cfg.screening_path("local/gpt2-random").is_file()
+    comp = mc.load(cfg)
+    assert comp.names == MODELS
+    assert [(m.n_layers, m.n_heads, m.kind) for m in comp.models] == [
+        (2, 2, "exact"), (3, 1, "exact"), (1, 3, "attribution")
+    ]
+
+
+def test_grids_and_shared_limit(root: Path) -> None:
+    comp = mc.load(config(root))
+    toy, pythia, gpt2r = comp.models
+    np.testing.assert_array_equal(toy.grid("gratitude"), [[0.1, -0.5], [2.0, 0.3]])  # exact, not attribution 9.0
+    g = pythia.grid("gratitude")
+    assert g[0, 0] == 2.5 and g[2, 0] == -1.0 and math.isnan(g[1, 0])  # not computed: NaN, not 0 or −10
+    np.testing.assert_array_equal(gpt2r.grid("anger"), [[0.25, -0.5, 3.9]])
+    assert mc.shared_limit(comp) == VMAX
+    assert toy.planted == {"gratitude": ((1, 0),), "anger": ((0, 0),)}  # apology not compared
+    assert pythia.planted == {} and gpt2r.planted == {}
+
+
+def test_top_heads_table(root: Path) -> None:
+    table = mc.top_heads_table(mc.load(config(root)), top_n=2)
+    assert list(table.columns) == mc.TOP_COLUMNS
+    got = [(r.model, r.emotion, r.rank, r.layer, r.head, r.score_kind, r.score) for r in table.itertuples()]
+    assert got == [
+        ("toy", "gratitude", 1, 1, 0, "exact", 2.0),
+        ("toy", "gratitude", 2, 0, 1, "exact", -0.5),
+        ("toy", "anger", 1, 0, 0, "exact", -3.0),
+        ("toy", "anger", 2, 0, 1, "exact", 0.7),  # ties with 1:0 (−0.7): layer:head order
+        ("EleutherAI/pythia-tiny", "gratitude", 1, 0, 0, "exact", 2.5),
+        ("EleutherAI/pythia-tiny", "gratitude", 2, 2, 0, "exact", -1.0),  # 1:0 has no exact value
+        ("EleutherAI/pythia-tiny", "anger", 1, 1, 0, "exact", 0.2),
+        ("EleutherAI/pythia-tiny", "anger", 2, 2, 0, "exact", -0.2000000001),
+        ("local/gpt2-random", "gratitude", 1, 0, 0, "attribution", -4.0),
+        ("local/gpt2-random", "gratitude", 2, 0, 1, "attribution", 1.0),
+        ("local/gpt2-random", "anger", 1, 0, 2, "attribution", 3.9),
+        ("local/gpt2-random", "anger", 2, 0, 1, "attribution", -0.5),
+    ]
+    first = table.iloc[0]
+    assert (first.ci_low, first.ci_high, first.q, first.n) == (pytest.approx(1.9), pytest.approx(2.1), 0.01, 70)
+    attr = table[table.score_kind == "attribution"]
+    assert attr[["ci_low", "ci_high", "q"]].isna().all().all() and attr.n.isna().all()
+    # More than there are: every scored head, no error.
+    big = mc.top_heads_table(mc.load(config(root)), top_n=10)
+    assert big.groupby(["model", "emotion"], sort=False).size().tolist() == [4, 4, 2, 2, 3, 3]
+
+
+def test_markdown_table(root: Path) -> None:
+    comp = mc.load(config(root))
+    md = mc.markdown_table(comp, mc.top_heads_table(comp, 2))
+    lines = md.splitlines()
+    assert lines[0].startswith("Top 2 heads per model and emotion") and lines[1] == ""
+    assert lines[2].startswith("| Model | Emotion | Rank | Head |")
+    assert len(lines) == 4 + 12
+    assert lines[4] == "| toy | gratitude | 1 | L1H0 ★ | exact | +2.00 | [1.90, 2.10] | 0.01 | 70 |"
+    assert lines[6] == "| toy | anger | 1 | L0H0 ★ | exact | −3.00 | [−3.10, −2.90] | 0.02 | 70 |"
+    assert lines[12] == "| local/gpt2-random | gratitude | 1 | L0H0 | attribution | −4.00 | — | — | — |"
+
+
+def test_heatmaps_figure(root: Path) -> None:
+    comp = mc.load(config(root))
+    path = root / "out" / "heatmaps.png"
+    fig = mc.heatmaps_figure(comp, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    images = [im for ax in fig.axes for im in ax.get_images() if isinstance(im, AxesImage)]
+    panels = [im for im in images if (im.get_gid() or "").startswith("heatmap:")]
+    assert len(panels) == len(EMOTIONS) * len(MODELS)
+    assert {im.get_clim() for im in panels} == {(-VMAX, VMAX)}
+    assert len(fig.axes) == len(panels) + 1  # one colour bar for all
+    by_gid = {im.get_gid(): im.axes for im in panels}
+    ax = by_gid["heatmap:EleutherAI/pythia-tiny:gratitude"]
+    assert "exact ΔM (2 of 3 heads)" in ax.get_title()
+    assert [p.get_gid() for p in ax.patches if isinstance(p, Rectangle)] == ["missing:1:0"]
+    assert "attribution" in by_gid["heatmap:local/gpt2-random:anger"].get_title()
+    ax = by_gid["heatmap:toy:anger"]
+    assert [p.get_gid() for p in ax.patches] == ["planted:0:0"]
+    (stars,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_array_equal(stars.get_offsets(), [[0, 0]])  # (head, layer) with q < 0.05
+    assert not [c for c in by_gid["heatmap:local/gpt2-random:gratitude"].collections if isinstance(c, PathCollection)]
+
+
+def test_cli_writes_all_three(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(root)
+    out = mc.main(["--profile", PROFILE, "--models", *MODELS, "--emotions", *EMOTIONS, "--top-n", "1"])
+    folder = Path("results/baseline/plots/models")  # the default --output-dir
+    assert out == {k: folder / v for k, v in mc.FILES.items()}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in out.values())
+    csv = pd.read_csv(out["csv"])
+    assert csv[["model", "emotion", "layer", "head"]].values.tolist() == [
+        ["toy", "gratitude", 1, 0], ["toy", "anger", 0, 0],
+        ["EleutherAI/pythia-tiny", "gratitude", 0, 0], ["EleutherAI/pythia-tiny", "anger", 1, 0],
+        ["local/gpt2-random", "gratitude", 0, 0], ["local/gpt2-random", "anger", 0, 2],
+    ]
+    assert out["md"].read_text().count("\n| ") == 1 + 6
+
+
+def test_missing_file_is_one_line_and_writes_nothing(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(root)
+    before = sorted(p for p in root.rglob("*"))
+    with pytest.raises(SystemExit) as exc:
+        mc.main(["--profile", PROFILE, "--models", "toy", "org/absent", "--emotions", *EMOTIONS, "--output-dir", "out"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "results/baseline/alignment/head_scores_org/absent.json" in err
+    assert "python -m analysis.head_screening --model org/absent --profile baseline" in err
+    assert sorted(p for p in root.rglob("*")) == before  # no output folder, no files
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"emotions": ("gratitude", "apology")}, "no scores for emotion 'apology'"),
+        ({"top_n": 0}, "--top-n must be at least 1"),
+        ({"models": ("toy", "toy")}, "--models lists 'toy' twice"),
+        ({"profile": "extended"}, "does not exist"),
+    ],
+)
+def test_bad_input(root: Path, change: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        mc.compare(config(root, **change))
+    assert not (root / "out").exists()
+
+
+def test_file_of_another_model_or_profile(root: Path) -> None:
+    write_json(root / "results/baseline/alignment/head_scores_gpt2.json", screening_doc("toy"))
+    with pytest.raises(InputError, match="holds the screening of model 'toy', not 'gpt2'"):
+        mc.load(config(root, models=("gpt2",)))
+    write_json(root / "results/baseline/alignment/head_scores_toy.json", screening_doc("toy", profile="extended"))
+    with pytest.raises(InputError, match="is for profile 'extended'"):
+        mc.load(config(root, models=("toy",)))
+
+
+def test_defaults_from_params(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("profile: baseline\nmodels: [toy, local/gpt2-random]\nemotions: [anger]\n")
+    cfg = mc.parse_args(["--params", str(params)])
+    assert (cfg.profile, cfg.models, cfg.emotions, cfg.top_n) == ("baseline", ("toy", "local/gpt2-random"), ("anger",), 5)
+    assert cfg.output_dir == Path("results/baseline/plots/models")
+    cfg = mc.parse_args(["--params", str(params), "--models", "gpt2", "--top-n", "3", "--output-dir", "x"])
+    assert (cfg.models, cfg.top_n, cfg.output_dir) == (("gpt2",), 3, Path("x"))

@@ -1,0 +1,185 @@
+"""GPT-2, Pythia (GPT-NeoX) and GPT-Neo through the one pipeline, as local random-weight folders.
+
+- default suite: reduced size (2 layers x 4 heads, d_model 64). Every stage command of the real
+  dvc.yaml, expanded by DVC for `models=[three folders]`, runs in this process in DVC's order
+  (one torch import instead of ~30; DVC's own bookkeeping is covered by tests/test_pipeline.py).
+- slow: full size (12 layers x 12 heads, d_model 768, vocabulary 50257: GPT-2-small FLOPs)
+  through `dvc exp run -S 'models=[...]'` on the baseline prompts, timed.
+
+The models use the toy's tokenizer (every span phrase one token), so emotion prompts and their
+neutral twins align position by position under every family, as `positions: all` needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.random_models import FAMILIES, save_random_model
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL = {"gpt2": "local/gpt2", "gpt_neox": "local/pythia", "gpt_neo": "local/gpt-neo"}
+N_PAIRS = 12
+
+
+def _sh(args: list[str], cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def make_project(root: Path, toy: Path, *, profile_pairs: int | None, size: dict[str, int]) -> Path:
+    """A copy of the tracked project (no results) with the three families saved under local/."""
+    files = _sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
+    for f in files:
+        if f.startswith("results/") or not (REPO / f).is_file():
+            continue
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, root / f)
+    for family in FAMILIES:
+        save_random_model(family, root / LOCAL[family], tokenizer_dir=toy, seed=3, **size)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    if profile_pairs is not None:
+        tiny = root / "data/prompts/tiny"
+        tiny.mkdir(parents=True)
+        for f in (REPO / "data/prompts/baseline").glob("*.txt"):
+            (tiny / f.name).write_text("\n".join(f.read_text().splitlines()[:profile_pairs]) + "\n")
+        params["profile"] = "tiny"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text((root / ".gitignore").read_text() + "/local/\n")
+    _sh(["git", "init", "-q"], root)  # DVC resolves dvc.yaml inside a git repository
+    _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)
+    _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], root)
+    return root
+
+
+@contextmanager
+def cwd(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def stage_commands(root: Path) -> list[tuple[str, str]]:
+    """(stage, cmd) of every stage of root's dvc.yaml, dependencies first, as DVC resolves them."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        return [(s.name, s.cmd) for s in reversed(list(nx.topological_sort(graph)))]
+
+
+def run_in_process(cmd: str) -> str:
+    """`python -m module args...` through the module's own `main(argv)`."""
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["python", "-m"], cmd
+    out = StringIO()
+    with redirect_stdout(out):
+        try:
+            importlib.import_module(argv[2]).main(argv[3:])
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                raise AssertionError(f"{cmd} exited {exit_.code}:\n{out.getvalue()[-2000:]}") from None
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def small_families(tmp_path_factory: pytest.TempPathFactory, toy_path: Path, one_thread: None) -> Path:
+    root = make_project(
+        tmp_path_factory.mktemp("families") / "repo", toy_path, profile_pairs=N_PAIRS,
+        size=dict(n_layers=2, n_heads=4, d_model=64),
+    )
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["models"] = list(LOCAL.values())
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with cwd(root):
+        for _, cmd in stage_commands(root):
+            run_in_process(cmd)
+    return root
+
+
+def test_dvc_expands_one_stage_per_model_and_family(small_families: Path) -> None:
+    names = [name for name, _ in stage_commands(small_families)]
+    for model in LOCAL.values():
+        assert f"model@{model}" in names and f"screen@{model}" in names and f"plots@{model}" in names
+        for emotion in ("gratitude", "anger", "apology"):
+            assert f"ablate@{model}-{emotion}" in names and f"patch@{model}-{emotion}" in names
+    # DVC's order: every experiment before the summary that reads them.
+    last = max(i for i, n in enumerate(names) if n.startswith(("screen@", "ablate@", "patch@")))
+    assert last < names.index("summarize")
+
+
+def test_each_family_is_recorded_with_its_architecture(small_families: Path) -> None:
+    for family, model in LOCAL.items():
+        source = json.loads((small_families / "results/models" / model / "source.json").read_text())
+        assert source["family"] == family
+        assert (source["n_layers"], source["n_heads"], source["d_head"]) == (2, 4, 16)
+        assert {"config.json", "model.safetensors"} <= set(source["sha256"])  # the weights' digests
+
+
+def test_summary_has_a_section_per_model_with_intervals(small_families: Path) -> None:
+    s = json.loads((small_families / "results/summary.json").read_text())
+    for model in LOCAL.values():
+        for emotion in ("gratitude", "anger", "apology"):
+            for kind in ("ablation", "patching"):
+                key = f"{model}.{emotion}.{kind}.emotion_score"
+                assert s[f"{key}.n"] == N_PAIRS
+                assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12
+                assert s[f"{key}.mean"] <= s[f"{key}.ci_high"] + 1e-12
+                assert 0.0 < s[f"{key}.p"] <= 1.0
+            assert 0 <= s[f"{model}.{emotion}.screening.top_layer"] < 2
+            assert 0 <= s[f"{model}.{emotion}.screening.top_head"] < 4
+
+
+def test_report_data_layer_reads_every_model(small_families: Path) -> None:
+    from analysis.report import load_results
+
+    r = load_results(small_families)
+    assert r.model_names == list(LOCAL.values())
+    for model in LOCAL.values():
+        for name in ("heatmap", "top", "ablation", "patching", "cumulative"):
+            assert r.figure(model, name).is_file()
+
+
+# --- full size -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_full_size_families_run_the_default_pipeline(tmp_path: Path, toy_path: Path) -> None:
+    """GPT-2-small-sized random models of all three families, the baseline profile, default params."""
+    root = make_project(
+        tmp_path / "repo", toy_path, profile_pairs=None,
+        size=dict(n_layers=12, n_heads=12, d_model=768, vocab_size=50257),
+    )
+    models = ",".join(LOCAL.values())
+    start = time.perf_counter()
+    r = _sh(["dvc", "exp", "run", "-S", f"models=[{models}]"], root, timeout=5400)
+    seconds = time.perf_counter() - start
+    ran = [line for line in r.stdout.splitlines() if line.startswith("Running stage")]
+    print(f"\nfull-size three-family pipeline: {len(ran)} stages in {seconds:.0f} s")
+    s = json.loads((root / "results/summary.json").read_text())
+    for model in LOCAL.values():
+        for emotion in ("gratitude", "anger", "apology"):
+            assert s[f"{model}.{emotion}.patching.emotion_score.n"] == 70
+            assert 0 <= s[f"{model}.{emotion}.screening.top_layer"] < 12
+        doc = json.loads((root / f"results/baseline/alignment/head_scores_{model}.json").read_text())
+        assert (doc["n_layers"], doc["n_heads"]) == (12, 12)
