@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,3 +38,27 @@ def gpt2_small_random(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: P
         "gpt2", tmp_path_factory.mktemp("gpt2-small") / "m", tokenizer_dir=tokenizer_dir,
         n_layers=12, n_heads=12, d_model=768, vocab_size=50257, n_ctx=1024, seed=0,
     )
+
+
+
+# The peak RSS of a child process, from the child itself. ru_maxrss cannot be used: Linux carries
+# the forking pytest process's high-water mark (gigabytes, once a benchmark has loaded GPT-2)
+# into the child across exec. VmHWM belongs to the child's own address space.
+REPORT_PEAK = (
+    "import atexit, sys; atexit.register(lambda: print('VmHWM', next(l.split()[1] for l in "
+    "open('/proc/self/status') if l.startswith('VmHWM:')), file=sys.stderr))\n"
+)
+
+
+@pytest.fixture(scope="session")
+def run_measured() -> Callable[..., tuple[subprocess.CompletedProcess[str], float]]:
+    """`run(code, *args, cwd=...)`: `python -c code args` in a fresh process; (result, its peak RSS in GiB)."""
+
+    def run(code: str, *args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+        r = subprocess.run([sys.executable, "-c", REPORT_PEAK + code, *args], cwd=cwd, capture_output=True, text=True, timeout=1800)
+        assert r.returncode == 0, r.stderr
+        kib = [int(line.split()[1]) for line in r.stderr.splitlines() if line.startswith("VmHWM ")]
+        assert kib, "the child printed no VmHWM line"
+        return r, kib[-1] / 1024**2
+
+    return run

@@ -7,9 +7,7 @@ Run: pytest -m benchmark -s tests/benchmarks/test_screening_speed.py
 
 from __future__ import annotations
 
-import resource
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,15 +98,11 @@ def test_attribution_and_exact_patching_speed(gpt2_small_random: Path, median_ti
     assert speedup >= 3.0
 
 
-def test_screening_peak_memory(gpt2_small_random: Path, tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis.head_screening", "--model", str(gpt2_small_random), "--output",
-         str(tmp_path / "s.json"), "--emotions", "gratitude", "--positions", "last", "--exact-top-k", "12"],
-        cwd=repo, capture_output=True, text=True, timeout=1800,
+def test_screening_peak_memory(gpt2_small_random: Path, tmp_path: Path, run_measured: Callable) -> None:
+    _, peak_gb = run_measured(
+        "import runpy, sys; sys.argv[0] = 'head_screening'; runpy.run_module('analysis.head_screening', run_name='__main__')",
+        "--model", str(gpt2_small_random), "--output", str(tmp_path / "s.json"), "--emotions", "gratitude",
+        "--positions", "last", "--exact-top-k", "12", cwd=Path(__file__).resolve().parents[2],
     )
-    assert r.returncode == 0, r.stderr
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB on Linux
-    print(f"\nscreening run peak RSS = {peak_gb:.2f} GB (target <= 4); earlier children peaked at {before / 1024**2:.2f} GB")
+    print(f"\nscreening run peak RSS = {peak_gb:.2f} GB (target <= 4)")
     assert peak_gb <= 4.0

@@ -8,8 +8,7 @@ Run: pytest -m benchmark -s tests/benchmarks/test_unit_screening_memory.py
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Positions `all` is the widest case: every real column's difference is kept until the backward.
 SCRIPT = """
-import resource, sys, torch
+import sys, torch
 torch.use_deterministic_algorithms(True)
 from analysis.models import load_model
 from analysis.interventions import plain_hf
@@ -30,29 +29,21 @@ from analysis.unit_screening import attribution, unit_activations
 model = load_model(sys.argv[1])
 plain_hf(model.path)
 if sys.argv[2] == "load":
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     raise SystemExit
 pb = pair_batches(model, load_pairs("gratitude", "baseline"), sys.argv[2])
 lex = lexicon_ids(model.tokenizer)
 attr = attribution(model, pb, unit_activations(model, pb.emotion), (lex["gratitude"], lex["neutral"]))
 assert attr.shape == (len(pb.kept), 12, 3072) and torch.isfinite(attr).all()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, tuple(pb.neutral.input_ids.shape))
+print(tuple(pb.neutral.input_ids.shape))
 """
 
 
-def _peak(model: Path, mode: str) -> tuple[float, str]:
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(model), mode], cwd=REPO, capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, r.stderr
-    fields = r.stdout.split(maxsplit=1)
-    return int(fields[0]) / 1024**2, (fields[1].strip() if len(fields) > 1 else "")  # ru_maxrss: KiB on Linux
-
-
-def test_unit_attribution_peak_memory(gpt2_small_random: Path) -> None:
-    loaded, _ = _peak(gpt2_small_random, "load")
+def test_unit_attribution_peak_memory(gpt2_small_random: Path, run_measured: Callable) -> None:
+    _, loaded = run_measured(SCRIPT, str(gpt2_small_random), "load", cwd=REPO)
     for positions in ("all", "last"):
-        peak, shape = _peak(gpt2_small_random, positions)
+        r, peak = run_measured(SCRIPT, str(gpt2_small_random), positions, cwd=REPO)
         print(
-            f"\nunit attribution, 12 x 3072 units, gratitude pairs {shape}, positions {positions}: peak RSS = {peak:.2f} GB "
-            f"(target <= 4); model load alone = {loaded:.2f} GB; attribution adds {peak - loaded:.2f} GB"
+            f"\nunit attribution, 12 x 3072 units, gratitude pairs {r.stdout.strip()}, positions {positions}: peak RSS = "
+            f"{peak:.2f} GB (target <= 4); model load alone = {loaded:.2f} GB; attribution adds {peak - loaded:.2f} GB"
         )
         assert peak <= 4.0
