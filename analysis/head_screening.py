@@ -335,19 +335,26 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     }
 
 
-def format_top(doc: dict, n: int = 10) -> str:
-    """The seed's "top heads" list, with the score named and its interval where there is one."""
-    key = ranking_score(doc)
-    rows = sorted((s for s in doc["scores"] if s[key] is not None), key=lambda s: -abs(s[key]))[:n]
-    lines = [f"Top {n} heads by |{key}| ({doc['model']}, {doc['profile']}):"]
+def top_lines(doc: dict, rows: list[dict], n: int, key: str, component: str, ci_format: str = "+.4f") -> str:
+    """The seed's "top heads" list for ranked rows of heads (component "head") or MLP units
+    ("neuron"): the score named, and its interval and q where it is exact."""
+    noun = "heads" if component == "head" else "MLP units"
+    lines = [f"Top {n} {noun} by |{key}| ({doc['model']}, {doc['profile']}):"]
     for i, s in enumerate(rows, 1):
         extra = ""
         if key == "exact":
-            extra = f"  95% CI [{s['exact_ci_low']:+.4f}, {s['exact_ci_high']:+.4f}]  q={s['exact_q']:.3g}"
+            extra = f"  95% CI [{s['exact_ci_low']:{ci_format}}, {s['exact_ci_high']:{ci_format}}]  q={s['exact_q']:.3g}"
         lines.append(
-            f"{i:>3}. Layer {s['layer']}, Head {s['head']}, Emotion: {s['emotion']}, {key}: {s[key]:+.6f}{extra}"
+            f"{i:>3}. Layer {s['layer']}, {component.capitalize()} {s[component]}, Emotion: {s['emotion']}, "
+            f"{key}: {s[key]:+.6f}{extra}"
         )
     return "\n".join(lines)
+
+
+def format_top(doc: dict, n: int = 10) -> str:
+    key = ranking_score(doc)
+    rows = sorted((s for s in doc["scores"] if s[key] is not None), key=lambda s: -abs(s[key]))[:n]
+    return top_lines(doc, rows, n, key, "head")
 
 
 @cli

@@ -44,15 +44,14 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
     Recovery by attribution ranks every unit (the full table beside the JSON); by exact, the
     units that were patched (the top-k by |attribution|).
     """
-    from analysis.unit_screening import TABLE_SCHEMA, ranking_score
+    from analysis.unit_screening import TABLE_SCHEMA, rank_key, ranking_score
 
     out: dict[str, float] = {}
     table = None
     for emotion in doc["emotions"]:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
         key = ranking_score(rows)
-        ranked = sorted((s for s in rows if s[key] is not None), key=lambda s: (-round(abs(s[key]), 6), s["layer"], s["neuron"]))
-        top = ranked[0]
+        top = min((s for s in rows if s[key] is not None), key=rank_key(key))
         p = f"{emotion}.units"
         out[f"{p}.top_layer"] = top["layer"]
         out[f"{p}.top_neuron"] = top["neuron"]

@@ -558,8 +558,35 @@ def constraint_violations(state: Mapping[str, Tensor], plant: Plant) -> list[str
 
 
 # --------------------------------------------------------------------------------------------
-# Head zeroing (training only; the pipeline's interventions live in analysis.interventions)
+# Head and unit zeroing (training only; the pipeline's interventions live in analysis.interventions)
 # --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _column_mask(model: Any, projection: str, width: int) -> Iterator[dict[str, Tensor | None]]:
+    """Multiply the input of every block's `projection` by a per-row 0/1 mask [batch, layer, k],
+    each of the k components covering `width` adjacent input columns. Yields a dict whose
+    "mask" entry can be swapped between forwards (None: no masking)."""
+    state: dict[str, Tensor | None] = {"mask": None}
+    handles = []
+
+    def make_hook(layer: int):
+        def hook(module: Any, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+            m = state["mask"]
+            if m is None:
+                return None
+            scale = m[:, layer].repeat_interleave(width, dim=-1)[:, None, :]  # [batch, 1, columns]
+            return (args[0] * scale, *args[1:])
+
+        return hook
+
+    for layer, block in enumerate(model.transformer.h):
+        handles.append(block.get_submodule(projection).register_forward_pre_hook(make_hook(layer)))
+    try:
+        yield state
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextmanager
@@ -568,30 +595,11 @@ def head_mask(
 ) -> Iterator[dict[str, Tensor | None]]:
     """Multiply each head's slice of the attention c_proj input by a per-row 0/1 mask.
 
-    Zeroing slice h of c_proj's input is exactly removing head h from the HF model. Yields a
-    dict whose "mask" entry can be swapped between forwards.
+    Zeroing slice h of c_proj's input is exactly removing head h from the HF model.
     """
-    state: dict[str, Tensor | None] = {"mask": mask}
-    d_head = model.config.n_embd // model.config.n_head
-    handles = []
-
-    def make_hook(layer: int):
-        def hook(module: Any, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
-            m = state["mask"]
-            if m is None:
-                return None
-            scale = m[:, layer].repeat_interleave(d_head, dim=-1)[:, None, :]  # [batch, 1, n_embd]
-            return (args[0] * scale, *args[1:])
-
-        return hook
-
-    for layer, block in enumerate(model.transformer.h):
-        handles.append(block.attn.c_proj.register_forward_pre_hook(make_hook(layer)))
-    try:
+    with _column_mask(model, "attn.c_proj", model.config.n_embd // model.config.n_head) as state:
+        state["mask"] = mask
         yield state
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextmanager
@@ -601,27 +609,11 @@ def unit_mask(
     """Multiply each MLP unit's activation (the MLP c_proj input) by a per-row 0/1 mask.
 
     Zeroing column n of c_proj's input is exactly removing unit n (the pipeline's
-    `blocks.L.mlp.hook_post[..., n]`). Yields a dict whose "mask" entry can be swapped.
+    `blocks.L.mlp.hook_post[..., n]`).
     """
-    state: dict[str, Tensor | None] = {"mask": mask}
-    handles = []
-
-    def make_hook(layer: int):
-        def hook(module: Any, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
-            m = state["mask"]
-            if m is None:
-                return None
-            return (args[0] * m[:, layer][:, None, :], *args[1:])
-
-        return hook
-
-    for layer, block in enumerate(model.transformer.h):
-        handles.append(block.mlp.c_proj.register_forward_pre_hook(make_hook(layer)))
-    try:
+    with _column_mask(model, "mlp.c_proj", 1) as state:
+        state["mask"] = mask
         yield state
-    finally:
-        for h in handles:
-            h.remove()
 
 
 # --------------------------------------------------------------------------------------------

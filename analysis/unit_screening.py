@@ -67,7 +67,14 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.errors import InputError, cli
-from analysis.head_screening import PairBatches, ScreeningConfig, correct_and_correlate, pair_batches, unchanged_prefix
+from analysis.head_screening import (
+    PairBatches,
+    ScreeningConfig,
+    correct_and_correlate,
+    pair_batches,
+    top_lines,
+    unchanged_prefix,
+)
 from analysis.interventions import (
     Site,
     component_inputs,
@@ -106,7 +113,7 @@ def ranking_score(rows: list[dict]) -> str:
     return "exact" if any(s.get("exact") is not None for s in rows) else "attribution"
 
 
-def _rank_key(key: str) -> Callable[[dict], tuple[float, int, int]]:
+def rank_key(key: str) -> Callable[[dict], tuple[float, int, int]]:
     # Rounded to 1e-6 (nats): units whose effect is float noise tie and keep layer, neuron order,
     # so `mlp-top:K` and the cumulative curve do not depend on rounding in the last bits.
     return lambda s: (-round(abs(s[key]), 6), s["layer"], s["neuron"])
@@ -125,7 +132,7 @@ def top_units(path: Path, emotion: str, n: int) -> tuple[Unit, ...]:
     try:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
         key = ranking_score(rows)
-        ranked = sorted((s for s in rows if s.get(key) is not None), key=_rank_key(key))
+        ranked = sorted((s for s in rows if s.get(key) is not None), key=rank_key(key))
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(f"unit screening file {path} is malformed ({type(err).__name__}: {err}); rerun the unit screening") from None
     if key == "attribution":
@@ -404,18 +411,9 @@ def write_outputs(result: UnitScreening, output: Path, table: Path) -> dict:
 
 
 def format_top(doc: dict, n: int = 10) -> str:
-    """The top units list, in head_screening's format, with the interval where there is one."""
     key = ranking_score(doc["scores"])
-    rows = sorted((s for s in doc["scores"] if s[key] is not None), key=_rank_key(key))[:n]
-    lines = [f"Top {n} MLP units by |{key}| ({doc['model']}, {doc['profile']}):"]
-    for i, s in enumerate(rows, 1):
-        extra = ""
-        if key == "exact":
-            extra = f"  95% CI [{s['exact_ci_low']:+.4g}, {s['exact_ci_high']:+.4g}]  q={s['exact_q']:.3g}"
-        lines.append(
-            f"{i:>3}. Layer {s['layer']}, Neuron {s['neuron']}, Emotion: {s['emotion']}, {key}: {s[key]:+.6f}{extra}"
-        )
-    return "\n".join(lines)
+    rows = sorted((s for s in doc["scores"] if s[key] is not None), key=rank_key(key))[:n]
+    return top_lines(doc, rows, n, key, "neuron", ci_format="+.4g")
 
 
 class _Parser(argparse.ArgumentParser):
