@@ -37,10 +37,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.errors import cli
-from analysis.experiments import SCHEMAS, run_cli
+from analysis.contract import EXPERIMENT_SCHEMAS
+from analysis.core.cli import cli
+from analysis.experiments.cli import run_cli
 
-SCHEMA = SCHEMAS["patching"]
+SCHEMA = EXPERIMENT_SCHEMAS["patching"]
 
 
 @cli

@@ -13,8 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
 from analysis.errors import InputError
-from analysis.prompts import EMOTIONS
 
 PARAMS_FILE = Path("params.yaml")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -29,13 +29,13 @@ class ToyParams(_Frozen):
 
 
 class ScreeningParams(_Frozen):
-    positions: Literal["all", "last", "span"] = "all"
+    positions: Literal[POSITION_MODES] = "all"
     exact_top_k: int = Field(0, ge=0)
     n_resamples: int = Field(5000, ge=100)
 
 
 class UnitScreeningParams(_Frozen):
-    positions: Literal["all", "last", "span"] = "all"
+    positions: Literal[POSITION_MODES] = "all"
     exact_top_k: int = Field(20, ge=0)
     n_resamples: int = Field(5000, ge=100)
 
@@ -50,14 +50,13 @@ class AblationParams(_Frozen):
 
 class PatchingParams(_Frozen):
     head_spec: str = "top:1"
-    positions: Literal["all", "last", "span"] = "all"
+    positions: Literal[POSITION_MODES] = "all"
     cumulative_k: int = Field(3, ge=0)
     max_tokens: int = Field(15, ge=1)
 
 
 class ScoringParams(_Frozen):
     n_resamples: int = Field(5000, ge=100)
-    classifier: str | None = None
 
 
 class PlotParams(_Frozen):

@@ -8,14 +8,13 @@ folding trap (DESIGN §4).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-
 import torch
 
-from analysis.errors import InputError, cli
+from analysis.core.cli import Parser, cli
+from analysis.families import SUPPORTED_FAMILIES, random_config
 
-FAMILIES = ("gpt2", "gpt_neox", "gpt_neo")
+
 BYTE_LEVEL_VOCAB = 1024
 
 
@@ -35,40 +34,6 @@ def build_tokenizer(out_dir: Path, corpus: list[str], vocab_size: int = BYTE_LEV
         add_bos_token=False,
     )
     tok.save_pretrained(out_dir)
-
-
-def _config(family: str, vocab_size: int, n_layers: int, n_heads: int, d_model: int, n_ctx: int):  # noqa: ANN202
-    from transformers import GPT2Config, GPTNeoConfig, GPTNeoXConfig
-
-    common = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0)
-    if family == "gpt2":
-        return GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model, n_positions=n_ctx, **common)
-    if family == "gpt_neox":
-        return GPTNeoXConfig(
-            num_hidden_layers=n_layers,
-            num_attention_heads=n_heads,
-            hidden_size=d_model,
-            intermediate_size=4 * d_model,
-            max_position_embeddings=n_ctx,
-            rotary_pct=0.25,
-            use_parallel_residual=True,
-            attention_bias=True,
-            tie_word_embeddings=False,
-            **common,
-        )
-    if family == "gpt_neo":
-        # GPT-Neo alternates global and local attention; keep both kinds in a small model.
-        kinds = [["global", "local"], (n_layers + 1) // 2] if n_layers > 1 else [["global"], 1]
-        return GPTNeoConfig(
-            num_layers=n_layers,
-            num_heads=n_heads,
-            hidden_size=d_model,
-            max_position_embeddings=n_ctx,
-            attention_types=[kinds],
-            window_size=16,
-            **common,
-        )
-    raise InputError(f"unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
 
 
 def save_random_model(
@@ -96,7 +61,7 @@ def save_random_model(
     hf_logging.disable_progress_bar()  # shard-writing bars would flood CI logs
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocab = max(vocab_size or 0, len(tok))
-    config = _config(family, vocab, n_layers, n_heads, d_model, n_ctx)
+    config = random_config(family, vocab, n_layers, n_heads, d_model, n_ctx)
     # HF keeps attention scores in float32 and is exact under eager attention; the bridge
     # forces eager anyway, so make the saved default match it.
     config._attn_implementation = "eager"
@@ -115,8 +80,8 @@ def save_random_model(
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", required=True, choices=FAMILIES)
+    ap = Parser(prog="python -m analysis.random_models", description=__doc__.splitlines()[0])
+    ap.add_argument("--family", required=True, choices=SUPPORTED_FAMILIES)
     ap.add_argument("--output", required=True, type=Path)
     ap.add_argument("--tokenizer", required=True, type=Path, help="folder with a saved tokenizer (e.g. the toy model)")
     ap.add_argument("--layers", type=int, default=12)

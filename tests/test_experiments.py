@@ -20,12 +20,15 @@ import pytest
 import torch
 
 from analysis import head_ablation, head_patching
-from analysis.experiments import METRICS, PATCHED_POSITIONS, resample_sources, spec_tag
-from analysis.head_screening import SCHEMA as SCREENING_SCHEMA
+from analysis.core.prompts import load_prompt_file
+from analysis.experiments.config import METRICS, spec_tag
+from analysis.experiments.kinds import PATCHED_POSITIONS
+from analysis.families import component_input
+from analysis.interventions.plans import resample_sources
 from analysis.io import read_parquet
-from analysis.models import HEAD_OUT_PROJ, MLP_OUT_PROJ
-from analysis.prompts import load_prompt_file
-from analysis.random_models import FAMILIES, build_tokenizer, save_random_model
+from analysis.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.random_models import build_tokenizer, save_random_model
+from analysis.contract import HEAD_SCORES_SCHEMA as SCREENING_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 N_PROMPTS = 12
@@ -130,7 +133,7 @@ def _hf_greedy(path: Path, texts: list[str], zero_head: tuple[int, int] | None, 
     if zero_head is not None:
         layer, head = zero_head
         d_head = hf.config.hidden_size // hf.config.num_attention_heads
-        proj = hf.get_submodule(HEAD_OUT_PROJ[hf.config.model_type].format(layer=layer))
+        proj = hf.get_submodule(component_input("head", hf.config.model_type, layer))
 
         def drop(module: torch.nn.Module, args: tuple) -> tuple:
             x = args[0].clone()
@@ -381,7 +384,7 @@ def _hf_greedy_unit_zeroed(path: Path, texts: list[str], unit: tuple[int, int]) 
 
     layer, neuron = unit
     hf_model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
-    proj = hf_model.get_submodule(MLP_OUT_PROJ[hf_model.config.model_type].format(layer=layer))
+    proj = hf_model.get_submodule(component_input("mlp", hf_model.config.model_type, layer))
 
     def drop(module: torch.nn.Module, args: tuple) -> tuple:
         x = args[0].clone()
@@ -440,7 +443,7 @@ def test_patching_units_runs_and_reports_units(
 
 def _unit_screening(path: Path, ranked: list[tuple[int, int]]) -> Path:
     """A unit screening file ranking `ranked` first (by |exact|) for gratitude."""
-    from analysis.unit_screening import SCHEMA as UNIT_SCHEMA
+    from analysis.contract import UNIT_SCORES_SCHEMA as UNIT_SCHEMA
 
     scores = [
         {"layer": layer, "neuron": neuron, "emotion": "gratitude", "attribution": 0.1, "attribution_rank": i + 1,
@@ -473,7 +476,7 @@ def test_unit_top_spec_and_cumulative_curve_use_the_unit_screening(
 
 
 def test_unit_spec_defaults_to_the_unit_screening_file(chdir_repo: Path) -> None:
-    from analysis.experiments import parse_config
+    from analysis.experiments.config import parse_config
 
     unit = parse_config("ablation", ["--model", "toy", "--emotion", "anger", "--head-spec", "mlp-top:2"])
     head = parse_config("ablation", ["--model", "toy", "--emotion", "anger", "--head-spec", "top:2"])

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.generation import decode, greedy_generate
-from analysis.interventions import Site, hooks_for, position_ids, zero_edits
-from analysis.models import LoadedModel, load_model
-from analysis.prompts import Prompt, tokenize
-from analysis.random_models import FAMILIES, save_random_model
+from analysis.core.loading import load_model, LoadedModel
+from analysis.core.prompts import Prompt, tokenize
+from analysis.core.sites import Site
+from analysis.interventions.edits import hooks_for, position_ids, zero_edits
+from analysis.interventions.generation import decode, greedy_generate
+from analysis.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.random_models import save_random_model
 
 TEXTS = [
     "Hi Maria, thank you so much",

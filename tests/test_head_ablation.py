@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.experiments import ExperimentResult, run_experiment
-from analysis.prompts import EMOTIONS
+from analysis.core.vocabulary import EMOTIONS
+from analysis.experiments.cli import run_experiment
+from analysis.experiments.run import ExperimentResult
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "results/models/toy"
@@ -28,8 +29,8 @@ def require_toy() -> dict:
     planted = TOY / "planted.json"
     if not planted.is_file():
         if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail(f"{planted} is missing under CI: the ground-truth tests must run (build it: dvc repro toy_model)")
-        pytest.skip(f"{planted} is missing: build the toy (dvc repro toy_model) to run the ground-truth tests")
+            pytest.fail(f"{planted} is missing under CI: the ground-truth tests must run (build it: dvc repro model@toy)")
+        pytest.skip(f"{planted} is missing: build the toy (dvc repro model@toy) to run the ground-truth tests")
     return json.loads(planted.read_text())
 
 
@@ -57,7 +58,7 @@ def toy(one_thread: None) -> tuple[object, dict]:
     """The loaded toy model and its planted.json (one thread: conftest's `one_thread`)."""
     doc = require_toy()
     os.chdir(REPO)
-    from analysis.models import load_model
+    from analysis.core.loading import load_model
 
     return load_model("toy"), doc
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.experiments import PATCHED_POSITIONS, document, run_experiment
-from analysis.prompts import EMOTIONS
+from analysis.core.vocabulary import EMOTIONS
+from analysis.experiments.cli import run_experiment
+from analysis.experiments.kinds import PATCHED_POSITIONS
+from analysis.experiments.render import document
 from test_head_ablation import N_PROMPTS, REPO, control_head, subset_files, toy  # noqa: F401 (toy is a fixture)
-
-
 
 
 def patch(toy: tuple[object, dict], tmp: Path, emotion: str, head: tuple[int, int]):  # noqa: ANN201

@@ -18,7 +18,10 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
+from analysis import contract as hp_contract
 from analysis import head_plots as hp
+from analysis.plots import data as hp_data
+from analysis.plots import figures as hp_figures
 from analysis.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +57,7 @@ def screening_doc(model: str = "toy", profile: str = "baseline", exact: str = "a
                     "exact_n": 70 if has else None, "exact_n_clusters": 14 if has else None,
                 })
     return {
-        "schema": hp.SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "n_heads": n_heads,
+        "schema": hp_contract.HEAD_SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "n_heads": n_heads,
         "emotions": list(EMOTIONS), "scores": scores, "attribution_vs_exact": {e: 0.9 for e in EMOTIONS},
     }
 
@@ -77,7 +80,7 @@ def experiment_doc(kind: str, emotion: str, model: str = "toy", cumulative_k: in
         for k in range(1, cumulative_k + 1)
     ]
     doc = {
-        "schema": hp.EXPERIMENT_SCHEMAS[kind], "model": model, "profile": profile, "emotion": emotion,
+        "schema": hp_contract.EXPERIMENT_SCHEMAS[kind], "model": model, "profile": profile, "emotion": emotion,
         "heads": [head], "head_spec": "top:1", "n_prompts": 70,
         "baseline": base, "intervened": {m: base[m] + change[m] for m in METRICS},
         "effects": effects, "cumulative": cumulative,
@@ -94,7 +97,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path] | P
     for kind in ("ablation", "patching"):
         for e in EMOTIONS:
             out[kind].append(write_json(root / f"{kind}_toy_{e}.json", experiment_doc(kind, e)))  # type: ignore[union-attr]
-    out["planted"] = write_json(root / "planted.json", {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED, "heads": [[3, 0], [3, 1], [3, 2]]})
+    out["planted"] = write_json(root / "planted.json", {"schema": hp_contract.PLANTED_SCHEMA, "by_emotion": PLANTED, "heads": [[3, 0], [3, 1], [3, 2]]})
     return out
 
 
@@ -105,11 +108,11 @@ def argv(inputs: dict, out: Path, *extra: str, planted: bool = True) -> list[str
     return a + (["--planted", str(inputs["planted"])] if planted else [])
 
 
-def config(inputs: dict, out: Path, **kw: object) -> hp.PlotConfig:
+def config(inputs: dict, out: Path, **kw: object) -> hp_data.PlotConfig:
     base = dict(profile="baseline", head_scores=tuple(inputs["scores"]), ablation_files=tuple(inputs["ablation"]),
                 patching_files=tuple(inputs["patching"]), output_dir=out, top_n=5, planted=inputs["planted"])
     base.update(kw)
-    return hp.PlotConfig(**base)  # type: ignore[arg-type]
+    return hp_data.PlotConfig(**base)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +130,8 @@ def panels(fig) -> list:
 
 
 def test_every_file_is_written(rendered: Path) -> None:
-    assert sorted(p.name for p in rendered.iterdir()) == sorted(hp.FILES.values())  # no temp files left
-    for name in hp.FILES.values():
+    assert sorted(p.name for p in rendered.iterdir()) == sorted(hp_figures.FILES.values())  # no temp files left
+    for name in hp_figures.FILES.values():
         data = (rendered / name).read_bytes()
         if name.endswith(".png"):
             assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -138,7 +141,7 @@ def test_every_file_is_written(rendered: Path) -> None:
 def test_head_scores_csv_matches_input(rendered: Path) -> None:
     doc = screening_doc()
     csv = pd.read_csv(rendered / "head_scores.csv")
-    assert list(csv.columns) == hp.SCORE_COLUMNS
+    assert list(csv.columns) == hp_data.SCORE_COLUMNS
     assert len(csv) == len(doc["scores"]) == 48
     for s, row in zip(doc["scores"], csv.itertuples(), strict=True):
         assert (row.layer, row.head, row.emotion, row.kind) == (s["layer"], s["head"], s["emotion"], "exact")
@@ -148,7 +151,7 @@ def test_head_scores_csv_matches_input(rendered: Path) -> None:
 
 def test_effects_csv_matches_input(rendered: Path) -> None:
     csv = pd.read_csv(rendered / "effects.csv")
-    assert list(csv.columns) == hp.EFFECT_COLUMNS
+    assert list(csv.columns) == hp_data.EFFECT_COLUMNS
     assert len(csv) == 2 * 3 * len(METRICS)
     for kind in ("ablation", "patching"):
         for e in EMOTIONS:
@@ -164,7 +167,7 @@ def test_effects_csv_matches_input(rendered: Path) -> None:
 
 def test_cumulative_csv_matches_input(rendered: Path) -> None:
     csv = pd.read_csv(rendered / "cumulative.csv")
-    assert list(csv.columns) == hp.CUMULATIVE_COLUMNS
+    assert list(csv.columns) == hp_data.CUMULATIVE_COLUMNS
     assert len(csv) == 2 * 3 * 3 * len(METRICS)
     doc = experiment_doc("patching", "anger")
     rows = csv[(csv.experiment == "patching") & (csv.emotion == "anger") & (csv.metric == "emotion_score")]
@@ -174,12 +177,12 @@ def test_cumulative_csv_matches_input(rendered: Path) -> None:
 
 
 def test_top_heads_ordered_by_absolute_score(inputs: dict, tmp_path: Path) -> None:
-    data = hp.load(config(inputs, tmp_path))
-    top = hp.top_rows(data.scores, 5)
+    data = hp_data.load(config(inputs, tmp_path))
+    top = hp_figures.top_rows(data.scores, 5)
     assert list(top.score.abs()) == sorted(data.scores.score.abs(), reverse=True)[:5]
     # the three planted heads lead, the negative anger head among them
     assert {(r.layer, r.head, r.emotion) for r in top.head(3).itertuples()} == {(3, 1, "gratitude"), (3, 2, "anger"), (3, 0, "apology")}
-    fig = hp.top_heads_figure(data, 5, tmp_path / "top.png")
+    fig = hp_figures.top_heads_figure(data, 5, tmp_path / "top.png")
     ax = panels(fig)[0]
     ticks = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels()), strict=True), reverse=True)
     assert len(ticks) == 5
@@ -188,8 +191,8 @@ def test_top_heads_ordered_by_absolute_score(inputs: dict, tmp_path: Path) -> No
 
 
 def test_heatmap_panels_and_planted_boxes(inputs: dict, tmp_path: Path) -> None:
-    data = hp.load(config(inputs, tmp_path))
-    fig = hp.heatmap_figure(data, tmp_path / "heat.png")
+    data = hp_data.load(config(inputs, tmp_path))
+    fig = hp_figures.heatmap_figure(data, tmp_path / "heat.png")
     axes = panels(fig)
     assert len(axes) == len(EMOTIONS)
     colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
@@ -206,17 +209,17 @@ def test_heatmap_panels_and_planted_boxes(inputs: dict, tmp_path: Path) -> None:
 
 
 def test_no_planted_boxes_without_flag(inputs: dict, tmp_path: Path) -> None:
-    data = hp.load(config(inputs, tmp_path, planted=None))
-    fig = hp.heatmap_figure(data, tmp_path / "heat.png")
+    data = hp_data.load(config(inputs, tmp_path, planted=None))
+    fig = hp_figures.heatmap_figure(data, tmp_path / "heat.png")
     assert not any(isinstance(p, Rectangle) for ax in panels(fig) for p in ax.patches)
 
 
 def test_attribution_fallback_is_labelled(inputs: dict, tmp_path: Path) -> None:
     for exact, kinds, label in (("none", {"attribution"}, "attribution estimate"), ("some", {"exact", "attribution"}, "attribution")):
         path = write_json(tmp_path / f"scores_{exact}.json", screening_doc(exact=exact))
-        data = hp.load(config(inputs, tmp_path, head_scores=(path,)))
+        data = hp_data.load(config(inputs, tmp_path, head_scores=(path,)))
         assert set(data.scores.kind) == kinds
-        fig = hp.heatmap_figure(data, tmp_path / f"heat_{exact}.png")
+        fig = hp_figures.heatmap_figure(data, tmp_path / f"heat_{exact}.png")
         (cbar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
         assert label in cbar.get_ylabel()
         if exact == "none":
@@ -226,10 +229,10 @@ def test_attribution_fallback_is_labelled(inputs: dict, tmp_path: Path) -> None:
 
 
 def test_emotion_filter_and_comparison_panels(inputs: dict, tmp_path: Path) -> None:
-    data = hp.load(config(inputs, tmp_path, emotion="anger"))
+    data = hp_data.load(config(inputs, tmp_path, emotion="anger"))
     assert set(data.scores.emotion) == set(data.effects.emotion) == set(data.cumulative.emotion) == {"anger"}
-    assert len(panels(hp.heatmap_figure(data, tmp_path / "h.png"))) == 1
-    fig = hp.comparison_figure(data, "patching", tmp_path / "p.png")
+    assert len(panels(hp_figures.heatmap_figure(data, tmp_path / "h.png"))) == 1
+    fig = hp_figures.comparison_figure(data, "patching", tmp_path / "p.png")
     axes = panels(fig)
     assert [ax.get_title() for ax in axes] == ["Own-emotion keywords", "Emotion score M", "Sentiment"]
     assert all(ax.get_ylabel() for ax in axes)
@@ -238,25 +241,25 @@ def test_emotion_filter_and_comparison_panels(inputs: dict, tmp_path: Path) -> N
 def test_two_models_one_row_each(inputs: dict, tmp_path: Path) -> None:
     gpt = write_json(tmp_path / "gpt.json", screening_doc(model="gpt2", exact="none", n_layers=6, n_heads=10))
     abl = write_json(tmp_path / "gpt_abl.json", experiment_doc("ablation", "gratitude", model="gpt2", cumulative_k=0))
-    data = hp.load(config(inputs, tmp_path, head_scores=(*inputs["scores"], gpt), ablation_files=(*inputs["ablation"], abl)))
+    data = hp_data.load(config(inputs, tmp_path, head_scores=(*inputs["scores"], gpt), ablation_files=(*inputs["ablation"], abl)))
     assert data.models == ("toy", "gpt2") and set(data.planted) == {"toy"}
-    assert len(panels(hp.heatmap_figure(data, tmp_path / "h.png"))) == 2 * len(EMOTIONS)
-    assert len(panels(hp.comparison_figure(data, "ablation", tmp_path / "a.png"))) == 2 * 3
-    hp.cumulative_figure(data, tmp_path / "c.png")
+    assert len(panels(hp_figures.heatmap_figure(data, tmp_path / "h.png"))) == 2 * len(EMOTIONS)
+    assert len(panels(hp_figures.comparison_figure(data, "ablation", tmp_path / "a.png"))) == 2 * 3
+    hp_figures.cumulative_figure(data, tmp_path / "c.png")
 
 
 def test_rerun_is_byte_identical(inputs: dict, rendered: Path, tmp_path: Path) -> None:
     out = tmp_path / "again"
     hp.main(argv(inputs, out))
-    for name in hp.FILES.values():
+    for name in hp_figures.FILES.values():
         assert (out / name).read_bytes() == (rendered / name).read_bytes(), name
 
 
 def test_no_cumulative_curve_still_draws(inputs: dict, tmp_path: Path) -> None:
     ab = [write_json(tmp_path / f"a_{e}.json", experiment_doc("ablation", e, cumulative_k=0)) for e in EMOTIONS]
-    data = hp.load(config(inputs, tmp_path, ablation_files=tuple(ab)))
+    data = hp_data.load(config(inputs, tmp_path, ablation_files=tuple(ab)))
     assert set(data.cumulative.experiment) == {"patching"}
-    fig = hp.cumulative_figure(data, tmp_path / "c.png")
+    fig = hp_figures.cumulative_figure(data, tmp_path / "c.png")
     assert any("no cumulative curve" in t.get_text() for ax in fig.axes for t in ax.texts)
 
 
@@ -340,7 +343,7 @@ def unit_doc(model: str = "toy", profile: str = "baseline", n_layers: int = 4, d
                     "exact_n": 70 if has else None, "exact_n_clusters": 14 if has else None,
                 })
     return {
-        "schema": hp.UNIT_SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "d_mlp": d_mlp,
+        "schema": hp_contract.UNIT_SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "d_mlp": d_mlp,
         "emotions": list(EMOTIONS), "params": {"top_per_layer": 3}, "scores": scores,
     }
 
@@ -348,7 +351,7 @@ def unit_doc(model: str = "toy", profile: str = "baseline", n_layers: int = 4, d
 @pytest.fixture(scope="module")
 def unit_inputs(inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("unit_inputs")
-    planted = {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED, "units_by_emotion": PLANTED_UNITS}
+    planted = {"schema": hp_contract.PLANTED_SCHEMA, "by_emotion": PLANTED, "units_by_emotion": PLANTED_UNITS}
     return {**inputs, "units": write_json(root / "unit_scores_toy.json", unit_doc()), "planted": write_json(root / "planted.json", planted)}
 
 
@@ -360,7 +363,7 @@ def unit_rendered(unit_inputs: dict, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_unit_files_are_written_beside_the_head_files(unit_rendered: Path) -> None:
-    assert sorted(p.name for p in unit_rendered.iterdir()) == sorted([*hp.FILES.values(), *hp.UNIT_FILES.values()])
+    assert sorted(p.name for p in unit_rendered.iterdir()) == sorted([*hp_figures.FILES.values(), *hp_figures.UNIT_FILES.values()])
     data = (unit_rendered / "unit_summary.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and b"Software" not in data
 
@@ -368,7 +371,7 @@ def test_unit_files_are_written_beside_the_head_files(unit_rendered: Path) -> No
 def test_unit_summary_csv_matches_input(unit_rendered: Path) -> None:
     doc = unit_doc()
     csv = pd.read_csv(unit_rendered / "unit_summary.csv")
-    assert list(csv.columns) == hp.UNIT_COLUMNS and len(csv) == len(doc["scores"])
+    assert list(csv.columns) == hp_data.UNIT_COLUMNS and len(csv) == len(doc["scores"])
     by_unit = csv.set_index(["emotion", "layer", "neuron"])
     for s in doc["scores"]:
         row = by_unit.loc[(s["emotion"], s["layer"], s["neuron"])]
@@ -383,8 +386,8 @@ def test_unit_summary_csv_matches_input(unit_rendered: Path) -> None:
 
 
 def test_unit_summary_figure_panels_marks_and_labels(unit_inputs: dict, tmp_path: Path) -> None:
-    data = hp.load(config(unit_inputs, tmp_path, unit_scores=(unit_inputs["units"],)))
-    fig = hp.unit_summary_figure(data, tmp_path / "u.png")
+    data = hp_data.load(config(unit_inputs, tmp_path, unit_scores=(unit_inputs["units"],)))
+    fig = hp_figures.unit_summary_figure(data, tmp_path / "u.png")
     axes = panels(fig)
     assert [ax.get_title() for ax in axes] == [f"{e} · 32 units per layer" for e in EMOTIONS]
     for ax, emotion in zip(axes, EMOTIONS, strict=True):
@@ -400,7 +403,7 @@ def test_unit_summary_figure_panels_marks_and_labels(unit_inputs: dict, tmp_path
             (y,) = marks[0].get_ydata()
             expected = data.units.query("emotion == @emotion and layer == @layer and neuron == @neuron").score.iloc[0]
             assert math.isclose(y, expected) and (y < 0) == (emotion == "anger")
-        assert sum(1 for t in texts if t.count(".") == 1 and "\n" not in t) == hp.UNIT_LABELLED
+        assert sum(1 for t in texts if t.count(".") == 1 and "\n" not in t) == hp_figures.UNIT_LABELLED
         exact_points = [c for c in ax.collections if c.get_gid() == "exact"]
         assert len(exact_points) == 1 and len(exact_points[0].get_offsets()) == 4
         assert ax.get_xlim()[0] < 0 < 3 < ax.get_xlim()[1]
@@ -409,20 +412,20 @@ def test_unit_summary_figure_panels_marks_and_labels(unit_inputs: dict, tmp_path
 def test_unit_summary_rerun_is_byte_identical(unit_inputs: dict, unit_rendered: Path, tmp_path: Path) -> None:
     out = tmp_path / "again"
     hp.main([*argv(unit_inputs, out), "--unit-scores", str(unit_inputs["units"])])
-    for name in hp.UNIT_FILES.values():
+    for name in hp_figures.UNIT_FILES.values():
         assert (out / name).read_bytes() == (unit_rendered / name).read_bytes(), name
 
 
 def test_unit_emotion_filter(unit_inputs: dict, tmp_path: Path) -> None:
-    data = hp.load(config(unit_inputs, tmp_path, unit_scores=(unit_inputs["units"],), emotion="anger"))
+    data = hp_data.load(config(unit_inputs, tmp_path, unit_scores=(unit_inputs["units"],), emotion="anger"))
     assert set(data.units.emotion) == {"anger"}
-    assert len(panels(hp.unit_summary_figure(data, tmp_path / "u.png"))) == 1
+    assert len(panels(hp_figures.unit_summary_figure(data, tmp_path / "u.png"))) == 1
 
 
 def test_bad_unit_inputs_are_one_line(unit_inputs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    outside = write_json(tmp_path / "planted.json", {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED,
+    outside = write_json(tmp_path / "planted.json", {"schema": hp_contract.PLANTED_SCHEMA, "by_emotion": PLANTED,
                                                     "units_by_emotion": {"anger": [[3, 32]]}})
-    malformed = write_json(tmp_path / "planted2.json", {"schema": hp.PLANTED_SCHEMA, "by_emotion": PLANTED,
+    malformed = write_json(tmp_path / "planted2.json", {"schema": hp_contract.PLANTED_SCHEMA, "by_emotion": PLANTED,
                                                        "units_by_emotion": {"anger": [3, 7]}})
     doc = unit_doc()
     doc["scores"].append(dict(doc["scores"][0]))
@@ -448,7 +451,7 @@ def test_from_params_draws_units_when_the_file_exists(
     """The pipeline's mode: the unit figure follows the unit screening file; without it, a note."""
     import shutil
 
-    from analysis.outputs import experiment_file, model_dir, screening_file, unit_screening_file
+    from analysis.contract import experiment_file, model_dir, screening_file, unit_screening_file
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
@@ -462,7 +465,7 @@ def test_from_params_draws_units_when_the_file_exists(
     hp.main(["--from-params", "--model", "toy", "--output-dir", "plots1", "--top-n", "5"])
     err = capsys.readouterr().err
     assert f"note: no unit screening file {unit_screening_file('baseline', 'toy')}: unit_summary.png is not drawn" in err
-    assert sorted(p.name for p in Path("plots1").iterdir()) == sorted(hp.FILES.values())
+    assert sorted(p.name for p in Path("plots1").iterdir()) == sorted(hp_figures.FILES.values())
 
     write_json(unit_screening_file("baseline", "toy"), unit_doc())
     hp.main(["--from-params", "--model", "toy", "--output-dir", "plots2", "--top-n", "5"])
@@ -475,7 +478,7 @@ def test_unit_experiment_condition_names_units(tmp_path: Path) -> None:
     doc = experiment_doc("ablation", "anger")
     doc.update(heads=[], units=[[1, 5], [1, 7]], head_spec="mlp:1:5,7")
     path = write_json(tmp_path / "a.json", doc)
-    _, _, condition, _, _ = hp.load_experiment(path, "ablation", "baseline")
+    _, _, condition, _, _ = hp_data.load_experiment(path, "ablation", "baseline")
     assert condition == "zero ablation, units mlp:1:5,mlp:1:7"
-    _, _, condition, _, _ = hp.load_experiment(write_json(tmp_path / "b.json", experiment_doc("patching", "anger")), "patching", "baseline")
+    _, _, condition, _, _ = hp_data.load_experiment(write_json(tmp_path / "b.json", experiment_doc("patching", "anger")), "patching", "baseline")
     assert condition == "positions all, heads 3:2"  # head experiments as before

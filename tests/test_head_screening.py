@@ -11,22 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.head_screening import (
-    PairBatches,
-    ScreeningConfig,
-    _z_names,
-    attribution,
-    exact_patching,
-    pair_batches,
-    screen,
-    top_heads,
-    unchanged_prefix,
-)
-from analysis.interventions import Edit, Site, capture, hooks_for, last_logits, position_map
-from analysis.models import load_model
-from analysis.prompts import PromptPairs, TokenBatch, load_pairs
+from analysis.core.loading import load_model
+from analysis.core.prompts import load_pairs, PromptPairs, TokenBatch
+from analysis.core.sites import Site
+from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, position_map
+from analysis.metrics import emotion_score, lexicon_ids
 from analysis.random_models import save_random_model
-from analysis.scoring import emotion_score, lexicon_ids
+from analysis.screening.common import pair_batches, PairBatches, ScreeningConfig, unchanged_prefix
+from analysis.screening.heads import _z_names, attribution, exact_patching, screen, top_heads
 from analysis.stats import auroc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +48,7 @@ def test_exact_equals_from_scratch_patched_run(family: str, positions: str, rand
     clean = emotion_score(last_logits(model, pb.neutral), *ids)
     moved = 0.0
     for layer, head in heads:
-        from analysis.interventions import patch_edits
+        from analysis.interventions.edits import patch_edits
 
         edits = patch_edits([Site("head", layer, head)], z, pb.idx, pb.mask)
         slow = emotion_score(last_logits(model, pb.neutral, hooks_for(edits)), *ids) - clean

@@ -7,24 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.interventions import (
-    Edit,
-    Site,
-    capture,
-    component_edits,
-    component_inputs,
-    plain_hf,
-    hooks_for,
-    last_logits,
-    patch_edits,
-    position_ids,
-    position_map,
-    split_batch,
-    zero_edits,
-)
-from analysis.models import HEAD_OUT_PROJ, MLP_OUT_PROJ, LoadedModel, load_model
-from analysis.prompts import Prompt, tokenize
-from analysis.random_models import FAMILIES
+from analysis.core.loading import load_model, LoadedModel
+from analysis.core.prompts import Prompt, tokenize
+from analysis.core.sites import Site
+from analysis.families import component_input
+from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, patch_edits, position_ids, position_map, split_batch, zero_edits
+from analysis.interventions.exact import component_edits, component_inputs, plain_hf
+from analysis.families import SUPPORTED_FAMILIES as FAMILIES
 
 TEXTS = [
     "Hi Maria, thank you so much for your help.",
@@ -52,7 +41,7 @@ def _hf_logprobs(hf, batch, zero_head: tuple[int, int] | None = None, d_head: in
     handle = None
     if zero_head is not None:
         layer, head = zero_head
-        proj = hf.get_submodule(HEAD_OUT_PROJ[hf.config.model_type].format(layer=layer))
+        proj = hf.get_submodule(component_input("head", hf.config.model_type, layer))
 
         def drop(module, args):  # noqa: ANN001, ANN202
             x = args[0].clone()
@@ -145,7 +134,7 @@ def test_left_padding_matches_unpadded(family_model: tuple[LoadedModel, Path]) -
 
 def test_position_map_span_aligns_span_ends() -> None:
     # target span at positions 2..4 (3 tokens), source span at 3..4 (2 tokens): end-aligned.
-    from analysis.prompts import TokenBatch
+    from analysis.core.prompts import TokenBatch
 
     def tb(span: list[int]) -> TokenBatch:
         m = torch.zeros(1, 6, dtype=torch.bool)
@@ -253,7 +242,7 @@ def test_zeroed_unit_equals_hf_with_down_projection_column_zeroed(unit_model: Lo
             x[..., n] = 0
             return (x, *args[1:])
 
-        handle = hf.get_submodule(MLP_OUT_PROJ[model.spec.family].format(layer=layer)).register_forward_pre_hook(drop)
+        handle = hf.get_submodule(component_input("mlp", model.spec.family, layer)).register_forward_pre_hook(drop)
         try:
             ref = _hf_logprobs(hf, batch)
         finally:

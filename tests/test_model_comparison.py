@@ -25,7 +25,9 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
+from analysis import contract as mc_contract
 from analysis import model_comparison as mc
+from analysis.plots import comparison as mc_comparison
 from analysis.errors import InputError
 from analysis.io import write_json
 
@@ -63,7 +65,7 @@ def screening_doc(model: str, profile: str = PROFILE) -> dict:
                 "exact": exact, "exact_ci_low": exact - 0.1 if has else None, "exact_ci_high": exact + 0.1 if has else None,
                 "exact_p": q, "exact_q": q, "exact_n": 70 if has else None, "exact_n_clusters": 12 if has else None,
             })
-    return {"schema": mc.SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "n_heads": n_heads,
+    return {"schema": mc_contract.HEAD_SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "n_heads": n_heads,
             "emotions": list(table), "scores": scores}
 
 
@@ -74,9 +76,9 @@ def write_results(root: Path, models: tuple[str, ...] = MODELS) -> None:
                {"schema": "emotion-heads/planted/v1", "by_emotion": {"gratitude": [[1, 0]], "anger": [[0, 0]], "apology": [[1, 1]]}})
 
 
-def config(root: Path, **kw) -> mc.ComparisonConfig:
+def config(root: Path, **kw) -> mc_comparison.ComparisonConfig:
     base = {"profile": PROFILE, "models": MODELS, "emotions": EMOTIONS, "output_dir": root / "out", "top_n": 2, "root": root}
-    return mc.ComparisonConfig(**{**base, **kw})
+    return mc_comparison.ComparisonConfig(**{**base, **kw})
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def test_paths_with_slash_are_subfolders(root: Path) -> None:
     cfg = config(root)
     assert cfg.screening_path("EleutherAI/pythia-tiny") == root / "results/baseline/alignment/head_scores_EleutherAI/pythia-tiny.json"
     assert cfg.screening_path("local/gpt2-random").is_file()
-    comp = mc.load(cfg)
+    comp = mc_comparison.load(cfg)
     assert comp.names == MODELS
     assert [(m.n_layers, m.n_heads, m.kind) for m in comp.models] == [
         (2, 2, "exact"), (3, 1, "exact"), (1, 3, "attribution")
@@ -97,20 +99,20 @@ def test_paths_with_slash_are_subfolders(root: Path) -> None:
 
 
 def test_grids_and_shared_limit(root: Path) -> None:
-    comp = mc.load(config(root))
+    comp = mc_comparison.load(config(root))
     toy, pythia, gpt2r = comp.models
     np.testing.assert_array_equal(toy.grid("gratitude"), [[0.1, -0.5], [2.0, 0.3]])  # exact, not attribution 9.0
     g = pythia.grid("gratitude")
     assert g[0, 0] == 2.5 and g[2, 0] == -1.0 and math.isnan(g[1, 0])  # not computed: NaN, not 0 or −10
     np.testing.assert_array_equal(gpt2r.grid("anger"), [[0.25, -0.5, 3.9]])
-    assert mc.shared_limit(comp) == VMAX
+    assert mc_comparison.shared_limit(comp) == VMAX
     assert toy.planted == {"gratitude": ((1, 0),), "anger": ((0, 0),)}  # apology not compared
     assert pythia.planted == {} and gpt2r.planted == {}
 
 
 def test_top_heads_table(root: Path) -> None:
-    table = mc.top_heads_table(mc.load(config(root)), top_n=2)
-    assert list(table.columns) == mc.TOP_COLUMNS
+    table = mc_comparison.top_heads_table(mc_comparison.load(config(root)), top_n=2)
+    assert list(table.columns) == mc_comparison.TOP_COLUMNS
     got = [(r.model, r.emotion, r.rank, r.layer, r.head, r.score_kind, r.score) for r in table.itertuples()]
     assert got == [
         ("toy", "gratitude", 1, 1, 0, "exact", 2.0),
@@ -131,13 +133,13 @@ def test_top_heads_table(root: Path) -> None:
     attr = table[table.score_kind == "attribution"]
     assert attr[["ci_low", "ci_high", "q"]].isna().all().all() and attr.n.isna().all()
     # More than there are: every scored head, no error.
-    big = mc.top_heads_table(mc.load(config(root)), top_n=10)
+    big = mc_comparison.top_heads_table(mc_comparison.load(config(root)), top_n=10)
     assert big.groupby(["model", "emotion"], sort=False).size().tolist() == [4, 4, 2, 2, 3, 3]
 
 
 def test_markdown_table(root: Path) -> None:
-    comp = mc.load(config(root))
-    md = mc.markdown_table(comp, mc.top_heads_table(comp, 2))
+    comp = mc_comparison.load(config(root))
+    md = mc_comparison.markdown_table(comp, mc_comparison.top_heads_table(comp, 2))
     lines = md.splitlines()
     assert lines[0].startswith("Top 2 heads per model and emotion") and lines[1] == ""
     assert lines[2].startswith("| Model | Emotion | Rank | Head |")
@@ -148,9 +150,9 @@ def test_markdown_table(root: Path) -> None:
 
 
 def test_heatmaps_figure(root: Path) -> None:
-    comp = mc.load(config(root))
+    comp = mc_comparison.load(config(root))
     path = root / "out" / "heatmaps.png"
-    fig = mc.heatmaps_figure(comp, path)
+    fig = mc_comparison.heatmaps_figure(comp, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     images = [im for ax in fig.axes for im in ax.get_images() if isinstance(im, AxesImage)]
     panels = [im for im in images if (im.get_gid() or "").startswith("heatmap:")]
@@ -173,7 +175,7 @@ def test_cli_writes_all_three(root: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.chdir(root)
     out = mc.main(["--profile", PROFILE, "--models", *MODELS, "--emotions", *EMOTIONS, "--top-n", "1"])
     folder = Path("results/baseline/plots/models")  # the default --output-dir
-    assert out == {k: folder / v for k, v in mc.FILES.items()}
+    assert out == {k: folder / v for k, v in mc_comparison.FILES.items()}
     assert all(p.is_file() and p.stat().st_size > 0 for p in out.values())
     csv = pd.read_csv(out["csv"])
     assert csv[["model", "emotion", "layer", "head"]].values.tolist() == [
@@ -209,17 +211,17 @@ def test_missing_file_is_one_line_and_writes_nothing(root: Path, monkeypatch: py
 )
 def test_bad_input(root: Path, change: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        mc.compare(config(root, **change))
+        mc_comparison.compare(config(root, **change))
     assert not (root / "out").exists()
 
 
 def test_file_of_another_model_or_profile(root: Path) -> None:
     write_json(root / "results/baseline/alignment/head_scores_gpt2.json", screening_doc("toy"))
     with pytest.raises(InputError, match="holds the screening of model 'toy', not 'gpt2'"):
-        mc.load(config(root, models=("gpt2",)))
+        mc_comparison.load(config(root, models=("gpt2",)))
     write_json(root / "results/baseline/alignment/head_scores_toy.json", screening_doc("toy", profile="extended"))
     with pytest.raises(InputError, match="is for profile 'extended'"):
-        mc.load(config(root, models=("toy",)))
+        mc_comparison.load(config(root, models=("toy",)))
 
 
 def test_defaults_from_params(tmp_path: Path) -> None:

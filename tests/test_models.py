@@ -6,20 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from analysis.core.loading import load_model, ModelSpec
+from analysis.core.specs import HeadSpec, is_unit_spec, parse_head_spec, parse_site_spec, parse_unit_spec, UnitSpec, validate_heads, validate_units
 from analysis.errors import InputError
-from analysis.models import (
-    MLP_OUT_PROJ,
-    HeadSpec,
-    ModelSpec,
-    UnitSpec,
-    is_unit_spec,
-    load_model,
-    parse_head_spec,
-    parse_site_spec,
-    parse_unit_spec,
-    validate_heads,
-    validate_units,
-)
+from analysis.families import component_input
 
 
 def test_parse_head_spec_examples() -> None:
@@ -66,7 +56,7 @@ def test_unsupported_family(tmp_path: Path, tokenizer_dir: Path) -> None:
 
 
 def test_missing_toy_says_how_to_build(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="dvc repro toy_model"):
+    with pytest.raises(InputError, match="dvc repro model@toy"):
         load_model("toy", toy_dir=tmp_path / "nope")
 
 
@@ -136,8 +126,8 @@ def test_loaded_spec_has_d_mlp(random_model_dirs: dict[str, Path]) -> None:
         model = load_model(str(path))
         assert model.spec.d_mlp == 256, family  # 4 x d_model 64
         assert validate_units(((1, 255),), model.spec)
-        from analysis.interventions import plain_hf
+        from analysis.interventions.exact import plain_hf
 
         # the down-projection reads d_mlp features (GPT-2's Conv1D stores its weight as [in, out])
-        proj = plain_hf(model.path).get_submodule(MLP_OUT_PROJ[family].format(layer=1))
+        proj = plain_hf(model.path).get_submodule(component_input("mlp", family, 1))
         assert (getattr(proj, "in_features", None) or proj.weight.shape[0]) == 256, family

@@ -28,7 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.random_models import FAMILIES, save_random_model
+from analysis.families import SUPPORTED_FAMILIES as FAMILIES
+
+from analysis.random_models import save_random_model
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = {"gpt2": "local/gpt2", "gpt_neox": "local/pythia", "gpt_neo": "local/gpt-neo"}
@@ -151,7 +153,7 @@ def test_summary_has_a_section_per_model_with_intervals(small_families: Path) ->
 
 
 def test_report_data_layer_reads_every_model(small_families: Path) -> None:
-    from analysis.report import load_results
+    from analysis.reporting.results import load_results
 
     r = load_results(small_families)
     assert r.model_names == list(LOCAL.values())

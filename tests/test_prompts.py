@@ -11,20 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from analysis.core.prompts import available_profiles, equal_length_pairs, load_lexicon, load_pairs, load_prompt_file, parse_prompt, Prompt, PromptPairs, tokenize
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
-from analysis.prompts import (
-    EMOTIONS,
-    NEUTRAL,
-    Prompt,
-    PromptPairs,
-    available_profiles,
-    equal_length_pairs,
-    load_lexicon,
-    load_pairs,
-    load_prompt_file,
-    parse_prompt,
-    tokenize,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "data" / "prompts"

@@ -71,7 +71,7 @@ def _screening(model: str, n_layers: int, n_heads: int, planted: dict[str, tuple
                     "exact_n": 70, "exact_n_clusters": 14,
                 })
     return {
-        "schema": rep.SCREENING_SCHEMA, "model": model, "profile": "baseline",
+        "schema": rep.HEAD_SCORES_SCHEMA, "model": model, "profile": "baseline",
         "n_layers": n_layers, "n_heads": n_heads, "emotions": list(EMOTIONS),
         "params": {"model": model, "profile": "baseline", "emotions": list(EMOTIONS), "positions": "all",
                    "exact_top_k": 0, "n_resamples": 5000, "seed": 0},
@@ -107,10 +107,10 @@ def _experiment(kind: str, model: str, emotion: str, head: tuple[int, int]) -> d
 def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
     """A complete results tree for `models` under `root` (params.yaml included); summary.json is
     made by analysis.summarize from the hand-made stage documents."""
-    from analysis.outputs import experiment_file, model_dir, plots_dir, screening_file
+    from analysis.contract import experiment_file, model_dir, plots_dir, screening_file
     from analysis.params import load_params
     from analysis import model_comparison
-    from analysis.summarize import summarize
+    from analysis.reporting.summary import summarize
 
     root.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -232,10 +232,10 @@ def test_experiment_table_rows() -> None:
 
 
 def test_screening_table_ranks_like_the_pipeline() -> None:
-    from analysis.head_screening import ranking_score
+    from analysis.contract import ranking_score
 
     doc = _screening("toy", 4, 4, PLANTED)
-    assert rep.ranking_key(doc) == ranking_score(doc)
+    assert rep.ranking_key(doc) == ranking_score(doc["scores"])
     df = rep.screening_table(doc, "anger", top_n=5)
     assert list(df["Rank"]) == [1, 2, 3, 4, 5]
     assert df.loc[0, "Head"] == "L3H2" and df.loc[0, "Exact ΔM (nats)"] == "+2.60"
@@ -244,7 +244,7 @@ def test_screening_table_ranks_like_the_pipeline() -> None:
 
 
 def test_ranking_matches_top_heads(tmp_path: Path) -> None:
-    from analysis.head_screening import top_heads
+    from analysis.screening.heads import top_heads
 
     doc = _screening("toy", 4, 4, PLANTED)
     path = write_json(tmp_path / "s.json", doc)

@@ -22,18 +22,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from analysis.prompts import EMOTIONS, NEUTRAL, Prompt, load_lexicon, load_pairs, tokenize
-from analysis.scoring import emotion_score, lexicon_token_ids
+from analysis.core.prompts import load_lexicon, load_pairs, Prompt, tokenize
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL
+from analysis.embedded.build import build_toy_model, load_planted
+from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA as SCHEMA
+from analysis.embedded.config import ToyConfig
+from analysis.embedded.plant import constraint_violations, plant_from_doc
+from analysis.metrics import emotion_score, lexicon_token_ids
 from analysis.stats import auroc
-from analysis.toy_model import (
-    PLANTED_FILE,
-    SCHEMA,
-    ToyConfig,
-    build_toy_model,
-    constraint_violations,
-    load_planted,
-    plant_from_doc,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "data" / "prompts"

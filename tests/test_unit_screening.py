@@ -16,27 +16,22 @@ import pandas as pd
 import pytest
 import torch
 
+from analysis import contract as us_contract
+from analysis.screening import units as us_units
 from analysis import unit_screening as us
+from analysis.contract import unit_screening_file
+from analysis.core.loading import load_model, ModelSpec
+from analysis.core.prompts import load_pairs, PromptPairs
+from analysis.core.sites import head_sites, Site
 from analysis.errors import InputError
-from analysis.head_screening import _z_names, pair_batches, unchanged_prefix
-from analysis.head_screening import exact_patching as head_exact_patching
-from analysis.interventions import (
-    Edit,
-    Site,
-    capture,
-    exact_patching_sites,
-    head_sites,
-    hooks_for,
-    last_logits,
-    patch_edits,
-    plain_hf,
-)
+from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, patch_edits
+from analysis.interventions.exact import exact_patching_sites, plain_hf
 from analysis.io import read_parquet, write_json
-from analysis.models import ModelSpec, load_model
-from analysis.outputs import unit_screening_file
-from analysis.prompts import PromptPairs, load_pairs
-from analysis.random_models import FAMILIES, save_random_model
-from analysis.scoring import emotion_score, lexicon_ids
+from analysis.metrics import emotion_score, lexicon_ids
+from analysis.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.random_models import save_random_model
+from analysis.screening.common import pair_batches, unchanged_prefix
+from analysis.screening.heads import _z_names, exact_patching as head_exact_patching
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, shared CPU
@@ -74,7 +69,7 @@ def test_unit_exact_equals_naive_bridge_rerun(family: str, positions: str, unit_
     pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 12), positions)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
-    fast = us.exact_patching(model, pb, us.unit_activations(model, pb.emotion), UNITS, ids)
+    fast = us_units.exact_patching(model, pb, us_units.unit_activations(model, pb.emotion), UNITS, ids)
     # the reference: activations captured through the bridge, one full forward per unit
     source = capture(model, pb.emotion, [f"blocks.{layer}.mlp.hook_post" for layer in range(model.spec.n_layers)])
     clean = emotion_score(last_logits(model, pb.neutral), *ids)
@@ -130,7 +125,7 @@ def test_attribution_is_the_derivative_of_unit_patching(family: str, unit_dirs: 
         pb = pair_batches(model, _same_width(model, pairs, 8) if family == "gpt_neox" else _subset(pairs, 8), "all")
         lex = lexicon_ids(model.tokenizer)
         ids = (lex["gratitude"], lex["neutral"])
-        attr = us.attribution(model, pb, us.unit_activations(model, pb.emotion), ids)  # [batch, layer, d_mlp]
+        attr = us_units.attribution(model, pb, us_units.unit_activations(model, pb.emotion), ids)  # [batch, layer, d_mlp]
         assert attr.dtype == torch.float64 and attr.shape[1:] == (2, 256) and len(attr) >= 4
         names = [f"blocks.{layer}.mlp.hook_post" for layer in range(2)]
         emo, neu = capture(model, pb.emotion, names), capture(model, pb.neutral, names)
@@ -156,9 +151,9 @@ def test_attribution_tracks_exact_on_a_near_linear_case(unit_dirs: dict[str, Pat
     pb = pair_batches(model, _subset(load_pairs("apology", "baseline"), 16), "last")
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["apology"], lex["neutral"])
-    attr = us.attribution(model, pb, us.unit_activations(model, pb.emotion), ids).mean(0)
+    attr = us_units.attribution(model, pb, us_units.unit_activations(model, pb.emotion), ids).mean(0)
     units = [(layer, n) for layer in range(2) for n in range(0, 256, 8)]
-    exact = us.exact_patching(model, pb, us.unit_activations(model, pb.emotion), units, ids)
+    exact = us_units.exact_patching(model, pb, us_units.unit_activations(model, pb.emotion), units, ids)
     a = np.array([attr[u].item() for u in units])
     e = np.array([exact[u].mean().item() for u in units])
     assert np.corrcoef(a, e)[0, 1] > 0.9
@@ -174,13 +169,13 @@ def test_attribution_memory_tricks_change_nothing(unit_dirs: dict[str, Path], mo
     ids = (lex["anger"], lex["neutral"])
     hf = plain_hf(model.path)
     acts_before = [type(hf.transformer.h[layer].mlp.act) for layer in range(2)]
-    act_emo = us.unit_activations(model, pb.emotion)
-    with_recompute = us.attribution(model, pb, act_emo, ids)
+    act_emo = us_units.unit_activations(model, pb.emotion)
+    with_recompute = us_units.attribution(model, pb, act_emo, ids)
     assert act_emo == {}
     assert [type(hf.transformer.h[layer].mlp.act) for layer in range(2)] == acts_before
     assert not any(m._forward_pre_hooks for m in hf.modules())
-    monkeypatch.setattr(us, "recomputed_activations", lambda *a, **k: contextlib.nullcontext())
-    plain = us.attribution(model, pb, us.unit_activations(model, pb.emotion), ids)
+    monkeypatch.setattr(us_units, "recomputed_activations", lambda *a, **k: contextlib.nullcontext())
+    plain = us_units.attribution(model, pb, us_units.unit_activations(model, pb.emotion), ids)
     assert torch.equal(with_recompute, plain)
     assert with_recompute.abs().max().item() > 1e-4
 
@@ -191,11 +186,11 @@ def test_attribution_memory_tricks_change_nothing(unit_dirs: dict[str, Path], mo
 def test_screen_document(unit_dirs: dict[str, Path]) -> None:
     model = load_model(str(unit_dirs["gpt2"]))
     pairs = {e: _subset(load_pairs(e, "baseline"), 10) for e in ("gratitude", "apology")}
-    cfg = us.UnitScreeningConfig(model="m", profile="baseline", emotions=tuple(pairs), positions="last", exact_top_k=4,
+    cfg = us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=tuple(pairs), positions="last", exact_top_k=4,
                                  n_resamples=200, top_per_layer=3)
-    res = us.screen(model, cfg, pairs)
+    res = us_units.screen(model, cfg, pairs)
     doc, table = res.doc, res.table
-    assert doc["schema"] == us.SCHEMA and doc["n_layers"] == 2 and doc["d_mlp"] == 256
+    assert doc["schema"] == us_contract.UNIT_SCORES_SCHEMA and doc["n_layers"] == 2 and doc["d_mlp"] == 256
     assert doc["params"]["exact_top_k"] == 4 and doc["params"]["top_per_layer"] == 3
     assert len(table) == 2 * 2 * 256 and list(table.columns) == ["emotion", "layer", "neuron", "attribution", "attribution_rank"]
     for e in pairs:
@@ -228,17 +223,17 @@ def test_screen_document(unit_dirs: dict[str, Path]) -> None:
 def test_exact_top_k_zero_patches_every_unit(tiny_dir: Path) -> None:
     model = load_model(str(tiny_dir))
     pairs = {"anger": _subset(load_pairs("anger", "baseline"), 6)}
-    cfg = us.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="span", exact_top_k=0, n_resamples=100)
-    doc = us.screen(model, cfg, pairs).doc
+    cfg = us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="span", exact_top_k=0, n_resamples=100)
+    doc = us_units.screen(model, cfg, pairs).doc
     assert doc["d_mlp"] == 64 and len(doc["scores"]) == 2 * 64
     assert all(s["exact"] is not None for s in doc["scores"])
-    assert us.ranking_score(doc["scores"]) == "exact"
+    assert us_contract.ranking_score(doc["scores"]) == "exact"
 
 
 def test_model_without_mlp_units_is_refused() -> None:
     spec = ModelSpec(name="attn-only", family="gpt2", n_layers=2, n_heads=4, d_head=16, d_mlp=0, bos_id=0, pad_id=0)
     with pytest.raises(InputError, match="attn-only has no MLP units"):
-        us.check_has_units(spec)
+        us_units.check_has_units(spec)
 
 
 # --- mlp-top:K --------------------------------------------------------------------------------
@@ -246,7 +241,7 @@ def test_model_without_mlp_units_is_refused() -> None:
 
 def _unit_doc(rows: list[dict], emotions: Sequence[str] = ("anger", "gratitude"), top_per_layer: int = 10) -> dict:
     full = [{"exact": None, "attribution_rank": 1, **r} for r in rows]
-    return {"schema": us.SCHEMA, "model": "m", "profile": "baseline", "n_layers": 2, "d_mlp": 8,
+    return {"schema": us_contract.UNIT_SCORES_SCHEMA, "model": "m", "profile": "baseline", "n_layers": 2, "d_mlp": 8,
             "emotions": list(emotions), "params": {"top_per_layer": top_per_layer}, "scores": full}
 
 
@@ -259,24 +254,24 @@ def test_top_units_ranks_by_exact_then_ties_by_position(tmp_path: Path) -> None:
         {"layer": 0, "neuron": 0, "emotion": "gratitude", "exact": 2.0, "attribution": 0.0},
     ]
     f = write_json(tmp_path / "u.json", _unit_doc(rows))
-    assert us.top_units(f, "anger", 3) == ((0, 7), (1, 2), (1, 5))
+    assert us_units.top_units(f, "anger", 3) == ((0, 7), (1, 2), (1, 5))
     with pytest.raises(InputError, match=r"ranks only 3 units for anger by exact .*--exact-top-k >= 4"):
-        us.top_units(f, "anger", 4)
+        us_units.top_units(f, "anger", 4)
     with pytest.raises(InputError, match="no scores for emotion 'apology'"):
-        us.top_units(f, "apology", 1)
+        us_units.top_units(f, "apology", 1)
     with pytest.raises(InputError, match="unit screening file .* does not exist; run `python -m analysis.unit_screening`"):
-        us.top_units(tmp_path / "missing.json", "anger", 1)
+        us_units.top_units(tmp_path / "missing.json", "anger", 1)
     head_file = write_json(tmp_path / "h.json", {"schema": "emotion-heads/head-scores/v1", "scores": []})
     with pytest.raises(InputError, match="expected 'emotion-heads/unit-scores/v1'"):
-        us.top_units(head_file, "anger", 1)
+        us_units.top_units(head_file, "anger", 1)
 
 
 def test_top_units_falls_back_to_attribution_within_what_the_file_keeps(tmp_path: Path) -> None:
     rows = [{"layer": layer, "neuron": n, "emotion": "anger", "attribution": (-1) ** n * (10 * layer + n)} for layer in range(2) for n in range(2)]
     f = write_json(tmp_path / "u.json", _unit_doc(rows, emotions=("anger",), top_per_layer=2))
-    assert us.top_units(f, "anger", 2) == ((1, 1), (1, 0))
+    assert us_units.top_units(f, "anger", 2) == ((1, 1), (1, 0))
     with pytest.raises(InputError, match="by attribution; rerun it with --top-per-layer >= 3"):
-        us.top_units(f, "anger", 3)
+        us_units.top_units(f, "anger", 3)
 
 
 def test_format_top_lists_units_with_intervals(unit_dirs: dict[str, Path]) -> None:
@@ -286,7 +281,7 @@ def test_format_top_lists_units_with_intervals(unit_dirs: dict[str, Path]) -> No
         {"layer": 0, "neuron": 3, "emotion": "anger", "exact": 0.125, "attribution": 0.1, "exact_ci_low": 0.1,
          "exact_ci_high": 0.15, "exact_q": 0.02},
     ]
-    text = us.format_top(_unit_doc(rows, emotions=("anger",)), n=2)
+    text = us_units.format_top(_unit_doc(rows, emotions=("anger",)), n=2)
     lines = text.splitlines()
     assert lines[0] == "Top 2 MLP units by |exact| (m, baseline):"
     assert lines[1].startswith("  1. Layer 1, Neuron 5, Emotion: anger, exact: -0.250000  95% CI [-0.3, -0.2]  q=0.01")
@@ -361,18 +356,17 @@ def test_cli_writes_json_and_table(tmp_path: Path, unit_dirs: dict[str, Path], c
     assert doc["params"]["positions"] == "span" and doc["params"]["seed"] == 3 and doc["params"]["n_resamples"] == 200
     assert sum(s["exact"] is not None for s in doc["scores"]) == 2 * 3
     assert doc["attribution_table"] == str(out.with_suffix(".parquet"))
-    table, meta = read_parquet(out.with_suffix(".parquet"), us.TABLE_SCHEMA)
+    table, meta = read_parquet(out.with_suffix(".parquet"), us_contract.UNIT_ATTRIBUTION_SCHEMA)
     assert len(table) == 2 * 2 * 256 and meta["model"] == str(unit_dirs["gpt_neox"])
     assert stdout.startswith("Top 10 MLP units by |exact|") and "Layer" in stdout and "Neuron" in stdout
     assert sorted(p.name for p in out.parent.iterdir()) == ["unit_scores_m.json", "unit_scores_m.parquet"]  # no temp files
     # the file serves mlp-top:K
-    ranked = us.top_units(out, "anger", 3)
+    ranked = us_units.top_units(out, "anger", 3)
     exact = {(s["layer"], s["neuron"]): abs(s["exact"]) for s in doc["scores"] if s["emotion"] == "anger" and s["exact"] is not None}
     assert set(ranked) == set(exact) and [exact[u] for u in ranked] == sorted(exact.values(), reverse=True)
 
 
 def test_default_output_is_the_pipeline_layout() -> None:
-    assert us.unit_screening_path("baseline", "toy") == unit_screening_file("baseline", "toy")
     assert str(unit_screening_file("baseline", "toy")) == "results/baseline/alignment/unit_scores_toy.json"
 
 
@@ -391,11 +385,11 @@ def test_table_is_every_unit(unit_dirs: dict[str, Path]) -> None:
     """Every unit's attribution is kept (Parquet), even those the JSON leaves out."""
     model = load_model(str(unit_dirs["gpt2"]))
     pairs = {"anger": _subset(load_pairs("anger", "baseline"), 6)}
-    res = us.screen(model, us.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="last",
+    res = us_units.screen(model, us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="last",
                                                   exact_top_k=1, n_resamples=100, top_per_layer=1), pairs)
     assert isinstance(res.table, pd.DataFrame) and len(res.table) == 512 and len(res.doc["scores"]) <= 3
-    attr = us.attribution(model, pair_batches(model, pairs["anger"], "last"),
-                          us.unit_activations(model, pair_batches(model, pairs["anger"], "last").emotion),
+    attr = us_units.attribution(model, pair_batches(model, pairs["anger"], "last"),
+                          us_units.unit_activations(model, pair_batches(model, pairs["anger"], "last").emotion),
                           (lexicon_ids(model.tokenizer)["anger"], lexicon_ids(model.tokenizer)["neutral"])).mean(0)
     assert np.array_equal(res.table.attribution.to_numpy(), attr.double().numpy().ravel())
 
@@ -410,8 +404,8 @@ def test_toy_planted_unit_is_recovered(toy_path: Path, emotion: str) -> None:
     planted = json.loads((toy_path / "planted.json").read_text()).get("units_by_emotion")
     assert planted, f"{toy_path}/planted.json plants no MLP units: rebuild the toy (dvc repro model@toy)"
     model = load_model(str(toy_path))
-    cfg = us.UnitScreeningConfig(model="toy", profile="baseline", emotions=(emotion,), n_resamples=1000)
-    doc = us.screen(model, cfg, {emotion: load_pairs(emotion, "baseline")}).doc
+    cfg = us_units.UnitScreeningConfig(model="toy", profile="baseline", emotions=(emotion,), n_resamples=1000)
+    doc = us_units.screen(model, cfg, {emotion: load_pairs(emotion, "baseline")}).doc
     truth = {tuple(u) for u in planted[emotion]}
     exact = [s for s in doc["scores"] if s["exact"] is not None]
     top = min(exact, key=lambda s: (-abs(s["exact"]), s["layer"], s["neuron"]))

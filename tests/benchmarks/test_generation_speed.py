@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.experiments import ExperimentConfig
-from analysis.generation import greedy_generate
-from analysis.interventions import Edit, Site, zero_edits
-from analysis.models import load_model
-from analysis.prompts import load_prompt_file, tokenize
+from analysis.core.loading import load_model
+from analysis.core.prompts import load_prompt_file, tokenize
+from analysis.core.sites import Site
+from analysis.experiments.config import ExperimentConfig
+from analysis.interventions.edits import Edit, zero_edits
+from analysis.interventions.generation import greedy_generate
 
 pytestmark = pytest.mark.benchmark
 REPO = Path(__file__).resolve().parents[2]
 NEW_TOKENS = 15
 REPEATS = 3
 MAX_RATIO = 1.2
-
 
 
 def test_ablated_generation_is_within_20_percent_of_plain_hf(gpt2_small_random: Path, median_times) -> None:  # noqa: ANN001

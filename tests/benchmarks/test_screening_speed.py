@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.head_screening import PairBatches, _z_names, attribution, exact_patching
-from analysis.interventions import capture, position_map
-from analysis.models import load_model
-from analysis.prompts import TokenBatch
-from analysis.scoring import emotion_score
+from analysis.core.loading import load_model
+from analysis.core.prompts import TokenBatch
+from analysis.interventions.edits import capture, position_map
+from analysis.metrics import emotion_score
+from analysis.screening.common import PairBatches
+from analysis.screening.heads import _z_names, attribution, exact_patching
 
 pytestmark = pytest.mark.benchmark
 N_PAIRS, N_TOKENS = 70, 14
-
 
 
 def _pairs(spec_bos: int) -> PairBatches:

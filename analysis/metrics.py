@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from analysis.core.prompts import load_lexicon
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
-from analysis.prompts import EMOTIONS, NEUTRAL, load_lexicon
+
 
 LEXICONS = (*EMOTIONS, NEUTRAL)
 
@@ -90,7 +91,3 @@ def text_scores(texts: Sequence[str]) -> dict[str, list[float]]:
         words = load_lexicon(name)
         out[f"kw_{name}"] = [float(keyword_count(t, words)) for t in texts]
     return out
-
-
-def as_tensor(x: Sequence[float]) -> Tensor:
-    return torch.tensor(list(x), dtype=torch.float64)

@@ -9,18 +9,17 @@ token; `tests/test_generation.py` measures that and pins this path to plain HF g
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from analysis.interventions import Edit, hooks_for, slice_edits
-from analysis.models import LoadedModel
-from analysis.prompts import TokenBatch
+from analysis.core.cli import progress_disabled
+from analysis.core.loading import LoadedModel
+from analysis.core.prompts import TokenBatch
+from analysis.interventions.edits import Edit, hooks_for, slice_edits
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,6 @@ def _rows(batch: TokenBatch, rows: slice) -> TokenBatch:
         span_mask=batch.span_mask[rows][:, t - keep :],
         lengths=batch.lengths[rows],
     )
-
-
-def progress_disabled() -> bool:
-    """Bars on a terminal only: CI logs stay quiet."""
-    return not sys.stderr.isatty()
 
 
 @torch.no_grad()

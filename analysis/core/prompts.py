@@ -18,27 +18,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
-
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-EMOTIONS: tuple[str, ...] = ("gratitude", "anger", "apology")
-NEUTRAL = "neutral"
+
 PROMPTS_ROOT = Path("data/prompts")
+
+
 LEXICONS_ROOT = Path("data/lexicons")
 
+
 PathLike = str | os.PathLike[str]
-
-
-# --------------------------------------------------------------------------------------------
-# Prompts
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -204,11 +200,6 @@ def load_pairs(
     return PromptPairs(emotion=emotion, emotion_prompts=emotion_prompts, neutral_prompts=neutral_prompts)
 
 
-# --------------------------------------------------------------------------------------------
-# Lexicons
-# --------------------------------------------------------------------------------------------
-
-
 def load_lexicon(name: str, root: PathLike = LEXICONS_ROOT) -> tuple[str, ...]:
     """Words of `root/<name>.txt`, lowercased, in file order; `#` comments and blanks skipped."""
     path = Path(root) / f"{name}.txt"
@@ -226,11 +217,6 @@ def load_lexicon(name: str, root: PathLike = LEXICONS_ROOT) -> tuple[str, ...]:
     if not words:
         raise InputError(f"lexicon {path} has no words")
     return tuple(words)
-
-
-# --------------------------------------------------------------------------------------------
-# Tokenization
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,181 @@
+"""Every stage's output, in one place: where it lives and what it holds.
+
+The pipeline (dvc.yaml) writes exactly these paths; stages that aggregate (plots, summarize)
+and `top:N` head specs find their inputs through these functions, never by globbing.
+
+| stage            | turns ...                          | into ...                                                      |
+|------------------|------------------------------------|---------------------------------------------------------------|
+| model@M          | a model name                       | results/models/M/: the toy's HF folder + planted.json, or     |
+|                  |                                    | source.json (where a hub/local model's weights were found)    |
+| prepare_prompts  | data/prompts/P/*.txt               | results/P/prompts.json: validated pairs, spans, file hashes   |
+| screen@M         | pairs × model M                    | results/P/alignment/head_scores_M.json: per layer × head ×    |
+|                  |                                    | emotion Δattn, attribution, exact ΔM with CI, p, q            |
+| screen_units@M   | pairs × model M                    | results/P/alignment/unit_scores_M.json: attribution for every |
+|                  |                                    | MLP unit; exact ΔM with CI, p, q for the top-k units          |
+| ablate@M-E       | emotion-E prompts × heads of M     | results/P/patching/head_ablation/M_E.json (effects with CIs)  |
+|                  |                                    | + M_E.parquet (per prompt: both continuations, ids, scores)   |
+| patch@M-E        | E prompts → neutral twins × heads  | results/P/patching/head_patching/M_E.{json,parquet}           |
+| plots@M          | the above for model M              | results/P/plots/heads/M/*.png + CSV plot data                 |
+| compare_models   | every model's screening            | results/P/plots/models/: heatmaps.png (all models, one colour |
+|                  |                                    | scale), top_heads.csv + .md (top heads per model × emotion)   |
+| summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
+
+P is `params.yaml: profile`; M a name from `models`; E one of `emotions`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from analysis.io import read_json, write_json
+
+RESULTS = Path("results")
+SUMMARY = RESULTS / "summary.json"
+PLANTED_FILE = "planted.json"
+SOURCE_FILE = "source.json"
+
+# --- schema strings: each output's `schema` field, defined here and nowhere else --------------
+PROMPTS_SCHEMA = "emotion-heads/prompts/v1"
+HEAD_SCORES_SCHEMA = "emotion-heads/head-scores/v1"
+UNIT_SCORES_SCHEMA = "emotion-heads/unit-scores/v1"
+UNIT_ATTRIBUTION_SCHEMA = "emotion-heads/unit-attribution/v1"  # the Parquet beside unit_scores_M.json
+PLANTED_SCHEMA = "emotion-heads/planted/v1"
+TOY_CONTINUATIONS_SCHEMA = "emotion-heads/toy-continuations/v1"
+MODEL_SOURCE_SCHEMA = "emotion-heads/model-source/v1"
+SUMMARY_SCHEMA = "emotion-heads/summary/v1"
+EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v1", "patching": "emotion-heads/patching/v1"}
+EXPERIMENT_TABLE_SCHEMAS = {"ablation": "emotion-heads/ablation-prompts/v1", "patching": "emotion-heads/patching-prompts/v1"}
+EXPERIMENT_FOLDERS = {"ablation": "head_ablation", "patching": "head_patching"}  # the seed's folder names
+
+
+def model_dir(model: str) -> Path:
+    return RESULTS / "models" / model
+
+
+def prompts_file(profile: str) -> Path:
+    return RESULTS / profile / "prompts.json"
+
+
+def screening_file(profile: str, model: str) -> Path:
+    return RESULTS / profile / "alignment" / f"head_scores_{model}.json"
+
+
+def unit_screening_file(profile: str, model: str) -> Path:
+    return RESULTS / profile / "alignment" / f"unit_scores_{model}.json"
+
+
+def experiment_file(kind: str, profile: str, model: str, emotion: str) -> Path:
+    """kind: "ablation" or "patching" (the seed's head_ablation / head_patching folders)."""
+    return RESULTS / profile / "patching" / EXPERIMENT_FOLDERS[kind] / f"{model}_{emotion}.json"
+
+
+def plots_dir(profile: str, model: str) -> Path:
+    return RESULTS / profile / "plots" / "heads" / model
+
+
+def comparison_dir(profile: str) -> Path:
+    return RESULTS / profile / "plots" / "models"
+
+
+# --- typed readers and writers: the schema is checked on every read and every write ------------
+
+
+def _checked(doc: dict[str, Any], schema: str, path: str | Path) -> dict[str, Any]:
+    if doc.get("schema") != schema:
+        raise ValueError(f"document for {path} has schema {doc.get('schema')!r}, expected {schema!r}")
+    return doc
+
+
+def read_prompts(path: str | Path) -> dict[str, Any]:
+    return read_json(path, PROMPTS_SCHEMA)
+
+
+def write_prompts(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, PROMPTS_SCHEMA, path))
+
+
+def read_screening(path: str | Path) -> dict[str, Any]:
+    return read_json(path, HEAD_SCORES_SCHEMA)
+
+
+def write_screening(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, HEAD_SCORES_SCHEMA, path))
+
+
+def read_unit_screening(path: str | Path) -> dict[str, Any]:
+    return read_json(path, UNIT_SCORES_SCHEMA)
+
+
+def write_unit_screening(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, UNIT_SCORES_SCHEMA, path))
+
+
+def read_planted(folder: str | Path) -> dict[str, Any]:
+    """A model folder's planted.json (only the embedded model has one)."""
+    return read_json(Path(folder) / PLANTED_FILE, PLANTED_SCHEMA)
+
+
+def write_planted(folder: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(Path(folder) / PLANTED_FILE, _checked(doc, PLANTED_SCHEMA, folder))
+
+
+def read_source(folder: str | Path) -> dict[str, Any]:
+    return read_json(Path(folder) / SOURCE_FILE, MODEL_SOURCE_SCHEMA)
+
+
+def write_source(folder: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(Path(folder) / SOURCE_FILE, _checked(doc, MODEL_SOURCE_SCHEMA, folder))
+
+
+def read_experiment(kind: str, path: str | Path) -> dict[str, Any]:
+    return read_json(path, EXPERIMENT_SCHEMAS[kind])
+
+
+def write_experiment(kind: str, path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, EXPERIMENT_SCHEMAS[kind], path))
+
+
+def read_summary(path: str | Path = SUMMARY) -> dict[str, Any]:
+    return read_json(path, SUMMARY_SCHEMA)
+
+
+def write_summary(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, SUMMARY_SCHEMA, path))
+
+
+# --- the one ranking ---------------------------------------------------------------------------
+
+# |score| is rounded to 1e-6 (nats) before ranking: components whose effects differ only by float
+# noise tie, and ties go to the lower layer, then the lower head (or neuron). Every ranking of
+# heads or units (top:N specs, the cumulative curve, top_heads.csv, the summary, the report's
+# tables and figures) goes through `rank`, so they all show one order.
+RANK_DECIMALS = 6
+
+T = TypeVar("T")
+
+
+def _field(row: Any, name: str) -> Any:
+    return row[name] if isinstance(row, Mapping) else getattr(row, name)
+
+
+def rank_key(score: float, layer: int, index: int) -> tuple[float, int, int]:
+    """The sort key of one component: larger |score| first, then lower layer, then lower index."""
+    return (-round(abs(float(score)), RANK_DECIMALS), int(layer), int(index))
+
+
+def rank(rows: Iterable[T], score: str | Callable[[T], float | None], *, index: str = "head") -> list[T]:
+    """Rows (mappings or records with `layer` and `index`) best first; rows without a score are dropped.
+
+    `score` names the field ranked by, or computes it from a row.
+    """
+    get = score if callable(score) else (lambda r: _field(r, score))
+    kept = [r for r in rows if get(r) is not None and not math.isnan(float(get(r)))]
+    return sorted(kept, key=lambda r: rank_key(get(r), _field(r, "layer"), _field(r, index)))
+
+
+def ranking_score(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The score components are ranked by: exact patching where it was computed, else attribution."""
+    return "exact" if any(s.get("exact") is not None for s in rows) else "attribution"

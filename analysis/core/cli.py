@@ -1,0 +1,41 @@
+"""The one CLI helper: `Parser` (usage errors are one `error:` line, exit 2) and `cli`, the wrapper
+that turns an InputError into that line. Every command (stages, seed commands, helpers) uses both."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+from analysis.errors import EXIT_BAD_INPUT, InputError
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors become an InputError: one `error:` line and exit 2 under `cli`
+    (plain argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see {self.prog} --help)")
+
+
+def cli(main: F) -> F:
+    """Run `main`; an InputError becomes `error: <message>` on stderr and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return main(*args, **kwargs)
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(EXIT_BAD_INPUT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_disabled() -> bool:
+    """Bars on a terminal only: CI logs stay quiet."""
+    return not sys.stderr.isatty()

@@ -1,0 +1,135 @@
+"""The prepared profile: validate a prompt profile into one JSON file, and read the pairs back from it.
+
+Later stages read the pairs from this file (`stage_pairs`), so a broken profile fails here, once, with one line.
+The file records a sha256 of every source file (so a changed prompt set is visible in a diff) and,
+per tokenizer given, how many pairs have equal token length (only those can be patched at `all`
+positions).
+
+    python -m analysis.prepare_prompts --profile baseline --output results/baseline/prompts.json \
+        [--emotions gratitude anger apology] [--tokenizer NAME_OR_PATH ...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.contract import PROMPTS_SCHEMA, prompts_file, read_prompts
+from analysis.core.prompts import PROMPTS_ROOT, Prompt, PromptPairs, equal_length_pairs, load_pairs
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL
+from analysis.errors import InputError
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """Load a tokenizer offline; one that is neither a local folder nor cached is an InputError."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except Exception as err:  # transformers raises OSError, ValueError, ... depending on the case
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(
+            f"tokenizer {name!r} cannot be loaded offline (not a local folder and not in the Hugging "
+            f"Face cache; download it where a network is available, or use a local path): {reason}"
+        ) from None
+
+
+def _pair_records(pairs: PromptPairs) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": i,
+            "emotion_text": e.text,
+            "emotion_span": list(e.span),
+            "neutral_text": n.text,
+            "neutral_span": list(n.span),
+        }
+        for i, (e, n) in enumerate(zip(pairs.emotion_prompts, pairs.neutral_prompts, strict=True))
+    ]
+
+
+def prepare(
+    profile: str,
+    emotions: Sequence[str] = EMOTIONS,
+    tokenizers: dict[str, PreTrainedTokenizerBase] | None = None,
+    *,
+    root: Path = PROMPTS_ROOT,
+) -> dict[str, Any]:
+    """Validate every requested emotion of `profile` and build the prepared document."""
+    if not emotions:
+        raise InputError("no emotions given")
+    if len(set(emotions)) != len(emotions):
+        raise InputError(f"emotion listed twice in {list(emotions)}")
+    all_pairs = {e: load_pairs(e, profile, root=root) for e in emotions}
+    sizes = {len(p) for p in all_pairs.values()}
+    if len(sizes) != 1:  # cannot happen with one neutral file, kept as a guard
+        raise InputError(f"profile {profile!r}: emotions have different pair counts {sorted(sizes)}")
+    folder = Path(root) / profile
+    sources = {
+        name: {"path": (folder / f"{name}.txt").as_posix(), "sha256": sha256_file(folder / f"{name}.txt")}
+        for name in (*emotions, NEUTRAL)
+    }
+    alignment = {
+        tok_name: {
+            e: {"n_pairs": len(p), "n_equal_length": equal_length_pairs(tok, p)} for e, p in all_pairs.items()
+        }
+        for tok_name, tok in (tokenizers or {}).items()
+    }
+    return {
+        "schema": PROMPTS_SCHEMA,
+        "profile": profile,
+        "emotions": list(emotions),
+        "n_pairs": sizes.pop(),
+        "pairs": {e: _pair_records(p) for e, p in all_pairs.items()},
+        "sources": sources,
+        "token_alignment": alignment,
+        "params": {"profile": profile, "emotions": list(emotions), "tokenizers": list(tokenizers or {})},
+    }
+
+
+def _from_records(emotion: str, records: list[dict[str, Any]], sources: dict[str, Any]) -> PromptPairs:
+    def prompt(r: dict[str, Any], side: str, name: str) -> Prompt:
+        return Prompt(r[f"{side}_text"], tuple(r[f"{side}_span"]), source=f"{sources[name]['path']}:{r['index'] + 1}")
+
+    return PromptPairs(
+        emotion=emotion,
+        emotion_prompts=tuple(prompt(r, "emotion", emotion) for r in records),
+        neutral_prompts=tuple(prompt(r, "neutral", NEUTRAL) for r in records),
+    )
+
+
+def stage_pairs(
+    emotion: str, profile: str, *, emotion_file: Path | None = None, neutral_file: Path | None = None
+) -> PromptPairs:
+    """The pairs a stage runs on: from results/<profile>/prompts.json, the prepared profile.
+
+    The file is the input (not a by-product): its pairs were validated once, by
+    `prepare_prompts`, and its sha256 of each source file must match the file on disk, or the
+    stage stops (one line) instead of running on a profile nobody validated. Explicit prompt
+    files, or a profile that was never prepared (ad-hoc runs of the seed commands), are read
+    and validated from data/prompts directly.
+    """
+    path = prompts_file(profile)
+    if emotion_file is not None or neutral_file is not None or not path.is_file():
+        return load_pairs(emotion, profile, emotion_file=emotion_file, neutral_file=neutral_file)
+    doc = read_prompts(path)
+    if emotion not in doc["pairs"]:
+        return load_pairs(emotion, profile)  # prepared for other emotions only: validate here
+    for name in (emotion, NEUTRAL):
+        src = doc["sources"][name]
+        if not Path(src["path"]).is_file() or sha256_file(Path(src["path"])) != src["sha256"]:
+            raise InputError(
+                f"{path} is stale: {src['path']} changed after it was prepared; rerun "
+                f"`python -m analysis.prepare_prompts --profile {profile} --output {path}` (or `dvc repro prepare_prompts`)"
+            )
+    return _from_records(emotion, doc["pairs"][emotion], doc["sources"])

@@ -1,0 +1,195 @@
+"""An experiment's validated config and its command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from analysis.core.cli import Parser
+from analysis.contract import EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, screening_file, unit_screening_file
+from analysis.core.specs import is_unit_spec, parse_unit_spec
+from analysis.core.vocabulary import EMOTIONS
+from analysis.errors import InputError
+from analysis.experiments.kinds import KINDS
+from analysis.io import check_output_path
+from analysis.metrics import LEXICONS
+from analysis.params import Params
+
+
+Kind = Literal["ablation", "patching"]  # a key of analysis.experiments.kinds.KINDS
+
+
+# Metric keys, in table order, with the console label and what they mean (stored in the JSON).
+METRICS: dict[str, tuple[str, str]] = {
+    "sentiment": ("Sentiment mean", "VADER compound sentiment of the continuation, in [-1, 1]"),
+    **{
+        f"kw_{name}": (
+            f"{name.capitalize()} keywords",
+            f"word-boundary count of data/lexicons/{name}.txt words in the continuation",
+        )
+        for name in LEXICONS
+    },
+    "changed": ("Changed continuations", "1 if the continuation's token ids differ from the baseline's, else 0"),
+    "emotion_score": (
+        "Emotion score M",
+        "logsumexp of next-token logits over the emotion lexicon's token ids minus the same over "
+        "the neutral lexicon's, at the last prompt position (teacher-forced), in nats",
+    ),
+    "kl": ("KL(clean||intervened)", "KL divergence of the clean from the intervened next-token distribution at the last prompt position, in nats"),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs; built by a CLI from flags and params.yaml, then validated."""
+
+    kind: Kind
+    model: str
+    profile: str
+    emotion: str
+    head_spec: str
+    mode: str  # ablation: zero | mean | resample; patching: all | last | span
+    max_tokens: int
+    output: Path
+    table: Path
+    emotion_file: Path | None = None
+    neutral_file: Path | None = None
+    screening_file: Path | None = None
+    cumulative_k: int = 0
+    cumulative_k_explicit: bool = True  # from a flag (missing screening → error) or params (→ skipped)
+    seed: int = 0
+    n_resamples: int = 2000
+    resample_draws: int = 3
+    chunk_size: int = 128  # prompts per generate call: the baseline sets (70) in one
+
+    @property
+    def schema(self) -> str:
+        return EXPERIMENT_SCHEMAS[self.kind]
+
+    @property
+    def mode_key(self) -> str:
+        return KINDS[self.kind].mode_flag
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind].label
+
+
+def model_tag(name: str) -> str:
+    """A file-name-safe form of a model name (`EleutherAI/pythia-160m` → `EleutherAI_pythia-160m`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
+def spec_tag(head_spec: str) -> str:
+    """The seed's file-name tag of a head spec: `0:0` → `00`, `0:0,3:5` → `00_35`, `top:3` → `top3`.
+
+    Unit specs get an unambiguous tag of their own (layer and neuron numbers would run together
+    in the seed's scheme): `mlp:3:17` → `mlp3n17`, `mlp:3:17,42` → `mlp3n17_3n42`,
+    `mlp-top:5` → `mlptop5`.
+    """
+    if is_unit_spec(head_spec):
+        try:
+            spec = parse_unit_spec(head_spec)
+        except InputError:  # reported by `prepare`, with the whole story; the tag only names a file
+            return re.sub(r"[^A-Za-z0-9]+", "_", head_spec).strip("_") or "units"
+        if spec.is_top:
+            return f"mlptop{spec.top}"
+        return "mlp" + "_".join(f"{layer}n{neuron}" for layer, neuron in spec.units)
+    return "_".join(re.sub(r"[^A-Za-z0-9]", "", part) for part in head_spec.split(",")) or "heads"
+
+
+def default_output(kind: Kind, profile: str, model: str, emotion: str, head_spec: str) -> Path:
+    """The seed's layout, with .json instead of .pkl."""
+    folder = EXPERIMENT_FOLDERS[kind]
+    return Path(f"results/{profile}/patching/{folder}/{model_tag(model)}_{emotion}_{spec_tag(head_spec)}.json")
+
+
+def build_parser(kind: Kind, description: str, params: Params) -> Parser:
+    """The seed's flags plus ours; kind-specific ones (--method/--positions, prompt files) included."""
+    section = KINDS[kind].section(params)
+    p = Parser(
+        prog=f"python -m {KINDS[kind].command}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", required=True, help="`toy`, a Hugging Face id (cached) or a local model folder")
+    p.add_argument("--profile", default=params.profile, help=f"prompt profile under data/prompts (default {params.profile})")
+    p.add_argument(
+        "--head-spec", default=section.head_spec,
+        help=f'heads "L:H", "L:H,L:H", "top:N", or MLP units "mlp:L:N", "mlp:L:N1,N2", "mlp-top:K" (default {section.head_spec})',
+    )
+    p.add_argument("--emotion", required=True, choices=EMOTIONS)
+    p.add_argument("--max-tokens", type=int, default=section.max_tokens, help=f"greedy tokens per prompt (default {section.max_tokens})")
+    p.add_argument("--output", type=Path, default=None, help="summary JSON (default: the seed's results/<profile>/patching/... layout)")
+    p.add_argument("--table", type=Path, default=None, help="per-prompt Parquet table (default: the output with .parquet)")
+    KINDS[kind].add_flags(p, params)
+    p.add_argument(
+        "--cumulative-k", type=int, default=None,
+        help=f"also intervene on the top-1..top-k screened heads (or units, for a unit spec) jointly; 0 = off (default {section.cumulative_k})",
+    )
+    p.add_argument(
+        "--screening-file", type=Path, default=None,
+        help="screening JSON for top:N / mlp-top:K and the cumulative curve (default: the model's head screening, "
+        "or its unit screening for a unit spec)",
+    )
+    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the bootstrap, permutations and resampling (default {params.seed})")
+    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"bootstrap and permutation resamples (default {params.scoring.n_resamples})")
+    return p
+
+
+def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> ExperimentConfig:
+
+    section = KINDS[kind].section(params)
+    output = args.output or default_output(kind, args.profile, args.model, args.emotion, args.head_spec)
+    explicit_k = args.cumulative_k is not None
+    return ExperimentConfig(
+        kind=kind,
+        model=args.model,
+        profile=args.profile,
+        emotion=args.emotion,
+        head_spec=args.head_spec,
+        mode=getattr(args, KINDS[kind].mode_flag),
+        max_tokens=args.max_tokens,
+        output=output,
+        table=args.table or output.with_suffix(".parquet"),
+        emotion_file=getattr(args, KINDS[kind].emotion_file_flag),
+        neutral_file=args.neutral_prompts,
+        screening_file=args.screening_file or (unit_screening_file if is_unit_spec(args.head_spec) else screening_file)(args.profile, args.model),
+        cumulative_k=args.cumulative_k if explicit_k else section.cumulative_k,
+        cumulative_k_explicit=explicit_k,
+        seed=args.seed,
+        n_resamples=args.n_resamples,
+        resample_draws=getattr(args, "resample_draws", params.ablation.resample_draws),
+    )
+
+
+def parse_config(kind: Kind, argv: Sequence[str] | None, description: str = "") -> ExperimentConfig:
+    """Flags (and params.yaml for what they leave out) → a config; bad flags are InputErrors."""
+    from analysis.params import load_params
+
+    params = load_params()
+    args = build_parser(kind, description, params).parse_args(argv)
+    return config_from_args(kind, args, params)
+
+
+def _check_config_values(c: ExperimentConfig) -> None:
+    if c.max_tokens < 1:
+        raise InputError(f"--max-tokens must be at least 1 (got {c.max_tokens}): the metrics score generated tokens")
+    if c.cumulative_k < 0:
+        raise InputError(f"--cumulative-k must be 0 (off) or more (got {c.cumulative_k})")
+    if c.n_resamples < 1:
+        raise InputError(f"--n-resamples must be at least 1 (got {c.n_resamples})")
+    if c.seed < 0:
+        raise InputError(f"--seed must be >= 0 (got {c.seed})")
+    KINDS[c.kind].check(c)
+    modes = KINDS[c.kind].modes
+    if c.mode not in modes:
+        raise InputError(f"unknown {c.mode_key} {c.mode!r}; allowed: {', '.join(modes)}")
+    # Suffix rules only (pickle refused, .json / .parquet required): checked on the bare name,
+    # whose folder is `.`, so no folder is created before the rest of the input is valid.
+    check_output_path(Path(c.output.name), suffix=".json")
+    check_output_path(Path(c.table.name), suffix=".parquet")
+    if c.output.resolve() == c.table.resolve():
+        raise InputError(f"--output and --table are the same file {c.output}")

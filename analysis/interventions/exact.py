@@ -1,0 +1,235 @@
+"""The exact fast path: edits applied on the plain Hugging Face model at each component's input, and exact patching that restarts the forward pass at the edited layer."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from analysis.core.loading import LoadedModel
+from analysis.core.prompts import TokenBatch
+from analysis.core.sites import Site
+from analysis.families import FAMILIES, component_input
+from analysis.interventions.edits import _apply, Edit, patch_edits, position_ids
+from analysis.metrics import emotion_score
+
+
+
+
+def plain_hf(path: str) -> torch.nn.Module:
+    """The same weights as the bridge, as a plain HF model (eager attention, as the bridge).
+
+    Screening runs thousands of patched forwards; the bridge's Python-level components cost
+    ~1.6x a plain forward, so the hot loop runs HF's own modules and edits the head's output at
+    the input of its output projection, which is exactly what `hook_z` is. Tests hold the two
+    paths equal (to 1e-5) and to transformer-lens's own patching loop.
+    """
+    # A local folder is cached by where it is, not by its (relative) name: the same name
+    # means another model after a chdir.
+    return _plain_hf(str(Path(path).resolve()) if Path(path).is_dir() else path)
+
+
+@functools.lru_cache(maxsize=2)
+def _plain_hf(path: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    return hf
+
+
+@contextmanager
+def start_at_layer(hf: torch.nn.Module, family: str, layer: int, resid_pre: Float[Tensor, "batch pos d_model"]) -> Iterator[None]:
+    """Run only blocks `layer..` of `hf`, with `resid_pre` as their input.
+
+    An intervention at layer L cannot change blocks before L, so their FLOPs need not be spent
+    again. transformer-lens's `start_at_layer` still executes the earlier blocks and discards
+    them, so we hand HF a shortened block list instead and swap the cached residual in at the
+    first remaining block (a pre-hook, so the value is bit-identical to the full run's).
+    """
+    parent_name, attr = FAMILIES[family].blocks.rsplit(".", 1)
+    parent = hf.get_submodule(parent_name)
+    full = getattr(parent, attr)
+
+    def swap_in(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return (resid_pre, *args[1:]), kwargs
+
+    handle = full[layer].register_forward_pre_hook(swap_in, with_kwargs=True)
+    parent._modules[attr] = torch.nn.ModuleList(list(full)[layer:])
+    try:
+        yield
+    finally:
+        parent._modules[attr] = full
+        handle.remove()
+
+
+def block_inputs(hf: torch.nn.Module, family: str, batch: TokenBatch) -> tuple[list[Tensor], Tensor]:
+    """The residual entering every block (= `blocks.L.hook_resid_pre`) and the final hidden
+    state (after the last LayerNorm), from one forward of the base model (no unembedding)."""
+    blocks = hf.get_submodule(FAMILIES[family].blocks)
+    store: list[Tensor] = [torch.empty(0)] * len(blocks)
+    handles = [
+        b.register_forward_pre_hook(lambda m, args, i=i: store.__setitem__(i, args[0].detach()))
+        for i, b in enumerate(blocks)
+    ]
+    try:
+        with torch.no_grad():
+            hidden = hf.base_model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=position_ids(batch.attention_mask), use_cache=False,
+            ).last_hidden_state
+    finally:
+        for h in handles:
+            h.remove()
+    return store, hidden
+
+
+
+
+def component_module(family: str, site: Site) -> str:
+    """Name of the plain HF module whose input carries `site` (its hook point's exact equivalent)."""
+    return component_input(site.kind, family, site.layer)
+
+
+@contextmanager
+def component_edits(hf: torch.nn.Module, family: str, edits: Sequence[Edit], d_head: int) -> Iterator[None]:
+    """Apply Edits on the plain HF model where the component enters the next linear map.
+
+    Heads: the out-projection input viewed as [batch, pos, head, d_head] (= `hook_z`). MLP
+    units: the down-projection input [batch, pos, d_mlp] (= `mlp.hook_post`). One forward
+    pre-hook per module applies every edit there, in order (the bridge path's `hooks_for`).
+    """
+    by_module: dict[str, list[Edit]] = defaultdict(list)
+    for e in edits:
+        by_module[component_module(family, e.site)].append(e)
+
+    def edit_input(es: tuple[Edit, ...]) -> Callable[[torch.nn.Module, tuple], tuple]:
+        def fn(module: torch.nn.Module, args: tuple) -> tuple:
+            x = args[0]
+            if es[0].site.kind == "head":
+                b, t, _ = x.shape
+                return (_apply(x.view(b, t, -1, d_head), es).view(b, t, -1), *args[1:])
+            return (_apply(x, es), *args[1:])
+
+        return fn
+
+    handles = [hf.get_submodule(name).register_forward_pre_hook(edit_input(tuple(es))) for name, es in by_module.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def component_inputs(
+    hf: torch.nn.Module, family: str, batch: TokenBatch, sites: Iterable[Site], d_head: int
+) -> dict[str, Tensor]:
+    """Fast-path `capture`: the activations at the hook points of `sites`, keyed by hook name.
+
+    Read at the modules `component_edits` writes to, from one forward of the base model (no
+    unembedding): z as [batch, pos, head, d_head], MLP units as [batch, pos, d_mlp].
+    """
+    wanted = {s.hook_name: s for s in sites}
+    store: dict[str, Tensor] = {}
+
+    def grab(name: str, kind: str) -> Callable[[torch.nn.Module, tuple], None]:
+        def fn(module: torch.nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            store[name] = x.view(*x.shape[:2], -1, d_head).clone() if kind == "head" else x.clone()
+
+        return fn
+
+    handles = [
+        hf.get_submodule(component_module(family, s)).register_forward_pre_hook(grab(name, s.kind))
+        for name, s in wanted.items()
+    ]
+    try:
+        with torch.no_grad():
+            hf.base_model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=position_ids(batch.attention_mask), use_cache=False,
+            )
+    finally:
+        for h in handles:
+            h.remove()
+    return store
+
+
+def lexicon_scorer(
+    hf: torch.nn.Module, ids: tuple[Sequence[int], Sequence[int]]
+) -> Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, " batch"]]:
+    """M at the last position from the final hidden state, unembedding the lexicon rows only.
+
+    M reads the logits of the lexicon tokens alone; unembedding 50k tokens to keep ~50 was most
+    of a last-layer component's cost (DESIGN §10).
+    """
+    emo_ids, neu_ids = ids
+    unembed = hf.get_output_embeddings()
+    rows = torch.tensor([*emo_ids, *neu_ids])
+    w_u = unembed.weight[rows]
+    b_u = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
+    local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
+
+    def score(hidden: Tensor) -> Tensor:
+        return emotion_score(torch.nn.functional.linear(hidden[:, -1], w_u, b_u), *local)
+
+    return score
+
+
+def exact_patching_sites(
+    model: LoadedModel,
+    target: TokenBatch,
+    source_acts: dict[str, Tensor],
+    idx: Int[Tensor, "batch pos"],
+    mask: Bool[Tensor, "batch pos"],
+    prefix: int,
+    sites: Sequence[Site],
+    ids: tuple[list[int], list[int]],
+    desc: str = "exact",
+) -> dict[Site, Float[Tensor, " batch"]]:
+    """Per site: M(target with the site patched from `source_acts`) − M(target), per row.
+
+    Heads and MLP units alike. Only what patching one component at layer L can change is
+    recomputed (DESIGN §10): blocks from L on (the cached residual enters there), columns from
+    `prefix` on (the clean run's keys and values serve the unchanged prefix; the caller proves
+    nothing before `prefix` changes, e.g. analysis.head_screening.unchanged_prefix), and the
+    lexicon logits at the last position. It runs on the plain HF modules (the fast path),
+    editing the component at the input of the linear map that reads it (`component_edits`).
+    """
+    import copy
+
+    from analysis.core.cli import progress_disabled
+
+    hf, family = plain_hf(model.path), model.spec.family
+    base = hf.base_model  # up to the final LayerNorm: the unembedding is done for the lexicons only
+    attn = target.attention_mask
+    pos = position_ids(attn)
+    p = prefix
+    resid, clean_hidden = block_inputs(hf, family, target)
+    score = lexicon_scorer(hf, ids)
+
+    out: dict[Site, Tensor] = {}
+    with torch.no_grad():
+        clean = score(clean_hidden)
+        cache0 = None
+        if p > 0:
+            cache0 = base(input_ids=target.input_ids[:, :p], attention_mask=attn[:, :p], position_ids=pos[:, :p], use_cache=True).cache
+        for site in tqdm(sites, desc=desc, disable=progress_disabled(), leave=False):
+            (edit,) = patch_edits([site], source_acts, idx, mask)
+            edit = Edit(edit.site, edit.value[:, p:], edit.mask[:, p:], True)
+            cache = copy.deepcopy(cache0) if cache0 is not None else None  # the run appends to it
+            # The edit's module is looked up by layer index, so it goes on before the block list is cut.
+            with component_edits(hf, family, [edit], model.spec.d_head), start_at_layer(hf, family, site.layer, resid[site.layer][:, p:]):
+                hidden = base(
+                    input_ids=target.input_ids[:, p:], attention_mask=attn, position_ids=pos[:, p:],
+                    cache=cache, use_cache=cache is not None,
+                ).last_hidden_state
+            out[site] = score(hidden) - clean
+    return out

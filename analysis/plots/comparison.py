@@ -1,0 +1,354 @@
+"""Stage `compare_models`: every model's head screening side by side, on one colour scale.
+
+    python -m analysis.model_comparison --profile baseline --output-dir results/baseline/plots/models \
+        [--models toy gpt2 EleutherAI/pythia-160m] [--emotions gratitude anger apology] [--top-n 5] \
+        [--params params.yaml]
+
+Reads `results/<profile>/alignment/head_scores_<model>.json` of each model (paths from
+`analysis.contract`; a model name with `/` is a subfolder there) and, where it exists,
+`results/models/<model>/planted.json`. Models, emotions and the profile default to
+params.yaml's. Writes into --output-dir, each file atomically, nothing at all on bad input:
+
+- `heatmaps.png`: rows = emotions, columns = models; each panel the layer × head map of the
+  model's ranking score: the exact patching effect ΔM (nats) where the screening computed it
+  for any head, else the attribution estimate of it (the panel title says which). Heads
+  without an exact value in an exact-ranked model are hatched grey, not drawn as 0. One
+  symmetric colour scale for all panels (vmax = max |score| over them, vmin = −vmax) with one
+  colour bar; ☆ marks heads with BH q < 0.05, a black box the planted heads of the toy model.
+- `top_heads.csv`: the top-N heads per model × emotion by |score| (ties within 1e-6 nats go
+  by layer, head: the order of `top:N` head specs): model, emotion, rank, layer, head,
+  score_kind, score, ci_low, ci_high, q, n (CI, q, n empty for attribution scores).
+- `top_heads.md`: the same as a Markdown table for the report.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from analysis.contract import model_dir, rank, ranking_score, read_screening, screening_file
+from analysis.errors import InputError
+from analysis.io import atomic_path
+from analysis.plots.data import load_planted, load_screening
+from analysis.plots.style import ANNOT_PT, emotion_colour, new_figure, save_png, STYLE, write_csv
+from analysis.reporting.format import fmt_change, fmt_ci, fmt_head, fmt_num, fmt_p
+
+
+FILES = {"heatmaps": "heatmaps.png", "csv": "top_heads.csv", "md": "top_heads.md"}
+
+
+TOP_COLUMNS = ["model", "emotion", "rank", "layer", "head", "score_kind", "score", "ci_low", "ci_high", "q", "n"]
+
+
+Q_LEVEL = 0.05  # heads marked significant: Benjamini–Hochberg q below this
+
+
+PANEL_IN = 2.9  # side of one heatmap panel (inches), whatever the model's shape
+
+
+CMAP = "RdBu_r"
+
+
+MISSING_FACE, MISSING_EDGE = "0.88", "0.55"
+
+
+KIND_TITLES = {"exact": "exact ΔM", "attribution": "attribution estimate of ΔM (no exact)"}
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    """What one run compares, and where it writes. `root` holds results/ (tests: a tmp folder)."""
+
+    profile: str
+    models: tuple[str, ...]
+    emotions: tuple[str, ...]
+    output_dir: Path
+    top_n: int = 5
+    root: Path = Path(".")
+
+    def screening_path(self, model: str) -> Path:
+        return self.root / screening_file(self.profile, model)
+
+    def planted_path(self, model: str) -> Path:
+        return self.root / model_dir(model) / "planted.json"
+
+    def validate(self) -> None:
+        if self.top_n < 1:
+            raise InputError(f"--top-n must be at least 1 (got {self.top_n})")
+        for flag, names in (("--models", self.models), ("--emotions", self.emotions)):
+            if not names:
+                raise InputError(f"{flag} needs at least one name")
+            dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if dup is not None:
+                raise InputError(f"{flag} lists {dup!r} twice")
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """One model's screening, reduced to what the comparison draws.
+
+    `kind`: the ranking score of the whole file ("exact" if any head has an exact value, else
+    "attribution"). `scores`: one row per layer × head × emotion (requested emotions only) with
+    columns layer, head, emotion, score (NaN where `kind` was not computed for the head),
+    ci_low, ci_high, q, n (NaN unless exact).
+    """
+
+    model: str
+    path: Path
+    n_layers: int
+    n_heads: int
+    kind: str
+    scores: pd.DataFrame
+    planted: Mapping[str, tuple[tuple[int, int], ...]]
+
+    def grid(self, emotion: str) -> np.ndarray:
+        """(n_layers, n_heads) scores of `emotion`; NaN where there is none."""
+        out = np.full((self.n_layers, self.n_heads), np.nan)
+        sub = self.scores[self.scores.emotion == emotion]
+        out[sub.layer.to_numpy(int), sub["head"].to_numpy(int)] = sub.score.to_numpy(float)
+        return out
+
+    def n_scored(self, emotion: str) -> int:
+        return int(np.isfinite(self.grid(emotion)).sum())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    profile: str
+    emotions: tuple[str, ...]
+    models: tuple[ModelScores, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.model for m in self.models)
+
+
+def _screen_command(profile: str, model: str) -> str:
+    return (
+        f"python -m analysis.head_screening --model {shlex.quote(model)} --profile {shlex.quote(profile)} "
+        f"--output {shlex.quote(str(screening_file(profile, model)))}"
+    )
+
+
+def _finite(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else math.nan
+
+
+def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
+    path = config.screening_path(model)
+    # head_plots' loader checks the file (schema, profile, shapes, types, duplicates) in one line per problem.
+    found, (n_layers, n_heads), file_emotions, _ = load_screening(path, config.profile)
+    if found != model:
+        raise InputError(f"input file {path} holds the screening of model {found!r}, not {model!r}")
+    missing = [e for e in config.emotions if e not in file_emotions]
+    if missing:
+        raise InputError(
+            f"input file {path} has no scores for emotion {missing[0]!r} (it has {', '.join(file_emotions)}); "
+            f"rerun `{_screen_command(config.profile, model)}` with these emotions, or leave {missing[0]} out with --emotions"
+        )
+    doc = read_screening(path)
+    kind = ranking_score(doc["scores"])
+    rows = []
+    for s in doc["scores"]:
+        if s["emotion"] not in config.emotions:
+            continue
+        exact = kind == "exact"
+        rows.append({
+            "layer": int(s["layer"]), "head": int(s["head"]), "emotion": s["emotion"],
+            "score": _finite(s.get(kind)),
+            "ci_low": _finite(s.get("exact_ci_low")) if exact else math.nan,
+            "ci_high": _finite(s.get("exact_ci_high")) if exact else math.nan,
+            "q": _finite(s.get("exact_q")) if exact else math.nan,
+            "n": _finite(s.get("exact_n")) if exact else math.nan,
+        })
+    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n"])
+    planted: dict[str, tuple[tuple[int, int], ...]] = {}
+    ppath = config.planted_path(model)
+    if ppath.is_file():
+        for emotion, cells in load_planted(ppath).items():
+            for layer, head in cells:
+                if not (0 <= layer < n_layers and 0 <= head < n_heads):
+                    raise InputError(
+                        f"input file {ppath}: planted head {layer}:{head} ({emotion}) is outside model {model}'s "
+                        f"{n_layers} layers × {n_heads} heads"
+                    )
+            if emotion in config.emotions:
+                planted[emotion] = cells
+    return ModelScores(model, path, n_layers, n_heads, kind, scores, planted)
+
+
+def load(config: ComparisonConfig) -> Comparison:
+    """Read and check every input (InputError on the first problem); nothing is written."""
+    config.validate()
+    absent = [m for m in config.models if not config.screening_path(m).is_file()]
+    if absent:
+        m = absent[0]
+        more = f" (also missing: {', '.join(absent[1:])})" if len(absent) > 1 else ""
+        raise InputError(
+            f"screening file {config.screening_path(m)} of model {m!r} does not exist{more}; produce it with "
+            f"`{_screen_command(config.profile, m)}` (or `dvc repro screen`)"
+        )
+    models = tuple(load_model_scores(config, m) for m in config.models)
+    return Comparison(config.profile, config.emotions, models)
+
+
+def shared_limit(comp: Comparison) -> float:
+    """vmax of the one colour scale: max |score| over every panel drawn (1 if all are 0)."""
+    vmax = max((float(np.nanmax(np.abs(m.scores.score))) for m in comp.models if m.scores.score.notna().any()), default=0.0)
+    return vmax if vmax > 0 else 1.0
+
+
+def top_heads_table(comp: Comparison, top_n: int) -> pd.DataFrame:
+    """Per model × emotion the `top_n` heads by |score| (fewer where fewer heads have one)."""
+    out: list[dict[str, Any]] = []
+    for m in comp.models:
+        for emotion in comp.emotions:
+            sub = m.scores[(m.scores.emotion == emotion) & m.scores.score.notna()]
+            for place, r in enumerate(rank(sub.itertuples(), "score")[:top_n], 1):
+                out.append({
+                    "model": m.model, "emotion": emotion, "rank": place, "layer": r.layer, "head": r.head,
+                    "score_kind": m.kind, "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high, "q": r.q, "n": r.n,
+                })
+    table = pd.DataFrame(out, columns=TOP_COLUMNS)
+    for col in ("rank", "layer", "head", "n"):
+        table[col] = table[col].astype("Int64")
+    return table
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def markdown_table(comp: Comparison, table: pd.DataFrame) -> str:
+    """`top_heads.md`: a caption and one Markdown table (the report's number formats)."""
+    n = int(table["rank"].max()) if len(table) else 0
+    lines = [
+        f"Top {n} heads per model and emotion by |ΔM| (profile {comp.profile}). ΔM: effect on the emotion "
+        "score M (nats) of patching the head's output from the emotion prompt into its neutral twin: the exact "
+        "patching effect with its 95 % CI, BH q and number of pairs n where it was computed, else the "
+        "attribution estimate (no CI). ★ planted head.",
+        "",
+        "| Model | Emotion | Rank | Head | Score | ΔM (nats) | 95 % CI | q | n |",
+        "|:--|:--|--:|:--|:--|--:|:--|--:|--:|",
+    ]
+    planted = {m.model: m.planted for m in comp.models}
+    for r in table.itertuples():
+        star = " ★" if (r.layer, r.head) in planted[r.model].get(r.emotion, ()) else ""
+        effect = {"mean": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high}
+        has_ci = math.isfinite(r.ci_low) and math.isfinite(r.ci_high)
+        score = fmt_change(effect) if has_ci else fmt_num(r.score, sign=True)
+        cells = [
+            r.model, r.emotion, str(r.rank), f"{fmt_head((r.layer, r.head))}{star}", r.score_kind, score,
+            fmt_ci(effect) if has_ci else "—", fmt_p(r.q) if math.isfinite(r.q) else "—",
+            str(r.n) if not pd.isna(r.n) else "—",
+        ]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _kind_title(m: ModelScores, emotion: str) -> str:
+    if m.kind == "attribution":
+        return KIND_TITLES["attribution"]
+    k, total = m.n_scored(emotion), m.n_layers * m.n_heads
+    if k == total:
+        return KIND_TITLES["exact"]
+    return f"exact ΔM ({k} of {total} heads)"
+
+
+def _colourbar_label(kinds: set[str]) -> str:
+    if kinds == {"exact"}:
+        return "ΔM (nats): exact patching effect"
+    if kinds == {"attribution"}:
+        return "ΔM (nats): attribution estimate"
+    return "ΔM (nats): exact patching effect,\nor its attribution estimate (see panel titles)"
+
+
+def heatmaps_figure(comp: Comparison, path: Path) -> Figure:
+    """Rows = emotions, columns = models, one shared symmetric colour scale; saved to `path`."""
+    vmax = shared_limit(comp)
+    norm = Normalize(vmin=-vmax, vmax=vmax)
+    n_rows, n_cols = len(comp.emotions), len(comp.models)
+    any_planted = any_missing = any_sig = False
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(max(4.8, PANEL_IN * n_cols + 1.6), (PANEL_IN + 0.25) * n_rows + 1.5)
+        fig.set_layout_engine("compressed")  # constrained layout that packs fixed-aspect panels
+        axes = fig.subplots(n_rows, n_cols, squeeze=False)
+        for c, m in enumerate(comp.models):
+            cell_pt = 72 * PANEL_IN * 0.8 / max(m.n_layers, m.n_heads)  # one cell's side, roughly, in points
+            for r, emotion in enumerate(comp.emotions):
+                ax = axes[r, c]
+                grid = m.grid(emotion)
+                ax.imshow(grid, cmap=CMAP, norm=norm, aspect="equal", origin="upper", gid=f"heatmap:{m.model}:{emotion}")
+                ax.set_title(f"{m.model} · {emotion}\n{_kind_title(m, emotion)}", color=emotion_colour(emotion))
+                ax.set_xlabel("head")
+                ax.set_ylabel("layer")
+                ax.set_xticks(range(0, m.n_heads, 1 if m.n_heads <= 8 else 2))
+                ax.set_yticks(range(0, m.n_layers, 1 if m.n_layers <= 8 else 2))
+                ax.set_xlim(-0.5, m.n_heads - 0.5)
+                ax.set_ylim(m.n_layers - 0.5, -0.5)
+                ax.spines[:].set_visible(False)
+                for layer, head in zip(*np.nonzero(~np.isfinite(grid)), strict=True):
+                    ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, facecolor=MISSING_FACE, edgecolor=MISSING_EDGE,
+                                           hatch="////", linewidth=0, gid=f"missing:{layer}:{head}"))
+                    any_missing = True
+                sub = m.scores[(m.scores.emotion == emotion) & (m.scores.q < Q_LEVEL)]
+                if len(sub):
+                    ax.scatter(sub["head"], sub.layer, marker="*", s=min(90.0, (0.45 * cell_pt) ** 2), facecolor="white",
+                               edgecolor="black", linewidth=0.8, zorder=3, gid=f"significant:{m.model}:{emotion}")
+                    any_sig = True
+                for layer, head in m.planted.get(emotion, ()):
+                    ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black",
+                                           linewidth=2.5 if cell_pt > 20 else 1.6, zorder=4, gid=f"planted:{layer}:{head}"))
+                    any_planted = True
+        cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=axes.ravel().tolist(), shrink=min(0.9, 0.35 + 0.2 * n_rows),
+                            pad=0.02, aspect=30)
+        cbar.set_label(_colourbar_label({m.kind for m in comp.models}))
+        handles = []
+        if any_sig:
+            handles.append(Line2D([], [], linestyle="none", marker="*", markersize=9, markerfacecolor="white",
+                                  markeredgecolor="black", label=f"q < {Q_LEVEL:g} (BH, exact ΔM)"))
+        if any_planted:
+            handles.append(Patch(facecolor="none", edgecolor="black", linewidth=2.5, label="planted head"))
+        if any_missing:
+            handles.append(Patch(facecolor=MISSING_FACE, edgecolor=MISSING_EDGE, hatch="////", linewidth=0,
+                                 label="exact ΔM not computed"))
+        if handles:
+            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=ANNOT_PT)
+        fig.suptitle(
+            f"Head reaction: patching effect on M\none colour scale for all panels, ±{vmax:.3g} nats\n"
+            f"model{'s' if n_cols > 1 else ''} {', '.join(comp.names)} · profile {comp.profile}"
+        )
+        save_png(fig, path)
+    return fig
+
+
+def write_text(text: str, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def compare(config: ComparisonConfig) -> dict[str, Path]:
+    """Load and check everything, then write the figure and both tables; returns name → path."""
+    comp = load(config)
+    if config.output_dir.exists() and not config.output_dir.is_dir():
+        raise InputError(f"--output-dir {config.output_dir} exists and is not a folder")
+    table = top_heads_table(comp, config.top_n)
+    md = markdown_table(comp, table)
+    out = {k: Path(config.output_dir) / v for k, v in FILES.items()}
+    heatmaps_figure(comp, out["heatmaps"])
+    write_csv(table, out["csv"])
+    write_text(md, out["md"])
+    return out

@@ -1,0 +1,205 @@
+"""Every number the report's prose cites, computed once from results/."""
+
+from __future__ import annotations
+
+import math
+
+from analysis.contract import rank
+from analysis.reporting.format import _minus, by_emotion, count_text, fmt_effect, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, join_words, ordinal, per_emotion, plural, Text
+from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ranked, ranking_key, Results, SCORE_KINDS, TINY
+from analysis.reporting.tables import delta_attn_summary, max_other_exact, SCORE_LABELS, SEED
+
+
+class Facts:
+    """Every inline value of the report, as `Text`, computed from one `Results`.
+
+    Attributes are sentences or numbers the prose of report/index.qmd refers to by name
+    (`F.n_pairs`); `as_dict()` lists them all (the tests check each is non-empty).
+    """
+
+    def __init__(self, r: Results) -> None:
+        self._r = r
+        p = r.primary
+        m = r.models[p]
+        doc = m.screening
+        first = m.ablation[r.emotions[0]]
+        first_patch = m.patching[r.emotions[0]]
+        t = Text
+
+        # Overview
+        self.models = join_words(r.model_names)
+        self.n_models = plural(len(r.models), "model")
+        self.primary = t(p)
+        self.profile = t(r.profile)
+        self.emotions = join_words(r.emotions)
+        self.n_pairs = count_text({e: doc["pairs"][e]["n_pairs"] for e in r.emotions}, "aligned prompt pairs")
+        self.arch = t(f"{doc['n_layers']} layers × {doc['n_heads']} heads = {m.n_heads_total} heads")
+        self.n_tests = t(str(m.n_heads_total * len(r.emotions)))
+        self.archs = join_words(
+            f"{name} ({mr.screening['n_layers']} layers × {mr.screening['n_heads']} heads)" for name, mr in r.models.items()
+        )
+
+        # Method parameters, as the stage outputs record them
+        sp = doc["params"]
+        self.n_resamples = t(str(sp["n_resamples"]))
+        self.seed = t(str(sp["seed"]))
+        self.screen_positions = t(sp["positions"])
+        self.exact_scope = t("every head" if not sp.get("exact_top_k") else f"the top {sp['exact_top_k']} heads by |attribution|")
+        self.ranking = t(SCORE_LABELS[ranking_key(doc)])
+        k = r.params.unit_screening.exact_top_k
+        self.unit_exact_k = t(f"the top {k} per emotion by |attribution|" if k else "all of them")
+        self.abl_method = t(first.get("method", "?"))
+        self.abl_spec = t(first["head_spec"])
+        self.patch_spec = t(first_patch["head_spec"])
+        self.patch_positions = t(first_patch.get("positions", "?"))
+        self.max_tokens = t(str(first["max_tokens"]))
+        self.abl_resamples = t(str(first["params"]["n_resamples"]))
+        self.cum_k = t(str(max(len(first.get("cumulative", [])), len(first_patch.get("cumulative", [])))))
+        used = {e: doc["pairs"][e].get("n_pairs_used", doc["pairs"][e]["n_pairs"]) for e in r.emotions}
+        clusters = {e: doc["pairs"][e].get("n_clusters") for e in r.emotions}
+        self.n_pairs_used = count_text(used, "pairs")
+        self.n_clusters = count_text(clusters, "expressions")
+
+        # Screening
+        key = ranking_key(doc)
+        tops = {}
+        for e in r.emotions:
+            head = fmt_head((r.s(p, e, "screening", "top_layer"), r.s(p, e, "screening", "top_head")))
+            if key == "exact":
+                eff = {k: r.s(p, e, "screening", f"top_exact{s}") for k, s in (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
+                tops[e] = f"{head} for {e} (ΔM = {fmt_effect(eff, p=False)} nats, q = {fmt_p(r.s(p, e, 'screening', 'top_exact_q'))})"
+            else:
+                tops[e] = f"{head} for {e} (attribution {fmt_num(r.s(p, e, 'screening', 'top_attribution'), sign=True)})"
+        self.screen_top = join_words(tops.values(), "and") if len(tops) > 1 else t(next(iter(tops.values())))
+        if key == "exact":
+            n_sig = sum(int(r.s(p, e, "screening", "n_significant_q05")) for e in r.emotions)
+            self.n_sig = t(str(n_sig))
+        else:
+            self.n_sig = t("none (no exact scores)")
+        rhos = {e: r.summary.get(f"{p}.{e}.screening.attribution_vs_exact_spearman") for e in r.emotions}
+        self.rho = per_emotion({e: fmt_num(v, 2) if v is not None else "undefined" for e, v in rhos.items()})
+        self.dattn_distinct = per_emotion({e: delta_attn_summary(doc, e) for e in r.emotions})
+        same = []
+        for e in r.emotions:
+            by_attr, by_key = ranked(doc, e, "attribution"), ranked(doc, e, key)
+            if by_attr and by_key and (by_attr[0]["layer"], by_attr[0]["head"]) == (by_key[0]["layer"], by_key[0]["head"]):
+                same.append(e)
+        if len(same) == len(r.emotions):
+            self.attr_top_same = t("for every emotion" if len(same) > 1 else f"for {same[0]}")
+        elif same:
+            self.attr_top_same = t(f"for {join_words(same)} (not for {join_words(e for e in r.emotions if e not in same)})")
+        else:
+            self.attr_top_same = t("for no emotion")
+        dattn_top = {}
+        for e in r.emotions:
+            rows = ranked(doc, e, "delta_attn")
+            dattn_top[e] = fmt_head((rows[0]["layer"], rows[0]["head"])) if rows else "none"
+        self.dattn_top = per_emotion(dattn_top)
+
+        # Effects of float-rounding size that still test "significant"
+        tiny = [sc for sc in doc["scores"] if sc.get("exact") is not None and abs(sc["exact"]) < TINY]
+        self.tiny = t(f"10^{_minus(str(round(math.log10(TINY))))}^")  # pandoc superscript: 10⁻⁶
+        self.n_tiny = t(str(len(tiny)))
+        self.n_tiny_p05 = t(str(sum(1 for sc in tiny if sc["exact_p"] is not None and sc["exact_p"] < 0.05)))
+        self.n_tiny_q05 = t(str(sum(1 for sc in tiny if sc["exact_q"] is not None and sc["exact_q"] < 0.05)))
+
+        # Ablation and patching of the primary model
+        for kind, short in (("ablation", "abl"), ("patching", "patch")):
+            heads = per_emotion({e: fmt_sites(m.experiment(kind, e)) for e in r.emotions})
+            setattr(self, f"{short}_heads", heads)
+            for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw"), ("changed", "changed"), ("kl", "kl")):
+                val = by_emotion({e: fmt_effect(r.s_effect(p, e, kind, metric)) for e in r.emotions})
+                setattr(self, f"{short}_{name}", val)
+            base = by_emotion({e: fmt_num(r.s(p, e, kind, "emotion_score", "baseline")) for e in r.emotions})
+            setattr(self, f"{short}_M_base", base)
+            sent_base = by_emotion({e: fmt_num(r.s(p, e, kind, "sentiment", "baseline")) for e in r.emotions})
+            setattr(self, f"{short}_sent_base", sent_base)
+
+        # Cumulative curve (ΔM at each k, per emotion)
+        for kind, short in (("ablation", "abl"), ("patching", "patch")):
+            parts = []
+            for e in r.emotions:
+                ks = sorted({int(k.split(".")[4][1:]) for k in r.summary if k.startswith(f"{p}.{e}.{kind}.cumulative.k")})
+                if not ks:
+                    continue
+                vals = ", ".join(
+                    f"k = {k}: {fmt_num(r.s(p, e, kind, 'cumulative', f'k{k}', 'emotion_score', 'mean'), sign=True)}"
+                    for k in ks
+                )
+                parts.append(f"{e} ({vals})")
+            setattr(self, f"cum_{short}", join_words(parts) if parts else t("not computed (cumulative_k = 0)"))
+
+        # Validation on the embedded model
+        self.validation_lead, self.validation_effects = self._validation()
+        # The seed's GPT-2 numbers, and this run's
+        self.gpt2 = self._gpt2()
+
+    def _validation(self) -> tuple[Text, Text]:
+        r = self._r
+        m = r.toy
+        if m is None:
+            lead = Text(
+                f"This run has no embedded model (its models are {join_words(r.model_names)}), so there is no "
+                f"ground truth to check the screening against here; add {EMBEDDED} to the models in params.yaml "
+                f"to include it."
+            )
+            return lead, Text("No planted-head effects to report for this run.")
+        planted = {e: fmt_heads(m.planted_heads(e)) for e in r.emotions}
+        ranks = {}
+        for score in SCORE_KINDS:
+            vals = {}
+            for e in r.emotions:
+                rank = r.summary.get(f"{EMBEDDED}.{e}.recovery.{score}.planted_rank")
+                auc = r.summary.get(f"{EMBEDDED}.{e}.recovery.{score}.auroc")
+                vals[e] = (f"{ordinal(rank)} of {m.n_heads_total}" if rank is not None else "unranked") + (
+                    f" (AUROC {fmt_num(auc, 2)})" if auc is not None else ""
+                )
+            ranks[score] = per_emotion(vals)
+        other = max_other_exact(m.screening, {e: m.planted_heads(e) for e in r.emotions})
+        noise = (f" Every other head × emotion has |exact ΔM| ≤ {fmt_num(other)} nats: by construction it cannot tell "
+                 f"an emotion prompt from its twin, so what is left is float rounding." if other is not None else "")
+        lead = Text(
+            f"The embedded model {EMBEDDED} has {m.n_heads_total} heads; its planted heads are "
+            f"{per_emotion(planted)} (results/models/{EMBEDDED}/planted.json). Exact patching ranks the planted "
+            f"head {ranks['exact']}; attribution ranks it {ranks['attribution']}; Δattn ranks it {ranks['delta_attn']}."
+            f"{noise}"
+        )
+        hits, misses = [], []
+        for e in r.emotions:
+            heads = {tuple(h) for kind in KINDS for h in m.experiment(kind, e)["heads"]}
+            (hits if heads == set(m.planted_heads(e)) else misses).append(e)
+        if not misses:
+            which = "The heads ablated and patched on it are the planted heads for every emotion."
+        else:
+            wrong = join_words(
+                f"{fmt_heads(m.experiment('ablation', e)['heads'])} for {e}" for e in misses
+            )
+            which = (f"The heads ablated and patched on it are the planted heads for {join_words(hits)}; "
+                     f"they are not for {join_words(misses)} ({wrong})." if hits else
+                     f"The heads ablated and patched on it are not the planted heads ({wrong}).")
+        abl = by_emotion({e: fmt_effect(r.s_effect(EMBEDDED, e, "ablation", "emotion_score")) for e in r.emotions})
+        pat = by_emotion({e: fmt_effect(r.s_effect(EMBEDDED, e, "patching", "emotion_score")) for e in r.emotions})
+        effects = Text(f"{which} Ablating them changes M, in nats, by {abl}; patching them, by {pat}.")
+        return lead, effects
+
+    def _gpt2(self) -> Text:
+        r = self._r
+        if GPT2 not in r.models:
+            return Text(
+                f"No GPT-2 run is in this report's results: the models of params.yaml are {join_words(r.model_names)}. "
+                f"GPT-2 needs the Hugging Face hub or a local copy (offline, only the embedded model runs); with one, "
+                f"dvc exp run -S 'models=[toy,gpt2]' adds it, and this section then puts its numbers beside the seed's."
+            )
+        e = SEED["emotion"] if SEED["emotion"] in r.emotions else r.emotions[0]
+        m = r.models[GPT2]
+        abl, pat = m.ablation[e], m.patching[e]
+        sa, sp = r.s_effect(GPT2, e, "ablation", "sentiment"), r.s_effect(GPT2, e, "patching", "sentiment")
+        return Text(
+            f"This run's GPT-2 ({e}): {abl.get('method', '?')} ablation of {fmt_heads(abl['heads'])} moves sentiment "
+            f"from {fmt_num(sa['baseline'])} by {fmt_effect(sa)} (n = {sa['n']}); patching {fmt_heads(pat['heads'])} "
+            f"moves it from {fmt_num(sp['baseline'])} by {fmt_effect(sp)} (n = {sp['n']}). The top head by exact "
+            f"patching is {fmt_head((r.s(GPT2, e, 'screening', 'top_layer'), r.s(GPT2, e, 'screening', 'top_head')))}."
+        )
+
+    def as_dict(self) -> dict[str, Text]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}

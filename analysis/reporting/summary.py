@@ -1,0 +1,147 @@
+"""Stage `summarize`: every stage's output → results/summary.json, one flat file of numbers.
+
+Flat keys (`toy.gratitude.ablation.emotion_score.mean`) are what `dvc metrics diff` and
+`dvc exp show` compare across commits and experiments. Every effect appears with its n, 95 %
+interval and p; on the embedded model, the recovery of the planted heads and units too.
+MLP units are summarised under `<model>.<emotion>.units.*` when the unit screening exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, model_dir, rank, ranking_score, read_screening, read_unit_screening, screening_file, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.io import read_json, read_parquet
+from analysis.params import Params
+from analysis.stats import auroc
+
+
+# Metrics carried into the summary; `keywords` is the keyword count of the experiment's own emotion.
+SUMMARY_METRICS = ("emotion_score", "keywords", "sentiment", "kl", "changed")
+
+
+EFFECT_FIELDS = ("mean", "ci_low", "ci_high", "p", "n")
+
+
+def planted_heads(model: str, key: str = "by_emotion") -> dict[str, list[tuple[int, int]]] | None:
+    """Planted heads (`by_emotion`) or units (`units_by_emotion`) of the embedded model, else None."""
+    path = model_dir(model) / "planted.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    if key not in doc:
+        return None
+    return {e: [tuple(h) for h in hs] for e, hs in doc[key].items()}
+
+
+def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, int]]] | None) -> dict[str, float]:
+    """Top unit per emotion (with its interval), and the recovery of planted units.
+
+    Recovery by attribution ranks every unit (the full table beside the JSON); by exact, the
+    units that were patched (the top-k by |attribution|).
+    """
+    out: dict[str, float] = {}
+    table = None
+    for emotion in doc["emotions"]:
+        rows = [s for s in doc["scores"] if s["emotion"] == emotion]
+        key = ranking_score(rows)
+        top = rank(rows, key, index="neuron")[0]
+        p = f"{emotion}.units"
+        out[f"{p}.top_layer"] = top["layer"]
+        out[f"{p}.top_neuron"] = top["neuron"]
+        out[f"{p}.top_{key}"] = top[key]
+        if key == "exact":
+            out[f"{p}.top_exact_ci_low"] = top["exact_ci_low"]
+            out[f"{p}.top_exact_ci_high"] = top["exact_ci_high"]
+            out[f"{p}.top_exact_q"] = top["exact_q"]
+            out[f"{p}.top_exact_n"] = top["exact_n"]
+            out[f"{p}.n_exact"] = sum(1 for s in rows if s["exact"] is not None)
+            out[f"{p}.n_significant_q05"] = sum(1 for s in rows if s["exact_q"] is not None and s["exact_q"] < 0.05)
+        if not planted or emotion not in planted:
+            continue
+        truth = set(planted[emotion])
+        if table is None:
+            table, _ = read_parquet(doc["attribution_table"], UNIT_ATTRIBUTION_SCHEMA)
+        t = table[table["emotion"] == emotion]
+        units = list(zip(t["layer"].astype(int), t["neuron"].astype(int), strict=True))
+        is_planted = [int(u in truth) for u in units]
+        r = f"{emotion}.recovery.units.attribution"
+        out[f"{r}.planted_rank"] = int(t["attribution_rank"][[bool(x) for x in is_planted]].min())
+        out[f"{r}.auroc"] = auroc(t["attribution"].abs().to_numpy(), is_planted)
+        scored = [s for s in rows if s["exact"] is not None]
+        if any((s["layer"], s["neuron"]) in truth for s in scored):
+            order = rank(scored, "exact", index="neuron")
+            r = f"{emotion}.recovery.units.exact"
+            out[f"{r}.planted_rank"] = min(i for i, s in enumerate(order, 1) if (s["layer"], s["neuron"]) in truth)
+            a = auroc([abs(s["exact"]) for s in scored], [int((s["layer"], s["neuron"]) in truth) for s in scored])
+            if a is not None:
+                out[f"{r}.auroc"] = a
+    return out
+
+
+def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, int]]] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    key = ranking_score(doc["scores"])
+    for emotion in doc["emotions"]:
+        rows = [s for s in doc["scores"] if s["emotion"] == emotion]
+        ranked = rank(rows, key)
+        top = ranked[0]
+        p = f"{emotion}.screening"
+        out[f"{p}.top_layer"] = top["layer"]
+        out[f"{p}.top_head"] = top["head"]
+        out[f"{p}.top_{key}"] = top[key]
+        if key == "exact":
+            out[f"{p}.top_exact_ci_low"] = top["exact_ci_low"]
+            out[f"{p}.top_exact_ci_high"] = top["exact_ci_high"]
+            out[f"{p}.top_exact_q"] = top["exact_q"]
+            out[f"{p}.n_significant_q05"] = sum(1 for s in rows if s["exact_q"] is not None and s["exact_q"] < 0.05)
+        rho = doc["attribution_vs_exact"].get(emotion)
+        if rho is not None:
+            out[f"{p}.attribution_vs_exact_spearman"] = rho
+        if planted and emotion in planted:
+            truth = set(planted[emotion])
+            for score in ("exact", "attribution", "delta_attn"):
+                scored = [s for s in rows if s[score] is not None]
+                order = rank(scored, score)
+                ranks = [i for i, s in enumerate(order, 1) if (s["layer"], s["head"]) in truth]
+                r = f"{emotion}.recovery.{score}"
+                if ranks:
+                    out[f"{r}.planted_rank"] = min(ranks)
+                a = auroc([abs(s[score]) for s in scored], [int((s["layer"], s["head"]) in truth) for s in scored])
+                if a is not None:
+                    out[f"{r}.auroc"] = a
+    return out
+
+
+def experiment_summary(doc: dict[str, Any], kind: str) -> dict[str, float]:
+    emotion = doc["emotion"]
+    out: dict[str, float] = {f"{emotion}.{kind}.n_prompts": doc["n_prompts"]}
+    for metric in SUMMARY_METRICS:
+        source = f"kw_{emotion}" if metric == "keywords" else metric
+        effect = doc["effects"][source]
+        for field in EFFECT_FIELDS:
+            out[f"{emotion}.{kind}.{metric}.{field}"] = effect[field]
+        out[f"{emotion}.{kind}.{metric}.baseline"] = doc["baseline"][source]
+    for entry in doc.get("cumulative", []):
+        effect = entry["effects"]["emotion_score"]
+        for field in ("mean", "ci_low", "ci_high"):
+            out[f"{emotion}.{kind}.cumulative.k{entry['k']}.emotion_score.{field}"] = effect[field]
+    return out
+
+
+def summarize(params: Params) -> dict[str, Any]:
+    metrics: dict[str, float] = {}
+    for model in params.models:
+        flat: dict[str, float] = {}
+        screening = read_screening(screening_file(params.profile, model))
+        flat.update(screening_summary(screening, planted_heads(model)))
+        units = unit_screening_file(params.profile, model)
+        if units.is_file():
+            flat.update(unit_screening_summary(read_unit_screening(units), planted_heads(model, "units_by_emotion")))
+        for emotion in params.emotions:
+            for kind in ("ablation", "patching"):
+                doc = read_json(experiment_file(kind, params.profile, model, emotion), EXPERIMENT_SCHEMAS[kind])
+                flat.update(experiment_summary(doc, kind))
+        metrics.update({f"{model}.{k}": v for k, v in flat.items()})
+    return {"schema": SUMMARY_SCHEMA, "profile": params.profile, **metrics}

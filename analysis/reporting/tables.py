@@ -1,0 +1,288 @@
+"""The report's tables, as DataFrames of formatted text, built from results/ only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+import pandas as pd
+
+from analysis.contract import EXPERIMENT_SCHEMAS, rank
+from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
+from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ModelResults, ranked, ranking_key, Results, SCORE_KINDS
+
+
+# The seed's ("Phase 7", ../shared/seed/000_0e875f0d7127b424.txt) GPT-2 numbers, as it reported
+# them: one head (L0H0), gratitude only, hook_v approximations, n = 70, no interval or test.
+SEED: dict[str, Any] = {
+    "model": Text("gpt2"),
+    "head": Text("L0H0"),
+    "emotion": Text("gratitude"),
+    "n": 70,
+    "delta_attn": -0.025819,  # the |Δattn| of its top-10 heads, all identical: a bug
+    "delta_attn_heads": 10,
+    "n_scores": 432,
+    "ablation_sentiment_baseline": 0.9151,
+    "ablation_sentiment_ablated": 0.8803,
+    "ablation_sentiment_change": -0.0349,
+    "patching_sentiment_baseline": 0.5113,
+    "patching_sentiment_patched": 0.6215,
+    "patching_sentiment_change": 0.1102,
+}
+
+
+SCORE_LABELS = {"exact": "exact patching ΔM", "attribution": "attribution (gradient × Δz)", "delta_attn": "Δattn"}
+
+
+def screening_table(doc: Mapping[str, Any], emotion: str | None = None, top_n: int = 10) -> pd.DataFrame:
+    """The top heads by the ranking score: Rank | Head | Emotion | Exact ΔM | 95 % CI | q | Attribution | Δattn."""
+    rows = ranked(doc, emotion)[:top_n]
+    out = []
+    for i, s in enumerate(rows, 1):
+        exact = {"mean": s.get("exact"), "ci_low": s.get("exact_ci_low"), "ci_high": s.get("exact_ci_high")}
+        has_exact = s.get("exact") is not None
+        out.append({
+            "Rank": i,
+            "Head": fmt_head((s["layer"], s["head"])),
+            "Emotion": s["emotion"],
+            "Exact ΔM (nats)": fmt_change(exact) if has_exact else Text("—"),
+            "95 % CI": fmt_ci(exact) if has_exact and s.get("exact_ci_low") is not None else Text("—"),
+            "p": fmt_p(s.get("exact_p")),
+            "q (BH)": fmt_p(s.get("exact_q")),
+            "Attribution": fmt_num(s["attribution"], sign=True),
+            "Δattn": fmt_num(s["delta_attn"], sign=True),
+        })
+    return pd.DataFrame(out, columns=["Rank", "Head", "Emotion", "Exact ΔM (nats)", "95 % CI", "p", "q (BH)", "Attribution", "Δattn"])
+
+
+def distinct_delta_attn(doc: Mapping[str, Any], emotion: str, decimals: int = 6) -> int:
+    """How many distinct Δattn values (rounded as the seed printed them) the heads of `emotion` have."""
+    return len({round(float(s["delta_attn"]), decimals) for s in doc["scores"] if s["emotion"] == emotion})
+
+
+def delta_attn_summary(doc: Mapping[str, Any], emotion: str, decimals: int = 6) -> Text:
+    """`3 non-zero values (3 distinct) and 13 heads at 0.000000`: the seed's bug was many heads
+    sharing one non-zero value, so distinct non-zero values are what to count."""
+    vals = [round(float(s["delta_attn"]), decimals) for s in doc["scores"] if s["emotion"] == emotion]
+    nonzero = [v for v in vals if v != 0.0]
+    text = f"{plural(len(nonzero), 'non-zero value')} ({len(set(nonzero))} distinct)"
+    zeros = len(vals) - len(nonzero)
+    if zeros:
+        text += f" and {plural(zeros, 'head')} at {0.0:.{decimals}f}"
+    return Text(text)
+
+
+def max_other_exact(doc: Mapping[str, Any], planted: Mapping[str, Sequence[Sequence[int]]]) -> float | None:
+    """The largest |exact ΔM| of any head × emotion that is not planted for that emotion."""
+    vals = [abs(s["exact"]) for s in doc["scores"] if s.get("exact") is not None
+            and (s["layer"], s["head"]) not in {tuple(h) for h in planted.get(s["emotion"], [])}]
+    return max(vals) if vals else None
+
+
+def screening_overview(r: Results) -> pd.DataFrame:
+    """Model × emotion: top head and its exact ΔM with CI and q, heads with q < 0.05, ρ(attribution, exact)."""
+    out = []
+    for model, m in r.models.items():
+        key = ranking_key(m.screening)
+        for e in r.emotions:
+            top = (r.s(model, e, "screening", "top_layer"), r.s(model, e, "screening", "top_head"))
+            row: dict[str, Any] = {"Model": model, "Emotion": e, "Top head": fmt_head(top)}
+            if key == "exact":
+                eff = {
+                    "mean": r.s(model, e, "screening", "top_exact"),
+                    "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
+                    "ci_high": r.s(model, e, "screening", "top_exact_ci_high"),
+                }
+                row["Exact ΔM [95 % CI] (nats)"] = fmt_effect(eff, p=False)
+                row["q (BH)"] = fmt_p(r.s(model, e, "screening", "top_exact_q"))
+                row["Heads with q < 0.05"] = Text(f"{r.s(model, e, 'screening', 'n_significant_q05')} of {m.n_heads_total}")
+            else:
+                row["Attribution (top)"] = fmt_num(r.s(model, e, "screening", "top_attribution"), sign=True)
+            rho = r.summary.get(f"{model}.{e}.screening.attribution_vs_exact_spearman")
+            row["ρ(attribution, exact)"] = fmt_num(rho, 2) if rho is not None else Text("—")
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def unit_overview(r: Results) -> pd.DataFrame:
+    """Model × emotion: top MLP unit, its exact ΔM [CI], q, n; planted units' ranks where planted."""
+    out = []
+    for model in r.models:
+        for e in r.emotions:
+            if f"{model}.{e}.units.top_layer" not in r.summary:
+                continue  # no unit screening for this model
+            unit = f"mlp:{r.s(model, e, 'units', 'top_layer')}:{r.s(model, e, 'units', 'top_neuron')}"
+            row: dict[str, Any] = {"Model": model, "Emotion": e, "Top unit": Text(unit)}
+            if f"{model}.{e}.units.top_exact" in r.summary:
+                eff = {k: r.s(model, e, "units", f"top_exact{suffix}") for k, suffix in
+                       (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
+                row["Exact ΔM [95 % CI] (nats)"] = fmt_effect(eff, p=False)
+                row["q (BH)"] = fmt_p(r.s(model, e, "units", "top_exact_q"))
+                row["n"] = fmt_num(r.s(model, e, "units", "top_exact_n"), 0)
+                row["Units with q < 0.05"] = Text(
+                    f"{r.s(model, e, 'units', 'n_significant_q05')} of {r.s(model, e, 'units', 'n_exact')} patched"
+                )
+            else:
+                row["Attribution (top)"] = fmt_num(r.s(model, e, "units", "top_attribution"), sign=True)
+            for score in ("attribution", "exact"):
+                rank = r.summary.get(f"{model}.{e}.recovery.units.{score}.planted_rank")
+                if rank is not None:
+                    auc = r.summary.get(f"{model}.{e}.recovery.units.{score}.auroc")
+                    row[f"Planted unit: rank, AUROC ({score})"] = Text(f"{rank}, {fmt_num(auc, 3)}")
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+METRIC_ORDER = ("emotion_score", "kl", "sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed")
+
+
+def metric_label(metric: str, emotion: str | None = None) -> Text:
+    labels = {
+        "emotion_score": "Emotion score M (nats)",
+        "kl": "KL(clean ‖ intervened) (nats)",
+        "sentiment": "Sentiment (VADER compound)",
+        "changed": "Changed continuations (share)",
+    }
+    if metric in labels:
+        return Text(labels[metric])
+    if metric.startswith("kw_"):
+        name = metric[3:]
+        own = " (own emotion)" if name == emotion else ""
+        return Text(f"{name.capitalize()} keywords per continuation{own}")
+    return Text(metric)
+
+
+def _metrics_in(doc: Mapping[str, Any]) -> list[str]:
+    present = list(doc["effects"])
+    return [m for m in METRIC_ORDER if m in present] + [m for m in present if m not in METRIC_ORDER]
+
+
+def experiment_table(doc: Mapping[str, Any]) -> pd.DataFrame:
+    """The seed's table with statistics: Metric | Baseline | Ablation/Patched | Change | 95 % CI | p."""
+    kind = "ablation" if doc["schema"] == EXPERIMENT_SCHEMAS["ablation"] else "patching"
+    label = "Ablation" if kind == "ablation" else "Patched"
+    out = []
+    for m in _metrics_in(doc):
+        e = doc["effects"][m]
+        d_eff = _effect_decimals(e)
+        d_all = decimals_for(doc["baseline"][m], doc["intervened"][m], e["ci_low"], e["ci_high"])
+        d = d_all if d_eff is None else max(d_eff, decimals_for(doc["baseline"][m], doc["intervened"][m]))
+        out.append({
+            "Metric": metric_label(m, doc["emotion"]),
+            "Baseline": fmt_num(doc["baseline"][m], d),
+            label: fmt_num(doc["intervened"][m], d),
+            "Change": fmt_change(e),
+            "95 % CI": fmt_ci(e),
+            "p": fmt_p(e["p"]),
+        })
+    return pd.DataFrame(out, columns=["Metric", "Baseline", label, "Change", "95 % CI", "p"])
+
+
+def experiment_caption(doc: Mapping[str, Any]) -> Text:
+    kind = "ablation" if doc["schema"] == EXPERIMENT_SCHEMAS["ablation"] else "patching"
+    n = doc["n_prompts"]
+    clusters = {e.get("n_clusters") for e in doc["effects"].values()} - {None}
+    cl = f" in {min(clusters)} expression clusters" if clusters else ""
+    if kind == "ablation":
+        how = f"{doc.get('method', '?')} ablation of {fmt_heads(doc['heads'])} on the {doc['emotion']} prompts"
+    else:
+        how = (f"patching {fmt_heads(doc['heads'])} from the {doc['emotion']} prompts into their neutral twins "
+               f"(positions: {doc.get('positions', '?')})")
+    return Text(f"{doc['model']}, {how}; n = {n} prompts{cl}, {doc.get('max_tokens', '?')} greedy tokens each.")
+
+
+def experiment_overview(r: Results, kind: str) -> pd.DataFrame:
+    """Model × emotion: heads, n, and ΔM, Δsentiment, Δown keywords, changed share with CI and p."""
+    out = []
+    for model, m in r.models.items():
+        for e in r.emotions:
+            doc = m.experiment(kind, e)
+            row = {"Model": model, "Emotion": e, "Heads": fmt_sites(doc), "n": r.s(model, e, kind, "n_prompts")}
+            for metric, label in (("emotion_score", "ΔM (nats)"), ("sentiment", "Δ sentiment"),
+                                  ("keywords", "Δ own keywords"), ("changed", "Changed")):
+                row[label] = fmt_effect(r.s_effect(model, e, kind, metric))
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def cumulative_overview(m: ModelResults, kind: str, emotions: Sequence[str]) -> pd.DataFrame:
+    """`cumulative_table` of every emotion of one model and kind, with an Emotion column."""
+    tables = []
+    for e in emotions:
+        t = cumulative_table(m.experiment(kind, e))
+        t.insert(0, "Emotion", e)
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def cumulative_table(doc: Mapping[str, Any]) -> pd.DataFrame:
+    """k | Heads | ΔM [95 % CI] | Δ own keywords [95 % CI] | Δ sentiment [95 % CI] for the top-1..k heads jointly."""
+    own = f"kw_{doc['emotion']}"
+    out = []
+    for entry in doc.get("cumulative", []):
+        eff = entry["effects"]
+        out.append({
+            "k": entry["k"],
+            "Heads": fmt_sites(entry),
+            "ΔM (nats)": fmt_effect(eff["emotion_score"]),
+            "Δ own keywords": fmt_effect(eff[own]) if own in eff else Text("—"),
+            "Δ sentiment": fmt_effect(eff["sentiment"]) if "sentiment" in eff else Text("—"),
+        })
+    return pd.DataFrame(out, columns=["k", "Heads", "ΔM (nats)", "Δ own keywords", "Δ sentiment"])
+
+
+def recovery_table(r: Results, model: str = EMBEDDED) -> pd.DataFrame:
+    """Per emotion: the planted head, its rank and the AUROC by each score, and the effects of
+    the experiments' heads (from summary.json)."""
+    m = r.models[model]
+    out = []
+    for e in r.emotions:
+        planted = m.planted_heads(e)
+        row: dict[str, Any] = {"Emotion": e, "Planted head": fmt_heads(planted)}
+        for score in SCORE_KINDS:
+            rank = r.summary.get(f"{model}.{e}.recovery.{score}.planted_rank")
+            auc = r.summary.get(f"{model}.{e}.recovery.{score}.auroc")
+            rank_text = f"{rank} of {m.n_heads_total}" if rank is not None else "—"
+            auc_text = f" ({fmt_num(auc, 2)})" if auc is not None else ""
+            row[f"{SCORE_LABELS[score]}: rank (AUROC)"] = Text(rank_text + auc_text)
+        for kind in KINDS:
+            doc = m.experiment(kind, e)
+            hit = set(map(tuple, doc["heads"])) == set(planted)
+            row[f"{kind.capitalize()}: heads"] = Text(f"{fmt_heads(doc['heads'])}{' (planted)' if hit else ''}")
+            row[f"{kind.capitalize()}: ΔM (nats)"] = fmt_effect(r.s_effect(model, e, kind, "emotion_score"))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def seed_table(r: Results | None = None) -> pd.DataFrame:
+    """The seed's GPT-2 numbers (as it reported them) beside this run's GPT-2 ones when present."""
+    s = SEED
+    rows = [
+        ("Screening score", "Δattn (one value for many heads)", None),
+        ("Top score", f"{fmt_num(s['delta_attn'], 6)} (same for its top {s['delta_attn_heads']} heads)", None),
+        ("Head ablated / patched", f"{s['head']} (hook_v, approximate)", None),
+        ("Ablation: sentiment baseline → ablated", f"{fmt_num(s['ablation_sentiment_baseline'], 4)} → {fmt_num(s['ablation_sentiment_ablated'], 4)}", None),
+        ("Ablation: change [95 % CI], p", f"{fmt_num(s['ablation_sentiment_change'], 4, sign=True)} (no interval, no test)", None),
+        ("Patching: sentiment baseline → patched", f"{fmt_num(s['patching_sentiment_baseline'], 4)} → {fmt_num(s['patching_sentiment_patched'], 4)}", None),
+        ("Patching: change [95 % CI], p", f"{fmt_num(s['patching_sentiment_change'], 4, sign=True)} (no interval, no test)", None),
+        ("n prompts", str(s["n"]), None),
+    ]
+    cols = {"Quantity": [q for q, _, _ in rows], f"Seed ({s['model']}, {s['emotion']})": [Text(v) for _, v, _ in rows]}
+    if r is not None and GPT2 in r.models:
+        e = s["emotion"] if s["emotion"] in r.emotions else r.emotions[0]
+        m = r.models[GPT2]
+        key = ranking_key(m.screening)
+        top = ranked(m.screening, e)[0]
+        abl, pat = m.ablation[e], m.patching[e]
+        sa, sp = r.s_effect(GPT2, e, "ablation", "sentiment"), r.s_effect(GPT2, e, "patching", "sentiment")
+        cols[f"This run ({GPT2}, {e})"] = [
+            Text(SCORE_LABELS[key]),
+            Text(f"{fmt_num(top[key], sign=True)} ({fmt_head((top['layer'], top['head']))}; "
+                 f"{distinct_delta_attn(m.screening, e)} distinct Δattn values over {m.n_heads_total} heads)"),
+            Text(f"{fmt_heads(abl['heads'])} / {fmt_heads(pat['heads'])} (hook_z, exact)"),
+            Text(f"{fmt_num(sa['baseline'])} → {fmt_num(abl['intervened']['sentiment'])}"),
+            fmt_effect(sa),
+            Text(f"{fmt_num(sp['baseline'])} → {fmt_num(pat['intervened']['sentiment'])}"),
+            fmt_effect(sp),
+            Text(f"{sa['n']} / {sp['n']}"),
+        ]
+    return pd.DataFrame(cols)

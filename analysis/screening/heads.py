@@ -1,0 +1,219 @@
+"""Stage `screen`: prompt pairs × model → per-head scores for every layer × head × emotion.
+
+Three scores per head h of layer L, each over the aligned (emotion prompt, neutral twin) pairs:
+
+- `delta_attn`: attention from the last prompt position onto the span tokens in the emotion
+  prompt, minus the same onto the twin's span. Computed per head from that head's own pattern
+  (the seed gave one number to many heads; each head here reads its own row).
+- `attribution`: gradient × activation difference, sum over patched positions and d_head of
+  dM/dz_h · (z_h[emotion] − z_h[neutral]) in the neutral run: a first-order estimate of
+  patching z_h from the emotion prompt into its twin. All heads from one backward pass.
+- `exact`: the actual change of M when z_h is patched (the same positions), one forward per
+  head from the cached residual before layer L, unembedding only the last position.
+
+M is the emotion score of `analysis.metrics` at the last prompt position. `exact` carries
+n, a 95 % BCa interval, a sign-flip p and a Benjamini–Hochberg q across all heads × emotions;
+pairs that share an emotion expression are resampled and sign-flipped together (one cluster
+per expression, analysis.stats), since the expression is what must generalize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening
+from analysis.core.loading import LoadedModel
+from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
+from analysis.core.sites import head_sites
+from analysis.core.vocabulary import pattern_hook, z_hook
+from analysis.errors import InputError
+from analysis.interventions.edits import capture, last_logits, position_ids
+from analysis.interventions.exact import exact_patching_sites
+from analysis.metrics import emotion_score, lexicon_ids
+from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.stats import one_sample_effect
+
+
+def top_heads(path: Path, emotion: str, n: int) -> tuple[tuple[int, int], ...]:
+    """The n heads with the largest |score| for `emotion` in a screening file (for `top:N`)."""
+    if not Path(path).is_file():
+        raise InputError(
+            f"head spec top:{n} needs the screening file {path}, which does not exist; run "
+            f"`python -m analysis.head_screening` (or `dvc repro screen`) first, or give heads as L:H"
+        )
+    doc = read_screening(path)
+    if emotion not in doc["emotions"]:
+        raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
+    key = ranking_score(doc["scores"])
+    rows = rank((s for s in doc["scores"] if s["emotion"] == emotion), key)
+    if n > len(rows):
+        raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads for {emotion}")
+    return tuple((int(s["layer"]), int(s["head"])) for s in rows[:n])
+
+
+def delta_attn(model: LoadedModel, pb: PairBatches) -> Float[Tensor, "batch layer head"]:
+    """Per pair: last-position attention onto the span, emotion prompt minus neutral twin."""
+    n_layers = model.spec.n_layers
+
+    def onto_span(batch: TokenBatch) -> Tensor:
+        rows: dict[int, Tensor] = {}
+
+        def grab(layer: int):  # noqa: ANN202
+            def fn(pattern: Tensor, hook: object) -> Tensor:
+                # pattern: [batch, head, query, key]; keep the last query's mass on span keys.
+                last = pattern[:, :, -1, :]
+                rows[layer] = (last * batch.span_mask[:, None, :].to(last.dtype)).sum(-1)
+                return pattern
+
+            return fn
+
+        hooks = [(pattern_hook(layer), grab(layer)) for layer in range(n_layers)]
+        with torch.no_grad():
+            last_logits(model, batch, hooks)
+        return torch.stack([rows[layer] for layer in range(n_layers)], 1)
+
+    return onto_span(pb.emotion) - onto_span(pb.neutral)
+
+
+def _z_names(model: LoadedModel) -> list[str]:
+    return [z_hook(layer) for layer in range(model.spec.n_layers)]
+
+
+def _patched_source(z_emo: Tensor, pb: PairBatches) -> Tensor:
+    """Emotion z moved to the target positions it would be patched into: [batch, pos, head, d]."""
+    gather = pb.idx[:, :, None, None].expand(-1, -1, *z_emo.shape[2:])
+    return z_emo.gather(1, gather)
+
+
+def attribution(
+    model: LoadedModel, pb: PairBatches, z_emo: dict[str, Tensor], ids: tuple[list[int], list[int]]
+) -> Float[Tensor, "batch layer head"]:
+    """Gradient × (patched − clean) z for every head, one forward and one backward pass."""
+    names = _z_names(model)
+    deltas: dict[str, Tensor] = {}
+    z_neu: dict[str, Tensor] = {}
+
+    def open_z(name: str):  # noqa: ANN202
+        def fn(z: Tensor, hook: object) -> Tensor:
+            # Adding a zero that requires grad puts z on the tape without changing it; its
+            # gradient is dM/dz including every downstream path.
+            d = torch.zeros_like(z, requires_grad=True)
+            deltas[name], z_neu[name] = d, z.detach()
+            return z + d
+
+        return fn
+
+    batch = pb.neutral
+    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=[(n, open_z(n)) for n in names]):
+        out = model.hf(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=position_ids(batch.attention_mask),
+            logits_to_keep=1,
+            use_cache=False,
+        )
+        m = emotion_score(out.logits[:, -1], *ids)
+        grads = torch.autograd.grad(m.sum(), [deltas[n] for n in names])
+    mask = pb.mask[:, :, None, None].to(grads[0].dtype)
+    per_layer = [
+        (g * (_patched_source(z_emo[n], pb) - z_neu[n]) * mask).sum((1, 3)) for n, g in zip(names, grads, strict=True)
+    ]
+    return torch.stack(per_layer, 1).detach()
+
+
+def exact_patching(
+    model: LoadedModel,
+    pb: PairBatches,
+    z_emo: dict[str, Tensor],
+    heads: list[tuple[int, int]],
+    ids: tuple[list[int], list[int]],
+    desc: str = "exact",
+) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
+    """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
+
+    The shared fast path (analysis.interventions.exact_patching_sites): blocks from the head's
+    layer on, positions from the first changed column on, lexicon logits only (DESIGN §10).
+    """
+    out = exact_patching_sites(
+        model, pb.neutral, z_emo, pb.idx, pb.mask, unchanged_prefix(pb), head_sites(heads), ids, desc
+    )
+    return {(s.layer, s.index): v for s, v in out.items()}
+
+
+def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
+    """Compute every score for every head × emotion; returns the JSON document."""
+    spec = model.spec
+    lex = lexicon_ids(model.tokenizer)
+    all_heads = [(layer, head) for layer in range(spec.n_layers) for head in range(spec.n_heads)]
+    scores: list[dict] = []
+    per_emotion: dict[str, dict] = {}
+    for emotion in cfg.emotions:
+        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        ids = (lex[emotion], lex["neutral"])
+        with torch.no_grad():
+            z_emo = capture(model, pb.emotion, _z_names(model))
+        d_attn = delta_attn(model, pb).mean(0)
+        attr = attribution(model, pb, z_emo, ids).mean(0)
+        if cfg.exact_top_k and cfg.exact_top_k < len(all_heads):
+            order = sorted(all_heads, key=lambda lh: (-abs(float(attr[lh])), lh))
+            exact_heads = sorted(order[: cfg.exact_top_k])
+        else:
+            exact_heads = all_heads
+        exact = exact_patching(model, pb, z_emo, exact_heads, ids, desc=f"exact {emotion}")
+        clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
+        per_emotion[emotion] = {"n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters))}
+        for layer, head in all_heads:
+            row = {
+                "layer": layer,
+                "head": head,
+                "emotion": emotion,
+                "delta_attn": float(d_attn[layer, head]),
+                "attribution": float(attr[layer, head]),
+                "exact": None,
+                "exact_ci_low": None,
+                "exact_ci_high": None,
+                "exact_p": None,
+                "exact_q": None,
+                "exact_n": None,
+                "exact_n_clusters": None,
+            }
+            values = {"delta_attn": row["delta_attn"], "attribution": row["attribution"]}
+            if (layer, head) in exact:
+                values["exact"] = float(exact[(layer, head)].mean())
+            for k, v in values.items():
+                if not np.isfinite(v):
+                    raise InputError(f"{k} of head {layer}:{head} ({emotion}) is {v}; refusing to write {cfg.model}'s screening")
+            if (layer, head) in exact:
+                eff = one_sample_effect(
+                    exact[(layer, head)].double().numpy(), n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters
+                )
+                row.update(
+                    exact=eff.mean, exact_ci_low=eff.ci_low, exact_ci_high=eff.ci_high, exact_p=eff.p,
+                    exact_n=eff.n, exact_n_clusters=eff.n_clusters,
+                )
+            scores.append(row)
+    corr = correct_and_correlate(scores, cfg.emotions)
+    return {
+        "schema": HEAD_SCORES_SCHEMA,
+        "model": cfg.model,
+        "profile": cfg.profile,
+        "n_layers": spec.n_layers,
+        "n_heads": spec.n_heads,
+        "emotions": list(cfg.emotions),
+        "params": asdict(cfg),
+        "metric": "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position",
+        "pairs": per_emotion,
+        "scores": scores,
+        "attribution_vs_exact": corr,
+    }
+
+
+def format_top(doc: dict, n: int = 10) -> str:
+    key = ranking_score(doc["scores"])
+    rows = rank(doc["scores"], key)[:n]
+    return top_lines(doc, rows, n, key, "head")

@@ -1,0 +1,381 @@
+r"""Stage `screen_units`: prompt pairs × model → scores for every MLP unit × emotion.
+
+    python -m analysis.unit_screening --model toy [--profile baseline] [--emotions E ...] \
+        [--positions all|last|span] [--exact-top-k 20] [--n-resamples 5000] [--seed 0] \
+        [--output results/<profile>/alignment/unit_scores_<model>.json] [--table ....parquet]
+
+A unit is neuron n of layer L's MLP: its activation `blocks.L.mlp.hook_post[..., n]`, which is
+exactly column n of the input of that MLP's down-projection (analysis.families).
+Two scores per unit and emotion over the aligned (emotion prompt, neutral twin) pairs, as
+analysis.head_screening does for heads:
+
+- `attribution`: dM/da · (a[emotion] − a[neutral]) in the neutral run, summed over the patched
+  positions: a first-order estimate of patching the unit. Every unit of every layer from one
+  forward and one backward pass per emotion (`attribution`).
+- `exact`: the actual change of M when the unit's activation is patched from the emotion prompt
+  at the same positions, for the top-k units by |attribution| per emotion
+  (params `unit_screening.exact_top_k`, 0 = every unit), on the fast path of the head screening
+  (plain HF modules from the unit's layer on, the unchanged prefix's KV cache reused, lexicon
+  logits only: analysis.interventions.exact.exact_patching_sites). Each exact score carries n, a 95 %
+  BCa interval and a sign-flip p (pairs sharing an emotion expression are one cluster), and a
+  Benjamini–Hochberg q across all exact units × emotions.
+
+Storage. GPT-2 small has 12 × 3072 units; with 3 emotions that is 110k scores, tens of MB as
+JSON rows in git. So the scores are split in two files:
+
+- the JSON (schema `emotion-heads/unit-scores/v1`, small, committed): model, profile, n_layers,
+  d_mlp, emotions, params, metric, pairs, `attribution_vs_exact` (Spearman per emotion), and
+  `scores`: one full row (layer, neuron, emotion, attribution, attribution_rank, exact with CI,
+  p, q, n) for every unit that has an exact score or is among the `top_per_layer` (default 10)
+  units of its layer by |attribution|; `layers`: per emotion and layer, the largest |attribution|
+  and its neuron, the mean |attribution|, and the sum of attributions (the first-order estimate of
+  patching the whole MLP layer); `attribution_table`: the Parquet's path as written (relative to
+  the working directory, like every pipeline path).
+- the Parquet beside it (`--table`, default the output with .parquet; schema
+  `emotion-heads/unit-attribution/v1`): the attribution of every unit (emotion, layer, neuron,
+  attribution, attribution_rank), float64, about 1 MB for GPT-2 small: a DVC-cached table.
+
+`mlp-top:K` unit specs (analysis.experiments.run) rank the JSON's rows by |exact| (ties within 1e-6
+keep layer, neuron order), or by |attribution| where a file has no exact scores for the emotion.
+
+Memory (DESIGN §10: caching everything of GPT-2 costs gigabytes). The attribution pass keeps, per
+layer, one [batch, patched columns, d_mlp] tensor, never two: the emotion activations of layer L
+are turned into (patched − clean) in the neutral forward as it passes layer L and dropped there;
+the difference is dropped when the backward pass reaches L, where a tensor hook reduces
+gradient × difference to [batch, d_mlp] at once, so no layer's per-position gradient outlives its
+own backward step. The only leaf on the tape is one zero scalar added at every layer's
+down-projection input, so no gradient buffer is allocated for any activation. For `last`
+positions the stored differences are one column wide. The MLP activation function recomputes
+itself in the backward pass (`recomputed_activations`): GPT-2's tanh GELU otherwise keeps ~4
+[batch, pos, d_mlp] tensors per layer on the tape, more than everything above together.
+tests/benchmarks/test_unit_screening_memory.py measures the peak on GPT-2-small architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening
+from analysis.core.loading import LoadedModel, ModelSpec
+from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
+from analysis.core.sites import Site, unit_sites
+from analysis.core.vocabulary import mlp_post_name
+from analysis.errors import InputError
+from analysis.interventions.edits import position_ids
+from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
+from analysis.io import write_json, write_parquet
+from analysis.metrics import lexicon_ids
+from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.stats import one_sample_effect
+
+
+
+
+
+
+TOP_PER_LAYER = 10
+
+
+METRIC = "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position"
+
+
+Unit = tuple[int, int]
+
+
+def top_units(path: Path, emotion: str, n: int) -> tuple[Unit, ...]:
+    """The n units with the largest |score| for `emotion` in a unit screening file (`mlp-top:K`)."""
+    if not Path(path).is_file():
+        raise InputError(
+            f"unit spec mlp-top:{n} needs the unit screening file {path}, which does not exist; run "
+            f"`python -m analysis.unit_screening` first, pass --screening-file, or give units as mlp:L:N"
+        )
+    doc = read_unit_screening(path)
+    if emotion not in doc.get("emotions", []):
+        raise InputError(f"unit screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc.get('emotions', []))})")
+    try:
+        rows = [s for s in doc["scores"] if s["emotion"] == emotion]
+        key = ranking_score(rows)
+        ranked = rank(rows, key, index="neuron")
+    except (KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"unit screening file {path} is malformed ({type(err).__name__}: {err}); rerun the unit screening") from None
+    if key == "attribution":
+        # The file keeps each layer's top units only: the global order is complete for as many
+        # units as each layer keeps.
+        ranked = ranked[: int(doc.get("params", {}).get("top_per_layer", len(ranked)))]
+    if n > len(ranked):
+        what = "by exact ΔM; rerun the unit screening with --exact-top-k" if key == "exact" else "by attribution; rerun it with --top-per-layer"
+        raise InputError(f"unit spec mlp-top:{n}: unit screening file {path} ranks only {len(ranked)} units for {emotion} {what} >= {n}")
+    return tuple((int(s["layer"]), int(s["neuron"])) for s in ranked[:n])
+
+
+def layer_sites(spec: ModelSpec, layers: list[int] | range | None = None) -> list[Site]:
+    """One site per MLP layer (neuron 0): what `component_inputs` needs to capture whole layers."""
+    return [Site("mlp", layer, 0) for layer in (range(spec.n_layers) if layers is None else layers)]
+
+
+def unit_activations(model: LoadedModel, batch: TokenBatch, layers: list[int] | range | None = None) -> dict[str, Tensor]:
+    """`blocks.L.mlp.hook_post` of `batch` for the given layers (all by default): [batch, pos, d_mlp],
+    read on the fast path (the plain HF model's down-projection inputs)."""
+    hf = plain_hf(model.path)
+    return component_inputs(hf, model.spec.family, batch, layer_sites(model.spec, layers), model.spec.d_head)
+
+
+class _RecomputedActivation(torch.autograd.Function):
+    """fn(x), saving x alone for the backward pass and recomputing fn there.
+
+    The MLP activation (GPT-2's tanh GELU is a chain of elementwise ops) otherwise leaves ~4
+    [batch, pos, d_mlp] tensors per layer on the tape: most of the attribution pass's memory.
+    The forward value is fn(x) itself (bit-identical); the backward redoes the same ops.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, fn: torch.nn.Module) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.fn = fn  # type: ignore[attr-defined]
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            (gx,) = torch.autograd.grad(ctx.fn(leaf), leaf, grad)  # type: ignore[attr-defined]
+        return gx, None
+
+
+class _Recompute(torch.nn.Module):
+    def __init__(self, fn: torch.nn.Module) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _RecomputedActivation.apply(x, self.fn)
+
+
+@contextmanager
+def recomputed_activations(hf: torch.nn.Module, family: str, n_layers: int) -> Iterator[None]:
+    """Swap every MLP's activation module (`mlp.act` in all supported families) for one that
+    recomputes itself in the backward pass; restored on exit."""
+    mlps = [hf.get_submodule(component_module(family, Site("mlp", layer, 0)).rsplit(".", 1)[0]) for layer in range(n_layers)]
+    originals = [m.act for m in mlps]
+    try:
+        for m, act in zip(mlps, originals, strict=True):
+            m.act = _Recompute(act)
+        yield
+    finally:
+        for m, act in zip(mlps, originals, strict=True):
+            m.act = act
+
+
+def attribution(
+    model: LoadedModel, pb: PairBatches, act_emo: dict[str, Tensor], ids: tuple[list[int], list[int]]
+) -> Float[Tensor, "batch layer d_mlp"]:
+    """Gradient × (patched − clean) activation for every unit: one forward, one backward pass.
+
+    `act_emo` (emotion-prompt activations of every layer, from `unit_activations`) is consumed:
+    each layer's entry is dropped once the neutral forward has made its difference (see the
+    module docstring on memory).
+    """
+    hf, family, spec = plain_hf(model.path), model.spec.family, model.spec
+    batch = pb.neutral
+    b = batch.input_ids.shape[0]
+    # Only columns patched in some row can have a non-zero difference: keep just those.
+    cols = pb.mask.any(0).nonzero().flatten()
+    src_idx = pb.idx[:, cols]  # [batch, cols] source position of each kept target column
+    keep = pb.mask[:, cols, None]  # [batch, cols, 1]
+    dtype = hf.get_output_embeddings().weight.dtype  # float64 in the finite-difference test
+    out = torch.zeros(b, spec.n_layers, spec.d_mlp, dtype=dtype)
+    deltas: dict[int, Tensor] = {}
+    # The one leaf on the tape: adding it changes nothing, but puts every layer's activation on
+    # the tape without a gradient buffer per activation.
+    tap = torch.zeros((), dtype=dtype, requires_grad=True)
+    score = lexicon_scorer(hf, ids)
+
+    def open_layer(layer: int) -> Callable[[torch.nn.Module, tuple], tuple]:
+        def pre(module: torch.nn.Module, args: tuple) -> tuple:
+            x = args[0]  # [batch, pos, d_mlp]: this layer's hook_post in the neutral run
+            src = act_emo.pop(mlp_post_name(layer))
+            patched = src.gather(1, src_idx[..., None].expand(-1, -1, x.shape[-1]))
+            deltas[layer] = torch.where(keep, patched - x.detach()[:, cols], 0.0)
+            del src, patched
+            y = x + tap
+
+            def reduce(grad: Tensor) -> None:
+                # grad: dM/da for this layer [batch, pos, d_mlp]; reduced here, then freed.
+                out[:, layer] = (grad[:, cols] * deltas.pop(layer)).sum(1)
+
+            y.register_hook(reduce)
+            return (y, *args[1:])
+
+        return pre
+
+    handles = [
+        hf.get_submodule(component_module(family, Site("mlp", layer, 0))).register_forward_pre_hook(open_layer(layer))
+        for layer in range(spec.n_layers)
+    ]
+    try:
+        with torch.enable_grad(), recomputed_activations(hf, family, spec.n_layers):
+            hidden = hf.base_model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=position_ids(batch.attention_mask), use_cache=False,
+            ).last_hidden_state
+            m = score(hidden)
+            torch.autograd.grad(m.sum(), [tap])
+    finally:
+        for h in handles:
+            h.remove()
+        deltas.clear()
+    return out
+
+
+def exact_patching(
+    model: LoadedModel, pb: PairBatches, act_emo: dict[str, Tensor], units: list[Unit],
+    ids: tuple[list[int], list[int]], desc: str = "exact",
+) -> dict[Unit, Float[Tensor, " batch"]]:
+    """Per unit: M(neutral with the unit patched from the emotion prompt) − M(neutral), per pair."""
+    res = exact_patching_sites(model, pb.neutral, act_emo, pb.idx, pb.mask, unchanged_prefix(pb), unit_sites(units), ids, desc)
+    return {(s.layer, s.index): v for s, v in res.items()}
+
+
+@dataclass(frozen=True)
+class UnitScreeningConfig(ScreeningConfig):
+    """The head screening's settings, plus how many units per layer the JSON keeps."""
+
+    component = "unit"
+    exact_top_k: int = 20
+    top_per_layer: int = TOP_PER_LAYER
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.top_per_layer < 1:
+            raise InputError(f"--top-per-layer must be at least 1 (got {self.top_per_layer})")
+
+
+def check_has_units(spec: ModelSpec) -> None:
+    if not spec.d_mlp:
+        raise InputError(f"model {spec.name} has no MLP units (d_mlp = {spec.d_mlp}: attention-only); nothing to screen")
+
+
+@dataclass(frozen=True)
+class UnitScreening:
+    doc: dict  # the JSON document
+    table: pd.DataFrame  # attribution of every unit (the Parquet)
+
+
+def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, PromptPairs]) -> UnitScreening:
+    """Attribution for every unit, exact patching for the top-k, per emotion."""
+    spec = model.spec
+    check_has_units(spec)
+    n_layers, d_mlp = spec.n_layers, int(spec.d_mlp)  # type: ignore[arg-type]
+    n_units = n_layers * d_mlp
+    lex = lexicon_ids(model.tokenizer)
+    scores: list[dict] = []
+    tables: list[pd.DataFrame] = []
+    layers_summary: dict[str, list[dict]] = {}
+    per_emotion: dict[str, dict] = {}
+    for emotion in cfg.emotions:
+        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        ids = (lex[emotion], lex["neutral"])
+        attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
+        attr = attr_t.double().numpy()
+        if not np.isfinite(attr).all():
+            layer, neuron = np.argwhere(~np.isfinite(attr))[0]
+            raise InputError(
+                f"attribution of unit mlp:{layer}:{neuron} ({emotion}) is {attr[layer, neuron]}; refusing to write {cfg.model}'s unit screening"
+            )
+        flat = np.abs(attr).ravel()
+        order = np.argsort(-flat, kind="stable")  # ties keep layer, neuron order
+        rank = np.empty(n_units, dtype=np.int64)
+        rank[order] = np.arange(1, n_units + 1)
+        rank = rank.reshape(n_layers, d_mlp)
+        k = cfg.exact_top_k if cfg.exact_top_k and cfg.exact_top_k < n_units else n_units
+        exact_units = sorted((int(i // d_mlp), int(i % d_mlp)) for i in order[:k])
+        # Recaptured rather than kept from the attribution pass, which consumed them (memory).
+        act_emo = unit_activations(model, pb.emotion, sorted({layer for layer, _ in exact_units}))
+        exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}")
+        del act_emo
+        clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
+        per_emotion[emotion] = {"n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters))}
+
+        listed = set(exact_units)
+        summary = []
+        for layer in range(n_layers):
+            a = attr[layer]
+            top = np.argsort(-np.abs(a), kind="stable")[: cfg.top_per_layer]
+            listed |= {(layer, int(n)) for n in top}
+            summary.append({
+                "layer": layer,
+                "max_abs_attribution": float(np.abs(a).max()),
+                "argmax_neuron": int(top[0]),
+                "mean_abs_attribution": float(np.abs(a).mean()),
+                "sum_attribution": float(a.sum()),
+            })
+        layers_summary[emotion] = summary
+        for layer, neuron in sorted(listed):
+            row = {
+                "layer": layer, "neuron": neuron, "emotion": emotion,
+                "attribution": float(attr[layer, neuron]), "attribution_rank": int(rank[layer, neuron]),
+                "exact": None, "exact_ci_low": None, "exact_ci_high": None, "exact_p": None, "exact_q": None,
+                "exact_n": None, "exact_n_clusters": None,
+            }
+            if (layer, neuron) in exact:
+                values = exact[(layer, neuron)].double().numpy()
+                if not np.isfinite(values).all():
+                    raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
+                eff = one_sample_effect(values, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters)
+                row.update(
+                    exact=eff.mean, exact_ci_low=eff.ci_low, exact_ci_high=eff.ci_high, exact_p=eff.p,
+                    exact_n=eff.n, exact_n_clusters=eff.n_clusters,
+                )
+            scores.append(row)
+        grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
+        tables.append(pd.DataFrame({
+            "emotion": emotion, "layer": grid_layer.astype(np.int32), "neuron": grid_neuron.astype(np.int32),
+            "attribution": attr.ravel(), "attribution_rank": rank.ravel(),
+        }))
+    corr = correct_and_correlate(scores, cfg.emotions)
+    doc = {
+        "schema": UNIT_SCORES_SCHEMA,
+        "model": cfg.model,
+        "profile": cfg.profile,
+        "n_layers": n_layers,
+        "d_mlp": d_mlp,
+        "emotions": list(cfg.emotions),
+        "params": asdict(cfg),
+        "metric": METRIC,
+        "unit": "neuron n of layer L: blocks.L.mlp.hook_post[..., n] (column n of the MLP down-projection input)",
+        "pairs": per_emotion,
+        "scores": scores,
+        "scores_kept": (
+            f"every unit with an exact score (the top {cfg.exact_top_k or 'all'} by |attribution| per emotion) "
+            f"and the top {cfg.top_per_layer} units of every layer by |attribution|; every unit's attribution "
+            f"is in attribution_table"
+        ),
+        "layers": layers_summary,
+        "attribution_vs_exact": corr,
+        "attribution_table": None,
+    }
+    return UnitScreening(doc, pd.concat(tables, ignore_index=True))
+
+
+def write_outputs(result: UnitScreening, output: Path, table: Path) -> dict:
+    """Table first, JSON last: the JSON (the pipeline's output) exists only if both were written."""
+    doc = {**result.doc, "attribution_table": str(table)}
+    meta = {"schema": UNIT_ATTRIBUTION_SCHEMA, "summary_schema": UNIT_SCORES_SCHEMA, **{k: doc[k] for k in ("model", "profile", "emotions", "params", "metric")}}
+    write_parquet(table, result.table, meta)
+    write_json(output, doc)
+    return doc
+
+
+def format_top(doc: dict, n: int = 10) -> str:
+    key = ranking_score(doc["scores"])
+    rows = rank(doc["scores"], key, index="neuron")[:n]
+    return top_lines(doc, rows, n, key, "neuron", ci_format="+.4g")
