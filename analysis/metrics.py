@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from analysis.core.prompts import load_lexicon
@@ -84,10 +87,75 @@ def kl_divergence(clean: Float[Tensor, "batch vocab"], intervened: Float[Tensor,
     return (lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0)
 
 
-def text_scores(texts: Sequence[str]) -> dict[str, list[float]]:
-    """Per continuation: sentiment and a keyword count per lexicon (keys `sentiment`, `kw_<name>`)."""
-    out: dict[str, list[float]] = {"sentiment": [sentiment(t) for t in texts]}
-    for name in LEXICONS:
+# --- the registries: one entry per metric ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScreeningMetric:
+    """What the screening scores each component's patching effect on (at the last prompt position)."""
+
+    meaning: str  # stored in the screening JSON
+    score: Callable[[Float[Tensor, "batch vocab"], Sequence[int], Sequence[int]], Float[Tensor, " batch"]]
+
+
+SCREENING_METRICS: dict[str, ScreeningMetric] = {
+    "emotion_score": ScreeningMetric(
+        "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position", emotion_score
+    ),
+}
+SCREENING_METRIC = SCREENING_METRICS["emotion_score"]  # the one the screening uses
+
+
+@dataclass(frozen=True)
+class ArmOutput:
+    """What a generation metric sees of one intervened (or clean) arm, beside the clean arm."""
+
+    texts: Sequence[str]  # continuations only, never the prompt
+    tokens: Int[Tensor, "batch new"]
+    logits: Float[Tensor, "batch vocab"]  # teacher-forced, last prompt position
+    clean_tokens: Int[Tensor, "batch new"]
+    clean_logits: Float[Tensor, "batch vocab"]
+    emotion_ids: Sequence[int]
+    neutral_ids: Sequence[int]
+
+
+@dataclass(frozen=True)
+class GenerationMetric:
+    label: str  # the console table's row
+    meaning: str  # stored in the experiment JSON
+    score: Callable[[ArmOutput], np.ndarray]  # one float per prompt
+
+
+def _keywords(name: str) -> GenerationMetric:
+    def score(a: ArmOutput) -> np.ndarray:
         words = load_lexicon(name)
-        out[f"kw_{name}"] = [float(keyword_count(t, words)) for t in texts]
-    return out
+        return np.asarray([float(keyword_count(t, words)) for t in a.texts], dtype=float)
+
+    return GenerationMetric(
+        f"{name.capitalize()} keywords", f"word-boundary count of data/lexicons/{name}.txt words in the continuation", score
+    )
+
+
+# In table order (the JSON, the Parquet and the console table keep it).
+GENERATION_METRICS: dict[str, GenerationMetric] = {
+    "sentiment": GenerationMetric(
+        "Sentiment mean", "VADER compound sentiment of the continuation, in [-1, 1]",
+        lambda a: np.asarray([sentiment(t) for t in a.texts], dtype=float),
+    ),
+    **{f"kw_{name}": _keywords(name) for name in LEXICONS},
+    "changed": GenerationMetric(
+        "Changed continuations", "1 if the continuation's token ids differ from the baseline's, else 0",
+        lambda a: (a.tokens != a.clean_tokens).any(1).double().numpy(),
+    ),
+    "emotion_score": GenerationMetric(
+        "Emotion score M",
+        "logsumexp of next-token logits over the emotion lexicon's token ids minus the same over "
+        "the neutral lexicon's, at the last prompt position (teacher-forced), in nats",
+        lambda a: emotion_score(a.logits, a.emotion_ids, a.neutral_ids).double().numpy(),
+    ),
+    "kl": GenerationMetric(
+        "KL(clean||intervened)",
+        "KL divergence of the clean from the intervened next-token distribution at the last prompt position, in nats",
+        lambda a: kl_divergence(a.clean_logits, a.logits).double().numpy(),
+    ),
+}

@@ -21,7 +21,8 @@ import torch
 
 from analysis import head_ablation, head_patching
 from analysis.core.prompts import load_prompt_file
-from analysis.experiments.config import METRICS, spec_tag
+from analysis.experiments.config import spec_tag
+from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.experiments.kinds import PATCHED_POSITIONS
 from analysis.families import component_input
 from analysis.interventions.plans import resample_sources

@@ -16,31 +16,12 @@ from analysis.core.vocabulary import EMOTIONS
 from analysis.errors import InputError
 from analysis.experiments.kinds import KINDS
 from analysis.io import check_output_path
-from analysis.metrics import LEXICONS
 from analysis.params import Params
 
 
 Kind = Literal["ablation", "patching"]  # a key of analysis.experiments.kinds.KINDS
 
 
-# Metric keys, in table order, with the console label and what they mean (stored in the JSON).
-METRICS: dict[str, tuple[str, str]] = {
-    "sentiment": ("Sentiment mean", "VADER compound sentiment of the continuation, in [-1, 1]"),
-    **{
-        f"kw_{name}": (
-            f"{name.capitalize()} keywords",
-            f"word-boundary count of data/lexicons/{name}.txt words in the continuation",
-        )
-        for name in LEXICONS
-    },
-    "changed": ("Changed continuations", "1 if the continuation's token ids differ from the baseline's, else 0"),
-    "emotion_score": (
-        "Emotion score M",
-        "logsumexp of next-token logits over the emotion lexicon's token ids minus the same over "
-        "the neutral lexicon's, at the last prompt position (teacher-forced), in nats",
-    ),
-    "kl": ("KL(clean||intervened)", "KL divergence of the clean from the intervened next-token distribution at the last prompt position, in nats"),
-}
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import pandas as pd
 
 from analysis.contract import EXPERIMENT_TABLE_SCHEMAS
 from analysis.core.sites import Site
-from analysis.experiments.config import METRICS
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import ExperimentResult
+from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.io import write_json, write_parquet
 
 
@@ -70,7 +70,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             for k, o in enumerate(r.cumulative, start=1)
         ],
         "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().numpy()), "intervened": _margin_stats(r.main.min_margin)},
-        "metrics": {k: desc for k, (_, desc) in METRICS.items()},
+        "metrics": {k: m.meaning for k, m in METRICS.items()},
         "effect_definition": (
             "paired per-prompt difference intervened - baseline: n, mean, 95 % BCa bootstrap CI, two-sided "
             "sign-flip permutation p; pairs sharing an emotion expression (span) are resampled and sign-flipped "
@@ -156,7 +156,8 @@ def comparison_table(r: ExperimentResult) -> str:
         "|---|---|---|---|---|",
     ]
     base, inter = _means(r.baseline_scores), _means(r.main.scores)
-    for k, (label, _) in METRICS.items():
+    for k, m in METRICS.items():
+        label = m.label
         e = r.main.effects[k]
         lines.append(
             f"| {label} | {base[k]:.4f} | {inter[k]:.4f} | {_fmt(e.mean)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}] | {_fmt_p(e.p)} |"
@@ -164,7 +165,7 @@ def comparison_table(r: ExperimentResult) -> str:
     if r.cumulative:
         kw = f"kw_{c.emotion}"
         noun = _noun(r.main.sites)
-        lines += ["", f"Cumulative (top-k screened {noun} jointly): change of {METRICS[kw][0]} and M", "",
+        lines += ["", f"Cumulative (top-k screened {noun} jointly): change of {METRICS[kw].label} and M", "",
                   f"| k | {noun} | Δ keywords [95% CI] | Δ M [95% CI] |", "|---|---|---|---|"]
         for k, o in enumerate(r.cumulative, start=1):
             a, m = o.effects[kw], o.effects["emotion_score"]

@@ -44,13 +44,14 @@ from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
 from analysis.errors import InputError
-from analysis.experiments.config import _check_config_values, ExperimentConfig, METRICS
+from analysis.experiments.config import _check_config_values, ExperimentConfig
 from analysis.experiments.kinds import KINDS
 from analysis.interventions.edits import Edit, hooks_for, last_logits, tokenize_pairs
 from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
 from analysis.io import check_output_path
-from analysis.metrics import emotion_score, kl_divergence, lexicon_ids, text_scores
+from analysis.metrics import GENERATION_METRICS as METRICS
+from analysis.metrics import ArmOutput, lexicon_ids
 from analysis.stats import Effect, paired_effect
 
 
@@ -136,11 +137,8 @@ def run_arm(model: LoadedModel, batch: TokenBatch, edits: Sequence[Edit], max_to
 
 def score_arm(arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str) -> dict[str, np.ndarray]:
     """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it)."""
-    scores = {k: np.asarray(v, dtype=float) for k, v in text_scores(arm.texts).items()}
-    scores["changed"] = (arm.tokens != clean.tokens).any(1).double().numpy()
-    scores["emotion_score"] = emotion_score(arm.logits, lex[emotion], lex[NEUTRAL]).double().numpy()
-    scores["kl"] = kl_divergence(clean.logits, arm.logits).double().numpy()
-    return {k: scores[k] for k in METRICS}
+    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL])
+    return {k: m.score(out) for k, m in METRICS.items()}
 
 
 @dataclass(frozen=True)

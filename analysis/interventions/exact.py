@@ -17,7 +17,7 @@ from analysis.core.prompts import TokenBatch
 from analysis.core.sites import Site
 from analysis.families import FAMILIES, component_input
 from analysis.interventions.edits import _apply, Edit, patch_edits, position_ids
-from analysis.metrics import emotion_score
+from analysis.metrics import SCREENING_METRIC
 
 
 
@@ -178,7 +178,7 @@ def lexicon_scorer(
     local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
 
     def score(hidden: Tensor) -> Tensor:
-        return emotion_score(torch.nn.functional.linear(hidden[:, -1], w_u, b_u), *local)
+        return SCREENING_METRIC.score(torch.nn.functional.linear(hidden[:, -1], w_u, b_u), *local)
 
     return score
 

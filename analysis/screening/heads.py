@@ -34,7 +34,7 @@ from analysis.core.vocabulary import pattern_hook, z_hook
 from analysis.errors import InputError
 from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
-from analysis.metrics import emotion_score, lexicon_ids
+from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
 from analysis.stats import one_sample_effect
 
@@ -117,7 +117,7 @@ def attribution(
             logits_to_keep=1,
             use_cache=False,
         )
-        m = emotion_score(out.logits[:, -1], *ids)
+        m = SCREENING_METRIC.score(out.logits[:, -1], *ids)
         grads = torch.autograd.grad(m.sum(), [deltas[n] for n in names])
     mask = pb.mask[:, :, None, None].to(grads[0].dtype)
     per_layer = [

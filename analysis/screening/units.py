@@ -72,7 +72,7 @@ from analysis.errors import InputError
 from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
 from analysis.io import write_json, write_parquet
-from analysis.metrics import lexicon_ids
+from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
 from analysis.stats import one_sample_effect
 
@@ -84,7 +84,6 @@ from analysis.stats import one_sample_effect
 TOP_PER_LAYER = 10
 
 
-METRIC = "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position"
 
 
 Unit = tuple[int, int]
@@ -350,7 +349,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "d_mlp": d_mlp,
         "emotions": list(cfg.emotions),
         "params": asdict(cfg),
-        "metric": METRIC,
+        "metric": SCREENING_METRIC.meaning,
         "unit": "neuron n of layer L: blocks.L.mlp.hook_post[..., n] (column n of the MLP down-projection input)",
         "pairs": per_emotion,
         "scores": scores,
