@@ -47,9 +47,11 @@
             "${pkgs.stdenv.cc.cc.lib}/lib/libstdc++.so.6"
             "${pkgs.zlib}/lib/libz.so.1"
           ];
-          preloadPth = "import ctypes; [ctypes.CDLL(p, mode=ctypes.RTLD_GLOBAL) for p in (${
-            builtins.concatStringsSep ", " (map (p: "'${p}'") preloadLibs)
-          })]";
+          # One line (site.py runs a .pth line that starts with "import"); no comprehension: site
+          # exec()s the line in a function's locals, which a comprehension's scope cannot see.
+          preloadPth = "import ctypes${
+            builtins.concatStringsSep "" (map (p: "; ctypes.CDLL('${p}', mode=ctypes.RTLD_GLOBAL)") preloadLibs)
+          }";
           writePreload = lib.optionalString isLinux ''
             site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
             echo "${preloadPth}" > "$site/emotion_heads_nix_libs.pth"
