@@ -139,13 +139,24 @@ def check_resolution(n_clusters: int, *, n_resamples: int, seed: int, confidence
         )
 
 
-@functools.lru_cache(maxsize=32)
-def _all_patterns(n_clusters: int) -> np.ndarray:
-    """Every flip mask over G clusters, shape (2**G, G), row b = binary digits of b (row 0: none)."""
-    b = np.arange(2**n_clusters, dtype=np.int64)[:, None]
-    masks = ((b >> np.arange(n_clusters, dtype=np.int64)) & 1).astype(float)
+@functools.lru_cache(maxsize=16)
+def _flip_masks(n_clusters: int, n_resamples: int, seed: int) -> tuple[np.ndarray, int]:
+    """(masks, extra): the reference set of sign patterns as 0/1 flip masks, shape (P, G).
+
+    All 2**G patterns when 2**G <= n_resamples (exact test, extra 0), else n_resamples seeded
+    random ones, and the observed pattern joins the reference set (extra 1; Phipson & Smyth 2010).
+    Cached read-only: a screening computes thousands of effects with the same G, B and seed, and
+    the same patterns for every effect are what keeps the effects reproducible one by one.
+    """
+    if 2**n_clusters <= n_resamples:
+        b = np.arange(2**n_clusters, dtype=np.int64)[:, None]
+        masks = ((b >> np.arange(n_clusters, dtype=np.int64)) & 1).astype(float)  # row b: digits of b
+        extra = 0
+    else:
+        masks = np.random.default_rng(seed).integers(0, 2, size=(n_resamples, n_clusters)).astype(float)
+        extra = 1
     masks.setflags(write=False)
-    return masks
+    return masks, extra
 
 
 def _sign_flip_inversion(
@@ -153,12 +164,7 @@ def _sign_flip_inversion(
 ) -> tuple[float, float, float]:
     """(ci_low, ci_high, p) of the inverted cluster sign-flip test; sums, sizes: shape (G,)."""
     g = sums.size
-    if 2**g <= n_resamples:
-        flips = _all_patterns(g)  # (2**G, G): exact test
-        extra = 0
-    else:
-        flips = np.random.default_rng(seed).integers(0, 2, size=(n_resamples, g)).astype(float)  # (B, G)
-        extra = 1  # the observed pattern joins the reference set (Phipson & Smyth 2010)
+    flips, extra = _flip_masks(g, n_resamples, seed)  # (P, G)
     total = flips.shape[0] + extra
     s_all, n_all = float(sums.sum()), float(sizes.sum())
     mean = s_all / n_all
@@ -178,9 +184,13 @@ def _sign_flip_inversion(
     # Accept μ0 iff count(μ0)/total > alpha, i.e. count >= need; count(μ0) = always + #{lo <= μ0}
     # left of the mean and always + #{hi >= μ0} right of it.
     need = math.floor(round(alpha * total, 9)) + 1
-    r = need - always  # >= 1 whenever check_resolution passed
+    r = need - always  # >= 1 after check_resolution, unless random draws flipped none or all
     if r <= 0:
-        raise InputError(f"{g} clusters and {n_resamples} resamples cannot give a {100 * (1 - alpha):g} % interval")
+        raise InputError(
+            f"{always - extra} of the {n_resamples} random sign patterns over {g} clusters flip none or all "
+            f"of them, which leaves no {100 * (1 - alpha):g} % interval; use n_resamples >= {2**g} "
+            f"(the exact test) or another seed"
+        )
     ci_low = float(np.partition(lo, r - 1)[r - 1])
     ci_high = float(-np.partition(-hi, r - 1)[r - 1])
     if mean > 0.0:

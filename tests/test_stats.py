@@ -215,6 +215,15 @@ def test_too_few_resamples_names_the_minimum() -> None:
     assert e.ci_low <= e.mean <= e.ci_high and math.isfinite(e.ci_low) and math.isfinite(e.ci_high)
 
 
+def test_random_patterns_that_flip_none_or_all_are_named() -> None:
+    # Seed 0 draws 2 of its 19 patterns over 6 clusters as all-kept or all-flipped (by hand from
+    # default_rng(0).integers(0, 2, (19, 6))): they always "exceed", so no pattern is left to reject.
+    masks = np.random.default_rng(0).integers(0, 2, size=(19, 6))
+    assert int(np.sum((masks.sum(axis=1) == 0) | (masks.sum(axis=1) == 6))) == 2
+    with pytest.raises(InputError, match=r"2 of the 19 random sign patterns over 6 clusters .* n_resamples >= 64"):
+        one_sample_effect(np.arange(1.0, 7.0), n_resamples=19, seed=0)
+
+
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"seed": -1}, r"seed must be >= 0 \(got -1\)"),
     ({"confidence": 1.0}, r"confidence must be in \(0, 1\)"),
