@@ -39,17 +39,29 @@
           torchIndexArg = lib.optionalString isLinux "--index-url ${torchIndex}";
 
           # pip wheels (torch, pyarrow, ...) need libstdc++ and libz at run time; NixOS has no /usr/lib.
-          libPath = lib.makeLibraryPath [
-            pkgs.stdenv.cc.cc.lib
-            pkgs.zlib
+          # Only the project's Python gets them: a .pth file in the venv preloads both by absolute
+          # path at interpreter start (the dynamic loader then resolves the wheels' libstdc++.so.6
+          # and libz.so.1 to the loaded copies). An exported LD_LIBRARY_PATH would reach every host
+          # C++ program started from the shell, which on non-NixOS hosts can then fail to start.
+          preloadLibs = [
+            "${pkgs.stdenv.cc.cc.lib}/lib/libstdc++.so.6"
+            "${pkgs.zlib}/lib/libz.so.1"
           ];
-          exportLdPath = lib.optionalString isLinux ''
-            export LD_LIBRARY_PATH="${libPath}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+          # One line (site.py runs a .pth line that starts with "import"); no comprehension: site
+          # exec()s the line in a function's locals, which a comprehension's scope cannot see.
+          preloadPth = "import ctypes${
+            builtins.concatStringsSep "" (map (p: "; ctypes.CDLL('${p}', mode=ctypes.RTLD_GLOBAL)") preloadLibs)
+          }";
+          writePreload = lib.optionalString isLinux ''
+            site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+            echo "${preloadPth}" > "$site/emotion_heads_nix_libs.pth"
           '';
 
           # Creates / updates ROOT/.venv from ROOT/requirements.lock. Idempotent: a stamp holding
-          # sha256(requirements.lock, pyproject.toml, interpreter, torch index) skips the install
-          # when nothing changed, so the second `nix develop` is quick.
+          # sha256(requirements.lock, pyproject.toml, interpreter, torch index, preloaded libraries)
+          # skips the install when nothing changed, so the second `nix develop` is quick. The
+          # interpreter is checked before the stamp: a .venv re-made by another Python (`make venv`
+          # outside the shell) keeps its old, matching stamp.
           venvSetup = pkgs.writeShellApplication {
             name = "emotion-heads-venv";
             runtimeInputs = [
@@ -68,14 +80,19 @@
               done
               venv="$root/.venv"
               stamp="$venv/.nix-lock-sha256"
-              ${exportLdPath}
               want="$(
                 {
                   sha256sum requirements.lock pyproject.toml
                   echo "python ${python}"
                   echo "torch-index ${torchIndex}"
+                  echo "preload ${lib.optionalString isLinux preloadPth}"
                 } | sha256sum | cut -d' ' -f1
               )"
+              if [ -f "$venv/pyvenv.cfg" ] && ! grep -qF "home = ${python}/" "$venv/pyvenv.cfg"; then
+                echo "emotion-heads: $venv was made by another interpreter; recreating it with ${python}" >&2
+                rm -f "$stamp"
+                python3 -m venv --clear "$venv"
+              fi
               if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
                 exit 0
               fi
@@ -87,10 +104,7 @@
               fi
 
               echo "emotion-heads: installing requirements.lock into $venv (first entry or lock changed) ..." >&2
-              if [ -f "$venv/pyvenv.cfg" ] && ! grep -qF "home = ${python}/" "$venv/pyvenv.cfg"; then
-                echo "emotion-heads: $venv was made by another interpreter; recreating it with ${python}" >&2
-                python3 -m venv --clear "$venv"
-              elif [ ! -x "$venv/bin/python" ]; then
+              if [ ! -x "$venv/bin/python" ]; then
                 python3 -m venv "$venv"
               fi
               rm -f "$stamp"
@@ -101,6 +115,7 @@
               "''${pip[@]}" install --no-deps ${torchIndexArg} "$torch_req"
               "''${pip[@]}" install -r requirements.lock
               "''${pip[@]}" install --no-deps -e .
+              ${writePreload}
               echo "$want" > "$stamp"
               echo "emotion-heads: $venv is up to date with requirements.lock" >&2
             '';
@@ -117,7 +132,6 @@
             export QUARTO_PYTHON="$VIRTUAL_ENV/bin/python"
             export PYTHONNOUSERSITE=1
             unset PYTHONPATH
-            ${exportLdPath}
           '';
 
           mkRunner =
@@ -161,7 +175,6 @@
             PYTHONNOUSERSITE = "1";
             shellHook = ''
               unset PYTHONPATH SOURCE_DATE_EPOCH
-              ${exportLdPath}
               _eh_root="$(git rev-parse --show-toplevel 2>/dev/null || pwd)"
               if [ -f "$_eh_root/requirements.lock" ]; then
                 emotion-heads-venv "$_eh_root" \

@@ -1,50 +1,74 @@
 """The statistics every headline effect carries (DESIGN.md section 6).
 
-Every effect is a set of paired per-prompt differences d = intervened − baseline, reported as
-n, mean, a 95 % confidence interval and a two-sided p-value; p-values of one family (all heads ×
-emotions of one model and metric) are then corrected with Benjamini–Hochberg.
+Every effect is a set of paired per-prompt differences d = intervened − baseline, clustered by
+emotion expression, reported as n, mean, a 95 % confidence interval and a two-sided p-value;
+p-values of one family (all heads × emotions of one model and metric) are then corrected with
+Benjamini–Hochberg.
 
-Choices, and why:
+One procedure for the interval and the p-value: the inverted cluster sign-flip test
+-----------------------------------------------------------------------------------------
+H0(μ0): "the mean per-prompt effect is μ0". Under H0 each cluster's residual sum
+r_g(μ0) = S_g − μ0·N_g (S_g: sum of the cluster's differences, N_g: its prompts) is symmetric
+about 0, so its sign is exchangeable. The statistic is the prompt-weighted mean residual
+T(μ0) = Σ_g r_g / N = mean − μ0, and its reference distribution is T under every sign pattern
+ε ∈ {±1}^G of the G clusters: all 2**G patterns when 2**G ≤ n_resamples (an exact test), else
+n_resamples seeded random patterns plus the observed one (p = (1 + #{|T_ε| ≥ |T|}) / (B + 1),
+which is valid, never 0; Phipson & Smyth 2010). The p-value is p(0); the interval is
+{μ0 : p(μ0) > α}, the shifts the same test does not reject, so p ≤ α ⇔ 0 ∉ CI by construction
+(Fisher 1935; Lehmann & Romano, *Testing Statistical Hypotheses*, 3.5).
 
-* **BCa bootstrap CI** (`scipy.stats.bootstrap(method="BCa")`, fixed seed). Per-prompt
-  differences of sentiment or logit scores are often skewed and bounded; the bias-corrected and
-  accelerated interval corrects for skew and median bias of the bootstrap distribution without
-  assuming normality, and is second-order accurate where the plain percentile interval is not.
-  When BCa is undefined (a degenerate jackknife makes scipy return NaN) we fall back to the
-  percentile interval from the same resamples rather than report NaN.
-* **Sign-flip permutation p** (`scipy.stats.permutation_test(permutation_type="samples")` on one
-  sample, which scipy implements by flipping the sign of each observation — see
-  `scipy.stats._resampling._calculate_null_samples`). Under H0 "the intervention does nothing"
-  each paired difference is symmetric about 0, so its sign is exchangeable; the test needs no
-  normality and is exact: scipy enumerates all 2**n sign patterns whenever
-  2**n ≤ n_resamples (n ≤ 10 for the default 2000) and otherwise uses random flips with the
-  +1 correction, so p is never 0.
-* **Benjamini–Hochberg q** (`scipy.stats.false_discovery_control(method="bh")`). Screening tests
-  hundreds of heads; controlling the false discovery rate rather than the family-wise error keeps
-  power while bounding the share of false "emotion heads" among those reported.
+Why this one: with few clusters (12 today, 35+ planned) cluster-resampling bootstraps under-cover
+(Cameron, Gelbach & Miller 2008, "Bootstrap-based improvements for inference with clustered
+errors", REStat 90:414); the sign-flip test is exact when cluster sums are symmetric and remains
+valid under approximate symmetry with few, heterogeneous clusters (Canay, Romano & Shaikh 2017,
+"Randomization tests under an approximate symmetry assumption", Econometrica 85:1013). It is the
+wild cluster bootstrap with Rademacher weights and the null imposed (Cameron et al. 2008),
+inverted as in Roodman, MacKinnon, Nielsen & Webb 2019 ("Fast and wild", Stata J. 19:4). With
+Rademacher weights there are only 2**G distinct patterns, which is why we enumerate them all
+when that is affordable; Webb (2014) six-point weights only matter for G ≲ 10, where an exact
+95 % test has too few patterns anyway (see MIN below).
 
-* **Clusters** (`clusters=`): prompts that share an emotion expression (the same span phrase in
-  different templates) are not independent replications of "this emotion"; the unit that
-  generalizes is the expression. With cluster labels, the bootstrap resamples whole clusters
-  (statistic: total of differences / number of prompts, so `mean` stays the prompt mean) and the
-  sign-flip flips each cluster's sum as one. Treating clustered prompts as independent made a
-  random-weight model's tiny, phrase-specific effects "significant" for most heads.
+Root finding in closed form (why it is fast and has no holes): pattern ε flips the clusters F
+and keeps K. |T_ε(μ0)| ≥ |T(μ0)| factors into two linear terms and holds exactly for μ0 between
+mean(F) and mean(K), the per-prompt means of the flipped and the kept clusters. The overall mean
+is a weighted average of those two, so every pattern's interval contains it, the count of
+exceeding patterns only falls as μ0 moves away from the mean, and the accepted set is one
+interval: its ends are order statistics of the patterns' interval ends (np.partition), no
+iterative search and no grid. Cost per effect: one (patterns × G) matrix product and a partition.
 
-Degenerate inputs give honest numbers, never NaN: identical differences have CI [mean, mean];
-their p is 1.0 when the mean is 0, else the sign-flip p (which is exact for small n).
+Resolution limits (checked before any work, InputError): an exact test over G clusters cannot
+give p below 2/2**G, so a (1 − α) interval needs G ≥ 1 + log2(1/α) clusters (6 at 95 %); a
+Monte-Carlo test cannot give p below 1/(B + 1), so it needs n_resamples ≥ ⌈1/α⌉ − 1 (19 at
+95 %). The same floor limits BH: among m tests one true effect can only reach q < 0.05 when
+p ≈ 1/(B + 1) < 0.05/m, e.g. n_resamples ≥ 8640 for GPT-2-small's 432 heads × 1 emotion.
+
+Non-negative metrics (KL, "changed") are never tested against 0 (any positive value in every
+cluster would reach the floor): `share_interval` gives a Clopper–Pearson interval for a share
+over clusters and `baseline_excess` compares a metric with a random-head baseline by the
+procedure above. `noise_floor` / `no_effect` turn an identity/self-patch control into the
+"no effect" rule.
+
+**Benjamini–Hochberg q** (`scipy.stats.false_discovery_control(method="bh")`): screening tests
+hundreds of heads; controlling the false discovery rate rather than the family-wise error keeps
+power while bounding the share of false "emotion heads" among those reported.
+
+Degenerate inputs give honest numbers, never NaN: identical cluster means give the interval
+[mean, mean] when the test can reject anything else, and p = 1 when the mean is 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
+
+from analysis.errors import InputError
 
 ArrayLike = npt.ArrayLike
 
@@ -77,58 +101,117 @@ def _as_1d_finite(x: ArrayLike, name: str) -> np.ndarray:
     return a
 
 
-def _mean_stat(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Vectorised mean, the statistic of the permutation test (on cluster sums)."""
-    return np.mean(x, axis=axis)
+def _alpha(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise InputError(f"confidence must be in (0, 1), got {confidence}")
+    return 1.0 - confidence
 
 
-def _ratio_stat(sums: np.ndarray, sizes: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean per prompt from per-cluster sums and sizes (the plain mean when sizes are all 1)."""
-    return np.sum(sums, axis=axis) / np.sum(sizes, axis=axis)
+def min_clusters(confidence: float = 0.95) -> int:
+    """Fewest clusters for which an exact sign-flip test can reject at 1 − confidence (6 at 95 %)."""
+    # Smallest G with 2 / 2**G <= alpha; the epsilon keeps 2**-k levels (e.g. alpha = 1/32) exact.
+    return max(2, math.ceil(1.0 + math.log2(1.0 / _alpha(confidence)) - 1e-12))
 
 
-def _bootstrap_ci(
-    sums: np.ndarray, sizes: np.ndarray, *, n_resamples: int, seed: int, confidence: float
-) -> tuple[float, float]:
-    """BCa interval of the per-prompt mean, resampling clusters; percentile if BCa is undefined."""
-
-    def interval(method: str) -> tuple[float, float]:
-        with warnings.catch_warnings():
-            # scipy warns (DegenerateDataWarning / RuntimeWarning) and returns NaN when the
-            # jackknife acceleration or the bias correction is undefined; handled below.
-            warnings.simplefilter("ignore")
-            res = stats.bootstrap(
-                (sums, sizes),
-                _ratio_stat,
-                paired=True,
-                method=method,
-                confidence_level=confidence,
-                n_resamples=n_resamples,
-                rng=np.random.default_rng(seed),
-            )
-        return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-    low, high = interval("BCa")
-    if not (math.isfinite(low) and math.isfinite(high)):
-        # Fallback: BCa failed on a degenerate jackknife/bootstrap distribution. The percentile
-        # interval of the same seeded resamples is well defined whenever d is not constant
-        # (constant d never gets here), so report it instead of NaN.
-        low, high = interval("percentile")
-    return low, high
+def min_resamples(confidence: float = 0.95) -> int:
+    """Fewest random sign patterns B for which 1/(B + 1) <= 1 − confidence (19 at 95 %)."""
+    return math.ceil(1.0 / _alpha(confidence) - 1e-9) - 1
 
 
-def _sign_flip_p(d: np.ndarray, *, n_resamples: int, seed: int) -> float:
-    """Two-sided sign-flip permutation p of the mean (exact when 2**n <= n_resamples)."""
-    res = stats.permutation_test(
-        (d,),
-        _mean_stat,
-        permutation_type="samples",  # one sample: scipy flips signs
-        vectorized=True,
-        alternative="two-sided",
-        n_resamples=n_resamples,
-        rng=np.random.default_rng(seed),
-    )
-    return float(res.pvalue)
+def check_resolution(n_clusters: int, *, n_resamples: int, seed: int, confidence: float = 0.95) -> None:
+    """InputError unless a (confidence) interval over n_clusters with n_resamples can exist.
+
+    Call it before the computation (the CLIs know the cluster count from the prompts).
+    """
+    if seed < 0:
+        raise InputError(f"seed must be >= 0 (got {seed})")
+    level = f"{100 * confidence:g} % interval"
+    need_g = min_clusters(confidence)
+    if n_clusters < need_g:
+        raise InputError(
+            f"a {level} needs at least {need_g} clusters (independent expressions), got {n_clusters}: "
+            f"with {n_clusters} the smallest possible p is {2 / 2**n_clusters:.3g}"
+        )
+    need_b = min_resamples(confidence)
+    if n_resamples < need_b:
+        raise InputError(
+            f"n_resamples must be at least {need_b} for a {level} over {n_clusters} clusters (got {n_resamples})"
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _flip_masks(n_clusters: int, n_resamples: int, seed: int) -> tuple[np.ndarray, int]:
+    """(masks, extra): the reference set of sign patterns as 0/1 flip masks, shape (P, G).
+
+    All 2**G patterns when 2**G <= n_resamples (exact test, extra 0), else n_resamples seeded
+    random ones, and the observed pattern joins the reference set (extra 1; Phipson & Smyth 2010).
+    Cached read-only: a screening computes thousands of effects with the same G, B and seed, and
+    the same patterns for every effect are what keeps the effects reproducible one by one.
+    """
+    if 2**n_clusters <= n_resamples:
+        b = np.arange(2**n_clusters, dtype=np.int64)[:, None]
+        masks = ((b >> np.arange(n_clusters, dtype=np.int64)) & 1).astype(float)  # row b: digits of b
+        extra = 0
+    else:
+        masks = np.random.default_rng(seed).integers(0, 2, size=(n_resamples, n_clusters)).astype(float)
+        extra = 1
+    masks.setflags(write=False)
+    return masks, extra
+
+
+def _sign_flip_inversion(
+    sums: np.ndarray, sizes: np.ndarray, *, n_resamples: int, seed: int, alpha: float
+) -> tuple[float, float, float]:
+    """(ci_low, ci_high, p) of the inverted cluster sign-flip test; sums, sizes: shape (G,)."""
+    g = sums.size
+    flips, extra = _flip_masks(g, n_resamples, seed)  # (P, G)
+    total = flips.shape[0] + extra
+    s_all, n_all = float(sums.sum()), float(sizes.sum())
+    mean = s_all / n_all
+    s_f, n_f = flips @ sums, flips @ sizes  # (P,): sum and size of the flipped clusters
+    n_k = n_all - n_f
+    # Patterns that flip nothing or everything give |T_ε| = |T| for every μ0: always "exceed".
+    trivial = (n_f == 0.0) | (n_k == 0.0)
+    always = extra + int(trivial.sum())
+    s_f, n_f, n_k = s_f[~trivial], n_f[~trivial], n_k[~trivial]
+    mean_f, mean_k = s_f / n_f, (s_all - s_f) / n_k
+    # Clip to the mean: rounding must not break "every pattern's interval contains the mean".
+    # Widen by a float tolerance so that exact ties (|T_ε| = |T|, e.g. flipped values summing to
+    # 0) count as exceeding, as the test's ">=" says, whatever the rounding of the sums.
+    tol = 1e-12 * float(np.abs(sums).sum())
+    lo = np.minimum(np.minimum(mean_f, mean_k), mean) - tol
+    hi = np.maximum(np.maximum(mean_f, mean_k), mean) + tol
+    # Accept μ0 iff count(μ0)/total > alpha, i.e. count >= need; count(μ0) = always + #{lo <= μ0}
+    # left of the mean and always + #{hi >= μ0} right of it.
+    need = math.floor(round(alpha * total, 9)) + 1
+    r = need - always  # >= 1 after check_resolution, unless random draws flipped none or all
+    if r <= 0:
+        raise InputError(
+            f"{always - extra} of the {n_resamples} random sign patterns over {g} clusters flip none or all "
+            f"of them, which leaves no {100 * (1 - alpha):g} % interval; use n_resamples >= {2**g} "
+            f"(the exact test) or another seed"
+        )
+    ci_low = float(np.partition(lo, r - 1)[r - 1])
+    ci_high = float(-np.partition(-hi, r - 1)[r - 1])
+    if mean > 0.0:
+        count0 = always + int(np.count_nonzero(lo <= 0.0))
+    elif mean < 0.0:
+        count0 = always + int(np.count_nonzero(hi >= 0.0))
+    else:
+        count0 = total
+    return ci_low, ci_high, count0 / total
+
+
+def _cluster_sums(d: np.ndarray, clusters: ArrayLike | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Per-cluster sums and sizes of d (every value its own cluster when clusters is None)."""
+    if clusters is None:
+        return d, np.ones_like(d), None
+    labels = np.asarray(clusters)
+    if labels.shape != d.shape:
+        raise ValueError(f"clusters must label every difference: {labels.shape} vs {d.shape}")
+    _, inverse = np.unique(labels, return_inverse=True)
+    sums = np.bincount(inverse, weights=d)
+    return sums, np.bincount(inverse).astype(float), int(sums.size)
 
 
 def one_sample_effect(
@@ -139,39 +222,22 @@ def one_sample_effect(
     confidence: float = 0.95,
     clusters: ArrayLike | None = None,
 ) -> Effect:
-    """Effect of already-differenced data d: mean, BCa CI and two-sided sign-flip p against 0.
+    """Effect of already-differenced data d: mean, and the CI and two-sided p of the inverted
+    cluster sign-flip test against 0 (see module docstring).
 
-    With `clusters` (one label per value), inference is over clusters (see module docstring).
-    Degenerate d: one unit gives CI [mean, mean] and p 1.0 (one sign flip cannot reject
-    anything); identical unit means give CI [mean, mean] and p 1.0 if the mean is 0, else the
-    sign-flip p.
+    With `clusters` (one label per value), inference is over clusters; without, every value is
+    its own cluster. InputError when the cluster count or n_resamples cannot give the interval,
+    or the seed is negative (`check_resolution`).
     """
     d = _as_1d_finite(d, "differences")
-    if clusters is None:
-        sums, sizes, n_clusters = d, np.ones_like(d), None
-    else:
-        labels = np.asarray(clusters)
-        if labels.shape != d.shape:
-            raise ValueError(f"clusters must label every difference: {labels.shape} vs {d.shape}")
-        _, inverse = np.unique(labels, return_inverse=True)
-        sums = np.bincount(inverse, weights=d)
-        sizes = np.bincount(inverse).astype(float)
-        n_clusters = int(sums.size)
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    n = int(d.size)
+    sums, sizes, n_clusters = _cluster_sums(d, clusters)
+    alpha = _alpha(confidence)
+    check_resolution(int(sums.size), n_resamples=n_resamples, seed=seed, confidence=confidence)
+    low, high, p = _sign_flip_inversion(sums, sizes, n_resamples=n_resamples, seed=seed, alpha=alpha)
     mean = float(np.mean(d))
-    if sums.size == 1:
-        return Effect(n=n, mean=mean, ci_low=mean, ci_high=mean, p=1.0, n_clusters=n_clusters)
-    if np.ptp(sums / sizes) == 0.0:
-        # Every resample has the same mean: the bootstrap interval is the point itself.
-        p = 1.0 if mean == 0.0 else _sign_flip_p(sums, n_resamples=n_resamples, seed=seed)
-        return Effect(n=n, mean=mean, ci_low=mean, ci_high=mean, p=p, n_clusters=n_clusters)
-    low, high = _bootstrap_ci(sums, sizes, n_resamples=n_resamples, seed=seed, confidence=confidence)
-    p = _sign_flip_p(sums, n_resamples=n_resamples, seed=seed)
-    return Effect(n=n, mean=mean, ci_low=low, ci_high=high, p=p, n_clusters=n_clusters)
+    # The interval always contains the mean; min/max only absorbs mean's own rounding vs sums.
+    return Effect(n=int(d.size), mean=mean, ci_low=min(low, mean), ci_high=max(high, mean), p=p,
+                  n_clusters=n_clusters)
 
 
 def paired_effect(
@@ -192,6 +258,84 @@ def paired_effect(
     if a.shape != b.shape:
         raise ValueError(f"intervened and baseline differ in length: {a.size} vs {b.size}")
     return one_sample_effect(a - b, n_resamples=n_resamples, seed=seed, confidence=confidence, clusters=clusters)
+
+
+def baseline_excess(
+    values: ArrayLike,
+    baseline_draws: ArrayLike,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    clusters: ArrayLike | None = None,
+) -> Effect:
+    """How much a non-negative metric (KL, changed) exceeds a random-head baseline, per prompt.
+
+    values: shape (n,), the metric of the intervention under test; baseline_draws: shape (n,) or
+    (draws, n), the same metric for the same intervention on random heads, one row per draw. The
+    draws are averaged per prompt (the baseline's expected value), and the paired differences
+    values − baseline get the inverted sign-flip test: unlike the metric itself, the difference
+    can take either sign, so the test is meaningful.
+    """
+    v = _as_1d_finite(values, "values")
+    base = np.asarray(baseline_draws, dtype=float)
+    if base.ndim == 1:
+        base = base[None, :]
+    if base.ndim != 2 or base.shape[1] != v.size or base.shape[0] == 0:
+        raise ValueError(f"baseline_draws must have shape (n,) or (draws, n) with n = {v.size}, got {base.shape}")
+    return paired_effect(v, base.mean(axis=0), n_resamples=n_resamples, seed=seed, confidence=confidence,
+                         clusters=clusters)
+
+
+@dataclass(frozen=True)
+class Share:
+    """k of n independent units (clusters) with a property, and its exact binomial interval."""
+
+    k: int
+    n: int
+    share: float
+    ci_low: float
+    ci_high: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Plain Python numbers, ready for JSON."""
+        return dataclasses.asdict(self)
+
+
+def share_interval(flags: ArrayLike, *, confidence: float = 0.95) -> Share:
+    """Clopper–Pearson interval of a share, one boolean per cluster (`scipy.stats.binomtest`).
+
+    Pass one flag per independent unit (e.g. "the continuation changed in this expression's
+    prompts"), not per prompt: prompts of one expression are not independent trials. 12 of 12
+    gives [0.735, 1], never a zero-width [1, 1].
+    """
+    f = np.asarray(flags)
+    if f.ndim != 1 or f.size == 0:
+        raise ValueError(f"flags must be a non-empty 1-D array, got shape {f.shape}")
+    if f.dtype != bool and not np.all((f == 0) | (f == 1)):
+        raise ValueError("flags must be booleans or 0/1")
+    k, n = int(np.count_nonzero(f)), int(f.size)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=1.0 - _alpha(confidence), method="exact")
+    return Share(k=k, n=n, share=k / n, ci_low=float(ci.low), ci_high=float(ci.high))
+
+
+def noise_floor(control: ArrayLike, *, atol: float) -> float:
+    """The noise floor from an identity/self-patch control's per-prompt effects.
+
+    In exact arithmetic the control is 0; what it shows is float noise (batching, kernels), so the
+    floor is max |control| plus `atol`, the float tolerance the caller allows on top.
+    """
+    c = _as_1d_finite(control, "control")
+    if not (math.isfinite(atol) and atol >= 0.0):
+        raise InputError(f"noise floor tolerance atol must be a finite number >= 0, got {atol}")
+    return float(np.max(np.abs(c))) + atol
+
+
+def no_effect(effect: Effect, floor: float) -> bool:
+    """True when |effect.mean| <= floor: "no effect", never starred, never an argmax."""
+    if not (math.isfinite(floor) and floor >= 0.0):
+        raise InputError(f"noise floor must be a finite number >= 0, got {floor}")
+    return abs(effect.mean) <= floor
 
 
 def benjamini_hochberg(p_values: Sequence[float | None] | ArrayLike) -> np.ndarray:

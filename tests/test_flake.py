@@ -61,19 +61,50 @@ def test_one_list_of_versions() -> None:
     assert any(re.fullmatch(r"torch==\d[\w.]*", line) for line in lock_lines), "no torch== pin"
 
 
-def test_check_flake_script() -> None:
+def _require_nix() -> None:
     if shutil.which("nix-instantiate") is None:
         msg = "nix-instantiate not on PATH (apt-get install nix-bin) - .ci/check-flake not run"
         if _in_ci():
             pytest.fail(msg + "; CI must install nix-bin before running the tests")
         pytest.skip(msg)
+
+
+def _run_check_flake(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [str(REPO / ".ci" / "check-flake")],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout
     assert "check-flake: 0 failure(s)" in proc.stdout
+    return proc
+
+
+def test_check_flake_script() -> None:
+    _require_nix()
+    out = _run_check_flake().stdout
+    # The behavioural checks ran: the stale-stamp case and the library preload.
+    assert "ok    (g) venv script, .venv re-made by another interpreter with a matching stamp: recreated" in out
+    assert "ok    (g) the .pth preloads libstdc++ + libz by path" in out
+
+
+def test_check_flake_script_when_nix_warns(tmp_path: Path) -> None:
+    """A Nix that prints warnings on stderr (Debian's nix-bin without a nixbld group does) must
+    not turn them into results: before the fix this gave 20 `FAIL (e)` lines."""
+    _require_nix()
+    for tool in ("nix", "nix-instantiate"):
+        real = shutil.which(tool)
+        assert real is not None, tool
+        wrapper = tmp_path / tool
+        wrapper.write_text(
+            "#!/usr/bin/env bash\n"
+            "echo \"warning: the group 'nixbld' specified in 'build-users-group' does not exist\" >&2\n"
+            f'exec "{real}" "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    assert "nixbld" not in _run_check_flake(env).stdout  # the warning never became a result line

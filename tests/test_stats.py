@@ -1,164 +1,181 @@
-"""Hand-computed checks of analysis.stats."""
+"""Hand-computed and brute-force checks of analysis.stats (the inverted cluster sign-flip test)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from analysis import stats
+from analysis.errors import InputError
 from analysis.stats import (
     Effect,
     auroc,
+    baseline_excess,
     benjamini_hochberg,
+    check_resolution,
+    min_clusters,
+    min_resamples,
+    no_effect,
+    noise_floor,
     one_sample_effect,
     paired_effect,
+    share_interval,
     spearman,
 )
 
 TOL = 1e-12
 
 
-def _enumerated_sign_flip_p(d: list[float]) -> float:
-    """Two-sided exact sign-flip p by brute force: share of sign patterns with |mean| >= |obs|."""
-    obs = abs(sum(d) / len(d))
-    hits = 0
-    patterns = list(itertools.product((1, -1), repeat=len(d)))
-    for signs in patterns:
-        m = abs(sum(s * x for s, x in zip(signs, d)) / len(d))
-        if m >= obs - 1e-12:
-            hits += 1
-    return hits / len(patterns)
+def _brute_p(d: np.ndarray, labels: np.ndarray, mu0: float, flips: np.ndarray | None = None) -> float:
+    """Two-sided sign-flip p of H0 "mean = mu0", straight from the definition.
+
+    Residual cluster sums r_g = S_g − mu0·N_g; share of sign patterns with |Σ ε r| >= |Σ r|.
+    flips=None enumerates all 2**G patterns; else flips (B, G) of 0/1 (1 = flip) plus the observed.
+    """
+    groups = sorted(set(labels.tolist()))
+    r = np.array([float(np.sum(d[labels == g] - mu0)) for g in groups])
+    obs = abs(r.sum())
+    if flips is None:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=r.size)))
+        return float(np.mean(np.abs(signs @ r) >= obs - 1e-12))
+    signs = 1.0 - 2.0 * flips
+    return (1 + int(np.sum(np.abs(signs @ r) >= obs - 1e-12))) / (flips.shape[0] + 1)
 
 
-# --- paired / one-sample effect ------------------------------------------------------------
+# --- the inverted sign-flip test: hand examples ------------------------------------------
 
 
-def test_mean_and_exact_p_for_1234() -> None:
-    e = one_sample_effect([1, 2, 3, 4])
-    assert e.n == 4
-    assert abs(e.mean - 2.5) < TOL
-    # By hand: of the 16 sign patterns only ++++ and ---- reach |mean| >= 2.5 -> 2/16.
-    assert abs(_enumerated_sign_flip_p([1, 2, 3, 4]) - 0.125) < TOL
-    assert abs(e.p - 0.125) < TOL
-    assert e.ci_low <= e.mean <= e.ci_high
+def test_one_to_six_by_hand() -> None:
+    # Exact test, 2**6 = 64 patterns. p: only ++++++ and ------ reach |sum| >= 21 -> 2/64.
+    # CI: at mu0 = 1 the residuals are 0..5 and flipping the 0 also ties -> p = 4/64 > 0.05
+    # (accepted); at mu0 < 1 every residual is > 0 -> p = 2/64 (rejected). By symmetry the
+    # upper end is 6. So CI = [1, 6].
+    e = one_sample_effect([1, 2, 3, 4, 5, 6])
+    assert (e.n, e.n_clusters) == (6, None)
+    assert abs(e.mean - 3.5) < TOL
+    assert abs(e.p - 2 / 64) < TOL
+    # The ends are widened by the tie tolerance 1e-12 * sum|S_g| = 2.1e-11 (exact ties count).
+    assert abs(e.ci_low - 1.0) < 1e-10 and abs(e.ci_high - 6.0) < 1e-10
+    assert abs(_brute_p(np.arange(1.0, 7.0), np.arange(6), 1.0) - 4 / 64) < TOL
+    assert abs(_brute_p(np.arange(1.0, 7.0), np.arange(6), 0.999) - 2 / 64) < TOL
 
 
-def test_paired_equals_one_sample_of_differences() -> None:
-    base = np.array([0.5, -1.0, 2.0, 0.0, 3.0])
-    inter = base + np.array([1.0, 2.0, 3.0, 4.0, -0.5])
-    assert paired_effect(inter, base) == one_sample_effect(inter - base)
+def test_clusters_flip_together_by_hand() -> None:
+    # Clusters a: [1, 1], b..f: [3], [-2], [0.5], [2], [1]. Sums (2, 3, -2, 0.5, 2, 1), N = 7,
+    # mean = 6.5/7. The p-value is the share of the 64 cluster-sign patterns with |total| >= 6.5.
+    d = np.array([1, 1, 3, -2, 0.5, 2, 1.0])
+    labels = np.array(["a", "a", "b", "c", "d", "e", "f"])
+    sums = np.array([2, 3, -2, 0.5, 2, 1.0])
+    hits = sum(abs(np.dot(s, sums)) >= 6.5 - 1e-12 for s in itertools.product((1, -1), repeat=6))
+    e = one_sample_effect(d, clusters=labels, n_resamples=1000)
+    assert abs(e.mean - 6.5 / 7) <= TOL and e.n == 7 and e.n_clusters == 6
+    assert abs(e.p - hits / 64) <= TOL
+    # Unclustered, each value flips alone: a different (2**7-pattern) test.
+    assert abs(one_sample_effect(d, n_resamples=1000).p - _brute_p(d, np.arange(7), 0.0)) <= TOL
 
 
 @pytest.mark.parametrize(
     "d",
-    [[0.3, -1.2, 2.5, 0.7, 1.1], [1.0, 1.0, -1.0, 2.0, 0.5, 0.25, -0.1], [5, 1, 2, 3, 4, 6, 7, 8, 9, 10]],
+    [[0.3, -1.2, 2.5, 0.7, 1.1, 0.9], [1.0, 1.0, -1.0, 2.0, 0.5, 0.25, -0.1], [5, 1, 2, 3, 4, 6, 7, 8, 9, 10]],
 )
-def test_p_matches_brute_force_enumeration(d: list[float]) -> None:
-    # 2**n <= 2000 for n <= 10, so scipy enumerates exactly and p has no +1 correction.
-    assert abs(one_sample_effect(d).p - _enumerated_sign_flip_p(d)) < 1e-9
+def test_exact_p_matches_brute_force_enumeration(d: list[float]) -> None:
+    a = np.asarray(d, dtype=float)
+    assert abs(one_sample_effect(a).p - _brute_p(a, np.arange(a.size), 0.0)) < 1e-12
 
 
-def test_scipy_samples_permutation_on_one_sample_flips_signs() -> None:
-    d = np.array([1.0, 2.0, 3.0, 4.0])
-    res = sps.permutation_test(
-        (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
-        vectorized=True, n_resamples=2000, rng=np.random.default_rng(0),
-    )
-    flipped = sorted(
-        float(np.mean(np.array(s) * d)) for s in itertools.product((1, -1), repeat=4)
-    )
-    assert len(res.null_distribution) == 16  # exact: every sign pattern exactly once
-    np.testing.assert_allclose(np.sort(res.null_distribution), flipped, atol=TOL)
+def _inversion_holds(e: Effect, d: np.ndarray, labels: np.ndarray, flips: np.ndarray | None, alpha: float) -> None:
+    """Each CI end is where the brute-force test switches from rejecting to accepting."""
+    scale = max(1.0, abs(e.ci_high - e.ci_low))
+    eps = 1e-7 * scale
+    assert _brute_p(d, labels, e.ci_low + eps, flips) > alpha
+    assert _brute_p(d, labels, e.ci_high - eps, flips) > alpha
+    assert _brute_p(d, labels, e.ci_low - eps, flips) <= alpha
+    assert _brute_p(d, labels, e.ci_high + eps, flips) <= alpha
+    assert abs(e.p - _brute_p(d, labels, 0.0, flips)) < 1e-12
+
+
+def test_interval_is_the_inverted_exact_test() -> None:
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 5, 9)
+    labels = np.repeat(np.arange(9), sizes)
+    d = rng.normal(0.4, 1.0, labels.size)
+    e = one_sample_effect(d, clusters=labels, n_resamples=5000)  # 2**9 <= 5000: exact
+    _inversion_holds(e, d, labels, None, 0.05)
+
+
+def test_interval_is_the_inverted_monte_carlo_test() -> None:
+    rng = np.random.default_rng(6)
+    g, b, seed = 14, 300, 11  # 2**14 > 300: Monte Carlo with the module's seeded draws
+    labels = np.repeat(np.arange(g), rng.integers(1, 4, g))
+    d = rng.standard_t(3, labels.size) + 0.3
+    e = one_sample_effect(d, clusters=labels, n_resamples=b, seed=seed)
+    flips = np.random.default_rng(seed).integers(0, 2, size=(b, g)).astype(float)
+    _inversion_holds(e, d, labels, flips, 0.05)
+    assert one_sample_effect(d, clusters=labels, n_resamples=b, seed=seed + 1).p != e.p  # the seed is used
+
+
+def test_p_and_interval_agree() -> None:
+    # p <= 0.05 exactly when 0 lies outside the interval; effects straddle the boundary.
+    rng = np.random.default_rng(7)
+    rejected = 0
+    for i in range(400):
+        g = (8, 12, 35)[i % 3]
+        labels = np.repeat(np.arange(g), rng.integers(1, 6, g))
+        d = rng.normal(rng.uniform(0.0, 0.8), 1.0, labels.size)
+        e = one_sample_effect(d, clusters=labels, n_resamples=2000, seed=i)
+        outside = not (e.ci_low <= 0.0 <= e.ci_high)
+        assert (e.p <= 0.05) == outside, (i, e)
+        assert e.ci_low <= e.mean <= e.ci_high
+        rejected += outside
+    assert 100 < rejected < 300  # both sides of the boundary were exercised
+
+
+def test_paired_equals_one_sample_of_differences() -> None:
+    base = np.array([0.5, -1.0, 2.0, 0.0, 3.0, 1.5])
+    inter = base + np.array([1.0, 2.0, 3.0, 4.0, -0.5, 0.7])
+    assert paired_effect(inter, base) == one_sample_effect(inter - base)
 
 
 def test_all_zero_differences() -> None:
-    e = paired_effect([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
-    assert e == Effect(n=3, mean=0.0, ci_low=0.0, ci_high=0.0, p=1.0)
+    e = paired_effect([1.0, 2.0, 3.0, 4, 5, 6], [1.0, 2.0, 3.0, 4, 5, 6])
+    assert e == Effect(n=6, mean=0.0, ci_low=0.0, ci_high=0.0, p=1.0)
 
 
-def test_identical_nonzero_differences_exact_p() -> None:
-    e = one_sample_effect([2.0, 2.0, 2.0])
-    assert (e.mean, e.ci_low, e.ci_high) == (2.0, 2.0, 2.0)
-    # By hand: only +++ and --- reach |mean| = 2 -> 2/8.
-    assert abs(e.p - 0.25) < TOL
+def test_identical_nonzero_cluster_means() -> None:
+    # Every shift but 2 makes all residuals share one sign -> p = 2/64 there: CI = [2, 2].
+    # (Ends within the tie tolerance 1e-12 * sum|S_g|.)
+    e = one_sample_effect([2.0] * 6)
+    assert e.mean == 2.0 and abs(e.ci_low - 2.0) < 1e-10 and abs(e.ci_high - 2.0) < 1e-10
+    assert abs(e.p - 2 / 64) < TOL
+    big = one_sample_effect([1.0] * 30)  # Monte Carlo: p at its floor 1/(B + 1)
+    assert abs(big.ci_low - 1.0) < 1e-10 and abs(big.ci_high - 1.0) < 1e-10 and abs(big.p - 1 / 2001) < TOL
 
 
-def test_identical_nonzero_differences_large_n_is_finite() -> None:
-    e = one_sample_effect([1.0] * 30)
-    assert (e.ci_low, e.ci_high) == (1.0, 1.0)
-    assert 0.0 < e.p < 0.01
-
-
-def test_single_observation() -> None:
-    e = one_sample_effect([0.7])
-    assert e == Effect(n=1, mean=0.7, ci_low=0.7, ci_high=0.7, p=1.0)
-
-
-def test_no_nan_anywhere_for_small_degenerate_inputs() -> None:
-    for d in ([1.0, 2.0], [0.0, 0.0, 0.0, 1.0], [0.0] * 9 + [1.0], [-1.0, 1.0]):
-        e = one_sample_effect(d)
-        assert all(math.isfinite(v) for v in (e.mean, e.ci_low, e.ci_high, e.p)), d
-
-
-def test_bca_ci_contains_mean_and_is_reproducible() -> None:
-    d = np.random.default_rng(1).exponential(size=40)
-    a = one_sample_effect(d, seed=7)
-    b = one_sample_effect(d, seed=7)
-    assert a == b
-    assert a.ci_low < a.mean < a.ci_high
-    assert one_sample_effect(d, seed=8).ci_low != a.ci_low  # the seed is actually used
-
-
-def test_ci_narrows_with_n() -> None:
+def test_reproducible_and_narrows_with_n() -> None:
     rng = np.random.default_rng(3)
+    d = rng.exponential(size=40)
+    assert one_sample_effect(d, seed=7) == one_sample_effect(d, seed=7)
     small = one_sample_effect(rng.normal(0.5, 1.0, size=20))
     large = one_sample_effect(rng.normal(0.5, 1.0, size=200))
     assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low)
 
 
-def test_shifted_normal_is_detected() -> None:
-    d = np.random.default_rng(0).normal(1.0, 1.0, size=100)
-    e = one_sample_effect(d)
-    assert e.ci_low > 0
-    assert e.p < 0.01
-
-
-def test_centred_normal_ci_contains_zero() -> None:
-    d = np.random.default_rng(0).normal(0.0, 1.0, size=100)
-    e = one_sample_effect(d)
-    assert e.ci_low < 0 < e.ci_high
-    assert e.p > 0.05
-
-
-def test_bca_nan_falls_back_to_percentile(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = sps.bootstrap
-    methods: list[str] = []
-
-    def fake(data, statistic, *, method, **kw):  # type: ignore[no-untyped-def]
-        methods.append(method)
-        if method == "BCa":
-            return SimpleNamespace(confidence_interval=SimpleNamespace(low=np.nan, high=np.nan))
-        return real(data, statistic, method=method, **kw)
-
-    monkeypatch.setattr(stats.stats, "bootstrap", fake)
-    d = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.3])
-    e = one_sample_effect(d)
-    assert methods == ["BCa", "percentile"]
-    assert math.isfinite(e.ci_low) and math.isfinite(e.ci_high)
-    assert e.ci_low <= e.mean <= e.ci_high
+def test_shifted_normal_is_detected_and_centred_is_not() -> None:
+    rng = np.random.default_rng(0)
+    e = one_sample_effect(rng.normal(1.0, 1.0, size=100))
+    assert e.ci_low > 0 and e.p < 0.01
+    z = one_sample_effect(rng.normal(0.0, 1.0, size=100))
+    assert z.ci_low < 0 < z.ci_high and z.p > 0.05
 
 
 def test_to_dict_is_json_ready() -> None:
-    e = one_sample_effect([1, 2, 3, 4])
-    d = e.to_dict()
+    d = one_sample_effect([1, 2, 3, 4, 5, 6]).to_dict()
     assert set(d) == {"n", "mean", "ci_low", "ci_high", "p", "n_clusters"}
-    assert json.loads(json.dumps(d)) == d
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
 
 
 @pytest.mark.parametrize(
@@ -168,6 +185,98 @@ def test_to_dict_is_json_ready() -> None:
 def test_bad_input_raises(a: list, b: list) -> None:
     with pytest.raises(ValueError):
         paired_effect(a, b)
+
+
+# --- resolution and seed validation ------------------------------------------------------
+
+
+def test_minimums_by_hand() -> None:
+    # 2/2**G <= alpha: 2/64 <= 0.05 < 2/32; 2/256 <= 0.01 < 2/128. 1/(B+1) <= alpha: B = 19, 99.
+    assert (min_clusters(0.95), min_clusters(0.99)) == (6, 8)
+    assert (min_resamples(0.95), min_resamples(0.99)) == (19, 99)
+    assert min_resamples(0.9) == 9
+
+
+def test_too_few_clusters_names_the_minimum() -> None:
+    with pytest.raises(InputError, match=r"at least 6 clusters .* got 5"):
+        one_sample_effect([1.0, 2.0, 3.0, 4.0, 5.0])
+    with pytest.raises(InputError, match=r"at least 6 clusters"):
+        one_sample_effect(np.arange(12.0), clusters=np.repeat(np.arange(3), 4))
+    check_resolution(6, n_resamples=19, seed=0)  # exactly the minimums pass
+
+
+def test_too_few_resamples_names_the_minimum() -> None:
+    d = np.random.default_rng(0).normal(size=35)
+    with pytest.raises(InputError, match=r"n_resamples must be at least 19 .* 35 clusters \(got 18\)"):
+        one_sample_effect(d, n_resamples=18)
+    with pytest.raises(InputError, match=r"at least 99 for a 99 % interval"):
+        one_sample_effect(d, n_resamples=50, confidence=0.99)
+    e = one_sample_effect(d, n_resamples=19)  # the minimum gives a finite interval that holds the mean
+    assert e.ci_low <= e.mean <= e.ci_high and math.isfinite(e.ci_low) and math.isfinite(e.ci_high)
+
+
+def test_random_patterns_that_flip_none_or_all_are_named() -> None:
+    # Seed 0 draws 2 of its 19 patterns over 6 clusters as all-kept or all-flipped (by hand from
+    # default_rng(0).integers(0, 2, (19, 6))): they always "exceed", so no pattern is left to reject.
+    masks = np.random.default_rng(0).integers(0, 2, size=(19, 6))
+    assert int(np.sum((masks.sum(axis=1) == 0) | (masks.sum(axis=1) == 6))) == 2
+    with pytest.raises(InputError, match=r"2 of the 19 random sign patterns over 6 clusters .* n_resamples >= 64"):
+        one_sample_effect(np.arange(1.0, 7.0), n_resamples=19, seed=0)
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"seed": -1}, r"seed must be >= 0 \(got -1\)"),
+    ({"confidence": 1.0}, r"confidence must be in \(0, 1\)"),
+    ({"n_resamples": 0}, r"n_resamples must be at least 19"),
+])
+def test_bad_settings_are_input_errors(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        one_sample_effect(np.arange(40.0), **kwargs)
+
+
+# --- non-negative metrics: shares and the random-head baseline ---------------------------
+
+
+def test_share_interval_is_clopper_pearson() -> None:
+    # 12 of 12: lower end solves P(Bin(12, p) = 12) = 0.025 -> p = 0.025**(1/12).
+    s = share_interval(np.ones(12, dtype=bool))
+    assert (s.k, s.n, s.share, s.ci_high) == (12, 12, 1.0, 1.0)
+    assert abs(s.ci_low - 0.025 ** (1 / 12)) < 1e-9 and abs(s.ci_low - 0.7354) < 1e-4
+    z = share_interval([0] * 12)
+    assert z.ci_low == 0.0 and abs(z.ci_high - (1 - 0.025 ** (1 / 12))) < 1e-9
+    # 5 of 12: the beta-quantile form of Clopper-Pearson.
+    m = share_interval([1] * 5 + [0] * 7)
+    assert abs(m.ci_low - sps.beta.ppf(0.025, 5, 8)) < 1e-9
+    assert abs(m.ci_high - sps.beta.ppf(0.975, 6, 7)) < 1e-9
+    assert json.loads(json.dumps(m.to_dict())) == m.to_dict()
+    with pytest.raises(ValueError):
+        share_interval([0, 2, 1])
+
+
+def test_baseline_excess_averages_draws_then_pairs() -> None:
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(12), 3)
+    kl = rng.exponential(0.5, 36) + 0.2  # KL >= 0 of the tested heads
+    draws = rng.exponential(0.5, (4, 36))  # KL of 4 random-head draws
+    e = baseline_excess(kl, draws, clusters=labels)
+    assert e == paired_effect(kl, draws.mean(axis=0), clusters=labels)
+    assert baseline_excess(kl, draws[0], clusters=labels) == paired_effect(kl, draws[0], clusters=labels)
+    with pytest.raises(ValueError, match="baseline_draws"):
+        baseline_excess(kl, draws[:, :5])
+
+
+def test_noise_floor_rule() -> None:
+    control = [0.0, 1e-7, -3e-7, 0.0, 2e-8, 0.0]  # a self-patch: 0 up to float noise
+    floor = noise_floor(control, atol=1e-9)
+    assert abs(floor - 3.01e-7) < 1e-15
+    tiny = one_sample_effect([2e-7, 1e-7, 2.5e-7, 1.5e-7, 2e-7, 1e-7])
+    assert tiny.p < 0.05 and no_effect(tiny, floor)  # "significant" float noise is still no effect
+    assert not no_effect(one_sample_effect([1, 2, 3, 4, 5, 6]), floor)
+    assert no_effect(Effect(n=6, mean=-floor, ci_low=-1, ci_high=1, p=1.0), floor)  # at the floor: none
+    with pytest.raises(InputError, match="noise floor must be a finite number >= 0, got -1e-06"):
+        no_effect(tiny, -1e-6)
+    with pytest.raises(InputError, match="atol"):
+        noise_floor(control, atol=-1.0)
 
 
 # --- Benjamini-Hochberg --------------------------------------------------------------------
@@ -221,22 +330,6 @@ def test_auroc_undefined_and_bad_labels() -> None:
     assert auroc([0.1, 0.2], [0, 0]) is None
     with pytest.raises(ValueError):
         auroc([0.1, 0.2], [0, 2])
-
-
-def test_clusters_flip_together_by_hand() -> None:
-    # Clusters a: [1, 1], b: [3], c: [-2]. Sums (2, 3, -2), N = 4, mean = 3/4 = 0.75.
-    # Flip the 3 sums as units (8 patterns); observed total 3. Totals:
-    # (2,3,-2)=3 (2,3,2)=7 (2,-3,-2)=-3 (2,-3,2)=1 (-2,3,-2)=-1 (-2,3,2)=3 (-2,-3,-2)=-7
-    # (-2,-3,2)=-3 -> |total| >= 3 in 6 of 8: p = 0.75.
-    e = one_sample_effect([1, 1, 3, -2], clusters=["a", "a", "b", "c"], n_resamples=1000)
-    assert abs(e.mean - 0.75) <= 1e-12 and e.n == 4 and e.n_clusters == 3
-    assert abs(e.p - 0.75) <= 1e-12
-    # Unclustered, each value flips alone: 16 patterns, enumerated below.
-    import itertools
-
-    d = np.array([1, 1, 3, -2.0])
-    hits = sum(abs((np.array(s) * d).sum()) >= abs(d.sum()) - 1e-12 for s in itertools.product([1, -1], repeat=4))
-    assert abs(one_sample_effect(d, n_resamples=1000).p - hits / 16) <= 1e-12
 
 
 def test_clusters_stop_pseudo_replication() -> None:
