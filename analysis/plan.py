@@ -5,7 +5,7 @@
 The model's architecture comes from a local folder's config.json, the Hugging Face cache, or the
 embedded table of published configs (analysis.architectures), so nothing is downloaded. A run
 whose estimated peak exceeds the device's memory ends, after the table, with one line saying
-what to change (exit 2); stages call `check_fits` for the same check before loading a model.
+what to change (exit 2); `check_fits` is the same check, for a stage to call before it loads a model.
 
 The models are counts times constants fitted on this project's CPU measurements
 (tests/benchmarks/plan_calibration.py; the numbers are in the comments at each constant):
