@@ -1,0 +1,222 @@
+"""Where and in what precision a stage computes: `device` and `dtype`, resolved and checked up front.
+
+`device: auto | cpu | cuda | cuda:N | mps` and `dtype: float32 | bfloat16 | float16` (params keys
+of the same names, `--device` / `--dtype` on the command line). `auto` is the first accelerator
+present (CUDA, then MPS), else the CPU. Everything a device or dtype can get wrong fails here, in
+one line naming the param, before a model is loaded: an unknown name, `cuda` where torch has no
+CUDA, `cuda:N` beyond the device count, a dtype whose kernels the device lacks.
+
+Whether a dtype works is probed, not looked up: a tiny forward and backward of the operations a
+transformer block uses runs on the device in that dtype. A table would go stale (torch 2.13's CPU
+build runs float16 matmul, layer norm, softmax and their backward, which older builds did not).
+
+Lower precisions cannot meet float32's exactness tolerance; `TOLERANCE` states what each one
+meets against float32, measured (see its comment), for the exactness checks to use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from analysis.errors import InputError, cli
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Max |log p - log p_float32| over every real position and every vocabulary entry that an
+# exactness check may allow, per dtype. float32 keeps the project's 1e-5 (DESIGN §5). The others
+# come from `python -m analysis.device --measure` (CPU, torch 2.13, 16 baseline prompts): random
+# GPT-2 configs 2x4x64, 4x8x256 and GPT-2-small's 12x12x768 with vocab 50257 gave at most 0.024
+# (bfloat16) and 0.0034 (float16); the trained toy, whose logits are sharper, 0.075 and 0.0096.
+# The tolerances are 2x the largest, rounded: a margin for other weights and devices, not a
+# guarantee; trained models with sharper logits may need more (rerun --measure on them).
+TOLERANCE: dict[str, float] = {"float32": 1e-5, "bfloat16": 0.15, "float16": 0.02}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One kind of device: whether torch can reach it here, and how many there are."""
+
+    available: Callable[[], bool]
+    count: Callable[[], int]
+    indexed: bool  # accepts `kind:N`
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+BACKENDS: dict[str, Backend] = {
+    "cuda": Backend(available=lambda: torch.cuda.is_available(), count=lambda: torch.cuda.device_count(), indexed=True),
+    "mps": Backend(available=_mps_available, count=lambda: int(_mps_available()), indexed=False),
+    "cpu": Backend(available=lambda: True, count=lambda: 1, indexed=False),
+}
+AUTO_ORDER = ("cuda", "mps", "cpu")  # accelerators first; the CPU is always there
+_SPEC = re.compile(r"(?P<kind>[a-z]+)(?::(?P<index>\d+))?")
+
+
+def _choices() -> str:
+    return "auto, cpu, cuda, cuda:N, mps"
+
+
+def resolve_device(spec: str, param: str = "device") -> torch.device:
+    """`auto | cpu | cuda | cuda:N | mps` -> the torch device, or one InputError line naming `param`."""
+    text = (spec or "").strip().lower()
+    if text == "auto":
+        kind = next(k for k in AUTO_ORDER if BACKENDS[k].available())
+        return torch.device(f"{kind}:0" if BACKENDS[kind].indexed else kind)
+    m = _SPEC.fullmatch(text)
+    backend = BACKENDS.get(m["kind"]) if m else None
+    if backend is None or (m["index"] is not None and not backend.indexed):
+        raise InputError(f"{param}: unknown device {spec!r}; allowed: {_choices()}")
+    kind = m["kind"]
+    if not backend.available():
+        raise InputError(
+            f"{param}: {kind!r} is not available on this machine (torch {torch.__version__}); "
+            f"use {param}: auto or cpu"
+        )
+    if not backend.indexed:
+        return torch.device(kind)
+    index, count = int(m["index"] or 0), backend.count()
+    if index >= count:
+        raise InputError(f"{param}: {spec!r} does not exist: this machine has {count} {kind} device(s), {kind}:0..{kind}:{count - 1}")
+    return torch.device(f"{kind}:{index}")
+
+
+def resolve_dtype(name: str, param: str = "dtype") -> torch.dtype:
+    try:
+        return DTYPES[(name or "").strip().lower()]
+    except KeyError:
+        raise InputError(f"{param}: unknown dtype {name!r}; allowed: {', '.join(DTYPES)}") from None
+
+
+def probe(device: torch.device, dtype: torch.dtype) -> None:
+    """Run, in `dtype` on `device`, one small step of every kind of kernel a block needs.
+
+    Forward: embedding, linear (addmm), batched matmul, softmax, layer norm, GELU, log-softmax;
+    backward through all of them (attribution screening differentiates). Raises what torch raises.
+    """
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, generator=g).to(device=device, dtype=dtype).requires_grad_()
+    w = torch.randn(8, 8, generator=g).to(device=device, dtype=dtype)
+    table = torch.randn(5, 8, generator=g).to(device=device, dtype=dtype)
+    h = torch.nn.functional.linear(x, w, w[0]) + torch.nn.functional.embedding(torch.tensor([[1, 2, 3]], device=device), table)
+    scores = torch.matmul(h, h.transpose(-1, -2)).softmax(-1)  # [2, 3, 3]
+    y = torch.nn.functional.layer_norm(torch.matmul(scores, h), (8,))
+    out = torch.nn.functional.gelu(y, approximate="tanh").log_softmax(-1).sum()
+    out.backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A checked (device, dtype) pair, and the exactness tolerance that dtype meets vs float32."""
+
+    device: torch.device
+    dtype: torch.dtype
+    dtype_name: str
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCE[self.dtype_name]
+
+    def record(self) -> dict[str, str]:
+        """What a result file stores about how it was computed."""
+        return {"device": str(self.device), "dtype": self.dtype_name}
+
+
+def resolve(device: str = "auto", dtype: str = "float32") -> Precision:
+    """Resolve both params and prove the pair works, or fail in one line naming the param."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    try:
+        probe(dev, dt)
+    except (RuntimeError, TypeError, NotImplementedError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"dtype: {dtype!r} does not run on {dev} ({first}); use dtype: float32"
+            + (" or another device" if dev.type == "cpu" else " or device: cpu")
+        ) from None
+    return Precision(device=dev, dtype=dt, dtype_name=(dtype or "").strip().lower())
+
+
+def device_memory_bytes(device: torch.device) -> int:
+    """Memory a run may use on `device`: a GPU's total, MPS's recommended cap, the CPU's available RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "mps":
+        return int(torch.mps.recommended_max_memory())
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+# --- measuring the tolerances ------------------------------------------------------------
+
+
+def logprob_error(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, dtype: torch.dtype) -> float:
+    """Max |log p_dtype - log p_float32| over real positions and the whole vocabulary.
+
+    `model` is a float32 Hugging Face causal LM; a copy in `dtype` runs the same batch. The
+    logits are cast to float32 before the log-softmax in both (the stages score one position,
+    so that cast costs nothing and keeps the normaliser out of the comparison).
+    input_ids, attention_mask: [batch, pos], right-padded.
+    """
+    import copy
+
+    low = copy.deepcopy(model).to(dtype)
+    with torch.no_grad():
+        ref = model(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)  # [b, p, vocab]
+        got = low(input_ids=input_ids, attention_mask=attention_mask).logits.float().log_softmax(-1)
+    return float((got - ref).abs()[attention_mask.bool()].max())
+
+
+def measure(model_dir: str, texts: list[str]) -> dict[str, float]:
+    """`logprob_error` of every non-float32 dtype for the saved model in `model_dir` on `texts`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "right"
+    batch = tok(texts, return_tensors="pt", padding=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager", dtype=torch.float32).eval()
+    return {name: logprob_error(model, batch.input_ids, batch.attention_mask, dt) for name, dt in DTYPES.items() if name != "float32"}
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from analysis.random_models import save_random_model
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.device", description=__doc__.splitlines()[0])
+    ap.add_argument("--measure", action="store_true", help="measure each dtype's log-prob error vs float32 (the TOLERANCE table)")
+    ap.add_argument("--tokenizer", default="results/models/toy", help="tokenizer folder for the random models (and the trained toy)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="float32")
+    a = ap.parse_args(argv)
+    if not a.measure:
+        p = resolve(a.device, a.dtype)
+        print(f"device {p.device}, dtype {p.dtype_name}: runs; exactness tolerance vs float32 {p.tolerance:g}")
+        return
+    texts = [line.replace("[", "").replace("]", "") for f in sorted(Path("data/prompts/baseline").glob("*.txt"))
+             for line in f.read_text().splitlines()[:4]]
+    sizes = {"2x4x64": dict(n_layers=2, n_heads=4, d_model=64), "4x8x256": dict(n_layers=4, n_heads=8, d_model=256),
+             "12x12x768 vocab 50257": dict(n_layers=12, n_heads=12, d_model=768, vocab_size=50257)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, size in sizes.items():
+            for seed in (0, 1):
+                d = save_random_model("gpt2", Path(tmp) / f"{label}-{seed}", tokenizer_dir=Path(a.tokenizer), seed=seed, **size)
+                print(f"random gpt2 {label} seed {seed}: " + ", ".join(f"{k} {v:.2e}" for k, v in measure(str(d), texts).items()))
+    if (Path(a.tokenizer) / "model.safetensors").is_file():
+        print(f"trained {a.tokenizer}: " + ", ".join(f"{k} {v:.2e}" for k, v in measure(a.tokenizer, texts).items()))
+
+
+if __name__ == "__main__":
+    main()
