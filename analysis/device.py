@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from analysis.errors import InputError, cli
+from analysis.core.cli import Parser, cli
+from analysis.errors import InputError
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -189,13 +190,12 @@ def measure(model_dir: str, texts: list[str]) -> dict[str, float]:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    import argparse
     import tempfile
     from pathlib import Path
 
     from analysis.random_models import save_random_model
 
-    ap = argparse.ArgumentParser(prog="python -m analysis.device", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m analysis.device", description=__doc__.splitlines()[0])
     ap.add_argument("--measure", action="store_true", help="measure each dtype's log-prob error vs float32 (the TOLERANCE table)")
     ap.add_argument("--tokenizer", default="results/models/toy", help="tokenizer folder for the random models (and the trained toy)")
     ap.add_argument("--device", default="auto")

@@ -20,7 +20,6 @@ The models are counts times constants fitted on this project's CPU measurements
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,8 @@ import torch
 
 from analysis.architectures import Arch, lookup
 from analysis.device import Precision, device_memory_bytes, resolve
-from analysis.errors import InputError, cli
+from analysis.core.cli import Parser, cli
+from analysis.errors import InputError
 
 GB = 1e9
 POS = 20  # tokens per prompt: the baseline prompts are 14-20 GPT-2 tokens with BOS
@@ -229,7 +229,7 @@ def _duration(seconds: float) -> str:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m analysis.plan", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m analysis.plan", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a local folder, a cached Hugging Face id, or a model of the embedded table")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     ap.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")

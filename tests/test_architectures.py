@@ -19,8 +19,9 @@ import torch
 
 from analysis.architectures import PUBLIC, Arch, from_hf_config, lookup, reduced, save_random
 from analysis.errors import InputError
-from analysis.interventions import Site, hooks_for, zero_edits
-from analysis.models import load_model
+from analysis.core.sites import Site
+from analysis.interventions.edits import hooks_for, zero_edits
+from analysis.core.loading import load_model
 from test_interventions import TEXTS, _batch, _bridge_logprobs, _hf_logprobs, _hf_reference, _real
 
 BIGGER = ["gpt2-medium", "gpt2-large", "gpt2-xl", "EleutherAI/pythia-410m", "EleutherAI/pythia-1.4b",
