@@ -44,8 +44,7 @@ def toy_tokenizer():
     config = tm.ToyConfig()
     templates = tm.load_templates(config)
     bank = tm.load_continuations(config)
-    texts = [p.text for row in templates for p in row] + [t for ts in bank.values() for t in ts]
-    return tm.wrap_tokenizer(tm.train_tokenizer(texts, list(tm.span_classes(templates)), config.vocab_size))
+    return tm.wrap_tokenizer(tm.corpus_tokenizer(templates, bank, tm.span_classes(templates), config.vocab_size))
 
 
 @pytest.mark.parametrize("profile", sorted(MIN_EXPRESSIONS))
@@ -103,10 +102,14 @@ def test_prompts_end_where_a_continuation_starts_with_a_space() -> None:
 def test_every_pair_aligns_under_gpt2(gpt2, profile: str, emotion: str) -> None:
     pairs = load_pairs(emotion, profile, root=PROMPTS)
     assert aligned_pairs(gpt2, pairs) == list(range(PAIRS[profile]))
-    # The same, counted directly: the span and its twin are equally many tokens (leading space in).
+    # The same, counted directly: the span and its twin are equally many tokens (leading space in),
+    # and equally many words (pre-tokens), so any tokenizer that makes each of the profile's words
+    # one token aligns them too (the random models' tokenizer in tests/conftest.py does).
+    words_of = gpt2.backend_tokenizer.pre_tokenizer.pre_tokenize_str
     for e, n in zip(pairs.emotion_prompts, pairs.neutral_prompts, strict=True):
         e_len = len(gpt2(" " + e.span_text, add_special_tokens=False).input_ids)
         assert e_len == len(gpt2(" " + n.span_text, add_special_tokens=False).input_ids), (e.source, n.source)
+        assert len(words_of(" " + e.span_text)) == len(words_of(" " + n.span_text)), (e.source, n.source)
 
 
 @pytest.mark.parametrize("profile", sorted(MIN_EXPRESSIONS))
