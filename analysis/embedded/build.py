@@ -42,7 +42,7 @@ from typing import Any
 from analysis.core.vocabulary import EMOTIONS
 from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA
 from analysis.embedded.config import CLASS_VECTORS, CLASSES, CONSTRUCTION, PICKLE_SUFFIXES, ToyConfig
-from analysis.embedded.corpus import encode_corpus, load_continuations, load_templates, span_classes, train_tokenizer, wrap_tokenizer
+from analysis.embedded.corpus import corpus_tokenizer, encode_corpus, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.embedded.plant import constraint_violations, Plant, plant_from_doc
 from analysis.embedded.train import _deterministic, train
 from analysis.errors import InputError
@@ -98,9 +98,8 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
     phrases = span_classes(templates)
     bank = load_continuations(config)
     texts = [p.text for row in templates for p in row]
-    conts_text = [t for ts in bank.values() for t in ts]
 
-    tok = train_tokenizer(texts + conts_text, list(phrases), config.vocab_size)
+    tok = corpus_tokenizer(templates, bank, phrases, config.vocab_size)
     span_ids = {tok.token_to_id(p): cls for p, cls in phrases.items()}
     rows, conts = encode_corpus(tok, templates, bank, span_ids, config.n_positions)
     plant = Plant(
