@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.prompts import EMOTIONS, NEUTRAL, aligned_pairs, load_lexicon, load_pairs, load_prompt_file
+from analysis.core.prompts import aligned_pairs, load_lexicon, load_pairs, load_prompt_file
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "data" / "prompts"
@@ -39,12 +40,13 @@ def gpt2():
 @pytest.fixture(scope="module")
 def toy_tokenizer():
     """The toy model's tokenizer exactly as its build makes it (BPE on the corpus + span tokens)."""
-    from analysis import toy_model as tm
+    from analysis.embedded.config import ToyConfig
+    from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
 
-    config = tm.ToyConfig()
-    templates = tm.load_templates(config)
-    bank = tm.load_continuations(config)
-    return tm.wrap_tokenizer(tm.corpus_tokenizer(templates, bank, tm.span_classes(templates), config.vocab_size))
+    config = ToyConfig()
+    templates = load_templates(config)
+    bank = load_continuations(config)
+    return wrap_tokenizer(corpus_tokenizer(templates, bank, span_classes(templates), config.vocab_size))
 
 
 @pytest.mark.parametrize("profile", sorted(MIN_EXPRESSIONS))
@@ -168,7 +170,7 @@ def tiktoken_gpt2():
     from tiktoken.load import load_tiktoken_bpe
     from tiktoken_ext.openai_public import r50k_pat_str
 
-    from analysis.gpt2_tokenizer import SOURCE_SHA256
+    from analysis.core.gpt2_tokenizer import SOURCE_SHA256
 
     ranks = load_tiktoken_bpe(str(GPT2 / "source" / "gpt2.tiktoken"), expected_hash=SOURCE_SHA256)
     return tiktoken.Encoding(name="gpt2-local", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={})
