@@ -328,10 +328,9 @@ def _check_config_values(c: ExperimentConfig) -> None:
     modes = ABLATION_METHODS if c.kind == "ablation" else POSITION_MODES
     if c.mode not in modes:
         raise InputError(f"unknown {c.mode_key} {c.mode!r}; allowed: {', '.join(modes)}")
-    # Suffix rules only (pickle refused, .json / .parquet required): checked on the bare name,
-    # whose folder is `.`, so no folder is created before the rest of the input is valid.
-    check_output_path(Path(c.output.name), suffix=".json")
-    check_output_path(Path(c.table.name), suffix=".parquet")
+    inputs = [p for p in (c.screening_file, c.emotion_file, c.neutral_file) if p is not None]
+    check_output_path(c.output, suffix=".json", inputs=inputs)
+    check_output_path(c.table, suffix=".parquet", inputs=inputs)
     if c.output.resolve() == c.table.resolve():
         raise InputError(f"--output and --table are the same file {c.output}")
 
@@ -399,9 +398,6 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
             pairs = subset(pairs, keep)
     if c.kind == "ablation" and c.mode == "resample" and len(pairs) < 2:
         raise InputError("resample ablation needs at least 2 neutral prompts (each prompt draws a different one)")
-    # Everything is valid: now the output folders may be created.
-    check_output_path(c.output, suffix=".json")
-    check_output_path(c.table, suffix=".parquet")
     return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes))
 
 

@@ -52,7 +52,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from analysis.errors import InputError, cli
-from analysis.io import atomic_path, read_json
+from analysis.io import FLOAT_FORMAT, atomic_path, read_json
 
 SCORES_SCHEMA = "emotion-heads/head-scores/v1"
 UNIT_SCORES_SCHEMA = "emotion-heads/unit-scores/v1"
@@ -903,7 +903,7 @@ def unit_summary_figure(data: PlotData, path: Path) -> Figure:
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
+        table.to_csv(tmp, index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
     return Path(path)
 
 

@@ -41,9 +41,9 @@ from analysis.interventions import (
     tokenize_pairs,
 )
 from analysis.io import check_output_path, read_json, write_json
-from analysis.models import LoadedModel, load_model
+from analysis.models import LoadedModel, load_model, resolve_model_path
 from analysis.outputs import screening_file
-from analysis.prompts import EMOTIONS, PromptPairs, load_pairs, span_clusters, subset
+from analysis.prompts import EMOTIONS, PROMPTS_ROOT, PromptPairs, load_pairs, span_clusters, subset
 from analysis.scoring import emotion_score, lexicon_ids
 from analysis.stats import benjamini_hochberg, one_sample_effect, spearman
 
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         n_resamples=a.n_resamples or p.screening.n_resamples,
         seed=p.seed if a.seed is None else a.seed,
     )
-    check_output_path(a.output, suffix=".json")
+    check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
     pairs = {e: load_pairs(e, cfg.profile) for e in cfg.emotions}
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)

@@ -355,9 +355,9 @@ def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
     """
     import hashlib
 
-    from analysis.io import check_output_path, write_json
+    from analysis.io import check_output_dir, write_json
 
-    check_output_path(output / "x")
+    check_output_dir(output)
     if name == TOY:
         from analysis.toy_model import ToyConfig, build_toy_model
 

@@ -16,8 +16,8 @@ from typing import Any
 from analysis.errors import cli
 from analysis.head_screening import SCHEMA as SCREENING_SCHEMA
 from analysis.head_screening import ranking_score
-from analysis.io import read_json, read_parquet, write_json
-from analysis.outputs import SUMMARY, experiment_file, model_dir, screening_file, unit_screening_file
+from analysis.io import check_output_path, read_json, read_parquet, write_json
+from analysis.outputs import RESULTS, SUMMARY, experiment_file, model_dir, screening_file, unit_screening_file
 from analysis.params import Params, load_params
 from analysis.stats import auroc
 
@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--output", type=Path, default=SUMMARY)
     a = ap.parse_args(argv)
-    doc = summarize(load_params(a.params))
+    params = load_params(a.params)
+    check_output_path(a.output, suffix=".json", inputs=[a.params, RESULTS / params.profile, RESULTS / "models"])
+    doc = summarize(params)
     write_json(a.output, doc)
     print(f"wrote {a.output} ({len(doc) - 2} metrics)")
 

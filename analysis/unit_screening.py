@@ -86,9 +86,9 @@ from analysis.interventions import (
     unit_sites,
 )
 from analysis.io import check_output_path, read_json, write_json, write_parquet
-from analysis.models import LoadedModel, ModelSpec, load_model, mlp_post_name
+from analysis.models import LoadedModel, ModelSpec, load_model, mlp_post_name, resolve_model_path
 from analysis.outputs import unit_screening_file
-from analysis.prompts import PromptPairs, TokenBatch, load_pairs, span_clusters
+from analysis.prompts import PROMPTS_ROOT, PromptPairs, TokenBatch, load_pairs, span_clusters
 from analysis.scoring import lexicon_ids
 from analysis.stats import one_sample_effect
 
@@ -451,9 +451,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     output = a.output or unit_screening_path(cfg.profile, cfg.model)
     table = a.table or output.with_suffix(".parquet")
-    # Suffix rules on the bare names: no folder is created before the rest of the input is valid.
-    check_output_path(Path(output.name), suffix=".json")
-    check_output_path(Path(table.name), suffix=".parquet")
+    inputs = [resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile]
+    check_output_path(output, suffix=".json", inputs=inputs)
+    check_output_path(table, suffix=".parquet", inputs=inputs)
     if output.resolve() == table.resolve():
         raise InputError(f"--output and --table are the same file {output}")
     pairs = {e: load_pairs(e, cfg.profile) for e in cfg.emotions}
@@ -461,8 +461,6 @@ def main(argv: list[str] | None = None) -> dict:
     torch.use_deterministic_algorithms(True)
     model = load_model(cfg.model)
     check_has_units(model.spec)
-    check_output_path(output, suffix=".json")
-    check_output_path(table, suffix=".parquet")
     doc = write_outputs(screen(model, cfg, pairs), output, table)
     print(format_top(doc))
     print(f"wrote {output} and {table}", file=sys.stderr)
