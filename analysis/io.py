@@ -1,13 +1,14 @@
 """Atomic, pickle-free storage: JSON for summaries, Parquet for per-prompt tables.
 
 Numbers are stored at a stated precision: every float in a JSON document, a Parquet table or a
-CSV (`FLOAT_FORMAT`) is rounded to `SIGNIFICANT_DIGITS` (6) significant digits, by Python's
+CSV (`FLOAT_FORMAT`) is rounded to `SIGNIFICANT_DIGITS` (6) significant digits by Python's
 correctly rounded decimal conversion (the same on every machine). The computations run in
-float32 (about 7 significant digits), so the digits dropped are the ones that the order of a
-float32 sum — the thread count, the CPU's vector width — moves (~1e-8 relative was measured);
-reruns on another machine then write the same bytes unless a value sits within that noise of a
-rounding boundary. A fresh clone does not rely on this: every committed output is committed,
-so nothing reruns (README, "Reproducibility").
+float32 (about 7 significant digits), so the digits dropped are ones that the order of a float32
+sum can move. This does not make a rerun on another CPU byte-identical: a value within noise of a
+rounding boundary still flips, and quantities that are themselves noise (the attribution of a
+head whose true effect is 0, ~1e-11, and rank correlations over such values) move by far more
+than any relative precision. So a fresh clone does not recompute: every output is committed,
+the Parquet tables included, and nothing reruns (dvc.yaml, README "Reproducibility").
 
 Outputs are checked before any work (`check_output_path`): not a pickle, not a folder, not an
 input of the same run, not a git-tracked project file outside `results/`, in a folder that can
