@@ -209,14 +209,14 @@ def test_a_failed_stage_keeps_its_committed_output_and_status_names_it(project: 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_stage_keeps_its_committed_output(project: Path, sig: signal.Signals) -> None:
     before = _digest(project)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "screen@toy"], cwd=project, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     assert proc.stdout is not None
     for line in proc.stdout:  # the stage's python is running once DVC prints its command
         if line.startswith("> python -m analysis.head_screening"):
             break
-    time.sleep(3)  # inside the computation (the whole screening takes tens of seconds)
+    time.sleep(2)  # inside the computation: torch is still loading (the whole stage takes ~10 s or more)
     os.killpg(proc.pid, sig)  # as Ctrl-C does (the whole foreground group), or kill -9 of the group
     proc.communicate(timeout=120)
     assert proc.returncode != 0
@@ -257,7 +257,7 @@ def test_two_repros_and_three_queued_experiments_leave_status_clean_and_no_stray
 
 def test_a_concurrent_second_repro_is_refused_by_dvcs_lock(project: Path) -> None:
     """DVC refuses it: its first line names the busy output and the PID (then the PID and a hint: 4 lines)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(["dvc", "repro", "-f", "-s", "screen@toy"], cwd=project, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert first.stdout is not None
