@@ -166,6 +166,44 @@ def test_summarize_refuses_to_replace_the_readme(tmp_path: Path) -> None:
     assert (REPO / "README.md").read_bytes() == before
 
 
+
+def test_an_experiment_may_not_write_into_its_model_folder(tmp_path: Path) -> None:
+    """The model folder (results/models/toy) is an input of an ablation: checked before the model loads."""
+    from analysis.experiments.config import parse_config
+    from analysis.experiments.run import prepare
+
+    if not (REPO / "results/models/toy/config.json").is_file():
+        pytest.skip("the toy model is not built")
+    out = REPO / "results/models/toy/ablation.json"
+    c = parse_config("ablation", ["--model", "toy", "--emotion", "anger", "--head-spec", "0:0", "--output", str(out)])
+    with pytest.raises(InputError, match="is an input of this run"):
+        prepare(c)
+    assert not out.exists() and not out.with_suffix(".parquet").exists()
+
+
+@pytest.mark.parametrize("stage", ["head_plots", "model_comparison"])
+def test_a_plot_output_dir_is_checked_before_any_input_is_read(tmp_path: Path, stage: str) -> None:
+    """--output-dir goes through check_output_dir first: a file there is the error, not the missing inputs."""
+    (tmp_path / "taken").write_text("x")
+    inputs = {
+        "head_plots": ["--profile", "baseline", "--head-scores", "absent.json", "--ablation-file", "absent.json",
+                       "--patching-file", "absent.json"],
+        "model_comparison": ["--profile", "baseline", "--models", "org/absent", "--emotions", "anger"],
+    }[stage]
+    r = subprocess.run(
+        [sys.executable, "-m", f"analysis.{stage}", *inputs, "--output-dir", str(tmp_path / "taken")],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "exists and is not a folder" in r.stderr, r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", f"analysis.{stage}", *inputs, "--output-dir", str(tmp_path / "new/plots")],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert r.returncode == 2 and "absent" in r.stderr, r.stderr
+    assert not (tmp_path / "new").exists()  # the check creates no folder
+
+
 # ------------------------------------------------------------------------------------ atomicity
 
 
