@@ -49,7 +49,6 @@ from analysis.experiments.kinds import KINDS
 from analysis.interventions.edits import Edit, hooks_for, last_logits, tokenize_pairs
 from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
-from analysis.io import check_output_path
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.metrics import ArmOutput, lexicon_ids
 from analysis.stats import Effect, paired_effect
@@ -113,9 +112,6 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
     lex = lexicon_ids(model.tokenizer)
     pairs = KINDS[c.kind].check_pairs(c, pairs, model, notes)
-    # Everything is valid: now the output folders may be created.
-    check_output_path(c.output, suffix=".json")
-    check_output_path(c.table, suffix=".parquet")
     return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes))
 
 

@@ -33,7 +33,8 @@ JSON rows in git. So the scores are split in two files:
   the working directory, like every pipeline path).
 - the Parquet beside it (`--table`, default the output with .parquet; schema
   `emotion-heads/unit-attribution/v1`): the attribution of every unit (emotion, layer, neuron,
-  attribution, attribution_rank), float64, about 1 MB for GPT-2 small: a DVC-cached table.
+  attribution, attribution_rank), float64 at 6 significant digits, about 1 MB for GPT-2 small,
+  committed to git like every output (dvc.yaml `cache: false`).
 
 `mlp-top:K` unit specs (analysis.experiments.run) rank the JSON's rows by |exact| (ties within 1e-6
 keep layer, neuron order), or by |attribution| where a file has no exact scores for the emotion.
