@@ -115,8 +115,8 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
         help="screening JSON for top:N / mlp-top:K and the cumulative curve (default: the model's head screening, "
         "or its unit screening for a unit spec)",
     )
-    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the bootstrap, permutations and resampling (default {params.seed})")
-    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"bootstrap and permutation resamples (default {params.scoring.n_resamples})")
+    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the sign-flip patterns and resampling (default {params.seed})")
+    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"sign-flip patterns per effect (default {params.scoring.n_resamples})")
     return p
 
 

@@ -11,7 +11,7 @@ One experiment = a set of components (`Site`s) × an intervention plan × target
    last prompt position;
 3. per-prompt scores (VADER sentiment and keyword counts of the continuation only, whether
    the continuation changed, emotion score M, KL(clean || intervened)) → paired effects with
-   n, mean, 95 % BCa CI and sign-flip p (`analysis.stats`), pairs that share an emotion
+   n, mean, 95 % CI and p from one inverted cluster sign-flip test (`analysis.stats`), pairs that share an emotion
    expression resampled and flipped as one cluster, as in the screening;
 4. `document` / `table` / `comparison_table` render the JSON summary, the per-prompt Parquet
    table and the console table; `write_outputs` writes both files atomically.

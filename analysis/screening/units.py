@@ -17,7 +17,7 @@ analysis.head_screening does for heads:
   (params `unit_screening.exact_top_k`, 0 = every unit), on the fast path of the head screening
   (plain HF modules from the unit's layer on, the unchanged prefix's KV cache reused, lexicon
   logits only: analysis.interventions.exact.exact_patching_sites). Each exact score carries n, a 95 %
-  BCa interval and a sign-flip p (pairs sharing an emotion expression are one cluster), and a
+  interval and a p from one inverted sign-flip test (pairs sharing an emotion expression are one cluster), and a
   Benjamini–Hochberg q across all exact units × emotions.
 
 Storage. GPT-2 small has 12 × 3072 units; with 3 emotions that is 110k scores, tens of MB as
