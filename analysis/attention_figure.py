@@ -1,0 +1,160 @@
+"""Stage `attention`: what each emotion's top heads attend to from the last prompt position.
+
+For every emotion, the `top_n` heads its screening ranks first (`top:N`, analysis.head_screening)
+are run on the emotion prompts and on their neutral twins; the attention pattern of the last
+prompt position (the one the emotion score M is read at) is summed over the prompt's parts and
+averaged over pairs. Prompts differ in length, so tokens are grouped by role, which every
+template shares: BOS, the text before the span, the span (the emotion expression or its
+neutral replacement), the text after it, and the last token itself. The parts of a row sum
+to 1 (softmax over the keys).
+
+Writes `attention_pattern.png` (one panel per emotion × head, emotion vs neutral twin) and
+`attention_pattern.csv` (the plotted means, with the per-pair standard deviation and n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from analysis.errors import InputError, cli
+from analysis.head_plots import DPI, emotion_colour, save_png, write_csv
+from analysis.head_screening import screening_path, top_heads
+from analysis.interventions import last_logits, tokenize_pairs
+from analysis.models import LoadedModel, load_model
+from analysis.outputs import RESULTS
+from analysis.prompts import PromptPairs, TokenBatch, load_pairs
+
+PARTS = ("BOS", "before span", "span", "after span", "last token")
+PNG, CSV = "attention_pattern.png", "attention_pattern.csv"
+
+
+def attention_dir(profile: str, model: str) -> Path:
+    return RESULTS / profile / "plots" / "attention" / model
+
+
+def part_masks(batch: TokenBatch) -> torch.Tensor:
+    """[part, batch, pos] boolean masks of the PARTS over a left-padded batch (BOS first)."""
+    real = batch.attention_mask.bool()  # [batch, pos]
+    pos = torch.arange(real.shape[1])[None, :]  # [1, pos]
+    first = real.float().argmax(1, keepdim=True)  # [batch, 1] index of BOS
+    bos = pos == first
+    last = torch.zeros_like(real)
+    last[:, -1] = True
+    span = batch.span_mask & ~last
+    big = real.shape[1]
+    span_start = torch.where(batch.span_mask, pos, big).min(1, keepdim=True).values  # [batch, 1]
+    span_end = torch.where(batch.span_mask, pos, -1).max(1, keepdim=True).values
+    before = real & ~bos & (pos < span_start)
+    after = real & ~last & (pos > span_end)
+    return torch.stack([bos, before, span, after, last])
+
+
+def last_row_parts(model: LoadedModel, batch: TokenBatch, heads: Sequence[tuple[int, int]]) -> np.ndarray:
+    """[head, batch, part]: attention mass of the last position on each part, per head and prompt."""
+    masks = part_masks(batch).to(torch.float32)  # [part, batch, pos]
+    rows: dict[tuple[int, int], Tensor] = {}
+
+    def grab(layer: int):  # noqa: ANN202
+        def fn(pattern: Tensor, hook: object) -> Tensor:
+            # pattern: [batch, head, query, key]; the last query's row, summed over each part.
+            last = pattern[:, :, -1, :].to(torch.float32)  # [batch, head, key]
+            for lh in heads:
+                if lh[0] == layer:
+                    rows[lh] = torch.einsum("bk,pbk->bp", last[:, lh[1], :], masks)
+            return pattern
+
+        return fn
+
+    layers = sorted({layer for layer, _ in heads})
+    with torch.no_grad():
+        last_logits(model, batch, [(f"blocks.{layer}.attn.hook_pattern", grab(layer)) for layer in layers])
+    return np.stack([rows[lh].numpy() for lh in heads])
+
+
+def attention_table(model: LoadedModel, pairs: dict[str, PromptPairs], heads: dict[str, tuple[tuple[int, int], ...]]) -> pd.DataFrame:
+    """One row per emotion × head × prompt kind × part: mean, sd over pairs, n."""
+    out = []
+    for emotion, pp in pairs.items():
+        emo, neu = tokenize_pairs(model, pp)
+        for kind, batch in (("emotion", emo), ("neutral", neu)):
+            mass = last_row_parts(model, batch, heads[emotion])  # [head, batch, part]
+            for (layer, head), per_head in zip(heads[emotion], mass, strict=True):
+                for part, col in zip(PARTS, per_head.T, strict=True):
+                    out.append({
+                        "emotion": emotion, "layer": layer, "head": head, "prompt": kind, "part": part,
+                        "mean": float(col.mean()), "sd": float(col.std(ddof=1)) if len(col) > 1 else 0.0, "n": len(col),
+                    })
+    return pd.DataFrame(out)
+
+
+def attention_figure(table: pd.DataFrame, model_name: str, path: Path) -> Figure:
+    """Rows: emotions; columns: their top heads; bars: emotion prompt vs neutral twin per part."""
+    emotions = list(dict.fromkeys(table["emotion"]))
+    n_cols = int(table.groupby("emotion")[["layer", "head"]].apply(lambda g: len(g.drop_duplicates())).max())
+    # 6.5 in wide: the text width of an A4 page with 2 cm margins, so 8 pt text stays 8 pt.
+    fig = Figure(figsize=(6.5, 1.9 * len(emotions) + 0.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(emotions), n_cols, squeeze=False, sharey=True)
+    x = np.arange(len(PARTS))
+    for r, emotion in enumerate(emotions):
+        sub = table[table["emotion"] == emotion]
+        heads = list(dict.fromkeys(zip(sub["layer"], sub["head"], strict=True)))
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c >= len(heads):
+                ax.set_visible(False)
+                continue
+            layer, head = heads[c]
+            cell = sub[(sub["layer"] == layer) & (sub["head"] == head)]
+            for i, (kind, colour) in enumerate((("emotion", emotion_colour(emotion)), ("neutral", "#999999"))):
+                vals = cell[cell["prompt"] == kind].set_index("part").loc[list(PARTS)]
+                ax.bar(x + (i - 0.5) * 0.38, vals["mean"], 0.38, yerr=vals["sd"], color=colour,
+                       error_kw={"elinewidth": 0.7, "capsize": 1.5}, label=f"{emotion} prompt" if kind == "emotion" else "neutral twin")
+            ax.set_title(f"{emotion}: L{layer}H{head} (top {c + 1})", fontsize=9)
+            ax.set_xticks(x, [p.replace(" ", "\n") for p in PARTS], fontsize=8)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.set_ylim(0, 1)
+            if c == 0:
+                ax.set_ylabel("attention from\nlast position", fontsize=8)
+            ax.legend(fontsize=8, frameon=False, loc="upper right")
+    fig.suptitle(f"{model_name}: attention of the last prompt position, mean ± sd over pairs", fontsize=9)
+    save_png(fig, path)
+    return fig
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    from analysis.params import load_params
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.attention_figure", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="toy, a Hugging Face id, or a local folder")
+    ap.add_argument("--top-n", type=int, default=2, help="heads per emotion, by the screening's ranking")
+    ap.add_argument("--output-dir", required=True, type=Path)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    a = ap.parse_args(argv)
+    if a.top_n < 1:
+        raise InputError(f"--top-n must be at least 1, got {a.top_n}")
+    p = load_params(a.params)
+    screening = screening_path(p.profile, a.model)
+    heads = {e: top_heads(screening, e, a.top_n) for e in p.emotions}
+    pairs = {e: load_pairs(e, p.profile) for e in p.emotions}
+    model = load_model(a.model)
+    table = attention_table(model, pairs, heads)
+    a.output_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(table, a.output_dir / CSV)
+    attention_figure(table, a.model, a.output_dir / PNG)
+    print(f"wrote {a.output_dir / PNG} and {CSV}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
