@@ -31,15 +31,10 @@ from analysis.head_plots import DPI, emotion_colour, save_png, write_csv
 from analysis.head_screening import screening_path, top_heads
 from analysis.interventions import last_logits, tokenize_pairs
 from analysis.models import LoadedModel, load_model
-from analysis.outputs import RESULTS
 from analysis.prompts import PromptPairs, TokenBatch, load_pairs
 
 PARTS = ("BOS", "before span", "span", "after span", "last token")
 PNG, CSV = "attention_pattern.png", "attention_pattern.csv"
-
-
-def attention_dir(profile: str, model: str) -> Path:
-    return RESULTS / profile / "plots" / "attention" / model
 
 
 def part_masks(batch: TokenBatch) -> torch.Tensor:

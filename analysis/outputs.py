@@ -16,6 +16,8 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | + M_E.parquet (per prompt: both continuations, ids, scores)   |
 | patch@M-E        | E prompts → neutral twins × heads  | results/P/patching/head_patching/M_E.{json,parquet}           |
 | plots@M          | the above for model M              | results/P/plots/heads/M/*.png + CSV plot data                 |
+| attention@M      | pairs × the top heads of M         | results/P/plots/attention/M/attention_pattern.{png,csv}:      |
+|                  |                                    | last-position attention by prompt part, emotion vs neutral    |
 | compare_models   | every model's screening            | results/P/plots/models/: heatmaps.png (all models, one colour |
 |                  |                                    | scale), top_heads.csv + .md (top heads per model × emotion)   |
 | summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
@@ -55,6 +57,10 @@ def experiment_file(kind: str, profile: str, model: str, emotion: str) -> Path:
 
 def plots_dir(profile: str, model: str) -> Path:
     return RESULTS / profile / "plots" / "heads" / model
+
+
+def attention_dir(profile: str, model: str) -> Path:
+    return RESULTS / profile / "plots" / "attention" / model
 
 
 def comparison_dir(profile: str) -> Path:

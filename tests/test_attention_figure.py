@@ -30,7 +30,8 @@ def test_committed_attention_table_rows_sum_to_one() -> None:
     # The mean over pairs of per-pair softmax rows: its parts sum to 1 up to float32 rounding.
     import pandas as pd
 
-    from analysis.attention_figure import CSV, attention_dir
+    from analysis.attention_figure import CSV
+    from analysis.outputs import attention_dir
 
     table = pd.read_csv(attention_dir("baseline", "toy") / CSV)
     sums = table.groupby(["emotion", "layer", "head", "prompt"])["mean"].sum()
