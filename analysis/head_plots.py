@@ -701,13 +701,15 @@ def comparison_figure(data: PlotData, experiment: str, path: Path) -> Figure:
     verb = {"ablation": "ablated", "patching": "patched"}[experiment]
     with matplotlib.rc_context(STYLE):
         n_em = max(eff[eff.model == m].emotion.nunique() for m in models)
-        fig = _new_figure(len(metrics) * max(3.4, 1.45 * n_em + 0.9), 4.0 * len(models) + 0.9)
-        axes = fig.subplots(len(models), len(metrics), squeeze=False)
+        # One column per model, one row per metric: with one model the figure is the report's
+        # text width (6.5 in), so its 9 pt text is 9 pt on the page.
+        fig = _new_figure(len(models) * max(6.5, 1.45 * n_em + 0.9), 3.1 * len(metrics) + 1.2)
+        axes = fig.subplots(len(metrics), len(models), squeeze=False)
         width = 0.38
-        for r, model in enumerate(models):
+        for c, model in enumerate(models):
             sub = eff[eff.model == model]
             ems = sorted(set(sub.emotion), key=_emotion_sort_key)
-            for c, metric in enumerate(metrics):
+            for r, metric in enumerate(metrics):
                 ax = axes[r, c]
                 x = np.arange(len(ems))
                 lows, highs = [], []
@@ -748,9 +750,9 @@ def comparison_figure(data: PlotData, experiment: str, path: Path) -> Figure:
                    label=f"{verb} mean (bar and ◆; colour = emotion)"),
             Line2D([], [], color="black", marker="_", markersize=8, label="baseline + 95 % CI of the paired change"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=1 if len(models) == 1 else 3, frameon=False)
         what = "head ablation on the emotion prompts" if experiment == "ablation" else "head patching, emotion → neutral prompt"
-        fig.suptitle(f"Baseline vs {verb} means, {what} — {data.title_models(models)}")
+        fig.suptitle(f"Baseline vs {verb} means, {what}\n{data.title_models(models)}")
         save_png(fig, path)
     return fig
 
