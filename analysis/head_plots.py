@@ -78,6 +78,9 @@ FILES = {
 # Drawn only when a unit screening is given.
 UNIT_FILES = {"units": "unit_summary.png", "units_csv": "unit_summary.csv"}
 UNIT_LABELLED = 3  # top units per emotion labelled `L.N` in unit_summary.png
+# ... if at least this fraction of the panel's largest |ΔM|: labels of float-noise units near
+# zero overprint each other ("3.39 3.324") and name nothing.
+UNIT_LABEL_MIN_FRACTION = 0.05
 
 STYLE: dict[str, Any] = {
     "svg.hashsalt": "emotion-heads",
@@ -867,6 +870,7 @@ def unit_summary_figure(data: PlotData, path: Path) -> Figure:
                     ax.scatter(x[exact], ye, s=30, marker="D", color=colour, edgecolors="black", linewidths=0.6, zorder=4,
                                gid="exact")
                 top = np.argsort(-np.abs(y), kind="stable")[:UNIT_LABELLED]
+                top = top[np.abs(y[top]) >= UNIT_LABEL_MIN_FRACTION * np.abs(y[top[0]])]
                 for j, i in enumerate(top):
                     row = sub.iloc[i]
                     # alternate sides: neighbouring top units of one layer would otherwise overprint
