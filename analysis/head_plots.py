@@ -565,9 +565,10 @@ def heatmap_figure(data: PlotData, path: Path) -> Figure:
         n_cols = max(len(data.emotions[m]) for m in models)
         max_layers = max(data.dims[m][0] for m in models)
         max_heads = max(data.dims[m][1] for m in models)
-        cell = 0.42 if max_heads <= 8 else 0.28
-        panel_w = max(2.6, cell * max_heads + 0.9)
-        panel_h = max(2.4, cell * max_layers + 0.9)
+        cell = 0.25 if max_heads <= 8 else 0.2
+        # 1.9 in: three emotions fit 7.3 in, so 9 pt text stays >= 8 pt at the PDF's text width.
+        panel_w = max(1.9, cell * max_heads + 0.9)
+        panel_h = max(1.9, cell * max_layers + 0.9)
         fig = _new_figure(max(4.8, panel_w * n_cols + 1.6), panel_h * len(models) + 0.9)
         axes = fig.subplots(len(models), n_cols, squeeze=False)
         any_planted = False
@@ -765,7 +766,7 @@ def cumulative_figure(data: PlotData, path: Path) -> Figure:
     cum = data.cumulative
     models = [m for m in data.models if (cum.model == m).any()]
     with matplotlib.rc_context(STYLE):
-        fig = _new_figure(10.0, 7.4)
+        fig = _new_figure(7.2, 6.6)  # <= 7.5 in: 9 pt text stays >= 8 pt at the PDF's text width
         axes = fig.subplots(len(EXPERIMENTS), len(CUMULATIVE_METRICS), squeeze=False)
         emotions_seen: list[str] = []
         for r, experiment in enumerate(EXPERIMENTS):
@@ -775,7 +776,7 @@ def cumulative_figure(data: PlotData, path: Path) -> Figure:
                 ax = axes[r, c]
                 ax.axhline(0, color="0.3", linewidth=0.8)
                 ax.set_title(f"{experiment}: {METRIC_TITLES[metric]}")
-                ax.set_xlabel(f"k (top-1…k screened heads {verb} jointly)")
+                ax.set_xlabel(f"k (top-1…k heads {verb} jointly)")
                 ax.set_ylabel("Δ " + METRIC_LABELS[metric])
                 ax.grid(color="0.92")
                 ax.set_axisbelow(True)
