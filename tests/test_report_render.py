@@ -223,3 +223,21 @@ def test_pdf_has_every_glyph_and_no_overfull_box(tmp_path: Path) -> None:
     assert missing == [], "glyphs the PDF's fonts lack (xelatex drops them)"
     overfull = [float(x) for x in re.findall(r"Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\)", log)]
     assert max(overfull, default=0.0) <= MAX_OVERFULL_PT, sorted(overfull)[-5:]
+
+
+def test_stage_figures_keep_8pt_text_in_the_pdf() -> None:
+    """Every figure the report shows is drawn at 150 dpi with text of at least 9 pt (head_plots'
+    ANNOT_PT); the PDF scales a figure wider than its text width (A4, 2 cm margins: 6.69 in)
+    down to it, and 9 pt stays >= 8 pt only if the figure is at most 6.69 * 9 / 8 = 7.53 in wide."""
+    from PIL import Image
+
+    from analysis.head_plots import ANNOT_PT, DPI
+
+    text_width_in = (21.0 - 2 * 2.0) / 2.54
+    max_px = DPI * text_width_in * ANNOT_PT / 8
+    r = rep.load_results(REPO)
+    folders = [REPO / "results" / r.profile / "plots" / kind / m for kind in ("heads", "attention") for m in r.models]
+    pngs = [p for f in folders for p in sorted(f.glob("*.png"))] + [REPO / "results" / r.profile / "plots/models/heatmaps.png"]
+    assert len(pngs) >= 8
+    wide = {p.name: Image.open(p).size[0] for p in pngs if Image.open(p).size[0] > max_px}
+    assert wide == {}, f"wider than {max_px:.0f} px"
