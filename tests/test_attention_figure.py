@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from analysis.core.prompts import TokenBatch
@@ -35,3 +38,19 @@ def test_committed_attention_table_rows_sum_to_one() -> None:
     assert len(sums) == 3 * 2 * 2  # emotions × top-2 heads × (emotion, neutral)
     assert (sums - 1).abs().max() < 1e-5
     assert set(table["part"]) == set(PARTS) and (table["n"] == 70).all()
+
+
+def test_write_attention_round_trips_the_committed_table(tmp_path: Path) -> None:
+    # The stage's writer on the committed table: the same CSV back, and the committed figure
+    # byte for byte (the figure is drawn from the table alone, deterministically).
+    from analysis.contract import ATTENTION_PNG, attention_dir, read_attention
+    from analysis.plots.attention import write_attention
+
+    committed = attention_dir("baseline", "toy")
+    table = read_attention(committed)
+    out = write_attention(table, "toy", tmp_path / "toy")
+    assert read_attention(tmp_path / "toy").equals(table)
+    assert out["png"].read_bytes() == (committed / ATTENTION_PNG).read_bytes()
+    with pytest.raises(ValueError, match="expected"):
+        write_attention(table.drop(columns=["sd"]), "toy", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
