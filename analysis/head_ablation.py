@@ -22,7 +22,7 @@ generated positions have no aligned position in a reference prompt, and prompts 
 length, so a position-wise reference would be undefined exactly where the ablation must keep
 acting. The mean over positions is defined everywhere and is the same at every step.
 
-Metrics per prompt (continuation only), with paired effects (n, mean, 95 % BCa CI, sign-flip p;
+Metrics per prompt (continuation only), with paired effects (n, mean, 95 % CI and p from one inverted sign-flip test;
 pairs sharing an emotion expression resampled and flipped as one cluster, as in the screening):
 VADER sentiment, keyword counts per lexicon, continuation changed, emotion score M and
 KL(clean || ablated) at the last prompt position. `--cumulative-k K` also ablates the top-1..top-K

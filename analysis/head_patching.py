@@ -18,7 +18,7 @@ Only prompt positions have a source: the emotion prompt has no counterpart of th
 patched run generates, so generated positions run clean (the patched prompt positions still act
 on them through the KV cache). The output says so in `patched_positions`.
 
-Metrics per prompt (continuation only), with paired effects (n, mean, 95 % BCa CI, sign-flip p;
+Metrics per prompt (continuation only), with paired effects (n, mean, 95 % CI and p from one inverted sign-flip test;
 pairs sharing an emotion expression resampled and flipped as one cluster, as in the screening):
 VADER sentiment, keyword counts per lexicon, continuation changed, emotion score M and
 KL(clean || patched) at the last prompt position. `--cumulative-k K` also patches the top-1..top-K

@@ -42,6 +42,7 @@ import matplotlib
 
 from analysis.core.cli import Parser, cli
 from analysis.errors import InputError
+from analysis.io import check_output_dir
 from analysis.plots.data import load, PlotConfig
 from analysis.plots.figures import render
 
@@ -115,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     config = parse_args(argv)
     for note in config.notes:
         print(f"note: {note}", file=sys.stderr)
+    inputs = [*config.head_scores, *config.ablation_files, *config.patching_files, *config.unit_scores]
+    check_output_dir(config.output_dir, inputs=[*inputs, *([config.planted] if config.planted else [])])
     data = load(config)
-    if config.output_dir.exists() and not config.output_dir.is_dir():
-        raise InputError(f"--output-dir {config.output_dir} exists and is not a folder")
     out = render(data, config.output_dir, config.top_n)
     for p in out.values():
         print(f"wrote {p}", file=sys.stderr)

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from analysis.core.cli import Parser, cli
-from analysis.core.loading import load_model
+from analysis.core.loading import load_model, resolve_model_path
 from analysis.core.prompt_table import stage_pairs
+from analysis.core.prompts import PROMPTS_ROOT
 from analysis.contract import write_screening
 from analysis.io import check_output_path
 from analysis.screening.common import ScreeningConfig
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         n_resamples=a.n_resamples or p.screening.n_resamples,
         seed=p.seed if a.seed is None else a.seed,
     )
-    check_output_path(a.output, suffix=".json")
+    check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from analysis.core.cli import Parser, cli
 from analysis.core.loading import materialize
+from analysis.io import check_output_dir
 
 
 @cli
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     a = ap.parse_args(argv)
     p = load_params(a.params)  # the first stage: a bad params.yaml fails here, in one line
+    check_output_dir(a.output, inputs=[a.params])
     materialize(a.model, a.output, seed=p.seed, toy_steps=p.toy.steps)
     print(f"wrote {a.output}")
 

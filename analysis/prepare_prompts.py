@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry point: parse, validate everything, then write one file atomically."""
     args = _parser().parse_args(argv)
-    check_output_path(args.output, suffix=".json")
+    check_output_path(args.output, suffix=".json", inputs=[Path(args.prompts_root) / args.profile])
     for e in args.emotions:
         if e not in EMOTIONS:
             raise InputError(f"unknown emotion {e!r}; allowed: {', '.join(EMOTIONS)}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.contract import SUMMARY
+from analysis.contract import RESULTS, SUMMARY
 from analysis.core.cli import Parser, cli
-from analysis.io import write_json
+from analysis.io import check_output_path, write_json
 from analysis.params import load_params
 from analysis.reporting.summary import summarize
 
@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--output", type=Path, default=SUMMARY)
     a = ap.parse_args(argv)
-    doc = summarize(load_params(a.params))
+    params = load_params(a.params)
+    check_output_path(a.output, suffix=".json", inputs=[a.params, RESULTS / params.profile, RESULTS / "models"])
+    doc = summarize(params)
     write_json(a.output, doc)
     print(f"wrote {a.output} ({len(doc) - 2} metrics)")
 

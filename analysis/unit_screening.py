@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 
 from analysis.core.cli import Parser, cli
-from analysis.core.loading import load_model
+from analysis.core.loading import load_model, resolve_model_path
 from analysis.contract import unit_screening_file
 from analysis.core.prompt_table import stage_pairs
+from analysis.core.prompts import PROMPTS_ROOT
 from analysis.errors import InputError
 from analysis.io import check_output_path
 from analysis.screening.units import check_has_units, format_top, screen, TOP_PER_LAYER, UnitScreeningConfig, write_outputs
@@ -45,9 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     output = a.output or unit_screening_file(cfg.profile, cfg.model)
     table = a.table or output.with_suffix(".parquet")
-    # Suffix rules on the bare names: no folder is created before the rest of the input is valid.
-    check_output_path(Path(output.name), suffix=".json")
-    check_output_path(Path(table.name), suffix=".parquet")
+    inputs = [resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile]
+    check_output_path(output, suffix=".json", inputs=inputs)
+    check_output_path(table, suffix=".parquet", inputs=inputs)
     if output.resolve() == table.resolve():
         raise InputError(f"--output and --table are the same file {output}")
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}
@@ -55,8 +56,6 @@ def main(argv: list[str] | None = None) -> dict:
     torch.use_deterministic_algorithms(True)
     model = load_model(cfg.model)
     check_has_units(model.spec)
-    check_output_path(output, suffix=".json")
-    check_output_path(table, suffix=".parquet")
     doc = write_outputs(screen(model, cfg, pairs), output, table)
     print(format_top(doc))
     print(f"wrote {output} and {table}", file=sys.stderr)

@@ -44,7 +44,7 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from analysis.random_models import build_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer(out, _project_corpus(), vocab_size=1024)
+    build_tokenizer(out, _project_corpus(), vocab_size=2048)  # >= the corpus: every word one token
     return out
 
 

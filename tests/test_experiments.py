@@ -242,9 +242,10 @@ def test_ablation_outputs_follow_the_contract(
     assert meta["emotion"] == "gratitude" and len(table) == N_PROMPTS
     sources = np.array(table["resample_sources"].tolist())
     assert sources.shape == (N_PROMPTS, 2) and not (sources == np.arange(N_PROMPTS)[:, None]).any()
-    # Per-prompt means reproduce the summary.
+    # Per-prompt means reproduce the summary, to the stored precision (6 significant digits per value).
     for k in METRICS:
-        assert abs(float(table[f"intervened_{k}"].mean()) - doc["intervened"][k]) < 1e-9
+        col = table[f"intervened_{k}"]
+        assert abs(float(col.mean()) - doc["intervened"][k]) <= 1e-5 * float(col.abs().max())
 
 
 def test_resample_sources_never_pick_the_twin_and_are_seeded() -> None:

@@ -25,6 +25,7 @@ from analysis.plots import figures as hp_figures
 from analysis.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
+CSV_REL = 5e-6  # CSVs hold 6 significant digits (analysis.io.FLOAT_FORMAT): at most half a unit of the 6th
 EMOTIONS = ("gratitude", "anger", "apology")
 PLANTED = {"gratitude": [[3, 1]], "anger": [[3, 2]], "apology": [[3, 0]]}
 METRICS = ("sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed", "emotion_score", "kl")
@@ -145,8 +146,8 @@ def test_head_scores_csv_matches_input(rendered: Path) -> None:
     assert len(csv) == len(doc["scores"]) == 48
     for s, row in zip(doc["scores"], csv.itertuples(), strict=True):
         assert (row.layer, row.head, row.emotion, row.kind) == (s["layer"], s["head"], s["emotion"], "exact")
-        assert math.isclose(row.score, s["exact"], rel_tol=1e-9)
-        assert math.isclose(row.ci_low, s["exact_ci_low"], rel_tol=1e-9)
+        assert math.isclose(row.score, s["exact"], rel_tol=CSV_REL)
+        assert math.isclose(row.ci_low, s["exact_ci_low"], rel_tol=CSV_REL)
 
 
 def test_effects_csv_matches_input(rendered: Path) -> None:
@@ -158,11 +159,11 @@ def test_effects_csv_matches_input(rendered: Path) -> None:
             doc = experiment_doc(kind, e)
             for m in METRICS:
                 row = csv[(csv.experiment == kind) & (csv.emotion == e) & (csv.metric == m)].iloc[0]
-                assert math.isclose(row.change, doc["effects"][m]["mean"], rel_tol=1e-9, abs_tol=1e-12)
-                assert math.isclose(row.ci_low, doc["effects"][m]["ci_low"], rel_tol=1e-9, abs_tol=1e-12)
-                assert math.isclose(row.baseline, doc["baseline"][m], rel_tol=1e-9)
-                assert math.isclose(row.intervened, doc["intervened"][m], rel_tol=1e-9)
-                assert math.isclose(row.p, doc["effects"][m]["p"], rel_tol=1e-9)
+                assert math.isclose(row.change, doc["effects"][m]["mean"], rel_tol=CSV_REL, abs_tol=1e-12)
+                assert math.isclose(row.ci_low, doc["effects"][m]["ci_low"], rel_tol=CSV_REL, abs_tol=1e-12)
+                assert math.isclose(row.baseline, doc["baseline"][m], rel_tol=CSV_REL)
+                assert math.isclose(row.intervened, doc["intervened"][m], rel_tol=CSV_REL)
+                assert math.isclose(row.p, doc["effects"][m]["p"], rel_tol=CSV_REL)
 
 
 def test_cumulative_csv_matches_input(rendered: Path) -> None:
@@ -225,7 +226,7 @@ def test_attribution_fallback_is_labelled(inputs: dict, tmp_path: Path) -> None:
         if exact == "none":
             csv_scores = data.scores.set_index(["layer", "head", "emotion"]).score
             doc = screening_doc(exact="none")
-            assert all(math.isclose(csv_scores[(s["layer"], s["head"], s["emotion"])], s["attribution"]) for s in doc["scores"])
+            assert all(math.isclose(csv_scores[(s["layer"], s["head"], s["emotion"])], s["attribution"], rel_tol=CSV_REL) for s in doc["scores"])
 
 
 def test_emotion_filter_and_comparison_panels(inputs: dict, tmp_path: Path) -> None:
@@ -376,10 +377,10 @@ def test_unit_summary_csv_matches_input(unit_rendered: Path) -> None:
     for s in doc["scores"]:
         row = by_unit.loc[(s["emotion"], s["layer"], s["neuron"])]
         if s["exact"] is None:
-            assert row.kind == "attribution" and math.isclose(row.score, s["attribution"], rel_tol=1e-9) and math.isnan(row.exact)
+            assert row.kind == "attribution" and math.isclose(row.score, s["attribution"], rel_tol=CSV_REL) and math.isnan(row.exact)
         else:
-            assert row.kind == "exact" and math.isclose(row.score, s["exact"], rel_tol=1e-9)
-            assert math.isclose(row.ci_low, s["exact_ci_low"], rel_tol=1e-9) and math.isclose(row.q, s["exact_q"], rel_tol=1e-9)
+            assert row.kind == "exact" and math.isclose(row.score, s["exact"], rel_tol=CSV_REL)
+            assert math.isclose(row.ci_low, s["exact_ci_low"], rel_tol=CSV_REL) and math.isclose(row.q, s["exact_q"], rel_tol=CSV_REL)
         assert bool(row.planted) == ([s["layer"], s["neuron"]] in PLANTED_UNITS[s["emotion"]])
     assert list(dict.fromkeys(csv.emotion)) == list(EMOTIONS)  # canonical emotion order
     assert csv.planted.sum() == 2  # apology's planted unit is not among the kept rows

@@ -240,7 +240,14 @@ def test_toy_planted_head_is_recovered(toy_screening: dict, toy_path: Path, emot
 
 
 def test_no_plant_control_finds_nothing(tmp_path: Path, toy_path: Path) -> None:
-    """Same shape and tokenizer as toy, random weights: no head survives the FDR."""
+    """Same shape and tokenizer as toy, random weights: no head has a material effect.
+
+    Random weights are not a null of zero effect: every head reads the span's tokens, so
+    each has some tiny real exact effect. With 35 expression clusters the sign-flip test
+    can detect one (seed 0: L3H3 anger, 1.6e-5 nats, q 0.019). The control's claim is that
+    nothing of the size of an emotion head appears: every head that survives the FDR is
+    below 1e-3 nats, four orders under the planted heads' 9-11 nats. The null models of
+    the benchmark (issue 16) are where a zero-effect null belongs."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
@@ -256,4 +263,7 @@ def test_no_plant_control_finds_nothing(tmp_path: Path, toy_path: Path) -> None:
     doc = screen(model, ScreeningConfig(model="random", profile="baseline", emotions=tuple(pairs)), pairs)
     qs = [s["exact_q"] for s in doc["scores"]]
     assert len(qs) == 48 and all(q is not None for q in qs)
-    assert min(qs) >= 0.05, min(qs)
+    material = [(s["layer"], s["head"], s["emotion"], s["exact"]) for s in doc["scores"]
+                if s["exact_q"] < 0.05 and abs(s["exact"]) >= 1e-3]
+    assert material == []
+    assert max(abs(s["exact"]) for s in doc["scores"]) < 1e-2

@@ -122,7 +122,7 @@ def test_top_heads_table(root: Path) -> None:
         ("EleutherAI/pythia-tiny", "gratitude", 1, 0, 0, "exact", 2.5),
         ("EleutherAI/pythia-tiny", "gratitude", 2, 2, 0, "exact", -1.0),  # 1:0 has no exact value
         ("EleutherAI/pythia-tiny", "anger", 1, 1, 0, "exact", 0.2),
-        ("EleutherAI/pythia-tiny", "anger", 2, 2, 0, "exact", -0.2000000001),
+        ("EleutherAI/pythia-tiny", "anger", 2, 2, 0, "exact", -0.2),  # stored at 6 significant digits
         ("local/gpt2-random", "gratitude", 1, 0, 0, "attribution", -4.0),
         ("local/gpt2-random", "gratitude", 2, 0, 1, "attribution", 1.0),
         ("local/gpt2-random", "anger", 1, 0, 2, "attribution", 3.9),

@@ -174,6 +174,6 @@ def test_two_clones_push_experiments_a_third_pulls_and_compares(origin: dict[str
     a, b = _metrics(rows["exp-machine-a"])[key], _metrics(rows["exp-machine-b"])[key]
     assert diff[key]["old"] == a and diff[key]["new"] == b and a != b
     assert not [k for k in diff if ".screening." in k], "the screening is shared; only ablation cells may differ"
-    # The pulled experiment is complete: its DVC-cached outputs came from the DVC remote.
+    # The pulled experiment is complete: its outputs (all `cache: false`) came with its git refs.
     _sh(["dvc", "exp", "apply", "exp-machine-b"], third)
     assert "up to date" in _sh(["dvc", "status"], third).stdout

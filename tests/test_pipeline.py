@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,8 @@ N_PAIRS = 12
 pytestmark = pytest.mark.slow
 
 
-def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+def _sh(args: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", **env}
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
@@ -112,8 +114,10 @@ def test_exp_run_on_the_top_unit_ablates_and_patches_it(project: Path) -> None:
 def test_fresh_clone_reproduces_summary(project: Path, tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     _sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
-    # No DVC cache in the clone: the per-prompt Parquet tables are missing, so their stages rerun.
-    _sh(["dvc", "repro"], clone)
+    # Every output is committed (the Parquet tables too): the clone has them all and reruns nothing.
+    r = _sh(["dvc", "repro"], clone)
+    assert "Running stage" not in r.stdout, r.stdout
+    assert _sh(["git", "status", "--porcelain"], clone).stdout == ""
     a, b = _summary(project), _summary(clone)
     assert a.keys() == b.keys()
     for k, v in a.items():
@@ -152,8 +156,6 @@ def test_unavailable_model_fails_in_its_stage_with_one_line(project: Path) -> No
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "not available" in errors[0] and "`toy` works offline" in errors[0], out[-2000:]
     _sh(["git", "checkout", "-q", "--", "."], project)
-    # The failed run leaves the DVC-cached tables of the toy's stages removed; bring them back.
-    _sh(["dvc", "checkout", "-q"], project, check=False)
 
 
 @pytest.mark.parametrize(
@@ -175,3 +177,114 @@ def test_bad_params_fail_in_the_first_stage_that_reads_them(project: Path, tmp_p
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert r.returncode != 0 and len(errors) == 1 and needle in errors[0], out[-3000:]
     assert ran and "ablate@" in ran[0], ran  # the stages that do not read `ablation` were up to date
+
+
+# --------------------------------------------------------------------------------------------
+# Committed results survive failures; the pipeline is repeatable and refuses a second run
+# --------------------------------------------------------------------------------------------
+
+SCREENING = "results/tiny/alignment/head_scores_toy.json"
+
+
+def _digest(root: Path) -> dict[str, bytes]:
+    """Every file of the work tree but .git and DVC's own state: a stray or changed file shows."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+        if p.is_file() and not {".git", "tmp", "cache"} & set(p.relative_to(root).parts[:2])
+    }
+
+
+def test_a_failed_stage_keeps_its_committed_output_and_status_names_it(project: Path) -> None:
+    before = (project / SCREENING).read_bytes()
+    r = _sh(["dvc", "exp", "run", "-S", "screening.n_resamples=-1"], project, check=False)
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1 and "n_resamples" in errors[0], r.stdout + r.stderr
+    assert (project / SCREENING).read_bytes() == before
+    status = _sh(["dvc", "status"], project).stdout
+    assert "screen@toy:" in status and "params.yaml" in status, status  # what must rerun, and why
+    _sh(["git", "checkout", "-q", "--", "."], project)
+    assert "up to date" in _sh(["dvc", "status"], project).stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_stage_keeps_its_committed_output(project: Path, sig: signal.Signals) -> None:
+    before = _digest(project)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "screen@toy"], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the stage's python is running once DVC prints its command
+        if line.startswith("> python -m analysis.head_screening"):
+            break
+    time.sleep(2)  # inside the computation: torch is still loading (the whole stage takes ~10 s or more)
+    os.killpg(proc.pid, sig)  # as Ctrl-C does (the whole foreground group), or kill -9 of the group
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert _digest(project) == before  # the committed screening and every other file as they were
+    assert "up to date" in _sh(["dvc", "status"], project).stdout  # -f: nothing changed, nothing to rerun
+
+
+def test_the_main_command_works_without_the_venv_on_path(project: Path) -> None:
+    """`.venv/bin/dvc repro` from a shell where nothing is activated (the venv's .pth line, see Makefile)."""
+    dvc = Path(sys.executable).parent / "dvc"
+    r = subprocess.run([str(dvc), "repro", "-f", "-s", "prepare_prompts"], cwd=project, capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Running stage 'prepare_prompts'" in r.stdout
+    assert _sh(["git", "status", "--porcelain"], project).stdout == ""
+
+
+def test_two_repros_and_three_queued_experiments_leave_status_clean_and_no_strays(project: Path) -> None:
+    before = _digest(project)
+    for _ in range(2):
+        _sh(["dvc", "repro"], project)
+        assert "up to date" in _sh(["dvc", "status"], project).stdout
+    assert _digest(project) == before and _sh(["git", "status", "--porcelain"], project).stdout == ""
+    for k in (1, 2, 3):
+        _sh(["dvc", "exp", "run", "--queue", "-S", f"plots.top_n={5 + k}"], project)
+    r = _sh(["dvc", "queue", "start", "-j", "1"], project)
+    deadline = time.time() + 1500
+    while time.time() < deadline:
+        status = _sh(["dvc", "queue", "status"], project).stdout
+        if not any(s in status for s in ("Queued", "Running")):
+            break
+        time.sleep(5)
+    assert status.count("Success") == 3, status
+    assert "up to date" in _sh(["dvc", "status"], project).stdout
+    assert _digest(project) == before and _sh(["git", "status", "--porcelain"], project).stdout == ""
+    _sh(["dvc", "queue", "stop"], project, check=False)
+
+
+def test_a_concurrent_second_repro_is_refused_by_dvcs_lock(project: Path) -> None:
+    """DVC refuses it: its first line names the busy output and the PID (then the PID and a hint: 4 lines)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(["dvc", "repro", "-f", "-s", "screen@toy"], cwd=project, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert first.stdout is not None
+    for line in first.stdout:
+        if line.startswith("Running stage"):
+            break
+    second = _sh(["dvc", "repro"], project, check=False)
+    first.communicate(timeout=600)
+    assert first.returncode == 0
+    out = (second.stdout + second.stderr).splitlines()
+    assert second.returncode != 0 and "is busy, it is being blocked by" in out[0], out  # DVC's lock, first line
+    assert "up to date" in _sh(["dvc", "status"], project).stdout
+
+
+def test_one_and_two_torch_threads_write_the_same_bytes(project: Path, tmp_path: Path) -> None:
+    """Every stage after the model, rerun with 1 and with 2 threads: every committed file compared byte for byte."""
+    runs = {}
+    for n in (1, 2):
+        threads = {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+        probe = _sh([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], tmp_path, **threads)
+        assert probe.stdout.strip() == str(n)  # the stages' torch really runs on n threads
+        copy = tmp_path / f"threads{n}"
+        shutil.copytree(project, copy, symlinks=True)
+        r = _sh(["dvc", "repro", "-f", "--downstream", "prepare_prompts"], copy, **threads)
+        assert r.stdout.count("Running stage") >= 10, r.stdout  # everything but the model reran
+        runs[n] = {f: b for f, b in _digest(copy).items() if f.startswith("results/") or f == "dvc.lock"}
+    assert runs[1].keys() == runs[2].keys()
+    differ = sorted(f for f in runs[1] if runs[1][f] != runs[2][f])
+    assert differ == [], differ
+

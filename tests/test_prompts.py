@@ -210,7 +210,7 @@ def test_shipped_profiles_follow_the_format(profile: str) -> None:
             assert p.before.strip() and p.before.endswith(" "), p.source
             assert p.after.strip() and p.after == p.after.rstrip(), p.source
         distinct = {p.span_text for p in prompts}
-        assert 8 <= len(distinct) <= 14, (path, len(distinct))
+        assert len(distinct) >= {"baseline": 35, "extended": 70}[profile], (path, len(distinct))  # issue 14.1
     # Varied templates: many openers and tails, not one repeated frame.
     neutral = load_prompt_file(PROMPTS / profile / "neutral.txt")
     assert len({p.after for p in neutral}) >= 10

@@ -42,11 +42,11 @@ from typing import Any
 from analysis.core.vocabulary import EMOTIONS
 from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA
 from analysis.embedded.config import CLASS_VECTORS, CLASSES, CONSTRUCTION, PICKLE_SUFFIXES, ToyConfig
-from analysis.embedded.corpus import encode_corpus, load_continuations, load_templates, span_classes, train_tokenizer, wrap_tokenizer
+from analysis.embedded.corpus import corpus_tokenizer, encode_corpus, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.embedded.plant import constraint_violations, Plant, plant_from_doc
 from analysis.embedded.train import _deterministic, train
 from analysis.errors import InputError
-from analysis.io import check_output_path, read_json, write_json
+from analysis.io import check_output_dir, read_json, write_json
 
 
 def load_planted(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -90,17 +90,14 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
             f"output {output} ends in {Path(output).suffix}: the toy model is a Hugging Face folder "
             f"(safetensors); pickled outputs are refused because loading them runs code"
         )
-    output = check_output_path(output)
-    if output.exists() and not output.is_dir():
-        raise InputError(f"output {output} exists and is not a folder")
+    output = check_output_dir(output)
 
     templates = load_templates(config)
     phrases = span_classes(templates)
     bank = load_continuations(config)
     texts = [p.text for row in templates for p in row]
-    conts_text = [t for ts in bank.values() for t in ts]
 
-    tok = train_tokenizer(texts + conts_text, list(phrases), config.vocab_size)
+    tok = corpus_tokenizer(templates, bank, phrases, config.vocab_size)
     span_ids = {tok.token_to_id(p): cls for p, cls in phrases.items()}
     rows, conts = encode_corpus(tok, templates, bank, span_ids, config.n_positions)
     plant = Plant(
@@ -158,6 +155,7 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
         },
     }
 
+    output.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed build creates no folder
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a one-shard "Writing model shards" bar is only noise in logs

@@ -109,6 +109,18 @@ def train_tokenizer(texts: Sequence[str], phrases: Sequence[str], vocab_size: in
     return tok
 
 
+def corpus_tokenizer(
+    templates: Sequence[tuple[Prompt, ...]], bank: Mapping[str, tuple[str, ...]], phrases: Mapping[str, str], vocab_size: int
+) -> Any:
+    """The toy's tokenizer: BPE on the text around the spans and on the continuations, spans added.
+
+    The spans stay out of the BPE corpus: each is one added token anyway, and hundreds of distinct
+    expressions would spend the merges that the templates and continuations need.
+    """
+    frames = [part for row in templates for p in row for part in (p.before[:-1], p.after)]  # [:-1]: the span's space
+    return train_tokenizer(frames + [t for ts in bank.values() for t in ts], list(phrases), vocab_size)
+
+
 def wrap_tokenizer(tok: Any) -> Any:
     """The transformers wrapper the pipeline loads; it adds no BOS (stages prepend it themselves)."""
     from transformers import GPT2TokenizerFast

@@ -115,8 +115,8 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
         help="screening JSON for top:N / mlp-top:K and the cumulative curve (default: the model's head screening, "
         "or its unit screening for a unit spec)",
     )
-    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the bootstrap, permutations and resampling (default {params.seed})")
-    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"bootstrap and permutation resamples (default {params.scoring.n_resamples})")
+    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the sign-flip patterns and resampling (default {params.seed})")
+    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"sign-flip patterns per effect (default {params.scoring.n_resamples})")
     return p
 
 
@@ -155,6 +155,18 @@ def parse_config(kind: Kind, argv: Sequence[str] | None, description: str = "") 
     return config_from_args(kind, args, params)
 
 
+def _model_folder(name: str) -> Path | None:
+    """The local folder of model `name` (toy or a folder given by path), an input of the run; None for
+    a hub id or a model that is not here (loading it names the problem)."""
+    from analysis.core.loading import resolve_model_path
+
+    try:
+        path = Path(resolve_model_path(name))
+    except InputError:
+        return None
+    return path if path.is_dir() else None
+
+
 def _check_config_values(c: ExperimentConfig) -> None:
     if c.max_tokens < 1:
         raise InputError(f"--max-tokens must be at least 1 (got {c.max_tokens}): the metrics score generated tokens")
@@ -168,9 +180,9 @@ def _check_config_values(c: ExperimentConfig) -> None:
     modes = KINDS[c.kind].modes
     if c.mode not in modes:
         raise InputError(f"unknown {c.mode_key} {c.mode!r}; allowed: {', '.join(modes)}")
-    # Suffix rules only (pickle refused, .json / .parquet required): checked on the bare name,
-    # whose folder is `.`, so no folder is created before the rest of the input is valid.
-    check_output_path(Path(c.output.name), suffix=".json")
-    check_output_path(Path(c.table.name), suffix=".parquet")
+    # Checked before any work and creating nothing (the folders are made at the write).
+    inputs = [p for p in (_model_folder(c.model), c.screening_file, c.emotion_file, c.neutral_file) if p is not None]
+    check_output_path(c.output, suffix=".json", inputs=inputs)
+    check_output_path(c.table, suffix=".parquet", inputs=inputs)
     if c.output.resolve() == c.table.resolve():
         raise InputError(f"--output and --table are the same file {c.output}")

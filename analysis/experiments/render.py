@@ -72,7 +72,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().numpy()), "intervened": _margin_stats(r.main.min_margin)},
         "metrics": {k: m.meaning for k, m in METRICS.items()},
         "effect_definition": (
-            "paired per-prompt difference intervened - baseline: n, mean, 95 % BCa bootstrap CI, two-sided "
+            "paired per-prompt difference intervened - baseline: n, mean, 95 % CI from the inverted cluster sign-flip test, two-sided "
             "sign-flip permutation p; pairs sharing an emotion expression (span) are resampled and sign-flipped "
             "as one cluster (n_clusters)"
         ),

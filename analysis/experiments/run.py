@@ -11,7 +11,7 @@ One experiment = a set of components (`Site`s) × an intervention plan × target
    last prompt position;
 3. per-prompt scores (VADER sentiment and keyword counts of the continuation only, whether
    the continuation changed, emotion score M, KL(clean || intervened)) → paired effects with
-   n, mean, 95 % BCa CI and sign-flip p (`analysis.stats`), pairs that share an emotion
+   n, mean, 95 % CI and p from one inverted cluster sign-flip test (`analysis.stats`), pairs that share an emotion
    expression resampled and flipped as one cluster, as in the screening;
 4. `document` / `table` / `comparison_table` render the JSON summary, the per-prompt Parquet
    table and the console table; `write_outputs` writes both files atomically.
@@ -49,7 +49,6 @@ from analysis.experiments.kinds import KINDS
 from analysis.interventions.edits import Edit, hooks_for, last_logits, tokenize_pairs
 from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
-from analysis.io import check_output_path
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.metrics import ArmOutput, lexicon_ids
 from analysis.stats import Effect, paired_effect
@@ -113,9 +112,6 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
     lex = lexicon_ids(model.tokenizer)
     pairs = KINDS[c.kind].check_pairs(c, pairs, model, notes)
-    # Everything is valid: now the output folders may be created.
-    check_output_path(c.output, suffix=".json")
-    check_output_path(c.table, suffix=".parquet")
     return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes))
 
 

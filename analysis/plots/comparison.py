@@ -40,7 +40,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from analysis.contract import model_dir, rank, ranking_score, read_screening, screening_file
 from analysis.errors import InputError
-from analysis.io import atomic_path
+from analysis.io import atomic_path, check_output_dir
 from analysis.plots.data import load_planted, load_screening
 from analysis.plots.style import ANNOT_PT, emotion_colour, new_figure, save_png, STYLE, write_csv
 from analysis.reporting.format import fmt_change, fmt_ci, fmt_head, fmt_num, fmt_p
@@ -346,9 +346,9 @@ def write_text(text: str, path: Path) -> Path:
 
 def compare(config: ComparisonConfig) -> dict[str, Path]:
     """Load and check everything, then write the figure and both tables; returns name → path."""
+    inputs = [f(m) for m in config.models for f in (config.screening_path, config.planted_path)]
+    check_output_dir(config.output_dir, inputs=inputs)  # before any work; creates nothing
     comp = load(config)
-    if config.output_dir.exists() and not config.output_dir.is_dir():
-        raise InputError(f"--output-dir {config.output_dir} exists and is not a folder")
     table = top_heads_table(comp, config.top_n)
     md = markdown_table(comp, table)
     out = {k: Path(config.output_dir) / v for k, v in FILES.items()}

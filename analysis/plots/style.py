@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.io import atomic_path
+from analysis.io import FLOAT_FORMAT, atomic_path
 
 
 
@@ -77,5 +77,5 @@ def save_png(fig: Figure, path: Path) -> Path:
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
+        table.to_csv(tmp, index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
     return Path(path)

@@ -12,7 +12,7 @@ Three scores per head h of layer L, each over the aligned (emotion prompt, neutr
   head from the cached residual before layer L, unembedding only the last position.
 
 M is the emotion score of `analysis.metrics` at the last prompt position. `exact` carries
-n, a 95 % BCa interval, a sign-flip p and a Benjamini–Hochberg q across all heads × emotions;
+n, a 95 % interval and a p from one inverted sign-flip test, and a Benjamini–Hochberg q across all heads × emotions;
 pairs that share an emotion expression are resampled and sign-flipped together (one cluster
 per expression, analysis.stats), since the expression is what must generalize.
 """

@@ -17,7 +17,7 @@ analysis.head_screening does for heads:
   (params `unit_screening.exact_top_k`, 0 = every unit), on the fast path of the head screening
   (plain HF modules from the unit's layer on, the unchanged prefix's KV cache reused, lexicon
   logits only: analysis.interventions.exact.exact_patching_sites). Each exact score carries n, a 95 %
-  BCa interval and a sign-flip p (pairs sharing an emotion expression are one cluster), and a
+  interval and a p from one inverted sign-flip test (pairs sharing an emotion expression are one cluster), and a
   Benjamini–Hochberg q across all exact units × emotions.
 
 Storage. GPT-2 small has 12 × 3072 units; with 3 emotions that is 110k scores, tens of MB as
@@ -33,7 +33,8 @@ JSON rows in git. So the scores are split in two files:
   the working directory, like every pipeline path).
 - the Parquet beside it (`--table`, default the output with .parquet; schema
   `emotion-heads/unit-attribution/v1`): the attribution of every unit (emotion, layer, neuron,
-  attribution, attribution_rank), float64, about 1 MB for GPT-2 small: a DVC-cached table.
+  attribution, attribution_rank), float64 at 6 significant digits, about 1 MB for GPT-2 small,
+  committed to git like every output (dvc.yaml `cache: false`).
 
 `mlp-top:K` unit specs (analysis.experiments.run) rank the JSON's rows by |exact| (ties within 1e-6
 keep layer, neuron order), or by |attribution| where a file has no exact scores for the emotion.
