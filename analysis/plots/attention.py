@@ -32,6 +32,7 @@ from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PromptPairs, TokenBatch
 from analysis.core.vocabulary import pattern_hook
 from analysis.errors import InputError
+from analysis.io import check_output_dir
 from analysis.interventions.edits import last_logits, tokenize_pairs
 from analysis.plots.style import DPI, emotion_colour, save_png, write_csv
 from analysis.screening.heads import top_heads
@@ -153,9 +154,7 @@ def attention_figure(table: pd.DataFrame, model_name: str, path: Path) -> Figure
 
 def write_attention(table: pd.DataFrame, model_name: str, output_dir: Path) -> dict[str, Path]:
     """The table (its columns checked) and its figure, each written atomically into output_dir."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise InputError(f"--output-dir {output_dir} exists and is not a folder")
+    output_dir = check_output_dir(output_dir)
     check_attention_columns(table.columns, output_dir / ATTENTION_CSV)
     output_dir.mkdir(parents=True, exist_ok=True)
     csv = write_csv(table, output_dir / ATTENTION_CSV)
