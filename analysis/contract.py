@@ -16,6 +16,9 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | + M_E.parquet (per prompt: both continuations, ids, scores)   |
 | patch@M-E        | E prompts → neutral twins × heads  | results/P/patching/head_patching/M_E.{json,parquet}           |
 | plots@M          | the above for model M              | results/P/plots/heads/M/*.png + CSV plot data                 |
+| attention@M      | pairs × the top heads of M         | results/P/plots/attention/M/attention_pattern.{png,csv}:      |
+|                  |                                    | last-position attention by prompt part, emotion vs neutral    |
+|                  |                                    | (CSV columns: ATTENTION_COLUMNS)                              |
 | compare_models   | every model's screening            | results/P/plots/models/: heatmaps.png (all models, one colour |
 |                  |                                    | scale), top_heads.csv + .md (top heads per model × emotion)   |
 | summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
@@ -49,6 +52,9 @@ SUMMARY_SCHEMA = "emotion-heads/summary/v1"
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v1", "patching": "emotion-heads/patching/v1"}
 EXPERIMENT_TABLE_SCHEMAS = {"ablation": "emotion-heads/ablation-prompts/v1", "patching": "emotion-heads/patching-prompts/v1"}
 EXPERIMENT_FOLDERS = {"ablation": "head_ablation", "patching": "head_patching"}  # the seed's folder names
+# The attention stage's CSV has no schema field; its columns are its schema.
+ATTENTION_PNG, ATTENTION_CSV = "attention_pattern.png", "attention_pattern.csv"
+ATTENTION_COLUMNS = ("emotion", "layer", "head", "prompt", "part", "mean", "sd", "n")
 
 
 def model_dir(model: str) -> Path:
@@ -74,6 +80,11 @@ def experiment_file(kind: str, profile: str, model: str, emotion: str) -> Path:
 
 def plots_dir(profile: str, model: str) -> Path:
     return RESULTS / profile / "plots" / "heads" / model
+
+
+def attention_dir(profile: str, model: str) -> Path:
+    """The attention stage's folder (not plots_dir: that folder is the plots stage's out)."""
+    return RESULTS / profile / "plots" / "attention" / model
 
 
 def comparison_dir(profile: str) -> Path:
@@ -136,6 +147,21 @@ def read_experiment(kind: str, path: str | Path) -> dict[str, Any]:
 
 def write_experiment(kind: str, path: str | Path, doc: dict[str, Any]) -> Path:
     return write_json(path, _checked(doc, EXPERIMENT_SCHEMAS[kind], path))
+
+
+def check_attention_columns(columns: Iterable[str], path: str | Path) -> None:
+    if tuple(columns) != ATTENTION_COLUMNS:
+        raise ValueError(f"attention table for {path} has columns {list(columns)}, expected {list(ATTENTION_COLUMNS)}")
+
+
+def read_attention(folder: str | Path) -> Any:
+    """The attention stage's table (a pandas DataFrame), its columns checked."""
+    import pandas as pd
+
+    path = Path(folder) / ATTENTION_CSV
+    table = pd.read_csv(path)
+    check_attention_columns(table.columns, path)
+    return table
 
 
 def read_summary(path: str | Path = SUMMARY) -> dict[str, Any]:

@@ -1,12 +1,11 @@
 """The Quarto report (report/index.qmd) and its data layer (analysis/report.py).
 
-Quarto is not installable where this project is built, so the report's chunks are run the way
-Quarto's Jupyter engine runs them: index.qmd → notebook with jupytext's Rmd reader (Quarto's
+These tests need no Quarto: the report's chunks are run the way Quarto's Jupyter engine runs them: index.qmd → notebook with jupytext's Rmd reader (Quarto's
 ```{python} chunks are Rmd chunks), executed by nbclient + ipykernel in the Quarto project folder
 (execute-dir: project = report/), then every inline expression `{python} expr` of the prose is
 evaluated in that kernel through the kernel protocol's `user_expressions`, exactly as Quarto's
-notebook.py does, and must give a non-empty text/plain value. Where a `quarto` binary is on PATH,
-the HTML is also rendered; otherwise that one test is skipped and says why.
+notebook.py does, and must give a non-empty text/plain value. The rendered HTML and PDF are
+tested in tests/test_report_render.py.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,7 +104,7 @@ def _experiment(kind: str, model: str, emotion: str, head: tuple[int, int]) -> d
 def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
     """A complete results tree for `models` under `root` (params.yaml included); summary.json is
     made by analysis.summarize from the hand-made stage documents."""
-    from analysis.contract import experiment_file, model_dir, plots_dir, screening_file
+    from analysis.contract import attention_dir, experiment_file, model_dir, plots_dir, screening_file
     from analysis.params import load_params
     from analysis import model_comparison
     from analysis.reporting.summary import summarize
@@ -134,6 +131,9 @@ def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
         figures.mkdir(parents=True, exist_ok=True)
         for name in rep.FIGURES.values():
             (figures / name).write_bytes(PNG)
+        attention = root / attention_dir("baseline", model)
+        attention.mkdir(parents=True, exist_ok=True)
+        (attention / "attention_pattern.png").write_bytes(PNG)
     cwd = Path.cwd()
     os.chdir(root)  # summarize and compare_models read the relative paths of analysis.outputs
     try:
@@ -497,23 +497,3 @@ def test_report_missing_results_file_is_one_line(tmp_path: Path) -> None:
     tb = ANSI.sub("", "\n".join(err.value.traceback if isinstance(err.value.traceback, list) else [err.value.traceback]))
     lines = [ln for ln in tb.splitlines() if ln.strip()]
     assert lines[-1] == f"InputError: input file {victim} does not exist"
-
-
-def test_quarto_renders_html(tmp_path: Path) -> None:
-    quarto = shutil.which("quarto")
-    if quarto is None:
-        why = "expected in CI, which has no Quarto" if os.environ.get("CI") == "true" else "Quarto is not installed here"
-        pytest.skip(f"no `quarto` on PATH ({why}); the report's chunks and inline expressions were run without it "
-                    f"by test_report_chunks_*")
-    report = tmp_path / "report"
-    shutil.copytree(REPORT, report, ignore=shutil.ignore_patterns("_freeze", ".quarto", "*.html", "*_files"))
-    env = dict(os.environ, QUARTO_PYTHON=sys.executable, **{rep.ROOT_ENV: str(REPO)})
-    proc = subprocess.run([quarto, "render", str(report), "--to", "html"], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    html = (report / "index.html").read_text()
-    summary = json.loads((REPO / "results" / "summary.json").read_text())
-    assert "{python}" not in html
-    r = rep.load_results(REPO)
-    e = r.emotions[0]
-    eff = {f: summary[f"{r.primary}.{e}.ablation.emotion_score.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
-    assert rep.fmt_effect(eff) in html

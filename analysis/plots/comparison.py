@@ -276,19 +276,23 @@ def _colourbar_label(kinds: set[str]) -> str:
 
 
 def heatmaps_figure(comp: Comparison, path: Path) -> Figure:
-    """Rows = emotions, columns = models, one shared symmetric colour scale; saved to `path`."""
+    """Rows = emotions, columns = models (one model: its emotions in one row), one shared
+    symmetric colour scale; saved to `path`."""
     vmax = shared_limit(comp)
     norm = Normalize(vmin=-vmax, vmax=vmax)
-    n_rows, n_cols = len(comp.emotions), len(comp.models)
+    one_row = len(comp.models) == 1  # a single column of panels would be tall and narrow on the page
+    n_rows, n_cols = (1, len(comp.emotions)) if one_row else (len(comp.emotions), len(comp.models))
     any_planted = any_missing = any_sig = False
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(max(4.8, PANEL_IN * n_cols + 1.6), (PANEL_IN + 0.25) * n_rows + 1.5)
+        # One row: panels small enough for the row to fit 7.5 in (9 pt text >= 8 pt in the PDF).
+        panel = min(PANEL_IN, (7.5 - 1.6) / n_cols) if one_row else PANEL_IN
+        fig = new_figure(max(4.8, panel * n_cols + 1.6), (panel + 0.25) * n_rows + 1.5)
         fig.set_layout_engine("compressed")  # constrained layout that packs fixed-aspect panels
         axes = fig.subplots(n_rows, n_cols, squeeze=False)
         for c, m in enumerate(comp.models):
-            cell_pt = 72 * PANEL_IN * 0.8 / max(m.n_layers, m.n_heads)  # one cell's side, roughly, in points
+            cell_pt = 72 * panel * 0.8 / max(m.n_layers, m.n_heads)  # one cell's side, roughly, in points
             for r, emotion in enumerate(comp.emotions):
-                ax = axes[r, c]
+                ax = axes[0, r] if one_row else axes[r, c]
                 grid = m.grid(emotion)
                 ax.imshow(grid, cmap=CMAP, norm=norm, aspect="equal", origin="upper", gid=f"heatmap:{m.model}:{emotion}")
                 ax.set_title(f"{m.model} · {emotion}\n{_kind_title(m, emotion)}", color=emotion_colour(emotion))

@@ -35,6 +35,9 @@ UNIT_FILES = {"units": "unit_summary.png", "units_csv": "unit_summary.csv"}
 
 
 UNIT_LABELLED = 3  # top units per emotion labelled `L.N` in unit_summary.png
+# ... if at least this fraction of the panel's largest |ΔM|: labels of float-noise units near
+# zero overprint each other ("3.39 3.324") and name nothing.
+UNIT_LABEL_MIN_FRACTION = 0.05
 
 
 COMPARISON_METRICS = {
@@ -61,9 +64,10 @@ def heatmap_figure(data: PlotData, path: Path) -> Figure:
         n_cols = max(len(data.emotions[m]) for m in models)
         max_layers = max(data.dims[m][0] for m in models)
         max_heads = max(data.dims[m][1] for m in models)
-        cell = 0.42 if max_heads <= 8 else 0.28
-        panel_w = max(2.6, cell * max_heads + 0.9)
-        panel_h = max(2.4, cell * max_layers + 0.9)
+        cell = 0.25 if max_heads <= 8 else 0.2
+        # 1.9 in: three emotions fit 7.3 in, so 9 pt text stays >= 8 pt at the PDF's text width.
+        panel_w = max(1.9, cell * max_heads + 0.9)
+        panel_h = max(1.9, cell * max_layers + 0.9)
         fig = new_figure(max(4.8, panel_w * n_cols + 1.6), panel_h * len(models) + 0.9)
         axes = fig.subplots(len(models), n_cols, squeeze=False)
         any_planted = False
@@ -199,13 +203,15 @@ def comparison_figure(data: PlotData, experiment: str, path: Path) -> Figure:
     verb = {"ablation": "ablated", "patching": "patched"}[experiment]
     with matplotlib.rc_context(STYLE):
         n_em = max(eff[eff.model == m].emotion.nunique() for m in models)
-        fig = new_figure(len(metrics) * max(3.4, 1.45 * n_em + 0.9), 4.0 * len(models) + 0.9)
-        axes = fig.subplots(len(models), len(metrics), squeeze=False)
+        # One column per model, one row per metric: with one model the figure is the report's
+        # text width (6.5 in), so its 9 pt text is 9 pt on the page.
+        fig = new_figure(len(models) * max(6.5, 1.45 * n_em + 0.9), 3.1 * len(metrics) + 1.2)
+        axes = fig.subplots(len(metrics), len(models), squeeze=False)
         width = 0.38
-        for r, model in enumerate(models):
+        for c, model in enumerate(models):
             sub = eff[eff.model == model]
             ems = sorted(set(sub.emotion), key=_emotion_sort_key)
-            for c, metric in enumerate(metrics):
+            for r, metric in enumerate(metrics):
                 ax = axes[r, c]
                 x = np.arange(len(ems))
                 lows, highs = [], []
@@ -246,9 +252,9 @@ def comparison_figure(data: PlotData, experiment: str, path: Path) -> Figure:
                    label=f"{verb} mean (bar and ◆; colour = emotion)"),
             Line2D([], [], color="black", marker="_", markersize=8, label="baseline + 95 % CI of the paired change"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=1 if len(models) == 1 else 3, frameon=False)
         what = "head ablation on the emotion prompts" if experiment == "ablation" else "head patching, emotion → neutral prompt"
-        fig.suptitle(f"Baseline vs {verb} means, {what} — {data.title_models(models)}")
+        fig.suptitle(f"Baseline vs {verb} means, {what}\n{data.title_models(models)}")
         save_png(fig, path)
     return fig
 
@@ -258,7 +264,7 @@ def cumulative_figure(data: PlotData, path: Path) -> Figure:
     cum = data.cumulative
     models = [m for m in data.models if (cum.model == m).any()]
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(10.0, 7.4)
+        fig = new_figure(7.2, 6.6)  # <= 7.5 in: 9 pt text stays >= 8 pt at the PDF's text width
         axes = fig.subplots(len(EXPERIMENTS), len(CUMULATIVE_METRICS), squeeze=False)
         emotions_seen: list[str] = []
         for r, experiment in enumerate(EXPERIMENTS):
@@ -268,7 +274,7 @@ def cumulative_figure(data: PlotData, path: Path) -> Figure:
                 ax = axes[r, c]
                 ax.axhline(0, color="0.3", linewidth=0.8)
                 ax.set_title(f"{experiment}: {METRIC_TITLES[metric]}")
-                ax.set_xlabel(f"k (top-1…k screened heads {verb} jointly)")
+                ax.set_xlabel(f"k (top-1…k heads {verb} jointly)")
                 ax.set_ylabel("Δ " + METRIC_LABELS[metric])
                 ax.grid(color="0.92")
                 ax.set_axisbelow(True)
@@ -364,6 +370,7 @@ def unit_summary_figure(data: PlotData, path: Path) -> Figure:
                                gid="exact")
                 scored = [{"i": i, "layer": int(r.layer), "neuron": int(r.neuron), "score": float(y[i])} for i, r in enumerate(sub.itertuples())]
                 top = [s["i"] for s in rank(scored, "score", index="neuron")[:UNIT_LABELLED]]
+                top = [i for i in top if abs(y[i]) >= UNIT_LABEL_MIN_FRACTION * abs(y[top[0]])]
                 for j, i in enumerate(top):
                     row = sub.iloc[i]
                     # alternate sides: neighbouring top units of one layer would otherwise overprint

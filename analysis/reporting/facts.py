@@ -107,13 +107,10 @@ class Facts:
         for kind, short in (("ablation", "abl"), ("patching", "patch")):
             heads = per_emotion({e: fmt_sites(m.experiment(kind, e)) for e in r.emotions})
             setattr(self, f"{short}_heads", heads)
-            for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw"), ("changed", "changed"), ("kl", "kl")):
+            # The prose states these three; baselines, changed share and KL are in the tables.
+            for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw")):
                 val = by_emotion({e: fmt_effect(r.s_effect(p, e, kind, metric)) for e in r.emotions})
                 setattr(self, f"{short}_{name}", val)
-            base = by_emotion({e: fmt_num(r.s(p, e, kind, "emotion_score", "baseline")) for e in r.emotions})
-            setattr(self, f"{short}_M_base", base)
-            sent_base = by_emotion({e: fmt_num(r.s(p, e, kind, "sentiment", "baseline")) for e in r.emotions})
-            setattr(self, f"{short}_sent_base", sent_base)
 
         # Cumulative curve (ΔM at each k, per emotion)
         for kind, short in (("ablation", "abl"), ("patching", "patch")):
@@ -160,7 +157,7 @@ class Facts:
                  f"an emotion prompt from its twin, so what is left is float rounding." if other is not None else "")
         lead = Text(
             f"The embedded model {EMBEDDED} has {m.n_heads_total} heads; its planted heads are "
-            f"{per_emotion(planted)} (results/models/{EMBEDDED}/planted.json). Exact patching ranks the planted "
+            f"{per_emotion(planted)} (results/models/{EMBEDDED}/planted.json). By @tbl-recovery, exact patching ranks the planted "
             f"head {ranks['exact']}; attribution ranks it {ranks['attribution']}; Δattn ranks it {ranks['delta_attn']}."
             f"{noise}"
         )
@@ -188,7 +185,7 @@ class Facts:
             return Text(
                 f"No GPT-2 run is in this report's results: the models of params.yaml are {join_words(r.model_names)}. "
                 f"GPT-2 needs the Hugging Face hub or a local copy (offline, only the embedded model runs); with one, "
-                f"dvc exp run -S 'models=[toy,gpt2]' adds it, and this section then puts its numbers beside the seed's."
+                f"`dvc exp run -S 'models=[toy,gpt2]'` adds it, and this section then puts its numbers beside the seed's."
             )
         e = SEED["emotion"] if SEED["emotion"] in r.emotions else r.emotions[0]
         m = r.models[GPT2]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 import pandas as pd
 
-from analysis.contract import comparison_dir, plots_dir
+from analysis.contract import ATTENTION_PNG, attention_dir, comparison_dir, plots_dir
 from analysis.errors import InputError
-from analysis.reporting.format import fmt_effect, fmt_head, Text
+from analysis.reporting.format import fmt_effect, fmt_head, join_words, Text
 from analysis.reporting.results import KINDS, ranking_key, Results
 from analysis.reporting.tables import cumulative_overview, experiment_caption, experiment_table, SCORE_LABELS, screening_table, unit_overview
 
@@ -18,28 +20,70 @@ def units_markdown(r: Results, report_dir: Path) -> str:
     table = unit_overview(r)
     if table.empty:
         return "No model of this run has a unit screening (stage `screen_units`).\n"
-    parts = [markdown_table(table, "Top MLP unit per model and emotion (results/summary.json).")]
+    parts = [markdown_table(table, "Top MLP unit per model and emotion (results/summary.json).", "tbl-units-overview")]
     for model in r.models:
         path = r.root / plots_dir(r.profile, model) / "unit_summary.png"
         if path.is_file():
-            rel = Path(os.path.relpath(path, report_dir)).as_posix()
-            parts.append(f"![{model}: the top MLP units of every layer per emotion, exact ΔM with 95 % CI where patched.]({rel})\n")
+            parts.append(image_markdown(
+                path, f"{model}: the top MLP units of every layer per emotion, exact ΔM with 95 % CI where patched.",
+                ref_id("fig", "units", model), report_dir,
+            ))
     return "\n".join(parts)
 
 
-def markdown_table(df: pd.DataFrame, caption: str | None = None) -> str:
-    """A pipe table (tabulate) with an optional pandoc caption."""
-    cells = df.astype(str).map(lambda v: v.replace("|", "\\|"))  # a bare | would split the cell
-    cells.columns = [str(c).replace("|", "\\|") for c in df.columns]
-    text = cells.to_markdown(index=False, disable_numparse=True)
-    return f"{text}\n\n: {caption}\n" if caption else f"{text}\n"
+def ref_id(kind: str, *parts: str) -> str:
+    """A Quarto cross-reference id, `fig-...` or `tbl-...`: model names carry `/` and `.`."""
+    return f"{kind}-" + re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def refs(kind: str, name: str, models: Iterable[str]) -> Text:
+    """`@fig-name-model` for each model: the prose's pointer to per-model figures and tables."""
+    return join_words(f"@{ref_id(kind, name, m)}" for m in models)
+
+
+MAX_COLUMN_DASHES = 24  # a cell longer than this wraps (pandoc: relative widths from the dashes)
+# The PDF's text width (A4, 2 cm margins) in pt, what one table column's padding takes, and the
+# width of a digit at the tables' 8 pt: how many characters fit across the page.
+TEXT_WIDTH_PT, COLUMN_PAD_PT, CHAR_PT = 482.0, 12.0, 5.1
+
+
+def column_dashes(columns: Sequence[Sequence[str]]) -> list[int]:
+    """Separator dashes per column (pandoc sizes wide tables by them): at least the longest word,
+    which nothing can break, then up to MAX_COLUMN_DASHES for long cells while the page has room."""
+    words = [max(3, max((len(w) for c in col for w in c.split()), default=0)) for col in columns]
+    wants = [max(w, min(max(map(len, col)), MAX_COLUMN_DASHES)) for w, col in zip(words, columns, strict=True)]
+    room = (TEXT_WIDTH_PT - COLUMN_PAD_PT * len(columns)) / CHAR_PT - sum(words)
+    extra = sum(wants) - sum(words)
+    share = 1.0 if extra <= room else max(room, 0.0) / extra
+    return [w + int((want - w) * share) for w, want in zip(words, wants, strict=True)]
+
+
+def markdown_table(df: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A pipe table with an optional pandoc caption; `label` (`tbl-...`) numbers it (column
+    widths: column_dashes)."""
+    def esc(v: object) -> str:
+        return str(v).replace("|", "\\|")  # a bare | would split the cell
+
+    header = [esc(c) for c in df.columns]
+    rows = [[esc(v) for v in row] for row in df.itertuples(index=False, name=None)]
+    dashes = column_dashes([[h, *(r[i] for r in rows)] for i, h in enumerate(header)])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":" + "-" * (d - 1) for d in dashes) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    text = "\n".join(lines)
+    if not caption:
+        return f"{text}\n"
+    return f"{text}\n\n: {caption}{f' {{#{label}}}' if label else ''}\n"
+
+
+def image_markdown(path: Path, caption: str, label: str, report_dir: Path) -> str:
+    """`![caption](path){#fig-...}` with the path relative to the report folder (embedded at render)."""
+    rel = Path(os.path.relpath(path, report_dir)).as_posix()
+    return f"![{caption}]({rel}){{#{label}}}\n"
 
 
 def figure_markdown(r: Results, model: str, name: str, caption: str, report_dir: Path) -> str:
-    """`![caption](path)` with the stage PNG's path relative to the report folder."""
-    path = r.figure(model, name)
-    rel = Path(os.path.relpath(path, report_dir)).as_posix()
-    return f"![{caption}]({rel})\n"
+    """A stage PNG as a numbered figure, `fig-<name>-<model>`."""
+    return image_markdown(r.figure(model, name), caption, ref_id("fig", name, model), report_dir)
 
 
 def model_heading(r: Results, model: str, level: int) -> str:
@@ -61,6 +105,7 @@ def screening_markdown(r: Results, report_dir: Path, top_n: int = 10, level: int
         parts.append(markdown_table(
             screening_table(m.screening, None, top_n),
             f"{model}: the top {top_n} head × emotion scores by |{SCORE_LABELS[key]}| (all emotions).",
+            ref_id("tbl", "screening", model),
         ))
     return "\n".join(p for p in parts if p)
 
@@ -71,7 +116,7 @@ def experiments_markdown(r: Results, kind: str, report_dir: Path, level: int = 4
         parts.append(model_heading(r, model, level))
         for e in r.emotions:
             doc = m.experiment(kind, e)
-            parts.append(markdown_table(experiment_table(doc), experiment_caption(doc)))
+            parts.append(markdown_table(experiment_table(doc), experiment_caption(doc), ref_id("tbl", kind, model, e)))
         fig = "ablation" if kind == "ablation" else "patching"
         what = "sentiment, own keywords and M" if kind == "ablation" else "own keywords, M and sentiment"
         parts.append(figure_markdown(
@@ -92,7 +137,8 @@ def cumulative_markdown(r: Results, report_dir: Path, level: int = 4) -> str:
             table = cumulative_overview(m, kind, r.emotions)
             if len(table):
                 parts.append(markdown_table(
-                    table, f"{model}: {kind} of the top-1..{table['k'].max()} screened heads jointly, per emotion."
+                    table, f"{model}: {kind} of the top-1..{table['k'].max()} screened heads jointly, per emotion.",
+                    ref_id("tbl", "cumulative", kind, model),
                 ))
     return "\n".join(p for p in parts if p)
 
@@ -130,7 +176,9 @@ def model_sections_markdown(r: Results, level: int = 3) -> str:
             f"{model} is {what}: {s['n_layers']} layers × {s['n_heads']} heads; profile {r.profile}; "
             f"screened by {SCORE_LABELS[ranking_key(s)]}.\n"
         )
-        parts.append(markdown_table(model_summary_table(r, model), f"{model}: headline numbers (results/summary.json)."))
+        parts.append(markdown_table(
+            model_summary_table(r, model), f"{model}: headline numbers (results/summary.json).", ref_id("tbl", "summary", model)
+        ))
     return "\n".join(parts)
 
 
@@ -141,9 +189,28 @@ def comparison_markdown(r: Results, report_dir: Path) -> str:
     for path in (png, table):
         if not path.is_file():
             raise InputError(f"{path} does not exist; run `dvc repro compare_models`")
-    rel = Path(os.path.relpath(png, report_dir)).as_posix()
     caption = (
         f"Every model's screening score per layer × head and emotion on one symmetric colour scale "
         f"(results/{r.profile}/plots/models); boxes: planted heads, stars: q < 0.05."
     )
-    return f"![{caption}]({rel})\n\n{table.read_text(encoding='utf-8')}\n"
+    # top_heads.md is its caption paragraph, then the table: the caption moves below the table
+    # as a pandoc caption so the table is numbered (`tbl-comparison`).
+    table_caption, body = table.read_text(encoding="utf-8").strip().split("\n\n", 1)
+    return f"{image_markdown(png, caption, 'fig-comparison', report_dir)}\n{body}\n\n: {table_caption} {{#tbl-comparison}}\n"
+
+
+def attention_markdown(r: Results, report_dir: Path) -> str:
+    """Stage `attention`: each model's last-position attention figure of its top heads."""
+    parts = []
+    for model in r.models:
+        png = r.root / attention_dir(r.profile, model) / ATTENTION_PNG
+        if not png.is_file():
+            raise InputError(f"figure {png} does not exist; run `dvc repro attention`")
+        parts.append(image_markdown(
+            png,
+            f"{model}: attention of the last prompt position of each emotion's top heads, summed over each part "
+            f"of the prompt, in the emotion prompts and their neutral twins (mean ± sd over pairs; "
+            f"results/{r.profile}/plots/attention/{model}).",
+            ref_id("fig", "attention", model), report_dir,
+        ))
+    return "\n".join(parts)
