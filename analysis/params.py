@@ -76,6 +76,13 @@ class Params(_Frozen):
     scoring: ScoringParams = ScoringParams()
     plots: PlotParams = PlotParams()
 
+    @field_validator("profile")
+    @classmethod
+    def _profile_name(cls, v: str) -> str:
+        if not v.strip() or Path(v).name != v:
+            raise ValueError("must name a prompt profile (a folder under data/prompts), not be empty or a path")
+        return v
+
     @field_validator("emotions")
     @classmethod
     def _known_emotions(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -136,7 +143,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     except yaml.YAMLError as err:
         raise InputError(f"parameter file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         e = err.errors()[0]
         loc = tuple(x for x in e["loc"] if not isinstance(x, int) or x >= 0)
@@ -144,3 +151,50 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raise InputError(
             f"{path}: key {key}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r}){_allowed(loc)}"
         ) from None
+    _check_context(params, path)
+    return params
+
+
+def model_context(name: str) -> int | None:
+    """The context length of a model whose config is here (the built toy, a local folder), else None.
+
+    Read from config.json alone (no weights, no tokenizer), so params validation stays cheap.
+    """
+    import json
+
+    from analysis.core.loading import TOY, TOY_DIR
+
+    folder = TOY_DIR if name == TOY else Path(name)
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+        return None  # the stage that loads the model reports it in one line
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(doc, dict) and isinstance(doc.get(key), int) and doc[key] > 0:
+            return int(doc[key])
+    return None
+
+
+# BOS and at least one prompt token: the shortest prompt any stage feeds the model.
+MIN_PROMPT_TOKENS = 2
+
+
+def _check_context(params: Params, path: Path) -> None:
+    """max_tokens of the experiments against the context of every model known here. The exact check
+    (the longest prompt under the model's tokenizer + max_tokens) runs in the stage before any work;
+    this one needs no tokenizer, so it can only use the shortest possible prompt."""
+    for model in params.models:
+        limit = model_context(model)
+        if limit is None:
+            continue
+        for section in ("ablation", "patching"):
+            mt = getattr(params, section).max_tokens
+            if MIN_PROMPT_TOKENS + mt > limit:
+                raise InputError(
+                    f"{path}: key {section}.max_tokens: model {model!r} has a context of {limit} tokens; "
+                    f"a prompt of at least {MIN_PROMPT_TOKENS} tokens + max_tokens {mt} = "
+                    f"{MIN_PROMPT_TOKENS + mt} > {limit} (got {mt}); allowed: at most {limit - MIN_PROMPT_TOKENS}"
+                )

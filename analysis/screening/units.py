@@ -73,7 +73,7 @@ from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
 from analysis.io import write_json, write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
-from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.screening.common import check_before_work, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
 from analysis.stats import one_sample_effect
 
 
@@ -273,6 +273,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     """Attribution for every unit, exact patching for the top-k, per emotion."""
     spec = model.spec
     check_has_units(spec)
+    check_before_work(model, cfg, pairs)
     n_layers, d_mlp = spec.n_layers, int(spec.d_mlp)  # type: ignore[arg-type]
     n_units = n_layers * d_mlp
     lex = lexicon_ids(model.tokenizer)
