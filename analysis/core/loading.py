@@ -8,6 +8,8 @@ Every model goes through `TransformerBridge.boot_transformers` with raw Hugging 
 from __future__ import annotations
 
 import os
+import warnings
+import pickle  # noqa: S403 - only for the error type of torch's weights_only loader
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -278,10 +280,13 @@ def load_model(name: str, *, device: str = "cpu", toy_dir: Path = TOY_DIR) -> Lo
         validate_model_folder(name, Path(path), hf_config)
     tokenizer = load_tokenizer(name, toy_dir)
     try:
-        bridge = TransformerBridge.boot_transformers(path, device=device, dtype=torch.float32, tokenizer=tokenizer)
+        with warnings.catch_warnings():
+            # an allowed pytorch_model.bin: torch's protocol note would be a second line before ours
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            bridge = TransformerBridge.boot_transformers(path, device=device, dtype=torch.float32, tokenizer=tokenizer)
     except OSError as err:
         raise _unavailable(name, err) from None
-    except (RuntimeError, ValueError, KeyError) as err:
+    except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
         # e.g. torch's weights_only loader refusing a pickled object in an allowed .bin
         raise InputError(f"model {name!r}: its weights cannot be loaded ({_first_line(err)})") from None
     bridge.eval()
