@@ -94,6 +94,14 @@ def _truncate(name: str, keep: float | int) -> Callable[[Path], None]:
     return edit
 
 
+def _pad(name: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        with open(folder / name, "ab") as fh:
+            fh.write(b"\0" * 64)
+
+    return edit
+
+
 def _extra_tensor(folder: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
@@ -130,6 +138,14 @@ def _write(rel: str, data: bytes | str) -> Setup:
         f = p / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    return setup
+
+
+def _files(files: dict[str, str]) -> Setup:
+    def setup(p: Path) -> None:
+        for rel, text in files.items():
+            _write(rel, text)(p)
 
     return setup
 
@@ -189,7 +205,7 @@ def _unpaired(p: Path) -> dict[str, str]:
 def _stale_prompts(p: Path) -> None:
     f = p / "data/prompts/baseline/gratitude.txt"
     lines = f.read_text().splitlines()
-    lines[0] = lines[0].replace("Hi", "Hello", 1)
+    lines[0] = "X" + lines[0]
     f.write_text("\n".join(lines) + "\n")
 
 
@@ -252,9 +268,10 @@ ROWS: list[Row] = [
     Row("screening-output-pickle", "output", "head_screening", ("--model", "toy", "--output", "results/s.pkl"),
         "pickled outputs are refused"),
     Row("failed-run-makes-no-folder", "output", "head_screening",
-        ("--model", "toy", "--profile", "nosuch", "--output", "results/new/deep/s.json"), "prompt profile 'nosuch' not found"),
-    Row("ablation-output-table-same", "output", "head_ablation", (*ABL[:-1], "results/x.json", "--table", "results/x.json"),
-        "results/x.json"),
+        ("--model", "toy", "--profile", "nosuch", "--output", "results/new/deep/s.json"), "prompt profile 'nosuch' not found",
+        dvc=True),
+    Row("ablation-table-suffix", "output", "head_ablation", (*ABL[:-1], "results/x.json", "--table", "results/x.json"),
+        "must end in .parquet"),
     # --- inputs that are not what they claim (13.4)
     Row("screening-file-not-utf8", "input", "head_ablation",
         (*ABL[:5], "top:1", *ABL[6:], "--screening-file", "bad.json"), "is not UTF-8 text",
@@ -287,7 +304,8 @@ ROWS: list[Row] = [
     _screen_model("of the wrong shape", _config(n_positions=128), "model-shape-mismatch"),
     _screen_model("unexpected", _extra_tensor, "model-unexpected-tensor"),
     _screen_model("is not a readable safetensors file", _truncate("model.safetensors", 0.5), "model-safetensors-half"),
-    _screen_model("model.safetensors is truncated", _truncate("model.safetensors", 100), "model-safetensors-tail-cut"),
+    _screen_model("model.safetensors is not a readable", _truncate("model.safetensors", 100), "model-safetensors-tail-cut"),
+    _screen_model("model.safetensors is not a readable", _pad("model.safetensors"), "model-safetensors-padded"),
     _screen_model("tokenizer cannot be loaded", _truncate("tokenizer.json", 0.5), "model-tokenizer-truncated"),
     _screen_model("has no model_type", _config(model_type=None), "model-config-no-model-type"),
     _screen_model("is not valid UTF-8 JSON", _truncate("config.json", 0.5), "model-config-truncated"),
@@ -311,8 +329,8 @@ ROWS: list[Row] = [
     Row("params-seed-negative", "upfront", "head_screening", SCREEN, "key seed", _yaml_set("", "seed", "-1")),
     Row("screening-too-few-clusters", "upfront", "head_screening",
         (*SCREEN, "--profile", "few", "--emotions", "gratitude", "--positions", "last"), "at least 6 clusters",
-        _write("data/prompts/few/gratitude.txt", "Hi, [thank you]. Now\nHey, [thanks]. Well\n"),
-        ),
+        _files({"data/prompts/few/gratitude.txt": "Hi, [thank you]. Now\nHey, [thanks]. Well\n",
+                "data/prompts/few/neutral.txt": "Hi, [I read it]. Now\nHey, [I saw it]. Well\n"})),
     Row("screening-profile-empty", "upfront", "head_screening", (*SCREEN, "--profile", ""), "is not a profile name"),
     Row("ablation-profile-empty", "upfront", "head_ablation", (*ABL, "--profile", ""), "is not a profile name"),
     Row("screening-profile-path", "upfront", "head_screening", (*SCREEN, "--profile", "../data"), "is not a profile name"),
