@@ -150,6 +150,16 @@ def _files(files: dict[str, str]) -> Setup:
     return setup
 
 
+def _tracked(rel: str) -> Setup:
+    """A git-tracked JSON file outside results/ (the project tracks none of its own)."""
+
+    def setup(p: Path) -> None:
+        _write(rel, '{"note": "tracked"}\n')(p)
+        subprocess.run(["git", "add", rel], cwd=p, check=True)
+
+    return setup
+
+
 def _params(text_edit: Callable[[str], str]) -> Setup:
     def setup(p: Path) -> None:
         f = p / "params.yaml"
@@ -252,15 +262,18 @@ def _screen_model(fragment: str, edit: Callable[[Path], None], rid: str, env: di
 
 ROWS: list[Row] = [
     # --- outputs (13.1, 13.4, 13.6): never an input of the run, nor a tracked file outside results/
-    Row("summarize-output-readme", "output", "summarize", ("--output", "README.md"), "git-tracked project file README.md", dvc=True),
+    Row("summarize-output-readme", "output", "summarize", ("--output", "README.md"), "output README.md must end in .json",
+        dvc=True),
+    Row("summarize-output-tracked-json", "output", "summarize", ("--output", "data/meta.json"),
+        "git-tracked project file data/meta.json", _tracked("data/meta.json"), dvc=True),
     Row("summarize-output-suffix", "output", "summarize", ("--output", "results/summary.txt"), "must end in .json", dvc=True),
     Row("screening-output-model-config", "output", "head_screening",
         ("--model", "toy", "--output", "results/models/toy/config.json"), "is an input of this run", dvc=True),
     Row("ablation-output-its-screening", "output", "head_ablation",
         ("--model", "toy", "--emotion", "gratitude", "--head-spec", "top:1",
          "--output", "results/baseline/alignment/head_scores_toy.json"), "is an input of this run", dvc=True),
-    Row("prepare-output-model-config", "output", "prepare_prompts",
-        ("--output", "results/models/toy/config.json"), "results/models/toy/config.json", dvc=True),
+    Row("prepare-output-its-tokenizer", "output", "prepare_prompts",
+        ("--tokenizer", "results/models/toy", "--output", "results/models/toy/config.json"), "is an input of this run", dvc=True),
     Row("screening-output-is-folder", "output", "head_screening",
         ("--model", "toy", "--output", "results/baseline/alignment/new.json"), "is a folder", _folder_output, dvc=True),
     Row("screening-output-unwritable", "output", "head_screening", ("--model", "toy", "--output", "{ro}"),
