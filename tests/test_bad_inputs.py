@@ -370,6 +370,11 @@ ROWS: list[Row] = [
     Row("flag-unknown", "promise", "head_screening", (*SCREEN, "--no-such-flag"), "unrecognized arguments"),
     Row("params-not-yaml", "promise", "head_screening", SCREEN, "is not valid YAML", _params(lambda t: t + "\n: : [\n")),
     Row("params-unknown-key", "promise", "head_screening", SCREEN, "key screening.nope", _yaml_set("screening", "nope", "1")),
+    Row("screening-positions-unknown", "promise", "head_screening", (*SCREEN, "--positions", "middle"), "unknown positions"),
+    Row("screening-exact-top-k-negative", "promise", "head_screening", (*SCREEN, "--exact-top-k", "-1"), "--exact-top-k must be >= 0"),
+    Row("unit-spec-malformed", "promise", "head_ablation", (*ABL[:5], "mlp:x:1", *ABL[6:]), "cannot parse"),
+    Row("ablation-max-tokens-0", "promise", "head_ablation", (*ABL, "--max-tokens", "0"), "--max-tokens must be at least 1"),
+    Row("emotion-twice", "promise", "head_screening", (*SCREEN, "--emotions", "anger", "anger"), "given twice"),
     Row("params-missing", "promise", "head_screening", (*SCREEN, "--params", "nothing.yaml"), "does not exist"),
 ]
 
