@@ -184,11 +184,14 @@ def validate_model_folder(name: str, folder: Path, hf_config) -> None:  # noqa: 
     except Exception as err:  # noqa: BLE001 - a config transformers cannot build
         raise InputError(f"model {name!r}: config.json does not describe a buildable model ({_first_line(err)})") from None
     want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    renamed = _checkpoint_names(have, skeleton)
+    by_name = renamed is not None
+    have = renamed if renamed is not None else have
     tied = getattr(skeleton, "all_tied_weights_keys", None) or getattr(skeleton, "_tied_weights_keys", None) or {}
     tied_keys = set(tied) if not isinstance(tied, dict) else set(tied)
     tie = bool(getattr(hf_config, "tie_word_embeddings", False))
-    missing = [k for k in want if k not in have and not (tie and k in tied_keys)]
-    unexpected = [k for k in have if k not in want]
+    missing = [k for k in want if by_name and k not in have and not (tie and k in tied_keys)]
+    unexpected = [k for k in have if by_name and k not in want]
     shapes = [f"{k} {list(have[k])} vs {list(want[k])}" for k in want if k in have and have[k] != want[k]]
     if missing or unexpected or shapes:
         parts = []
@@ -202,6 +205,30 @@ def validate_model_folder(name: str, folder: Path, hf_config) -> None:  # noqa: 
             f"model {name!r}: the weights in {folder} do not match its config.json: {'; '.join(parts)}; "
             f"refusing to fill them with random initialisation"
         )
+
+
+def _checkpoint_names(have: dict[str, tuple[int, ...]], skeleton: torch.nn.Module) -> dict[str, tuple[int, ...]] | None:
+    """The file's tensor names as transformers will load them (its renamings, e.g. GPT-NeoX's
+    embed_out → lm_head, replayed), or None where the model's mapping also merges or splits
+    tensors (then only the shapes of the names in common are compared)."""
+    import re
+
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping, WeightRenaming
+    except ImportError:
+        return dict(have)
+    transforms = get_model_conversion_mapping(skeleton)
+    if any(type(t) is not WeightRenaming for t in transforms):
+        return None
+    out: dict[str, tuple[int, ...]] = {}
+    for key, shape in have.items():
+        for t in transforms:
+            targets = list(t.target_patterns)
+            for i, src in enumerate(t.source_patterns):
+                tgt = targets[i] if len(targets) == len(t.source_patterns) else targets[0]
+                key = re.sub(src, tgt, key)
+        out[key] = shape
+    return out
 
 
 def load_tokenizer(name: str, toy_dir: Path = TOY_DIR) -> PreTrainedTokenizerBase:
