@@ -155,6 +155,15 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     return params
 
 
+def _model_folder(name: str) -> Path:
+    """Where a model's config.json is here: its results/models/<name> folder (the built toy),
+    else the name as a local folder."""
+    from analysis.contract import model_dir
+
+    built = model_dir(name)
+    return built if (built / "config.json").is_file() else Path(name)
+
+
 def model_context(name: str) -> int | None:
     """The context length of a model whose config is here (the built toy, a local folder), else None.
 
@@ -162,9 +171,7 @@ def model_context(name: str) -> int | None:
     """
     import json
 
-    from analysis.core.loading import TOY, TOY_DIR
-
-    folder = TOY_DIR if name == TOY else Path(name)
+    folder = _model_folder(name)
     cfg = folder / "config.json"
     if not cfg.is_file():
         return None
@@ -182,19 +189,41 @@ def model_context(name: str) -> int | None:
 MIN_PROMPT_TOKENS = 2
 
 
+def longest_prompt(name: str, params: Params) -> tuple[int, str]:
+    """(tokens, what) of the longest prepared prompt of the profile under the model's own
+    tokenizer.json (BOS included), read without transformers; where the profile is not prepared or
+    the model has no tokenizer.json here, the shortest possible prompt (a lower bound)."""
+    import json
+
+    folder = _model_folder(name)
+    from analysis.contract import prompts_file
+
+    prepared = prompts_file(params.profile)
+    try:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        doc = json.loads(prepared.read_text(encoding="utf-8"))
+        texts = [r[k] for e in params.emotions for r in doc["pairs"][e] for k in ("emotion_text", "neutral_text")]
+        n = max(len(tok.encode(t, add_special_tokens=False).ids) for t in texts) + 1
+        return n, f"the longest prompt of {prepared} (with BOS) is {n} tokens"
+    except Exception:  # noqa: BLE001 - a lower bound then; the stage checks the exact length before work
+        return MIN_PROMPT_TOKENS, f"a prompt is at least {MIN_PROMPT_TOKENS} tokens"
+
+
 def _check_context(params: Params, path: Path) -> None:
-    """max_tokens of the experiments against the context of every model known here. The exact check
-    (the longest prompt under the model's tokenizer + max_tokens) runs in the stage before any work;
-    this one needs no tokenizer, so it can only use the shortest possible prompt."""
+    """max_tokens of the experiments against the context of every model whose config is here,
+    so `dvc exp run -S ablation.max_tokens=60` fails in its first stage; each stage checks again
+    on the prompts it runs, before any work."""
     for model in params.models:
         limit = model_context(model)
         if limit is None:
             continue
+        prompt, what = longest_prompt(model, params)
         for section in ("ablation", "patching"):
             mt = getattr(params, section).max_tokens
-            if MIN_PROMPT_TOKENS + mt > limit:
+            if prompt + mt > limit:
                 raise InputError(
                     f"{path}: key {section}.max_tokens: model {model!r} has a context of {limit} tokens; "
-                    f"a prompt of at least {MIN_PROMPT_TOKENS} tokens + max_tokens {mt} = "
-                    f"{MIN_PROMPT_TOKENS + mt} > {limit} (got {mt}); allowed: at most {limit - MIN_PROMPT_TOKENS}"
+                    f"{what}, + max_tokens {mt} = {prompt + mt} > {limit} (got {mt}); allowed: at most {limit - prompt}"
                 )

@@ -307,8 +307,10 @@ ROWS: list[Row] = [
     # --- context length (13.2 / 13.3): prompt + max_tokens against n_positions, before any work
     Row("ablation-context", "context", "head_ablation", (*ABL, "--max-tokens", "53"), "context of 64 tokens"),
     Row("patching-context", "context", "head_patching", (*PATCH, "--max-tokens", "60"), "13 + 60 = 73 > 64"),
-    Row("params-max-tokens-context", "context", "head_ablation", ABL, "key ablation.max_tokens",
-        _yaml_set("ablation", "max_tokens", "63")),
+    Row("params-max-tokens-context", "context", "head_ablation", ABL, "13 tokens, + max_tokens 60 = 73 > 64",
+        _yaml_set("ablation", "max_tokens", "60")),
+    Row("params-patching-max-tokens-context", "context", "head_screening", SCREEN, "key patching.max_tokens",
+        _yaml_set("patching", "max_tokens", "52")),
     Row("screening-long-prompts", "context", "head_screening",
         (*SCREEN, "--profile", "long", "--emotions", "gratitude", "--positions", "last"), "context of 64 tokens",
         _long_profile),
