@@ -74,7 +74,7 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
         if not a.model:
             raise InputError("--from-params needs --model")
         p = load_params()
-        profile = a.profile or p.profile
+        profile = p.profile if a.profile is None else a.profile
         planted = model_dir(a.model) / "planted.json"
         units = unit_screening_file(profile, a.model)
         notes = () if units.is_file() else (

@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params(a.params)
     cfg = ScreeningConfig(
         model=a.model,
-        profile=a.profile or p.profile,
+        profile=p.profile if a.profile is None else a.profile,
         emotions=tuple(a.emotions or p.emotions),
         positions=a.positions or p.screening.positions,
         exact_top_k=p.screening.exact_top_k if a.exact_top_k is None else a.exact_top_k,
-        n_resamples=a.n_resamples or p.screening.n_resamples,
+        n_resamples=p.screening.n_resamples if a.n_resamples is None else a.n_resamples,
         seed=p.seed if a.seed is None else a.seed,
     )
     check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])

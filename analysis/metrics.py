@@ -69,7 +69,20 @@ def lexicon_token_ids(tokenizer, words: Sequence[str], name: str = "lexicon") ->
 
 
 def lexicon_ids(tokenizer) -> dict[str, list[int]]:  # noqa: ANN001
-    return {name: lexicon_token_ids(tokenizer, load_lexicon(name), name) for name in LEXICONS}
+    """Token ids of every lexicon; an emotion lexicon whose ids lie all inside the neutral one's
+    (or contain all of them) is refused: M would then be ≡ 0 (or one-sided) by construction."""
+    ids = {name: lexicon_token_ids(tokenizer, load_lexicon(name), name) for name in LEXICONS}
+    neutral = set(ids[NEUTRAL])
+    for emotion in EMOTIONS:
+        own = set(ids[emotion])
+        if own <= neutral or neutral <= own:
+            how = "identical to" if own == neutral else ("inside" if own <= neutral else "a superset of")
+            raise InputError(
+                f"the {emotion} lexicon is {how} the neutral lexicon for this tokenizer "
+                f"({len(own & neutral)} of its {len(own)} token ids shared): M = logsumexp(emotion) - "
+                f"logsumexp(neutral) would not measure {emotion}; make the two word lists distinct"
+            )
+    return ids
 
 
 def emotion_score(

@@ -27,7 +27,7 @@ def parse_args(argv: Sequence[str] | None) -> ComparisonConfig:
         from analysis.params import load_params
 
         p = load_params(a.params)
-        a.profile = a.profile or p.profile
+        a.profile = p.profile if a.profile is None else a.profile
         a.models = a.models or list(p.models)
         a.emotions = a.emotions or list(p.emotions)
     return ComparisonConfig(

@@ -31,13 +31,13 @@ class ToyParams(_Frozen):
 class ScreeningParams(_Frozen):
     positions: Literal[POSITION_MODES] = "all"
     exact_top_k: int = Field(0, ge=0)
-    n_resamples: int = Field(5000, ge=100)
+    n_resamples: int = Field(10000, ge=100)
 
 
 class UnitScreeningParams(_Frozen):
     positions: Literal[POSITION_MODES] = "all"
     exact_top_k: int = Field(20, ge=0)
-    n_resamples: int = Field(5000, ge=100)
+    n_resamples: int = Field(10000, ge=100)
 
 
 class AblationParams(_Frozen):
@@ -56,7 +56,7 @@ class PatchingParams(_Frozen):
 
 
 class ScoringParams(_Frozen):
-    n_resamples: int = Field(5000, ge=100)
+    n_resamples: int = Field(10000, ge=100)
 
 
 class PlotParams(_Frozen):
@@ -75,6 +75,13 @@ class Params(_Frozen):
     patching: PatchingParams = PatchingParams()
     scoring: ScoringParams = ScoringParams()
     plots: PlotParams = PlotParams()
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_name(cls, v: str) -> str:
+        if not v.strip() or Path(v).name != v:
+            raise ValueError("must name a prompt profile (a folder under data/prompts), not be empty or a path")
+        return v
 
     @field_validator("emotions")
     @classmethod
@@ -136,7 +143,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     except yaml.YAMLError as err:
         raise InputError(f"parameter file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         e = err.errors()[0]
         loc = tuple(x for x in e["loc"] if not isinstance(x, int) or x >= 0)
@@ -144,3 +151,79 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raise InputError(
             f"{path}: key {key}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r}){_allowed(loc)}"
         ) from None
+    _check_context(params, path)
+    return params
+
+
+def _model_folder(name: str) -> Path:
+    """Where a model's config.json is here: its results/models/<name> folder (the built toy),
+    else the name as a local folder."""
+    from analysis.contract import model_dir
+
+    built = model_dir(name)
+    return built if (built / "config.json").is_file() else Path(name)
+
+
+def model_context(name: str) -> int | None:
+    """The context length of a model whose config is here (the built toy, a local folder), else None.
+
+    Read from config.json alone (no weights, no tokenizer), so params validation stays cheap.
+    """
+    import json
+
+    folder = _model_folder(name)
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+        return None  # the stage that loads the model reports it in one line
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(doc, dict) and isinstance(doc.get(key), int) and doc[key] > 0:
+            return int(doc[key])
+    return None
+
+
+# BOS and at least one prompt token: the shortest prompt any stage feeds the model.
+MIN_PROMPT_TOKENS = 2
+
+
+def longest_prompt(name: str, params: Params) -> tuple[int, str]:
+    """(tokens, what) of the longest prepared prompt of the profile under the model's own
+    tokenizer.json (BOS included), read without transformers; where the profile is not prepared or
+    the model has no tokenizer.json here, the shortest possible prompt (a lower bound)."""
+    import json
+
+    folder = _model_folder(name)
+    from analysis.contract import prompts_file
+
+    prepared = prompts_file(params.profile)
+    try:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        doc = json.loads(prepared.read_text(encoding="utf-8"))
+        texts = [r[k] for e in params.emotions for r in doc["pairs"][e] for k in ("emotion_text", "neutral_text")]
+        n = max(len(tok.encode(t, add_special_tokens=False).ids) for t in texts) + 1
+        return n, f"the longest prompt of {prepared} (with BOS) is {n} tokens"
+    except Exception:  # noqa: BLE001 - a lower bound then; the stage checks the exact length before work
+        return MIN_PROMPT_TOKENS, f"a prompt is at least {MIN_PROMPT_TOKENS} tokens"
+
+
+def _check_context(params: Params, path: Path) -> None:
+    """max_tokens of the experiments against the context of every model whose config is here,
+    so `dvc exp run -S ablation.max_tokens=60` fails in its first stage; each stage checks again
+    on the prompts it runs, before any work."""
+    for model in params.models:
+        limit = model_context(model)
+        if limit is None:
+            continue
+        prompt, what = longest_prompt(model, params)
+        for section in ("ablation", "patching"):
+            mt = getattr(params, section).max_tokens
+            if prompt + mt > limit:
+                raise InputError(
+                    f"{path}: key {section}.max_tokens: model {model!r} has a context of {limit} tokens; "
+                    f"{what}, + max_tokens {mt} = {prompt + mt} > {limit} (got {mt}); allowed: at most {limit - prompt}"
+                )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.core.cli import Parser, cli
+from analysis.core.loading import resolve_model_path, TOY
 from analysis.core.prompt_table import load_tokenizer, prepare
 from analysis.core.prompts import PROMPTS_ROOT
 from analysis.core.vocabulary import EMOTIONS
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry point: parse, validate everything, then write one file atomically."""
     args = _parser().parse_args(argv)
-    check_output_path(args.output, suffix=".json", inputs=[Path(args.prompts_root) / args.profile])
+    tokenizer_dirs = [Path(resolve_model_path(t)) for t in args.tokenizers if t == TOY or Path(t).is_dir()]
+    check_output_path(args.output, suffix=".json", inputs=[Path(args.prompts_root) / args.profile, *tokenizer_dirs])
     for e in args.emotions:
         if e not in EMOTIONS:
             raise InputError(f"unknown emotion {e!r}; allowed: {', '.join(EMOTIONS)}")

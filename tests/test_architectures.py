@@ -93,7 +93,7 @@ CASES = [(n, 16) for n in BIGGER] + [("gpt2-xl", 64)]
 
 @pytest.mark.parametrize("name, d_head", CASES, ids=[_case(*c) for c in CASES])
 def test_reduced_model_loads_and_zeroed_head_is_exact(name: str, d_head: int, tmp_path: Path, tokenizer_dir: Path, one_thread: None) -> None:
-    arch = reduced(PUBLIC[name], vocab=1024, d_head=d_head)
+    arch = reduced(PUBLIC[name], vocab=2048, d_head=d_head)
     path = save_random(arch, tmp_path / "m", tokenizer_dir=tokenizer_dir, seed=2)
     model = load_model(str(path))
     s = model.spec

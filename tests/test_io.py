@@ -95,7 +95,7 @@ def test_non_finite_numbers_are_refused_with_where(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- output checks
 
 
-def test_an_output_may_not_be_an_input_or_inside_one(tmp_path: Path) -> None:
+def test_an_output_may_not_be_an_input_or_inside_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = tmp_path / "models/toy"
     model.mkdir(parents=True)
     screening = tmp_path / "head_scores.json"
@@ -104,7 +104,7 @@ def test_an_output_may_not_be_an_input_or_inside_one(tmp_path: Path) -> None:
         check_output_path(screening, suffix=".json", inputs=[screening])
     with pytest.raises(InputError, match=r"is an input of this run .*models/toy"):
         check_output_path(model / "config.json", suffix=".json", inputs=[model])
-    os.chdir(tmp_path)  # the same file named two ways
+    monkeypatch.chdir(tmp_path)  # the same file named two ways
     with pytest.raises(InputError, match="is an input of this run"):
         check_output_path("./models/../head_scores.json", inputs=[screening])
     assert check_output_path(tmp_path / "other.json", inputs=[screening, model]) == tmp_path / "other.json"

@@ -11,6 +11,8 @@ from typing import NoReturn, TypeVar
 
 from analysis.errors import EXIT_BAD_INPUT, InputError
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -23,7 +25,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def cli(main: F) -> F:
-    """Run `main`; an InputError becomes `error: <message>` on stderr and exit code 2."""
+    """Run `main`; an InputError becomes `error: <message>` on stderr and exit code 2, and an
+    interrupt (Ctrl-C, SIGINT) one `error: interrupted` line and exit 130 (128 + SIGINT), no traceback."""
 
     @functools.wraps(main)
     def wrapper(*args: object, **kwargs: object) -> object:
@@ -32,6 +35,10 @@ def cli(main: F) -> F:
         except InputError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(EXIT_BAD_INPUT) from None
+        except KeyboardInterrupt:
+            print("error: interrupted (SIGINT); outputs are written atomically, so nothing was half-written",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

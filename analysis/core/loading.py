@@ -8,6 +8,8 @@ Every model goes through `TransformerBridge.boot_transformers` with raw Hugging 
 from __future__ import annotations
 
 import os
+import warnings
+import pickle  # noqa: S403 - only for the error type of torch's weights_only loader
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,6 +85,152 @@ def resolve_model_path(name: str, toy_dir: Path = TOY_DIR) -> str:
     return name
 
 
+# Set by `--allow-pickle-weights` (or EMOTION_HEADS_ALLOW_PICKLE_WEIGHTS=1): a local folder may then
+# be loaded from pytorch_model.bin (still with torch's weights_only loader). Off by default, so a
+# folder someone handed over is read only through safetensors, which cannot run code.
+ALLOW_PICKLE_ENV = "EMOTION_HEADS_ALLOW_PICKLE_WEIGHTS"
+
+
+def _pickle_allowed() -> bool:
+    return os.environ.get(ALLOW_PICKLE_ENV, "0") not in ("0", "", "false", "False")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+
+
+def read_config(name: str, path: str):  # noqa: ANN201
+    """The model's Hugging Face config; any problem with config.json is one InputError line."""
+    from transformers import AutoConfig
+
+    folder = Path(path)
+    if folder.is_dir():
+        import json
+
+        cfg_file = folder / "config.json"
+        try:
+            doc = json.loads(cfg_file.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"model {name!r}: {cfg_file} is not valid UTF-8 JSON ({_first_line(err)})") from None
+        if not isinstance(doc, dict) or not doc.get("model_type"):
+            raise InputError(
+                f"model {name!r}: {cfg_file} has no model_type; a Hugging Face config names its family "
+                f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
+            )
+    try:
+        return AutoConfig.from_pretrained(path)
+    except OSError as err:
+        raise _unavailable(name, err) from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"model {name!r}: its config.json cannot be read ({_first_line(err)})") from None
+
+
+def _weight_files(name: str, folder: Path) -> list[Path]:
+    """The safetensors files of a local model folder (sharded or not); refuse pickled weights."""
+    import json
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise InputError(f"model {name!r}: {index} is not a valid shard index ({_first_line(err)})") from None
+        files = [folder / s for s in shards]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise InputError(f"model {name!r}: shard {missing[0]} named in {index} does not exist")
+        return files
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    pickled = [f.name for f in sorted(folder.glob("*.bin")) + sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pth"))]
+    if pickled and not _pickle_allowed():
+        raise InputError(
+            f"model folder {folder} has only pickled weights ({', '.join(pickled)}); local folders are "
+            f"loaded from model.safetensors only (pickle can run code); convert them, or set "
+            f"{ALLOW_PICKLE_ENV}=1 to load them with torch's weights_only loader"
+        )
+    if not pickled:
+        raise InputError(f"model folder {folder} has no weights (model.safetensors is missing)")
+    return []
+
+
+def validate_model_folder(name: str, folder: Path, hf_config) -> None:  # noqa: ANN001
+    """Weights that do not match the config are one InputError line, never a random init.
+
+    Reads only the safetensors headers (names, shapes) and compares them with the tensors the
+    config's architecture has (built on the meta device: no memory, no compute). A truncated,
+    padded or corrupt file is caught here too: safetensors checks that the header covers the file.
+    """
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    files = _weight_files(name, folder)
+    if not files:
+        return  # pickled weights, explicitly allowed: transformers' loader reports mismatches
+    have: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                for k in st.keys():
+                    sl = st.get_slice(k)
+                    have[k] = tuple(sl.get_shape())
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise InputError(f"model {name!r}: {f} is not a readable safetensors file ({_first_line(err)})") from None
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(hf_config)
+    except Exception as err:  # noqa: BLE001 - a config transformers cannot build
+        raise InputError(f"model {name!r}: config.json does not describe a buildable model ({_first_line(err)})") from None
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    renamed = _checkpoint_names(have, skeleton)
+    by_name = renamed is not None
+    have = renamed if renamed is not None else have
+    tied = getattr(skeleton, "all_tied_weights_keys", None) or getattr(skeleton, "_tied_weights_keys", None) or {}
+    tied_keys = set(tied) if not isinstance(tied, dict) else set(tied)
+    tie = bool(getattr(hf_config, "tie_word_embeddings", False))
+    missing = [k for k in want if by_name and k not in have and not (tie and k in tied_keys)]
+    unexpected = [k for k in have if by_name and k not in want]
+    shapes = [f"{k} {list(have[k])} vs {list(want[k])}" for k in want if k in have and have[k] != want[k]]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} of the wrong shape (e.g. {shapes[0]}, file vs config)")
+        raise InputError(
+            f"model {name!r}: the weights in {folder} do not match its config.json: {'; '.join(parts)}; "
+            f"refusing to fill them with random initialisation"
+        )
+
+
+def _checkpoint_names(have: dict[str, tuple[int, ...]], skeleton: torch.nn.Module) -> dict[str, tuple[int, ...]] | None:
+    """The file's tensor names as transformers will load them (its renamings, e.g. GPT-NeoX's
+    embed_out → lm_head, replayed), or None where the model's mapping also merges or splits
+    tensors (then only the shapes of the names in common are compared)."""
+    import re
+
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping, WeightRenaming
+    except ImportError:
+        return dict(have)
+    transforms = get_model_conversion_mapping(skeleton)
+    if any(type(t) is not WeightRenaming for t in transforms):
+        return None
+    out: dict[str, tuple[int, ...]] = {}
+    for key, shape in have.items():
+        for t in transforms:
+            targets = list(t.target_patterns)
+            for i, src in enumerate(t.source_patterns):
+                tgt = targets[i] if len(targets) == len(t.source_patterns) else targets[0]
+                key = re.sub(src, tgt, key)
+        out[key] = shape
+    return out
+
+
 def load_tokenizer(name: str, toy_dir: Path = TOY_DIR) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
@@ -91,6 +239,29 @@ def load_tokenizer(name: str, toy_dir: Path = TOY_DIR) -> PreTrainedTokenizerBas
         return AutoTokenizer.from_pretrained(path)
     except OSError as err:
         raise _unavailable(name, err) from None
+    except Exception as err:  # noqa: BLE001 - a corrupt tokenizer.json raises the tokenizers' own errors
+        raise InputError(f"model {name!r}: its tokenizer cannot be loaded ({_first_line(err)})") from None
+
+
+def context_length(config) -> int | None:  # noqa: ANN001
+    """Positions the model can attend over (n_positions / max_position_embeddings), if it says."""
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        v = getattr(config, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def check_context(model: LoadedModel, prompt_tokens: int, max_tokens: int, what: str = "the longest prompt") -> None:
+    """Prompt (with BOS) plus generated tokens must fit the model's context; one line if not."""
+    limit = context_length(model.hf.config)
+    if limit is not None and prompt_tokens + max_tokens > limit:
+        raise InputError(
+            f"model {model.spec.name!r} has a context of {limit} tokens, but {what} is {prompt_tokens} "
+            f"tokens and max_tokens is {max_tokens} ({prompt_tokens} + {max_tokens} = "
+            f"{prompt_tokens + max_tokens} > {limit}); lower max_tokens to at most {max(limit - prompt_tokens, 0)} "
+            f"or shorten the prompts"
+        )
 
 
 def _unavailable(name: str, err: Exception) -> InputError:
@@ -104,27 +275,30 @@ def _unavailable(name: str, err: Exception) -> InputError:
 def load_model(name: str, *, device: str = "cpu", toy_dir: Path = TOY_DIR) -> LoadedModel:
     """Load `name` through the bridge with raw weights, eval mode, gradients off."""
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoConfig
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars would flood CI logs
     path = resolve_model_path(name, toy_dir)
-    try:
-        hf_config = AutoConfig.from_pretrained(path)
-    except OSError as err:
-        raise _unavailable(name, err) from None
+    hf_config = read_config(name, path)
     family = hf_config.model_type
     if family not in FAMILIES:
         raise InputError(
             f"model {name!r} is of family {family!r}, which is not supported; supported families: "
             f"{', '.join(SUPPORTED_FAMILIES)}"
         )
+    if Path(path).is_dir():
+        validate_model_folder(name, Path(path), hf_config)
     tokenizer = load_tokenizer(name, toy_dir)
     try:
-        bridge = TransformerBridge.boot_transformers(path, device=device, dtype=torch.float32, tokenizer=tokenizer)
+        with warnings.catch_warnings():
+            # an allowed pytorch_model.bin: torch's protocol note would be a second line before ours
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            bridge = TransformerBridge.boot_transformers(path, device=device, dtype=torch.float32, tokenizer=tokenizer)
     except OSError as err:
         raise _unavailable(name, err) from None
+    except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
+        # e.g. torch's weights_only loader refusing a pickled object in an allowed .bin
+        raise InputError(f"model {name!r}: its weights cannot be loaded ({_first_line(err)})") from None
     bridge.eval()
     install_kv_cache_fix(bridge)
     for p in bridge.parameters():

@@ -35,8 +35,11 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """Load a tokenizer offline; one that is neither a local folder nor cached is an InputError."""
     from transformers import AutoTokenizer
 
+    from analysis.core.loading import resolve_model_path, TOY
+
+    path = resolve_model_path(name) if name == TOY else name  # `toy` names the built embedded model's folder
     try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as err:  # transformers raises OSError, ValueError, ... depending on the case
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(

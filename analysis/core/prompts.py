@@ -101,7 +101,9 @@ def _read_lines(path: Path, what: str) -> list[str]:
         raise InputError(f"{what} {path} is not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise InputError(f"cannot read {what} {path}: {err.strerror}") from None
-    return raw.splitlines()
+    # A UTF-8 byte-order mark (what some Windows editors put first) is an encoding marker, not
+    # text: kept, it would become extra tokens in the first prompt / lexicon word of the file.
+    return raw.removeprefix("\ufeff").splitlines()
 
 
 def load_prompt_file(path: PathLike) -> tuple[Prompt, ...]:
@@ -155,6 +157,9 @@ def _check_emotion(emotion: str) -> None:
 def _profile_file(name: str, profile: str | None, root: Path) -> Path:
     if profile is None:
         raise InputError(f"no prompt profile and no explicit {name} prompt file given")
+    if not profile.strip() or Path(profile).name != profile:
+        existing = ", ".join(available_profiles(root)) or "none"
+        raise InputError(f"prompt profile {profile!r} is not a profile name (existing profiles: {existing})")
     folder = root / profile
     if not folder.is_dir():
         existing = ", ".join(available_profiles(root)) or "none"

@@ -17,6 +17,7 @@ from analysis.errors import InputError
 from analysis.experiments.kinds import KINDS
 from analysis.io import check_output_path
 from analysis.params import Params
+from analysis.stats import min_resamples
 
 
 Kind = Literal["ablation", "patching"]  # a key of analysis.experiments.kinds.KINDS
@@ -172,8 +173,9 @@ def _check_config_values(c: ExperimentConfig) -> None:
         raise InputError(f"--max-tokens must be at least 1 (got {c.max_tokens}): the metrics score generated tokens")
     if c.cumulative_k < 0:
         raise InputError(f"--cumulative-k must be 0 (off) or more (got {c.cumulative_k})")
-    if c.n_resamples < 1:
-        raise InputError(f"--n-resamples must be at least 1 (got {c.n_resamples})")
+    need = min_resamples()
+    if c.n_resamples < need:
+        raise InputError(f"--n-resamples must be at least {need} for a 95 % interval (got {c.n_resamples})")
     if c.seed < 0:
         raise InputError(f"--seed must be >= 0 (got {c.seed})")
     KINDS[c.kind].check(c)

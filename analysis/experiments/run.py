@@ -37,7 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.core.cli import progress_disabled
-from analysis.core.loading import load_model, LoadedModel
+from analysis.core.loading import check_context, load_model, LoadedModel
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
@@ -51,7 +51,7 @@ from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.metrics import ArmOutput, lexicon_ids
-from analysis.stats import Effect, paired_effect
+from analysis.stats import check_resolution, Effect, paired_effect
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,12 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
     lex = lexicon_ids(model.tokenizer)
     pairs = KINDS[c.kind].check_pairs(c, pairs, model, notes)
+    # Knowable before any generation: prompt + generated tokens fit the context, and the clusters
+    # and resamples can give the interval. (The output paths were checked in the config.)
+    emo, neu = tokenize_pairs(model, pairs)
+    longest = int(max(emo.lengths.max(), neu.lengths.max()))
+    check_context(model, longest, c.max_tokens, what="the longest prompt (with BOS)")
+    check_resolution(len(set(span_clusters(pairs))), n_resamples=c.n_resamples, seed=c.seed)
     return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes))
 
 

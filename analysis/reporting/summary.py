@@ -8,10 +8,10 @@ MLP units are summarised under `<model>.<emotion>.units.*` when the unit screeni
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, model_dir, rank, ranking_score, read_screening, read_unit_screening, screening_file, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.errors import InputError
 from analysis.io import read_json, read_parquet
 from analysis.params import Params
 from analysis.stats import auroc
@@ -29,10 +29,10 @@ def planted_heads(model: str, key: str = "by_emotion") -> dict[str, list[tuple[i
     path = model_dir(model) / "planted.json"
     if not path.is_file():
         return None
-    doc = json.loads(path.read_text())
+    doc = read_json(path, PLANTED_SCHEMA)
     if key not in doc:
         return None
-    return {e: [tuple(h) for h in hs] for e, hs in doc[key].items()}
+    return _summarized(path, lambda: {e: [tuple(h) for h in hs] for e, hs in doc[key].items()})
 
 
 def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, int]]] | None) -> dict[str, float]:
@@ -130,18 +130,37 @@ def experiment_summary(doc: dict[str, Any], kind: str) -> dict[str, float]:
     return out
 
 
+def _summarized(path: Any, fn: Any, *args: Any) -> dict[str, float]:
+    """fn(*args) on the document read from `path`; a document with the right schema but a missing
+    or mistyped field is one InputError line naming the file and the field, not a traceback."""
+    try:
+        return fn(*args)
+    except KeyError as err:
+        raise InputError(
+            f"input file {path} has the right schema but lacks the key {err.args[0]!r}; "
+            f"rerun the stage that writes it (`dvc repro`)"
+        ) from None
+    except (TypeError, IndexError, ValueError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"input file {path} has the right schema but a malformed field ({first[:160]}); "
+                         f"rerun the stage that writes it (`dvc repro`)") from None
+
+
 def summarize(params: Params) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     for model in params.models:
         flat: dict[str, float] = {}
-        screening = read_screening(screening_file(params.profile, model))
-        flat.update(screening_summary(screening, planted_heads(model)))
+        path = screening_file(params.profile, model)
+        screening = read_screening(path)
+        flat.update(_summarized(path, screening_summary, screening, planted_heads(model)))
         units = unit_screening_file(params.profile, model)
         if units.is_file():
-            flat.update(unit_screening_summary(read_unit_screening(units), planted_heads(model, "units_by_emotion")))
+            flat.update(_summarized(units, unit_screening_summary, read_unit_screening(units),
+                                    planted_heads(model, "units_by_emotion")))
         for emotion in params.emotions:
             for kind in ("ablation", "patching"):
-                doc = read_json(experiment_file(kind, params.profile, model, emotion), EXPERIMENT_SCHEMAS[kind])
-                flat.update(experiment_summary(doc, kind))
+                path = experiment_file(kind, params.profile, model, emotion)
+                doc = read_json(path, EXPERIMENT_SCHEMAS[kind])
+                flat.update(_summarized(path, experiment_summary, doc, kind))
         metrics.update({f"{model}.{k}": v for k, v in flat.items()})
     return {"schema": SUMMARY_SCHEMA, "profile": params.profile, **metrics}

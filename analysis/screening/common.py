@@ -11,7 +11,7 @@ from analysis.core.prompts import PromptPairs, subset, TokenBatch
 from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
-from analysis.stats import benjamini_hochberg, spearman
+from analysis.stats import benjamini_hochberg, check_resolution, min_resamples, spearman
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ScreeningConfig:
     emotions: tuple[str, ...] = EMOTIONS
     positions: str = "all"
     exact_top_k: int = 0
-    n_resamples: int = 5000
+    n_resamples: int = 10000
     seed: int = 0
 
     component = "head"  # what exact_top_k counts (a class attribute, not a field)
@@ -82,8 +82,27 @@ class ScreeningConfig:
             raise InputError(f"unknown positions {self.positions!r}; allowed: {', '.join(POSITION_MODES)}")
         if self.exact_top_k < 0:
             raise InputError(f"--exact-top-k must be >= 0 (0 = every {self.component}; got {self.exact_top_k})")
-        if self.n_resamples < 1:
-            raise InputError(f"--n-resamples must be at least 1 (got {self.n_resamples})")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0 (got {self.seed})")
+        need = min_resamples()
+        if self.n_resamples < need:
+            raise InputError(
+                f"--n-resamples must be at least {need} for a 95 % interval (got {self.n_resamples})"
+            )
+
+
+def check_before_work(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> None:
+    """Everything knowable before the first forward pass, for every emotion at once: the prompts
+    fit the model's context, and each emotion has enough clusters and resamples for its interval."""
+    from analysis.core.loading import check_context
+    from analysis.core.prompts import span_clusters
+
+    for emotion in cfg.emotions:
+        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        longest = int(max(pb.emotion.lengths.max(), pb.neutral.lengths.max()))
+        check_context(model, longest, 0, what=f"the longest {emotion} prompt (with BOS)")
+        clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
+        check_resolution(len(set(clusters)), n_resamples=cfg.n_resamples, seed=cfg.seed)
 
 
 def correct_and_correlate(scores: list[dict], emotions: tuple[str, ...]) -> dict[str, float | None]:

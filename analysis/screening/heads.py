@@ -35,7 +35,7 @@ from analysis.errors import InputError
 from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
-from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.screening.common import check_before_work, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
 from analysis.stats import one_sample_effect
 
 
@@ -148,6 +148,7 @@ def exact_patching(
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
     """Compute every score for every head × emotion; returns the JSON document."""
     spec = model.spec
+    check_before_work(model, cfg, pairs)
     lex = lexicon_ids(model.tokenizer)
     all_heads = [(layer, head) for layer in range(spec.n_layers) for head in range(spec.n_heads)]
     scores: list[dict] = []

@@ -1,7 +1,7 @@
 r"""Stage `screen_units`: prompt pairs × model → scores for every MLP unit × emotion.
 
     python -m analysis.unit_screening --model toy [--profile baseline] [--emotions E ...] \
-        [--positions all|last|span] [--exact-top-k 20] [--n-resamples 5000] [--seed 0] \
+        [--positions all|last|span] [--exact-top-k 20] [--n-resamples 10000] [--seed 0] \
         [--output results/<profile>/alignment/unit_scores_<model>.json] [--table ....parquet]
 
 A unit is neuron n of layer L's MLP: its activation `blocks.L.mlp.hook_post[..., n]`, which is
@@ -74,7 +74,7 @@ from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
 from analysis.io import write_json, write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
-from analysis.screening.common import correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.screening.common import check_before_work, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
 from analysis.stats import one_sample_effect
 
 
@@ -274,6 +274,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     """Attribution for every unit, exact patching for the top-k, per emotion."""
     spec = model.spec
     check_has_units(spec)
+    check_before_work(model, cfg, pairs)
     n_layers, d_mlp = spec.n_layers, int(spec.d_mlp)  # type: ignore[arg-type]
     n_units = n_layers * d_mlp
     lex = lexicon_ids(model.tokenizer)
