@@ -27,6 +27,7 @@ the same kind of component from the same kind of screening.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from analysis.core.cli import progress_disabled
 from analysis.core.loading import load_model, LoadedModel
 from analysis.core.prompt_table import stage_pairs
-from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
+from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
@@ -51,7 +52,7 @@ from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.metrics import ArmOutput, lexicon_ids
-from analysis.stats import Effect, paired_effect
+from analysis.stats import Effect, min_clusters, paired_effect
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Prepared:
     cumulative: tuple[tuple[Site, ...], ...]  # k = 1..K
     lexicon_ids: dict[str, list[int]]
     notes: tuple[str, ...] = ()
+    confirmation: frozenset[str] | None = None  # expressions of the held-out half (None: split off)
 
 
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
@@ -79,7 +81,8 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
         explicit, to_sites, stage, what = spec.heads, head_sites, "analysis.head_screening", "screening file"
     notes: list[str] = []
     assert c.screening_file is not None
-    chosen = top(c.screening_file, c.emotion, spec.top) if spec.is_top else explicit
+    skip = c.skip_copy_flagged  # the copy control's flagged components are not chosen by rank
+    chosen = top(c.screening_file, c.emotion, spec.top, skip) if spec.is_top else explicit
     cumulative: tuple[tuple[Site, ...], ...] = ()
     if c.cumulative_k > 0:
         if not Path(c.screening_file).is_file() and not c.cumulative_k_explicit:
@@ -93,7 +96,7 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
                     f"--cumulative-k {c.cumulative_k} needs the {what} {c.screening_file}, which does not "
                     f"exist; run `python -m {stage}` first, pass --screening-file, or --cumulative-k 0"
                 )
-            ranked = top(c.screening_file, c.emotion, c.cumulative_k)
+            ranked = top(c.screening_file, c.emotion, c.cumulative_k, skip)
             cumulative = tuple(to_sites(ranked[:k]) for k in range(1, c.cumulative_k + 1))
     return to_sites(chosen), cumulative, notes
 
@@ -105,6 +108,11 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     """
     _check_config_values(c)
     pairs = stage_pairs(c.emotion, c.profile, emotion_file=c.emotion_file, neutral_file=c.neutral_file)
+    # The same halves as the screening's (seed and emotion only): effects are reported on the
+    # confirmation half, which the screening never saw, and on all expressions.
+    confirmation = (
+        split_expressions(pairs, seed=c.seed, selection_share=c.selection_share, need=min_clusters())[1] if c.split else None
+    )
     sites, cumulative, notes = _sites_from_spec(c)
     model = model if model is not None else load_model(c.model)
     for group in (sites, *cumulative):
@@ -112,7 +120,15 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
     lex = lexicon_ids(model.tokenizer)
     pairs = KINDS[c.kind].check_pairs(c, pairs, model, notes)
-    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes))
+    if confirmation is not None:
+        left = {x for x in span_clusters(pairs) if x in confirmation}
+        if len(left) < min_clusters():
+            raise InputError(
+                f"split: the confirmation half keeps {len(left)} of its {len(confirmation)} {c.emotion} expressions "
+                f"after unaligned pairs were left out; the statistics need at least {min_clusters()} "
+                f"(add expressions, use --no-split or split.enabled false)"
+            )
+    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation)
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,7 @@ class Outcome:
     first: Arm  # draw 0: its tokens and texts go into the per-prompt table
     min_margin: np.ndarray  # per prompt, smallest over draws
     n_draws: int
+    effects_confirmation: dict[str, Effect] | None = None  # the same effects over the confirmation half only
 
 
 def effects(
@@ -210,6 +227,7 @@ class ExperimentResult:
     cumulative: tuple[Outcome, ...]
     resample_sources: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
+    confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
 
 
 def build_plan(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> tuple[Plan, TokenBatch, np.ndarray | None]:
@@ -239,6 +257,17 @@ def execute(p: Prepared) -> ExperimentResult:
                 max_tokens=c.max_tokens, n_resamples=c.n_resamples, seed=c.seed, clusters=clusters,
                 chunk_size=c.chunk_size,
             )
+    conf_idx: tuple[int, ...] | None = None
+    if p.confirmation is not None:
+        conf_idx = tuple(in_half(p.pairs, p.confirmation))
+        sub = np.asarray(conf_idx, dtype=int)
+        conf_clusters = [clusters[i] for i in conf_idx]
+        base_sub = {k: v[sub] for k, v in base_scores.items()}
+        for sites, o in done.items():
+            done[sites] = dataclasses.replace(o, effects_confirmation=effects(
+                {k: v[sub] for k, v in o.scores.items()}, base_sub, n_resamples=c.n_resamples, seed=c.seed,
+                clusters=conf_clusters,
+            ))
     if KINDS[c.kind].targets_neutral:
         target_prompts, source_prompts = p.pairs.neutral_prompts, tuple(x.text for x in p.pairs.emotion_prompts)
     else:
@@ -254,4 +283,5 @@ def execute(p: Prepared) -> ExperimentResult:
         cumulative=tuple(done[s] for s in p.cumulative),
         resample_sources=sources,
         notes=p.notes,
+        confirmation_index=conf_idx,
     )
