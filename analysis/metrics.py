@@ -67,6 +67,12 @@ def lexicon_ids(tokenizer) -> dict[str, list[int]]:  # noqa: ANN001
     return {name: lexicon_token_ids(tokenizer, load_lexicon(name), name) for name in LEXICONS}
 
 
+def lexicon_words(tokenizer) -> dict[str, tuple[str, ...]]:  # noqa: ANN001
+    """Per lexicon, the words M uses under this tokenizer (those with a single-token form);
+    the keyword counts use the same words, so M and the keyword metric share one word list per model."""
+    return {name: tuple(lexicon_word_ids(tokenizer, load_lexicon(name))) for name in LEXICONS}
+
+
 def emotion_score(
     logits: Float[Tensor, "batch vocab"], emotion_ids: Sequence[int], neutral_ids: Sequence[int]
 ) -> Float[Tensor, " batch"]:
@@ -127,6 +133,9 @@ class ArmOutput:
     clean_logits: Float[Tensor, "batch vocab"]
     emotion_ids: Sequence[int]
     neutral_ids: Sequence[int]
+    # Per lexicon, the words with a single-token form under the model's tokenizer (lexicon_words):
+    # the keyword counts use them, as M does; None: the whole lexicon file.
+    words: dict[str, Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,11 +147,13 @@ class GenerationMetric:
 
 def _keywords(name: str) -> GenerationMetric:
     def score(a: ArmOutput) -> np.ndarray:
-        words = load_lexicon(name)
+        words = a.words[name] if a.words is not None else load_lexicon(name)
         return np.asarray([float(keyword_count(t, words)) for t in a.texts], dtype=float)
 
     return GenerationMetric(
-        f"{name.capitalize()} keywords", f"word-boundary count of data/lexicons/{name}.txt words in the continuation", score
+        f"{name.capitalize()} keywords",
+        f"word-boundary count of the data/lexicons/{name}.txt words that have a single-token form under the model's "
+        f"tokenizer (the words M uses) in the continuation", score
     )
 
 

@@ -154,3 +154,57 @@ def test_top_heads_skips_copy_flagged(tmp_path) -> None:  # noqa: ANN001
     assert top_heads(f, "anger", 2, skip_flagged=True) == ((1, 2), (1, 3))
     with pytest.raises(InputError, match="not flagged by the copy control"):
         top_heads(f, "anger", 3, skip_flagged=True)
+
+
+# --- one word list per model --------------------------------------------------------------------
+
+
+class _Tok:
+    """A hand tokenizer: every word in `single` is one token, everything else two."""
+
+    def __init__(self, single: set[str]) -> None:
+        self.single = single
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        w = text.strip().lower()
+        return {"input_ids": [hash(w) % 1000] if w in self.single else [1, 2]}
+
+
+def test_lexicon_report_names_the_dropped_words_and_refuses_an_empty_lexicon(chdir_repo) -> None:  # noqa: ANN001
+    from analysis.core.prompt_table import lexicon_report
+    from analysis.core.prompts import load_lexicon
+
+    everything = {w for name in ("anger", "neutral") for w in load_lexicon(name)}
+    rep = lexicon_report("hand", _Tok(everything - {"livid", "furious"}), ("anger",))
+    assert rep["anger"]["dropped"] == [w for w in load_lexicon("anger") if w in {"livid", "furious"}]
+    assert rep["anger"]["n_single_token"] == rep["anger"]["n_words"] - 2 and rep["neutral"]["dropped"] == []
+    with pytest.raises(InputError) as err:
+        lexicon_report("hand", _Tok(set(load_lexicon("neutral"))), ("anger",))
+    assert "\n" not in str(err.value) and "anger.txt has no word with a single-token form under tokenizer hand" in str(err.value)
+
+
+def test_keyword_counts_use_the_words_m_uses() -> None:
+    import numpy as np
+    import torch
+
+    from analysis.metrics import ArmOutput, GENERATION_METRICS
+
+    z = torch.zeros(1, 3)
+    texts = ("I am livid and furious",)
+    full = ArmOutput(texts, z, z, z, z, [0], [1])
+    model_words = ArmOutput(texts, z, z, z, z, [0], [1], {"anger": ("furious",)})
+    assert GENERATION_METRICS["kw_anger"].score(full) == np.array([2.0])
+    assert GENERATION_METRICS["kw_anger"].score(model_words) == np.array([1.0])
+
+
+def test_prepare_prompts_reports_alignment_and_dropped_words(chdir_repo, tmp_path, capsys) -> None:  # noqa: ANN001
+    from analysis import prepare_prompts
+
+    try:
+        prepare_prompts.main(["--profile", "baseline", "--output", str(tmp_path / "p.json"), "--tokenizer", "data/tokenizers/gpt2"])
+    except SystemExit as done:
+        assert done.code in (0, None)
+    out = capsys.readouterr().out.splitlines()
+    assert "data/tokenizers/gpt2: anger: 70/70 pairs aligned (equal token length)" in out
+    dropped = sorted(line.split("'")[1] for line in out if "dropped" in line)
+    assert dropped == sorted(["gratefully", "appreciative", "livid", "infuriating", "infuriated", "regretful"])

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.contract import EXPERIMENT_TABLE_SCHEMAS
+from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import ExperimentResult
@@ -46,6 +47,14 @@ def _noun(sites: Sequence[Site]) -> str:
 
 def _effects(effects: dict | None) -> dict | None:
     return None if effects is None else {k: e.to_dict() for k, e in effects.items()}
+
+
+def _dropped(r: ExperimentResult) -> dict[str, list[str]] | None:
+    """Per lexicon, the words without a single-token form under the model's tokenizer: left out
+    of M and of the keyword counts alike (one word list per model)."""
+    if r.lexicon_words is None:
+        return None
+    return {name: [w for w in load_lexicon(name) if w not in kept] for name, kept in r.lexicon_words.items()}
 
 
 def _split(r: ExperimentResult) -> dict[str, Any]:
@@ -114,6 +123,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "skip_copy_flagged": c.skip_copy_flagged,
         },
         "notes": list(r.notes),
+        "lexicon_words_dropped": _dropped(r),
     }
     kind = KINDS[c.kind]
     doc[kind.positions_key] = kind.positions

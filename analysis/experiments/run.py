@@ -51,7 +51,7 @@ from analysis.interventions.edits import Edit, hooks_for, last_logits, tokenize_
 from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
 from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.metrics import ArmOutput, lexicon_ids
+from analysis.metrics import ArmOutput, lexicon_ids, lexicon_words
 from analysis.stats import Effect, min_clusters, paired_effect
 
 
@@ -67,6 +67,7 @@ class Prepared:
     lexicon_ids: dict[str, list[int]]
     notes: tuple[str, ...] = ()
     confirmation: frozenset[str] | None = None  # expressions of the held-out half (None: split off)
+    lexicon_words: dict[str, tuple[str, ...]] | None = None  # per lexicon, the words M and the keyword counts use
 
 
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
@@ -128,7 +129,7 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
                 f"after unaligned pairs were left out; the statistics need at least {min_clusters()} "
                 f"(add expressions, use --no-split or split.enabled false)"
             )
-    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation)
+    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation, lexicon_words(model.tokenizer))
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,12 @@ def run_arm(model: LoadedModel, batch: TokenBatch, edits: Sequence[Edit], max_to
     return Arm(gen.tokens, tuple(decode(model, gen.tokens)), gen.min_margin, logits)
 
 
-def score_arm(arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str) -> dict[str, np.ndarray]:
-    """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it)."""
-    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL])
+def score_arm(
+    arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str, words: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, np.ndarray]:
+    """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it).
+    `words`: the model's lexicon words (analysis.metrics.lexicon_words), for the keyword counts."""
+    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL], words)
     return {k: m.score(out) for k, m in METRICS.items()}
 
 
@@ -187,6 +191,7 @@ def intervene(
     *,
     lex: dict[str, list[int]],
     emotion: str,
+    words: dict[str, tuple[str, ...]] | None = None,
     max_tokens: int,
     n_resamples: int,
     seed: int,
@@ -201,7 +206,7 @@ def intervene(
     for d, edits in enumerate(draws):
         arm = run_arm(model, batch, edits, max_tokens, chunk_size=chunk_size, desc=f"{label} draw {d + 1}/{len(draws)}")
         first = first or arm
-        per_draw.append(score_arm(arm, clean, lex, emotion))
+        per_draw.append(score_arm(arm, clean, lex, emotion, words))
         margins.append(arm.min_margin.double().numpy())
     assert first is not None
     scores = {k: np.mean([s[k] for s in per_draw], axis=0) for k in METRICS}
@@ -228,6 +233,7 @@ class ExperimentResult:
     resample_sources: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
     confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
+    lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
 
 
 def build_plan(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> tuple[Plan, TokenBatch, np.ndarray | None]:
@@ -245,7 +251,7 @@ def execute(p: Prepared) -> ExperimentResult:
     emotion_batch, neutral_batch = tokenize_pairs(p.model, p.pairs)
     plan, target, sources = build_plan(p, emotion_batch, neutral_batch)
     clean = run_arm(p.model, target, (), c.max_tokens, chunk_size=c.chunk_size, desc="baseline")
-    base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion)
+    base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion, p.lexicon_words)
     clusters = span_clusters(p.pairs)
 
     done: dict[tuple[Site, ...], Outcome] = {}
@@ -253,7 +259,7 @@ def execute(p: Prepared) -> ExperimentResult:
     for sites in tqdm(groups, desc="interventions", disable=progress_disabled() or len(groups) == 1, leave=False):
         if sites not in done:  # top-1 of the curve is often the requested head: run it once
             done[sites] = intervene(
-                p.model, target, plan, sites, clean, base_scores, lex=p.lexicon_ids, emotion=c.emotion,
+                p.model, target, plan, sites, clean, base_scores, lex=p.lexicon_ids, emotion=c.emotion, words=p.lexicon_words,
                 max_tokens=c.max_tokens, n_resamples=c.n_resamples, seed=c.seed, clusters=clusters,
                 chunk_size=c.chunk_size,
             )
@@ -284,4 +290,5 @@ def execute(p: Prepared) -> ExperimentResult:
         resample_sources=sources,
         notes=p.notes,
         confirmation_index=conf_idx,
+        lexicon_words=p.lexicon_words,
     )
