@@ -208,3 +208,49 @@ def test_prepare_prompts_reports_alignment_and_dropped_words(chdir_repo, tmp_pat
     assert "data/tokenizers/gpt2: anger: 70/70 pairs aligned (equal token length)" in out
     dropped = sorted(line.split("'")[1] for line in out if "dropped" in line)
     assert dropped == sorted(["gratefully", "appreciative", "livid", "infuriating", "infuriated", "regretful"])
+
+
+def _copy_head_model(out, tok_dir):  # noqa: ANN001, ANN202
+    """A hand-built copy head: one GPT-2 layer whose one head attends uniformly (q = k = 0) and
+    copies (identity OV, large tied embeddings): it raises the logit of every prompt token and
+    knows nothing of emotion."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    d = 64
+    m = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=d, n_layer=1, n_head=1, tie_word_embeddings=True))
+    with torch.no_grad():
+        m.transformer.wpe.weight.zero_()
+        m.transformer.wte.weight.mul_(50.0)  # std 1: a copied token moves its own logit by nats
+        a = m.transformer.h[0].attn
+        a.c_attn.weight.zero_()
+        a.c_attn.bias.zero_()
+        a.c_attn.weight[:, 2 * d :] = torch.eye(d)
+        a.c_proj.weight.copy_(20.0 * torch.eye(d))
+        a.c_proj.bias.zero_()
+        for p in m.transformer.h[0].mlp.parameters():
+            p.zero_()
+    m.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_a_hand_built_copy_head_is_flagged(tmp_path, chdir_repo) -> None:  # noqa: ANN001
+    """Apology spans contain apology-lexicon words ("sorry"): the copy head's patching raises M by
+    nats (significant), while M over the lexicon tokens absent from the prompt hardly moves."""
+    from analysis.core.loading import load_model
+    from analysis.core.prompts import PROMPTS_ROOT
+    from analysis.screening.heads import screen
+
+    path = _copy_head_model(tmp_path / "copy", chdir_repo / "data/tokenizers/gpt2")
+    pairs = {"apology": load_pairs("apology", "baseline", root=PROMPTS_ROOT)}
+    cfg = ScreeningConfig(model="copy", profile="baseline", emotions=("apology",), n_resamples=2000)
+    doc = screen(load_model(str(path)), cfg, pairs)
+    (row,) = doc["scores"]
+    assert row["exact"] > 1.0 and row["exact_ci_low"] > 0  # seed 0: +5.57 [+2.43, +8.69]
+    assert row["copy_share"] < 0.2 and row["copy_flag"] is True  # copy-free +0.30: share 0.05
+    assert doc["copy_control"]["flagged"] == [
+        {"layer": 0, "head": 0, "emotion": "apology", "exact": row["exact"], "exact_copy_free": row["exact_copy_free"], "copy_share": row["copy_share"]}
+    ]
