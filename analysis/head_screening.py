@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--exact-top-k", type=int, default=None)
     ap.add_argument("--n-resamples", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--no-split", action="store_true", help="exploratory: rank on all expressions (params split.enabled)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     a = ap.parse_args(argv)
     p = load_params(a.params)
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         exact_top_k=p.screening.exact_top_k if a.exact_top_k is None else a.exact_top_k,
         n_resamples=p.screening.n_resamples if a.n_resamples is None else a.n_resamples,
         seed=p.seed if a.seed is None else a.seed,
+        split=p.split.enabled and not a.no_split,
+        selection_share=p.split.selection_share,
+        copy_max_share=p.copy_control.max_share,
     )
     check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from analysis.core.prompts import load_lexicon
+from analysis.core.prompts import lexicon_word_ids, load_lexicon
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
 
@@ -57,12 +57,7 @@ def lexicon_token_ids(tokenizer, words: Sequence[str], name: str = "lexicon") ->
     word that is several tokens under this tokenizer is represented by none of its pieces,
     since a shared first piece ("grat") would credit unrelated words.
     """
-    ids: set[int] = set()
-    for w in words:
-        for variant in (f" {w}", f" {w.capitalize()}", w, w.capitalize()):
-            enc = tokenizer(variant, add_special_tokens=False)["input_ids"]
-            if len(enc) == 1:
-                ids.add(int(enc[0]))
+    ids = {i for w_ids in lexicon_word_ids(tokenizer, words).values() for i in w_ids}
     if not ids:
         raise InputError(f"no word of the {name} lexicon is a single token for this tokenizer; the score M needs some")
     return sorted(ids)
@@ -85,12 +80,33 @@ def lexicon_ids(tokenizer) -> dict[str, list[int]]:  # noqa: ANN001
     return ids
 
 
+def lexicon_words(tokenizer) -> dict[str, tuple[str, ...]]:  # noqa: ANN001
+    """Per lexicon, the words M uses under this tokenizer (those with a single-token form);
+    the keyword counts use the same words, so M and the keyword metric share one word list per model."""
+    return {name: tuple(lexicon_word_ids(tokenizer, load_lexicon(name))) for name in LEXICONS}
+
+
 def emotion_score(
     logits: Float[Tensor, "batch vocab"], emotion_ids: Sequence[int], neutral_ids: Sequence[int]
 ) -> Float[Tensor, " batch"]:
     """M: how much more next-token mass goes to the emotion lexicon than to the neutral one (nats)."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return logits[:, list(emotion_ids)].logsumexp(-1) - logits[:, list(neutral_ids)].logsumexp(-1)
+
+
+def copy_free_emotion_score(
+    logits: Float[Tensor, "batch vocab"], emotion_ids: Sequence[int], neutral_ids: Sequence[int],
+    keep: Bool[Tensor, "batch lexicon"],
+) -> Float[Tensor, " batch"]:
+    """M over each row's kept lexicon tokens only (`keep` over emotion_ids then neutral_ids):
+    the copy control, with the tokens that occur in the row's prompts left out. NaN for a row
+    that keeps no emotion or no neutral token."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    n_e = len(emotion_ids)
+    lex = logits[:, [*emotion_ids, *neutral_ids]].masked_fill(~keep, float("-inf"))
+    m = lex[:, :n_e].logsumexp(-1) - lex[:, n_e:].logsumexp(-1)
+    usable = keep[:, :n_e].any(-1) & keep[:, n_e:].any(-1)
+    return torch.where(usable, m, torch.full_like(m, float("nan")))
 
 
 def kl_divergence(clean: Float[Tensor, "batch vocab"], intervened: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:
@@ -130,6 +146,9 @@ class ArmOutput:
     clean_logits: Float[Tensor, "batch vocab"]
     emotion_ids: Sequence[int]
     neutral_ids: Sequence[int]
+    # Per lexicon, the words with a single-token form under the model's tokenizer (lexicon_words):
+    # the keyword counts use them, as M does; None: the whole lexicon file.
+    words: dict[str, Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,11 +160,13 @@ class GenerationMetric:
 
 def _keywords(name: str) -> GenerationMetric:
     def score(a: ArmOutput) -> np.ndarray:
-        words = load_lexicon(name)
+        words = a.words[name] if a.words is not None else load_lexicon(name)
         return np.asarray([float(keyword_count(t, words)) for t in a.texts], dtype=float)
 
     return GenerationMetric(
-        f"{name.capitalize()} keywords", f"word-boundary count of data/lexicons/{name}.txt words in the continuation", score
+        f"{name.capitalize()} keywords",
+        f"word-boundary count of the data/lexicons/{name}.txt words that have a single-token form under the model's "
+        f"tokenizer (the words M uses) in the continuation", score
     )
 
 

@@ -59,6 +59,18 @@ class ScoringParams(_Frozen):
     n_resamples: int = Field(10000, ge=100)
 
 
+# Issue 14: held-out confirmation and the copy control (analysis.core.prompts.split_expressions,
+# analysis.screening.common.copy_flag).
+class SplitParams(_Frozen):
+    enabled: bool = True
+    selection_share: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class CopyControlParams(_Frozen):
+    max_share: float = Field(0.5, gt=0.0, le=1.0)
+    skip_flagged: bool = True
+
+
 class PlotParams(_Frozen):
     top_n: int = Field(20, ge=1)
 
@@ -75,6 +87,8 @@ class Params(_Frozen):
     patching: PatchingParams = PatchingParams()
     scoring: ScoringParams = ScoringParams()
     plots: PlotParams = PlotParams()
+    split: SplitParams = SplitParams()
+    copy_control: CopyControlParams = CopyControlParams()
 
     @field_validator("profile")
     @classmethod

@@ -33,6 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def report(doc: dict) -> str:
+    """Per tokenizer (model): pairs aligned per emotion, and each lexicon word without a
+    single-token form (dropped from M and the keyword counts alike), one line each."""
+    lines = [f"{doc['profile']}: {doc['n_pairs']} pairs per emotion ({', '.join(doc['emotions'])})"]
+    for tok, per_emotion in doc["token_alignment"].items():
+        for e, a in per_emotion.items():
+            lines.append(f"{tok}: {e}: {a['n_equal_length']}/{a['n_pairs']} pairs aligned (equal token length)")
+        for name, lex in doc["lexicon_words"][tok].items():
+            lines.append(f"{tok}: lexicon {name}: {lex['n_single_token']}/{lex['n_words']} words have a single-token form")
+            lines += [f"{tok}: lexicon {name}: dropped {w!r} (no single-token form; left out of M and the keyword counts)" for w in lex["dropped"]]
+    return "\n".join(lines)
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry point: parse, validate everything, then write one file atomically."""
@@ -45,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tokenizers = {name: load_tokenizer(name) for name in dict.fromkeys(args.tokenizers)}
     doc = prepare(args.profile, args.emotions, tokenizers, root=Path(args.prompts_root))
     write_json(args.output, doc)
+    print(report(doc))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--exact-top-k", type=int, default=None, help="exact patching for the top-k units by |attribution| per emotion; 0 = every unit")
     ap.add_argument("--n-resamples", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--no-split", action="store_true", help="exploratory: rank on all expressions (params split.enabled)")
     ap.add_argument("--top-per-layer", type=int, default=TOP_PER_LAYER, help=f"units per layer kept in the JSON (default {TOP_PER_LAYER})")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     a = ap.parse_args(argv)
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
         exact_top_k=p.unit_screening.exact_top_k if a.exact_top_k is None else a.exact_top_k,
         n_resamples=p.unit_screening.n_resamples if a.n_resamples is None else a.n_resamples,
         seed=p.seed if a.seed is None else a.seed,
+        split=p.split.enabled and not a.no_split,
+        selection_share=p.split.selection_share,
+        copy_max_share=p.copy_control.max_share,
         top_per_layer=a.top_per_layer,
     )
     output = a.output or unit_screening_file(cfg.profile, cfg.model)

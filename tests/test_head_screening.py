@@ -139,7 +139,7 @@ def test_no_ties_between_heads(tmp_path: Path, tokenizer_dir: Path) -> None:
     path = save_random_model("gpt2", tmp_path / "m", tokenizer_dir=tokenizer_dir, n_layers=4, n_heads=8, d_model=64, seed=5)
     model = load_model(str(path))
     pairs = {e: _subset(load_pairs(e, "baseline"), 10) for e in ("gratitude", "apology")}
-    cfg = ScreeningConfig(model=str(path), profile="baseline", emotions=tuple(pairs), positions="last", exact_top_k=4, n_resamples=200)
+    cfg = ScreeningConfig(model=str(path), profile="baseline", emotions=tuple(pairs), positions="last", exact_top_k=4, n_resamples=200, split=False)
     doc = screen(model, cfg, pairs)
     n_heads = 4 * 8
     for e in pairs:

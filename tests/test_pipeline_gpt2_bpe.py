@@ -57,10 +57,12 @@ def test_model_carries_gpt2s_tokenizer(gpt2_bpe_project: Path) -> None:
 def test_every_pair_is_used_under_gpt2s_tokenizer(gpt2_bpe_project: Path) -> None:
     doc = json.loads((gpt2_bpe_project / f"results/tiny/alignment/head_scores_{MODEL}.json").read_text())
     assert doc["params"]["positions"] == "all"
+    assert doc["split"]["half"] == "selection"  # held-out confirmation: the screening sees the selection half
     for emotion in EMOTIONS:
-        assert doc["pairs"][emotion]["n_pairs"] == doc["pairs"][emotion]["n_pairs_used"] == N_PAIRS
+        n = doc["pairs"][emotion]["n_pairs"]
+        assert doc["pairs"][emotion]["n_pairs_used"] == n and 0 < n < N_PAIRS  # every pair of that half is used
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
-        assert len(rows) == 2 * 4 and all(s["exact_n"] == N_PAIRS for s in rows)
+        assert len(rows) == 2 * 4 and all(s["exact_n"] == n for s in rows)
 
 
 def test_summary_has_gpt2_bpe_numbers(gpt2_bpe_project: Path) -> None:

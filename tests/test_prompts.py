@@ -389,10 +389,19 @@ def test_cli_baseline_writes_prepared_file(tmp_path: Path, tiny_tokenizer) -> No
     tok_dir = tmp_path / "tok"
     tiny_tokenizer.save_pretrained(tok_dir)
     out = tmp_path / "results" / "baseline" / "prompts.json"
+    # The tiny tokenizer has no single-token anger word: M could not be computed for a model with it
+    # (issue 14: one word list per model), so the CLI refuses in one line and writes nothing.
+    res = run_cli(
+        "--profile", "baseline", "--emotions", *EMOTIONS, "--output", str(out), "--tokenizer", str(tok_dir)
+    )
+    assert res.returncode == 2 and res.stderr.startswith("error: lexicon") and res.stderr.count("\n") == 1, res.stderr
+    assert not out.exists()
+    tok_dir = REPO / "data/tokenizers/gpt2"
     res = run_cli(
         "--profile", "baseline", "--emotions", *EMOTIONS, "--output", str(out), "--tokenizer", str(tok_dir)
     )
     assert res.returncode == 0, res.stderr
+    assert f"{tok_dir}: lexicon anger: dropped 'livid'" in res.stdout
     doc = json.loads(out.read_text())
     assert doc["schema"] == "emotion-heads/prompts/v1"
     assert doc["profile"] == "baseline" and doc["emotions"] == list(EMOTIONS) and doc["n_pairs"] == 70

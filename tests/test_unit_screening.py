@@ -187,7 +187,7 @@ def test_screen_document(unit_dirs: dict[str, Path]) -> None:
     model = load_model(str(unit_dirs["gpt2"]))
     pairs = {e: _subset(load_pairs(e, "baseline"), 10) for e in ("gratitude", "apology")}
     cfg = us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=tuple(pairs), positions="last", exact_top_k=4,
-                                 n_resamples=200, top_per_layer=3)
+                                 n_resamples=200, top_per_layer=3, split=False)
     res = us_units.screen(model, cfg, pairs)
     doc, table = res.doc, res.table
     assert doc["schema"] == us_contract.UNIT_SCORES_SCHEMA and doc["n_layers"] == 2 and doc["d_mlp"] == 256
@@ -217,13 +217,14 @@ def test_screen_document(unit_dirs: dict[str, Path]) -> None:
             assert summary["max_abs_attribution"] == a.abs().max() and abs(summary["sum_attribution"] - a.sum()) < 1e-12
             assert summary["argmax_neuron"] == int(t.neuron[a.abs().idxmax()])
         assert doc["attribution_vs_exact"][e] is not None and doc["attribution_vs_exact"][e] > 0
-    assert doc["pairs"]["gratitude"] == {"n_pairs": 10, "n_pairs_used": 10, "n_clusters": doc["pairs"]["gratitude"]["n_clusters"]}
+    assert doc["pairs"]["gratitude"] == {"n_pairs": 10, "n_pairs_used": 10, "n_clusters": doc["pairs"]["gratitude"]["n_clusters"],
+                                        "half": "all", "n_expressions": 10, "n_expressions_total": 10}
 
 
 def test_exact_top_k_zero_patches_every_unit(tiny_dir: Path) -> None:
     model = load_model(str(tiny_dir))
     pairs = {"anger": _subset(load_pairs("anger", "baseline"), 6)}
-    cfg = us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="span", exact_top_k=0, n_resamples=100)
+    cfg = us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="span", exact_top_k=0, n_resamples=100, split=False)
     doc = us_units.screen(model, cfg, pairs).doc
     assert doc["d_mlp"] == 64 and len(doc["scores"]) == 2 * 64
     assert all(s["exact"] is not None for s in doc["scores"])
@@ -386,7 +387,7 @@ def test_table_is_every_unit(unit_dirs: dict[str, Path]) -> None:
     model = load_model(str(unit_dirs["gpt2"]))
     pairs = {"anger": _subset(load_pairs("anger", "baseline"), 6)}
     res = us_units.screen(model, us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="last",
-                                                  exact_top_k=1, n_resamples=100, top_per_layer=1), pairs)
+                                                  exact_top_k=1, n_resamples=100, top_per_layer=1, split=False), pairs)
     assert isinstance(res.table, pd.DataFrame) and len(res.table) == 512 and len(res.doc["scores"]) <= 3
     attr = us_units.attribution(model, pair_batches(model, pairs["anger"], "last"),
                           us_units.unit_activations(model, pair_batches(model, pairs["anger"], "last").emotion),

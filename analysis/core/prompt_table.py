@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.contract import PROMPTS_SCHEMA, prompts_file, read_prompts
-from analysis.core.prompts import PROMPTS_ROOT, Prompt, PromptPairs, equal_length_pairs, load_pairs
+from analysis.core.prompts import (
+    equal_length_pairs, lexicon_word_ids, LEXICONS_ROOT, load_lexicon, load_pairs, Prompt, PromptPairs, PROMPTS_ROOT,
+)
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
 if TYPE_CHECKING:
@@ -46,6 +48,24 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
             f"tokenizer {name!r} cannot be loaded offline (not a local folder and not in the Hugging "
             f"Face cache; download it where a network is available, or use a local path): {reason}"
         ) from None
+
+
+def lexicon_report(
+    tok_name: str, tokenizer: PreTrainedTokenizerBase, emotions: Sequence[str] = EMOTIONS
+) -> dict[str, dict[str, Any]]:
+    """Per lexicon: how many words it has and which have no single-token form under `tokenizer`
+    (M and the keyword counts both leave those out). A lexicon with none left is an InputError."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in (*emotions, NEUTRAL):
+        words = load_lexicon(name)
+        kept = lexicon_word_ids(tokenizer, words)
+        if not kept:
+            raise InputError(
+                f"lexicon {LEXICONS_ROOT / name}.txt has no word with a single-token form under tokenizer {tok_name}; "
+                f"the score M and the keyword counts need at least one"
+            )
+        out[name] = {"n_words": len(words), "n_single_token": len(kept), "dropped": [w for w in words if w not in kept]}
+    return out
 
 
 def _pair_records(pairs: PromptPairs) -> list[dict[str, Any]]:
@@ -82,6 +102,7 @@ def prepare(
         name: {"path": (folder / f"{name}.txt").as_posix(), "sha256": sha256_file(folder / f"{name}.txt")}
         for name in (*emotions, NEUTRAL)
     }
+    lexicons = {tok_name: lexicon_report(tok_name, tok, emotions) for tok_name, tok in (tokenizers or {}).items()}
     alignment = {
         tok_name: {
             e: {"n_pairs": len(p), "n_equal_length": equal_length_pairs(tok, p)} for e, p in all_pairs.items()
@@ -96,6 +117,7 @@ def prepare(
         "pairs": {e: _pair_records(p) for e, p in all_pairs.items()},
         "sources": sources,
         "token_alignment": alignment,
+        "lexicon_words": lexicons,
         "params": {"profile": profile, "emotions": list(emotions), "tokenizers": list(tokenizers or {})},
     }
 

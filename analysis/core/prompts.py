@@ -14,6 +14,7 @@ and `span_mask` marks the tokens that overlap the bracketed span.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,3 +328,48 @@ def span_clusters(pairs: PromptPairs) -> list[str]:
     about the emotion, so statistics resample and sign-flip them as one (analysis.stats).
     """
     return [f"{e.span_text}|{n.span_text}" for e, n in zip(pairs.emotion_prompts, pairs.neutral_prompts, strict=True)]
+
+
+def split_expressions(
+    pairs: PromptPairs, *, seed: int, selection_share: float, need: int
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The expressions (`span_clusters` labels) of the selection and the confirmation half.
+
+    Held-out confirmation (issue 14): the screening ranks on the selection half, the
+    experiments report on the confirmation half, so the winner's curse of picking the best of
+    many heads does not inflate the confirmed effect. The split is by expression (a cluster
+    never straddles the halves), seeded by `seed` and the emotion, and independent of the
+    model, so every stage and model draws the same halves. `need`: fewest expressions each
+    half must keep (analysis.stats.min_clusters()); fewer is an InputError naming the counts.
+    """
+    labels = sorted(set(span_clusters(pairs)))
+    order = random.Random(f"split:{seed}:{pairs.emotion}").sample(labels, len(labels))
+    n_sel = round(selection_share * len(labels))
+    sel, conf = order[:n_sel], order[n_sel:]
+    if min(len(sel), len(conf)) < need:
+        raise InputError(
+            f"split: selection_share {selection_share:g} of the {len(labels)} {pairs.emotion} expressions leaves "
+            f"{len(sel)} for selection and {len(conf)} for confirmation; the statistics need at least {need} "
+            f"in each half (add expressions, change split.selection_share, or set split.enabled false)"
+        )
+    return frozenset(sel), frozenset(conf)
+
+
+def in_half(pairs: PromptPairs, half: frozenset[str]) -> list[int]:
+    """Indices of the pairs whose expression is in `half`."""
+    return [i for i, c in enumerate(span_clusters(pairs)) if c in half]
+
+
+def lexicon_word_ids(tokenizer, words: Sequence[str]) -> dict[str, list[int]]:  # noqa: ANN001
+    """Per word, the ids of its single-token spellings (" w", " W", "w", "W"); a word that has
+    none under this tokenizer is left out (the copy control drops a word with all its ids)."""
+    out: dict[str, list[int]] = {}
+    for w in words:
+        ids: set[int] = set()
+        for variant in (f" {w}", f" {w.capitalize()}", w, w.capitalize()):
+            enc = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if len(enc) == 1:
+                ids.add(int(enc[0]))
+        if ids:
+            out[w] = sorted(ids)
+    return out

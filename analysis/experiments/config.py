@@ -46,6 +46,9 @@ class ExperimentConfig:
     seed: int = 0
     n_resamples: int = 2000
     resample_draws: int = 3
+    split: bool = True  # held-out confirmation: also report every effect on the confirmation half
+    selection_share: float = 0.5
+    skip_copy_flagged: bool = True  # top:N / mlp-top:K and the cumulative curve skip copy-flagged components
     chunk_size: int = 128  # prompts per generate call: the baseline sets (70) in one
 
     @property
@@ -116,6 +119,10 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
         help="screening JSON for top:N / mlp-top:K and the cumulative curve (default: the model's head screening, "
         "or its unit screening for a unit spec)",
     )
+    p.add_argument(
+        "--no-split", action="store_true",
+        help="exploratory run: no held-out confirmation half, every effect over all expressions (params split.enabled)",
+    )
     p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the sign-flip patterns and resampling (default {params.seed})")
     p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"sign-flip patterns per effect (default {params.scoring.n_resamples})")
     return p
@@ -144,6 +151,9 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         seed=args.seed,
         n_resamples=args.n_resamples,
         resample_draws=getattr(args, "resample_draws", params.ablation.resample_draws),
+        split=params.split.enabled and not args.no_split,
+        selection_share=params.split.selection_share,
+        skip_copy_flagged=params.copy_control.skip_flagged,
     )
 
 

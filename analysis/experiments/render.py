@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.contract import EXPERIMENT_TABLE_SCHEMAS
+from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import ExperimentResult
@@ -44,6 +45,35 @@ def _noun(sites: Sequence[Site]) -> str:
     return "units" if sites and all(s.kind == "mlp" for s in sites) else "heads"
 
 
+def _effects(effects: dict | None) -> dict | None:
+    return None if effects is None else {k: e.to_dict() for k, e in effects.items()}
+
+
+def _dropped(r: ExperimentResult) -> dict[str, list[str]] | None:
+    """Per lexicon, the words without a single-token form under the model's tokenizer: left out
+    of M and of the keyword counts alike (one word list per model)."""
+    if r.lexicon_words is None:
+        return None
+    return {name: [w for w in load_lexicon(name) if w not in kept] for name, kept in r.lexicon_words.items()}
+
+
+def _split(r: ExperimentResult) -> dict[str, Any]:
+    """Which half each effects block is over (issue 14: held-out confirmation)."""
+    c = r.config
+    if r.confirmation_index is None:
+        return {"enabled": False, "effects": "all", "effects_confirmation": None,
+                "meaning": "split off (exploratory): the screening ranked on all expressions, effects are over all"}
+    n_expr = len({r.pairs.emotion_prompts[i].span_text + "|" + r.pairs.neutral_prompts[i].span_text for i in r.confirmation_index})
+    return {
+        "enabled": True, "selection_share": c.selection_share, "seed": c.seed,
+        "effects": "all", "effects_confirmation": "confirmation",
+        "n_prompts_all": len(r.pairs), "n_prompts_confirmation": len(r.confirmation_index),
+        "n_expressions_confirmation": n_expr,
+        "meaning": "the screening ranked components on the selection half of the expressions; `effects` are over all "
+        "prompts (selection included), `effects_confirmation` over the held-out confirmation half only",
+    }
+
+
 def document(r: ExperimentResult) -> dict[str, Any]:
     """The summary JSON (schema emotion-heads/<kind>/v1)."""
     c = r.config
@@ -62,10 +92,13 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "baseline": _means(r.baseline_scores),
         "intervened": _means(r.main.scores),
         "effects": {k: e.to_dict() for k, e in r.main.effects.items()},
+        "effects_confirmation": _effects(r.main.effects_confirmation),
+        "split": _split(r),
         "cumulative": [
             {
                 "k": k, "heads": _heads(o.sites), "units": _units(o.sites), "sites": [s.label for s in o.sites],
                 "intervened": _means(o.scores), "effects": {m: e.to_dict() for m, e in o.effects.items()},
+                "effects_confirmation": _effects(o.effects_confirmation),
             }
             for k, o in enumerate(r.cumulative, start=1)
         ],
@@ -87,8 +120,10 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "emotion_file": str(c.emotion_file) if c.emotion_file else None,
             "neutral_file": str(c.neutral_file) if c.neutral_file else None,
             "screening_file": str(c.screening_file) if c.screening_file else None,
+            "skip_copy_flagged": c.skip_copy_flagged,
         },
         "notes": list(r.notes),
+        "lexicon_words_dropped": _dropped(r),
     }
     kind = KINDS[c.kind]
     doc[kind.positions_key] = kind.positions
@@ -108,6 +143,11 @@ def table(r: ExperimentResult) -> pd.DataFrame:
     for k in METRICS:
         data[f"baseline_{k}"] = r.baseline_scores[k]
         data[f"intervened_{k}"] = r.main.scores[k]
+    if r.confirmation_index is None:
+        data["half"] = ["all"] * len(r.target_prompts)
+    else:
+        conf = set(r.confirmation_index)
+        data["half"] = ["confirmation" if i in conf else "selection" for i in range(len(r.target_prompts))]
     data["baseline_min_margin"] = r.baseline.min_margin.double().numpy()
     data["intervened_min_margin"] = r.main.min_margin
     if r.resample_sources is not None:
@@ -152,7 +192,7 @@ def comparison_table(r: ExperimentResult) -> str:
     lines = [
         f"{c.model} {c.profile} {c.emotion}: {c.kind} of {heads}{extra}, n={len(r.pairs)}",
         "",
-        f"| Metric | Baseline | {c.label} | Change [95% CI] | p |",
+        f"| Metric | Baseline | {c.label} | Change (all) [95% CI] | p |",
         "|---|---|---|---|---|",
     ]
     base, inter = _means(r.baseline_scores), _means(r.main.scores)
@@ -162,6 +202,13 @@ def comparison_table(r: ExperimentResult) -> str:
         lines.append(
             f"| {label} | {base[k]:.4f} | {inter[k]:.4f} | {_fmt(e.mean)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}] | {_fmt_p(e.p)} |"
         )
+    if r.main.effects_confirmation is not None:
+        assert r.confirmation_index is not None
+        lines += ["", f"Confirmation half (expressions the screening did not see, n={len(r.confirmation_index)}): change [95% CI], p", "",
+                  "| Metric | Change (confirmation) [95% CI] | p |", "|---|---|---|"]
+        for k, m in METRICS.items():
+            e = r.main.effects_confirmation[k]
+            lines.append(f"| {m.label} | {_fmt(e.mean)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}] | {_fmt_p(e.p)} |")
     if r.cumulative:
         kw = f"kw_{c.emotion}"
         noun = _noun(r.main.sites)

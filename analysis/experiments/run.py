@@ -27,6 +27,7 @@ the same kind of component from the same kind of screening.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from analysis.core.cli import progress_disabled
 from analysis.core.loading import check_context, load_model, LoadedModel
 from analysis.core.prompt_table import stage_pairs
-from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
+from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
@@ -50,8 +51,8 @@ from analysis.interventions.edits import Edit, hooks_for, last_logits, tokenize_
 from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
 from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.metrics import ArmOutput, lexicon_ids
-from analysis.stats import check_resolution, Effect, paired_effect
+from analysis.metrics import ArmOutput, lexicon_ids, lexicon_words
+from analysis.stats import check_resolution, Effect, min_clusters, paired_effect
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class Prepared:
     cumulative: tuple[tuple[Site, ...], ...]  # k = 1..K
     lexicon_ids: dict[str, list[int]]
     notes: tuple[str, ...] = ()
+    confirmation: frozenset[str] | None = None  # expressions of the held-out half (None: split off)
+    lexicon_words: dict[str, tuple[str, ...]] | None = None  # per lexicon, the words M and the keyword counts use
 
 
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
@@ -79,7 +82,8 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
         explicit, to_sites, stage, what = spec.heads, head_sites, "analysis.head_screening", "screening file"
     notes: list[str] = []
     assert c.screening_file is not None
-    chosen = top(c.screening_file, c.emotion, spec.top) if spec.is_top else explicit
+    skip = c.skip_copy_flagged  # the copy control's flagged components are not chosen by rank
+    chosen = top(c.screening_file, c.emotion, spec.top, skip) if spec.is_top else explicit
     cumulative: tuple[tuple[Site, ...], ...] = ()
     if c.cumulative_k > 0:
         if not Path(c.screening_file).is_file() and not c.cumulative_k_explicit:
@@ -93,7 +97,7 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
                     f"--cumulative-k {c.cumulative_k} needs the {what} {c.screening_file}, which does not "
                     f"exist; run `python -m {stage}` first, pass --screening-file, or --cumulative-k 0"
                 )
-            ranked = top(c.screening_file, c.emotion, c.cumulative_k)
+            ranked = top(c.screening_file, c.emotion, c.cumulative_k, skip)
             cumulative = tuple(to_sites(ranked[:k]) for k in range(1, c.cumulative_k + 1))
     return to_sites(chosen), cumulative, notes
 
@@ -105,6 +109,11 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     """
     _check_config_values(c)
     pairs = stage_pairs(c.emotion, c.profile, emotion_file=c.emotion_file, neutral_file=c.neutral_file)
+    # The same halves as the screening's (seed and emotion only): effects are reported on the
+    # confirmation half, which the screening never saw, and on all expressions.
+    confirmation = (
+        split_expressions(pairs, seed=c.seed, selection_share=c.selection_share, need=min_clusters())[1] if c.split else None
+    )
     sites, cumulative, notes = _sites_from_spec(c)
     model = model if model is not None else load_model(c.model)
     for group in (sites, *cumulative):
@@ -118,7 +127,15 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     longest = int(max(emo.lengths.max(), neu.lengths.max()))
     check_context(model, longest, c.max_tokens, what="the longest prompt (with BOS)")
     check_resolution(len(set(span_clusters(pairs))), n_resamples=c.n_resamples, seed=c.seed)
-    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes))
+    if confirmation is not None:
+        left = {x for x in span_clusters(pairs) if x in confirmation}
+        if len(left) < min_clusters():
+            raise InputError(
+                f"split: the confirmation half keeps {len(left)} of its {len(confirmation)} {c.emotion} expressions "
+                f"after unaligned pairs were left out; the statistics need at least {min_clusters()} "
+                f"(add expressions, use --no-split or split.enabled false)"
+            )
+    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation, lexicon_words(model.tokenizer))
 
 
 @dataclass(frozen=True)
@@ -137,9 +154,12 @@ def run_arm(model: LoadedModel, batch: TokenBatch, edits: Sequence[Edit], max_to
     return Arm(gen.tokens, tuple(decode(model, gen.tokens)), gen.min_margin, logits)
 
 
-def score_arm(arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str) -> dict[str, np.ndarray]:
-    """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it)."""
-    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL])
+def score_arm(
+    arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str, words: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, np.ndarray]:
+    """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it).
+    `words`: the model's lexicon words (analysis.metrics.lexicon_words), for the keyword counts."""
+    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL], words)
     return {k: m.score(out) for k, m in METRICS.items()}
 
 
@@ -153,6 +173,7 @@ class Outcome:
     first: Arm  # draw 0: its tokens and texts go into the per-prompt table
     min_margin: np.ndarray  # per prompt, smallest over draws
     n_draws: int
+    effects_confirmation: dict[str, Effect] | None = None  # the same effects over the confirmation half only
 
 
 def effects(
@@ -176,6 +197,7 @@ def intervene(
     *,
     lex: dict[str, list[int]],
     emotion: str,
+    words: dict[str, tuple[str, ...]] | None = None,
     max_tokens: int,
     n_resamples: int,
     seed: int,
@@ -190,7 +212,7 @@ def intervene(
     for d, edits in enumerate(draws):
         arm = run_arm(model, batch, edits, max_tokens, chunk_size=chunk_size, desc=f"{label} draw {d + 1}/{len(draws)}")
         first = first or arm
-        per_draw.append(score_arm(arm, clean, lex, emotion))
+        per_draw.append(score_arm(arm, clean, lex, emotion, words))
         margins.append(arm.min_margin.double().numpy())
     assert first is not None
     scores = {k: np.mean([s[k] for s in per_draw], axis=0) for k in METRICS}
@@ -216,6 +238,8 @@ class ExperimentResult:
     cumulative: tuple[Outcome, ...]
     resample_sources: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
+    confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
+    lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
 
 
 def build_plan(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> tuple[Plan, TokenBatch, np.ndarray | None]:
@@ -233,7 +257,7 @@ def execute(p: Prepared) -> ExperimentResult:
     emotion_batch, neutral_batch = tokenize_pairs(p.model, p.pairs)
     plan, target, sources = build_plan(p, emotion_batch, neutral_batch)
     clean = run_arm(p.model, target, (), c.max_tokens, chunk_size=c.chunk_size, desc="baseline")
-    base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion)
+    base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion, p.lexicon_words)
     clusters = span_clusters(p.pairs)
 
     done: dict[tuple[Site, ...], Outcome] = {}
@@ -241,10 +265,21 @@ def execute(p: Prepared) -> ExperimentResult:
     for sites in tqdm(groups, desc="interventions", disable=progress_disabled() or len(groups) == 1, leave=False):
         if sites not in done:  # top-1 of the curve is often the requested head: run it once
             done[sites] = intervene(
-                p.model, target, plan, sites, clean, base_scores, lex=p.lexicon_ids, emotion=c.emotion,
+                p.model, target, plan, sites, clean, base_scores, lex=p.lexicon_ids, emotion=c.emotion, words=p.lexicon_words,
                 max_tokens=c.max_tokens, n_resamples=c.n_resamples, seed=c.seed, clusters=clusters,
                 chunk_size=c.chunk_size,
             )
+    conf_idx: tuple[int, ...] | None = None
+    if p.confirmation is not None:
+        conf_idx = tuple(in_half(p.pairs, p.confirmation))
+        sub = np.asarray(conf_idx, dtype=int)
+        conf_clusters = [clusters[i] for i in conf_idx]
+        base_sub = {k: v[sub] for k, v in base_scores.items()}
+        for sites, o in done.items():
+            done[sites] = dataclasses.replace(o, effects_confirmation=effects(
+                {k: v[sub] for k, v in o.scores.items()}, base_sub, n_resamples=c.n_resamples, seed=c.seed,
+                clusters=conf_clusters,
+            ))
     if KINDS[c.kind].targets_neutral:
         target_prompts, source_prompts = p.pairs.neutral_prompts, tuple(x.text for x in p.pairs.emotion_prompts)
     else:
@@ -260,4 +295,6 @@ def execute(p: Prepared) -> ExperimentResult:
         cumulative=tuple(done[s] for s in p.cumulative),
         resample_sources=sources,
         notes=p.notes,
+        confirmation_index=conf_idx,
+        lexicon_words=p.lexicon_words,
     )

@@ -17,7 +17,7 @@ from analysis.core.prompts import TokenBatch
 from analysis.core.sites import Site
 from analysis.families import FAMILIES, component_input
 from analysis.interventions.edits import _apply, Edit, patch_edits, position_ids
-from analysis.metrics import SCREENING_METRIC
+from analysis.metrics import copy_free_emotion_score, SCREENING_METRIC
 
 
 
@@ -163,7 +163,7 @@ def component_inputs(
 
 
 def lexicon_scorer(
-    hf: torch.nn.Module, ids: tuple[Sequence[int], Sequence[int]]
+    hf: torch.nn.Module, ids: tuple[Sequence[int], Sequence[int]], keep: Tensor | None = None
 ) -> Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, " batch"]]:
     """M at the last position from the final hidden state, unembedding the lexicon rows only.
 
@@ -178,7 +178,10 @@ def lexicon_scorer(
     local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
 
     def score(hidden: Tensor) -> Tensor:
-        return SCREENING_METRIC.score(torch.nn.functional.linear(hidden[:, -1], w_u, b_u), *local)
+        logits = torch.nn.functional.linear(hidden[:, -1], w_u, b_u)
+        if keep is not None:  # the copy control: each row's kept lexicon rows only
+            return copy_free_emotion_score(logits, *local, keep)
+        return SCREENING_METRIC.score(logits, *local)
 
     return score
 
@@ -193,6 +196,7 @@ def exact_patching_sites(
     sites: Sequence[Site],
     ids: tuple[list[int], list[int]],
     desc: str = "exact",
+    copy_free: tuple[Bool[Tensor, "batch lexicon"], dict[Site, Tensor]] | None = None,
 ) -> dict[Site, Float[Tensor, " batch"]]:
     """Per site: M(target with the site patched from `source_acts`) − M(target), per row.
 
@@ -202,6 +206,9 @@ def exact_patching_sites(
     nothing before `prefix` changes, e.g. analysis.head_screening.unchanged_prefix), and the
     lexicon logits at the last position. It runs on the plain HF modules (the fast path),
     editing the component at the input of the linear map that reads it (`component_edits`).
+
+    `copy_free` = (keep, out): also put each site's change of the copy-free M (analysis.metrics.
+    copy_free_emotion_score over the lexicon rows `keep` marks per row) into `out`, from the same runs.
     """
     import copy
 
@@ -214,10 +221,12 @@ def exact_patching_sites(
     p = prefix
     resid, clean_hidden = block_inputs(hf, family, target)
     score = lexicon_scorer(hf, ids)
+    cf_score = lexicon_scorer(hf, ids, copy_free[0]) if copy_free is not None else None
 
     out: dict[Site, Tensor] = {}
     with torch.no_grad():
         clean = score(clean_hidden)
+        cf_clean = cf_score(clean_hidden) if cf_score is not None else None
         cache0 = None
         if p > 0:
             cache0 = base(input_ids=target.input_ids[:, :p], attention_mask=attn[:, :p], position_ids=pos[:, :p], use_cache=True).cache
@@ -232,4 +241,6 @@ def exact_patching_sites(
                     cache=cache, use_cache=cache is not None,
                 ).last_hidden_state
             out[site] = score(hidden) - clean
+            if cf_score is not None:
+                copy_free[1][site] = cf_score(hidden) - cf_clean
     return out

@@ -96,6 +96,14 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
             out[f"{p}.top_exact_ci_high"] = top["exact_ci_high"]
             out[f"{p}.top_exact_q"] = top["exact_q"]
             out[f"{p}.n_significant_q05"] = sum(1 for s in rows if s["exact_q"] is not None and s["exact_q"] < 0.05)
+        # Issue 14: the screening's half, and the copy control (flagged = mostly copying).
+        half = doc.get("split", {}).get("half", "all")
+        out[f"{p}.{half}.n_expressions"] = doc["pairs"][emotion].get("n_expressions", doc["pairs"][emotion]["n_clusters"])
+        if "copy_flag" in top:
+            out[f"{p}.n_copy_flagged"] = sum(1 for s in rows if s.get("copy_flag"))
+            out[f"{p}.top_copy_flag"] = int(bool(top["copy_flag"]))
+            if top["copy_share"] is not None:
+                out[f"{p}.top_copy_share"] = top["copy_share"]
         rho = doc["attribution_vs_exact"].get(emotion)
         if rho is not None:
             out[f"{p}.attribution_vs_exact_spearman"] = rho
@@ -123,6 +131,13 @@ def experiment_summary(doc: dict[str, Any], kind: str) -> dict[str, float]:
         for field in EFFECT_FIELDS:
             out[f"{emotion}.{kind}.{metric}.{field}"] = effect[field]
         out[f"{emotion}.{kind}.{metric}.baseline"] = doc["baseline"][source]
+    # Issue 14: which half each effect is over. `all` repeats the unlabelled keys above (kept for
+    # the report until it reads the labelled ones); `confirmation` is the held-out half.
+    for half, block in (("all", doc["effects"]), ("confirmation", doc.get("effects_confirmation"))):
+        for metric in SUMMARY_METRICS if block else ():
+            source = f"kw_{emotion}" if metric == "keywords" else metric
+            for field in EFFECT_FIELDS:
+                out[f"{emotion}.{kind}.{half}.{metric}.{field}"] = block[source][field]
     for entry in doc.get("cumulative", []):
         effect = entry["effects"]["emotion_score"]
         for field in ("mean", "ci_low", "ci_high"):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import numpy as np
+import torch
 from torch import Tensor
 
 from analysis.core.loading import LoadedModel
-from analysis.core.prompts import PromptPairs, subset, TokenBatch
-from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
+from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, PromptPairs, span_clusters, split_expressions, subset, TokenBatch
+from analysis.core.vocabulary import EMOTIONS, NEUTRAL, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
-from analysis.stats import benjamini_hochberg, check_resolution, min_resamples, spearman
+from analysis.metrics import keyword_count
+from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, spearman
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,80 @@ def pair_batches(model: LoadedModel, pairs: PromptPairs, positions: str) -> Pair
     return PairBatches(emo, neu, idx, mask, kept)
 
 
+def screened_pairs(cfg: ScreeningConfig, pairs: PromptPairs) -> tuple[PromptPairs, dict]:
+    """The pairs the screening ranks on: the selection half of the expressions when the split
+    is on (analysis.core.prompts.split_expressions), else all; and what it records about them."""
+    n_total = len(set(span_clusters(pairs)))
+    if not cfg.split:
+        return pairs, {"half": "all", "n_expressions": n_total, "n_expressions_total": n_total}
+    sel, _ = split_expressions(pairs, seed=cfg.seed, selection_share=cfg.selection_share, need=min_clusters())
+    return subset(pairs, in_half(pairs, sel)), {"half": "selection", "n_expressions": len(sel), "n_expressions_total": n_total}
+
+
+def split_record(cfg: ScreeningConfig) -> dict:
+    """The screening document's `split` block: which half every score of it comes from."""
+    return {
+        "enabled": cfg.split, "selection_share": cfg.selection_share if cfg.split else None, "seed": cfg.seed,
+        "half": "selection" if cfg.split else "all",
+        "meaning": "every score here is over the selection half of each emotion's expressions; the experiments "
+        "confirm on the other half" if cfg.split else "split off (exploratory): every score is over all expressions",
+    }
+
+
+def copy_keep(
+    model: LoadedModel, pairs: PromptPairs, pb: PairBatches, emotion: str, ids: tuple[list[int], list[int]]
+) -> Tensor:
+    """Per screened pair, which lexicon tokens (`ids`: emotion then neutral) the copy-free M keeps.
+
+    The copy control (issue 14): a head that copies an earlier token raises M when a lexicon
+    word is in the prompt, with no emotion at all. Left out for a pair: every token id of its
+    emotion prompt or neutral twin, and every single-token spelling of a lexicon word that
+    occurs in either prompt's text (a whole word, either case), so " Sorry" goes when "sorry" is there.
+    """
+    used = subset(pairs, pb.kept)
+    words = {name: lexicon_word_ids(model.tokenizer, load_lexicon(name)) for name in (emotion, NEUTRAL)}
+    order = [*ids[0], *ids[1]]
+    keep = torch.ones(len(used), len(order), dtype=torch.bool)
+    for r, (e, n) in enumerate(zip(used.emotion_prompts, used.neutral_prompts, strict=True)):
+        gone = {int(t) for b in (pb.emotion, pb.neutral) for t in b.input_ids[r][b.attention_mask[r].bool()]}
+        for table in words.values():
+            gone.update(i for w, w_ids in table.items() if keyword_count(e.text, [w]) or keyword_count(n.text, [w]) for i in w_ids)
+        keep[r] = torch.tensor([i not in gone for i in order])
+    return keep
+
+
+def copy_fields(exact: float | None, ci_low: float | None, ci_high: float | None, copy_free: float | None, max_share: float) -> dict:
+    """The copy-control fields of a screening row.
+
+    `copy_share` = copy-free effect / ΔM. Flagged (`copy_flag`): ΔM is above the noise floor
+    (its 95 % interval excludes 0) and the copy-free effect is below `max_share` of it
+    (same sign, smaller, or the opposite sign): most of the effect is on lexicon tokens the
+    prompt already contains. Not computable (no exact ΔM, or no usable copy-free M): None, not flagged.
+    """
+    if exact is None or copy_free is None or not np.isfinite(copy_free) or exact == 0:
+        return {"exact_copy_free": copy_free, "copy_share": None, "copy_flag": False}
+    share = copy_free / exact
+    above_noise = ci_low is not None and ci_high is not None and (ci_low > 0 or ci_high < 0)
+    return {"exact_copy_free": copy_free, "copy_share": float(share), "copy_flag": bool(above_noise and share < max_share)}
+
+
+def copy_record(cfg: ScreeningConfig, scores: list[dict]) -> dict:
+    """The screening document's `copy_control` block: the rule and the flagged components."""
+    comp = cfg.component if cfg.component == "head" else "neuron"
+    return {
+        "score": "exact_copy_free: the exact patching effect on M over the lexicon tokens that occur in neither "
+        "prompt of the pair (every token id of both prompts and every spelling of a lexicon word found in "
+        "their text left out), mean over the pairs with a usable copy-free M (exact_copy_free_n)",
+        "rule": f"copy_flag: exact's 95 % interval excludes 0 and exact_copy_free / exact < {cfg.copy_max_share:g} (copy_share)",
+        "max_share": cfg.copy_max_share,
+        "flagged": [
+            {"layer": s["layer"], comp: s[comp], "emotion": s["emotion"], "exact": s["exact"],
+             "exact_copy_free": s["exact_copy_free"], "copy_share": s["copy_share"]}
+            for s in scores if s.get("copy_flag")
+        ],
+    }
+
+
 def unchanged_prefix(pb: PairBatches) -> int:
     """Columns before this one are identical in the clean and every patched neutral run.
 
@@ -69,6 +145,9 @@ class ScreeningConfig:
     exact_top_k: int = 0
     n_resamples: int = 10000
     seed: int = 0
+    split: bool = True  # held-out confirmation: rank on the selection half of the expressions only
+    selection_share: float = 0.5
+    copy_max_share: float = 0.5  # copy control: flag when the copy-free effect is below this share of ΔM
 
     component = "head"  # what exact_top_k counts (a class attribute, not a field)
 

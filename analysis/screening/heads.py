@@ -35,12 +35,16 @@ from analysis.errors import InputError
 from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
-from analysis.screening.common import check_before_work, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.screening.common import (
+    check_before_work, copy_fields, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record,
+    screened_pairs, split_record, top_lines, unchanged_prefix,
+)
 from analysis.stats import one_sample_effect
 
 
-def top_heads(path: Path, emotion: str, n: int) -> tuple[tuple[int, int], ...]:
-    """The n heads with the largest |score| for `emotion` in a screening file (for `top:N`)."""
+def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[tuple[int, int], ...]:
+    """The n heads with the largest |score| for `emotion` in a screening file (for `top:N`);
+    `skip_flagged`: leave out the heads the copy control flagged (`copy_flag`)."""
     if not Path(path).is_file():
         raise InputError(
             f"head spec top:{n} needs the screening file {path}, which does not exist; run "
@@ -50,9 +54,10 @@ def top_heads(path: Path, emotion: str, n: int) -> tuple[tuple[int, int], ...]:
     if emotion not in doc["emotions"]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
     key = ranking_score(doc["scores"])
-    rows = rank((s for s in doc["scores"] if s["emotion"] == emotion), key)
+    rows = rank((s for s in doc["scores"] if s["emotion"] == emotion and not (skip_flagged and s.get("copy_flag"))), key)
     if n > len(rows):
-        raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads for {emotion}")
+        skipped = " not flagged by the copy control (copy_control.skip_flagged)" if skip_flagged else ""
+        raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads{skipped} for {emotion}")
     return tuple((int(s["layer"]), int(s["head"])) for s in rows[:n])
 
 
@@ -133,15 +138,20 @@ def exact_patching(
     heads: list[tuple[int, int]],
     ids: tuple[list[int], list[int]],
     desc: str = "exact",
+    copy_free: tuple[Tensor, dict] | None = None,
 ) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
     """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
 
     The shared fast path (analysis.interventions.exact_patching_sites): blocks from the head's
     layer on, positions from the first changed column on, lexicon logits only (DESIGN §10).
     """
+    cf: dict = {}
     out = exact_patching_sites(
-        model, pb.neutral, z_emo, pb.idx, pb.mask, unchanged_prefix(pb), head_sites(heads), ids, desc
+        model, pb.neutral, z_emo, pb.idx, pb.mask, unchanged_prefix(pb), head_sites(heads), ids, desc,
+        copy_free=None if copy_free is None else (copy_free[0], cf),
     )
+    if copy_free is not None:
+        copy_free[1].update({(s.layer, s.index): v for s, v in cf.items()})
     return {(s.layer, s.index): v for s, v in out.items()}
 
 
@@ -153,7 +163,9 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     all_heads = [(layer, head) for layer in range(spec.n_layers) for head in range(spec.n_heads)]
     scores: list[dict] = []
     per_emotion: dict[str, dict] = {}
+    pairs, halves = dict(pairs), {}
     for emotion in cfg.emotions:
+        pairs[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
         pb = pair_batches(model, pairs[emotion], cfg.positions)
         ids = (lex[emotion], lex["neutral"])
         with torch.no_grad():
@@ -165,9 +177,13 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
             exact_heads = sorted(order[: cfg.exact_top_k])
         else:
             exact_heads = all_heads
-        exact = exact_patching(model, pb, z_emo, exact_heads, ids, desc=f"exact {emotion}")
+        copy_free: dict[tuple[int, int], Tensor] = {}
+        keep = copy_keep(model, pairs[emotion], pb, emotion, ids)
+        exact = exact_patching(model, pb, z_emo, exact_heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
         clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
-        per_emotion[emotion] = {"n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters))}
+        per_emotion[emotion] = {
+            "n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)), **halves[emotion],
+        }
         for layer, head in all_heads:
             row = {
                 "layer": layer,
@@ -182,6 +198,10 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 "exact_q": None,
                 "exact_n": None,
                 "exact_n_clusters": None,
+                "exact_copy_free": None,
+                "exact_copy_free_n": None,
+                "copy_share": None,
+                "copy_flag": False,
             }
             values = {"delta_attn": row["delta_attn"], "attribution": row["attribution"]}
             if (layer, head) in exact:
@@ -197,6 +217,12 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                     exact=eff.mean, exact_ci_low=eff.ci_low, exact_ci_high=eff.ci_high, exact_p=eff.p,
                     exact_n=eff.n, exact_n_clusters=eff.n_clusters,
                 )
+                cf = copy_free[(layer, head)].double().numpy()
+                usable = np.isfinite(cf)
+                row.update(copy_fields(
+                    eff.mean, eff.ci_low, eff.ci_high, float(cf[usable].mean()) if usable.any() else None, cfg.copy_max_share
+                ))
+                row["exact_copy_free_n"] = int(usable.sum())
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
     return {
@@ -209,6 +235,8 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         "params": asdict(cfg),
         "metric": "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position",
         "pairs": per_emotion,
+        "split": split_record(cfg),
+        "copy_control": copy_record(cfg, scores),
         "scores": scores,
         "attribution_vs_exact": corr,
     }

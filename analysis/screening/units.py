@@ -74,7 +74,10 @@ from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
 from analysis.io import write_json, write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
-from analysis.screening.common import check_before_work, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, top_lines, unchanged_prefix
+from analysis.screening.common import (
+    check_before_work, copy_fields, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record,
+    screened_pairs, split_record, top_lines, unchanged_prefix,
+)
 from analysis.stats import one_sample_effect
 
 
@@ -90,8 +93,9 @@ TOP_PER_LAYER = 10
 Unit = tuple[int, int]
 
 
-def top_units(path: Path, emotion: str, n: int) -> tuple[Unit, ...]:
-    """The n units with the largest |score| for `emotion` in a unit screening file (`mlp-top:K`)."""
+def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[Unit, ...]:
+    """The n units with the largest |score| for `emotion` in a unit screening file (`mlp-top:K`);
+    `skip_flagged`: leave out the units the copy control flagged (`copy_flag`)."""
     if not Path(path).is_file():
         raise InputError(
             f"unit spec mlp-top:{n} needs the unit screening file {path}, which does not exist; run "
@@ -103,6 +107,7 @@ def top_units(path: Path, emotion: str, n: int) -> tuple[Unit, ...]:
     try:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
         key = ranking_score(rows)
+        rows = [s for s in rows if not (skip_flagged and s.get("copy_flag"))]
         ranked = rank(rows, key, index="neuron")
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(f"unit screening file {path} is malformed ({type(err).__name__}: {err}); rerun the unit screening") from None
@@ -238,10 +243,17 @@ def attribution(
 
 def exact_patching(
     model: LoadedModel, pb: PairBatches, act_emo: dict[str, Tensor], units: list[Unit],
-    ids: tuple[list[int], list[int]], desc: str = "exact",
+    ids: tuple[list[int], list[int]], desc: str = "exact", copy_free: tuple[Tensor, dict] | None = None,
 ) -> dict[Unit, Float[Tensor, " batch"]]:
-    """Per unit: M(neutral with the unit patched from the emotion prompt) − M(neutral), per pair."""
-    res = exact_patching_sites(model, pb.neutral, act_emo, pb.idx, pb.mask, unchanged_prefix(pb), unit_sites(units), ids, desc)
+    """Per unit: M(neutral with the unit patched from the emotion prompt) − M(neutral), per pair
+    (and, with `copy_free` = (keep, out), the copy-free M's change into out)."""
+    cf: dict = {}
+    res = exact_patching_sites(
+        model, pb.neutral, act_emo, pb.idx, pb.mask, unchanged_prefix(pb), unit_sites(units), ids, desc,
+        copy_free=None if copy_free is None else (copy_free[0], cf),
+    )
+    if copy_free is not None:
+        copy_free[1].update({(s.layer, s.index): v for s, v in cf.items()})
     return {(s.layer, s.index): v for s, v in res.items()}
 
 
@@ -282,7 +294,9 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     tables: list[pd.DataFrame] = []
     layers_summary: dict[str, list[dict]] = {}
     per_emotion: dict[str, dict] = {}
+    pairs, halves = dict(pairs), {}
     for emotion in cfg.emotions:
+        pairs[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
         pb = pair_batches(model, pairs[emotion], cfg.positions)
         ids = (lex[emotion], lex["neutral"])
         attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
@@ -301,10 +315,14 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         exact_units = sorted((int(i // d_mlp), int(i % d_mlp)) for i in order[:k])
         # Recaptured rather than kept from the attribution pass, which consumed them (memory).
         act_emo = unit_activations(model, pb.emotion, sorted({layer for layer, _ in exact_units}))
-        exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}")
+        copy_free: dict[Unit, Tensor] = {}
+        keep = copy_keep(model, pairs[emotion], pb, emotion, ids)
+        exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
         del act_emo
         clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
-        per_emotion[emotion] = {"n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters))}
+        per_emotion[emotion] = {
+            "n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)), **halves[emotion],
+        }
 
         listed = set(exact_units)
         summary = []
@@ -326,6 +344,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 "attribution": float(attr[layer, neuron]), "attribution_rank": int(rank[layer, neuron]),
                 "exact": None, "exact_ci_low": None, "exact_ci_high": None, "exact_p": None, "exact_q": None,
                 "exact_n": None, "exact_n_clusters": None,
+                "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False,
             }
             if (layer, neuron) in exact:
                 values = exact[(layer, neuron)].double().numpy()
@@ -336,6 +355,12 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                     exact=eff.mean, exact_ci_low=eff.ci_low, exact_ci_high=eff.ci_high, exact_p=eff.p,
                     exact_n=eff.n, exact_n_clusters=eff.n_clusters,
                 )
+                cf = copy_free[(layer, neuron)].double().numpy()
+                usable = np.isfinite(cf)
+                row.update(copy_fields(
+                    eff.mean, eff.ci_low, eff.ci_high, float(cf[usable].mean()) if usable.any() else None, cfg.copy_max_share
+                ))
+                row["exact_copy_free_n"] = int(usable.sum())
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
@@ -354,6 +379,8 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "metric": SCREENING_METRIC.meaning,
         "unit": "neuron n of layer L: blocks.L.mlp.hook_post[..., n] (column n of the MLP down-projection input)",
         "pairs": per_emotion,
+        "split": split_record(cfg),
+        "copy_control": copy_record(cfg, scores),
         "scores": scores,
         "scores_kept": (
             f"every unit with an exact score (the top {cfg.exact_top_k or 'all'} by |attribution| per emotion) "
