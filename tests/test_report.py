@@ -497,3 +497,23 @@ def test_report_missing_results_file_is_one_line(tmp_path: Path) -> None:
     tb = ANSI.sub("", "\n".join(err.value.traceback if isinstance(err.value.traceback, list) else [err.value.traceback]))
     lines = [ln for ln in tb.splitlines() if ln.strip()]
     assert lines[-1] == f"InputError: input file {victim} does not exist"
+
+
+def test_confirmation_table_quotes_each_half_from_the_summary() -> None:
+    """The selection-vs-confirmation table: the screened effect is the selection half's top exact ΔM,
+    and the experiment cells are summary.json's confirmation and all-expression effects of that head."""
+    r = rep.load_results(REPO)
+    t = rep.confirmation_table(r)
+    assert len(t) == len(r.models) * len(r.emotions)
+    for _, row in t.iterrows():
+        model, e = row["Model"], row["Emotion"]
+        top = {"mean": r.s(model, e, "screening", "top_exact"), "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
+               "ci_high": r.s(model, e, "screening", "top_exact_ci_high")}
+        assert row["Screened (selection)"] == rep.fmt_effect(top, p=False)
+        for kind in ("patching", "ablation"):
+            for half in ("confirmation", "all"):
+                eff = {f: r.s(model, e, kind, half, "emotion_score", f) for f in ("mean", "ci_low", "ci_high")}
+                assert row[f"{kind.capitalize()}, {half}"] == rep.fmt_effect(eff, p=False)
+        n_conf = r.s(model, e, "patching", "confirmation", "emotion_score", "n")
+        n_all = r.s(model, e, "patching", "all", "emotion_score", "n")
+        assert row["n (conf. / all)"] == f"{n_conf} / {n_all}" and n_conf < n_all

@@ -32,7 +32,8 @@ class Facts:
         self.primary = t(p)
         self.profile = t(r.profile)
         self.emotions = join_words(r.emotions)
-        self.n_pairs = count_text({e: doc["pairs"][e]["n_pairs"] for e in r.emotions}, "aligned prompt pairs")
+        # All pairs of the profile, as the experiments use them (the screening may see only the selection half)
+        self.n_pairs = count_text({e: r.s(p, e, "ablation", "n_prompts") for e in r.emotions}, "aligned prompt pairs")
         self.arch = t(f"{doc['n_layers']} layers × {doc['n_heads']} heads = {m.n_heads_total} heads")
         self.n_tests = t(str(m.n_heads_total * len(r.emotions)))
         self.archs = join_words(
@@ -59,6 +60,28 @@ class Facts:
         clusters = {e: doc["pairs"][e].get("n_clusters") for e in r.emotions}
         self.n_pairs_used = count_text(used, "pairs")
         self.n_clusters = count_text(clusters, "expressions")
+
+        # Data design: held-out confirmation and the copy control, as the screening records them
+        split = doc.get("split", {})
+        screened = {e: doc["pairs"][e].get("n_expressions", doc["pairs"][e].get("n_clusters")) for e in r.emotions}
+        totals = {e: doc["pairs"][e].get("n_expressions_total", screened[e]) for e in r.emotions}
+        self.n_expressions = count_text(totals, "distinct expressions")
+        if split.get("enabled"):
+            self.split = t(
+                f"split by expression (seed {split['seed']}, selection share {split['selection_share']}) into a "
+                f"selection half of {count_text(screened, 'expressions')}, on which every head and unit is screened and "
+                f"ranked, and a confirmation half with the rest, on which the ablation and patching experiments "
+                f"report their effects (and, labelled as such, on all expressions)"
+            )
+        else:
+            self.split = t("not split (`split.enabled: false`): screening and experiments use the same expressions, so "
+                           "the experiments' effects are exploratory, not a confirmation")
+        cc = doc.get("copy_control", {})
+        flagged = sum(int(r.summary.get(f"{name}.{e}.screening.n_copy_flagged", 0)) for name in r.models for e in r.emotions)
+        self.copy_rule = t(f"below {cc.get('max_share', '?')} of ΔM while ΔM's interval excludes 0")
+        self.copy_flagged = t("no head" if flagged == 0 else plural(flagged, "head × emotion"))
+        shares = {e: r.summary.get(f"{p}.{e}.screening.top_copy_share") for e in r.emotions}
+        self.top_copy_share = per_emotion({e: fmt_num(v, 2) if v is not None else "not measured" for e, v in shares.items()})
 
         # Screening
         key = ranking_key(doc)

@@ -286,3 +286,34 @@ def seed_table(r: Results | None = None) -> pd.DataFrame:
             Text(f"{sa['n']} / {sp['n']}"),
         ]
     return pd.DataFrame(cols)
+
+
+def _summary_effect(r: Results, *key: str) -> dict[str, Any]:
+    """mean, ci_low, ci_high, p of one summary.json effect (its key prefix)."""
+    return {f: r.s(*key, f) for f in ("mean", "ci_low", "ci_high", "p")}
+
+
+def confirmation_table(r: Results) -> pd.DataFrame:
+    """Model × emotion: the top head's exact ΔM where it was selected (the selection half's screening)
+    beside the same head's patching and ablation ΔM on the held-out confirmation half and on all
+    expressions, and its copy share (copy-free ΔM / ΔM)."""
+    out = []
+    for model, m in r.models.items():
+        split = m.screening.get("split", {})
+        for e in r.emotions:
+            screened = {"mean": r.s(model, e, "screening", "top_exact"), "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
+                        "ci_high": r.s(model, e, "screening", "top_exact_ci_high"), "p": None}
+            row = {
+                "Model": model, "Emotion": e,
+                "Head": fmt_head((r.s(model, e, "screening", "top_layer"), r.s(model, e, "screening", "top_head"))),
+                f"Screened ({split.get('half', 'all')})": fmt_effect(screened, p=False),
+            }
+            halves = ("confirmation", "all") if split.get("enabled") else ("all",)
+            row["n (" + " / ".join(h[:4] + "." if h == "confirmation" else h for h in halves) + ")"] = " / ".join(str(r.s(model, e, "patching", h, "emotion_score", "n")) for h in halves)
+            for kind in ("patching", "ablation"):
+                for half in halves:
+                    row[f"{kind.capitalize()}, {half}"] = fmt_effect(_summary_effect(r, model, e, kind, half, "emotion_score"), p=False)
+            share = r.summary.get(f"{model}.{e}.screening.top_copy_share")
+            row["Copy share"] = fmt_num(share, 2) if share is not None else "—"
+            out.append(row)
+    return pd.DataFrame(out)
