@@ -16,7 +16,7 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
-from tests.test_pipeline_families import cwd, make_project, run_in_process, stage_commands
+from test_pipeline_families import cwd, make_project, run_in_process, stage_commands
 
 REPO = Path(__file__).resolve().parents[1]
 GPT2_TOKENIZER = REPO / "data" / "tokenizers" / "gpt2"
