@@ -50,7 +50,8 @@ def report(doc: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry point: parse, validate everything, then write one file atomically."""
     args = _parser().parse_args(argv)
-    tokenizer_dirs = [Path(resolve_model_path(t)) for t in args.tokenizers if t == TOY or Path(t).is_dir()]
+    # toy names the model folder; any other tokenizer is a folder of its own (tokenizer.json, no config needed)
+    tokenizer_dirs = [Path(resolve_model_path(t)) if t == TOY else Path(t) for t in args.tokenizers if t == TOY or Path(t).is_dir()]
     check_output_path(args.output, suffix=".json", inputs=[Path(args.prompts_root) / args.profile, *tokenizer_dirs])
     for e in args.emotions:
         if e not in EMOTIONS:
