@@ -85,7 +85,7 @@ def resolve_model_path(name: str, toy_dir: Path = TOY_DIR) -> str:
     return name
 
 
-# Set by `--allow-pickle-weights` (or EMOTION_HEADS_ALLOW_PICKLE_WEIGHTS=1): a local folder may then
+# Set EMOTION_HEADS_ALLOW_PICKLE_WEIGHTS=1 (an environment variable, so no stage CLI changes): a local folder may then
 # be loaded from pytorch_model.bin (still with torch's weights_only loader). Off by default, so a
 # folder someone handed over is read only through safetensors, which cannot run code.
 ALLOW_PICKLE_ENV = "EMOTION_HEADS_ALLOW_PICKLE_WEIGHTS"
