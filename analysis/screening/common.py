@@ -13,7 +13,7 @@ from analysis.core.vocabulary import EMOTIONS, NEUTRAL, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
 from analysis.metrics import keyword_count
-from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, spearman
+from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, one_sample_effect, spearman
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,19 @@ def copy_keep(
             gone.update(i for w, w_ids in table.items() if keyword_count(e.text, [w]) or keyword_count(n.text, [w]) for i in w_ids)
         keep[r] = torch.tensor([i not in gone for i in order])
     return keep
+
+
+def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters) -> dict:
+    """The exact fields of one head's or unit's screening row: ΔM's effect (n, interval, p) over
+    the pairs, and the copy control beside it (copy-free M is NaN where a pair has none)."""
+    eff = one_sample_effect(exact, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters)
+    usable = np.isfinite(copy_free)
+    return {
+        "exact": eff.mean, "exact_ci_low": eff.ci_low, "exact_ci_high": eff.ci_high, "exact_p": eff.p,
+        "exact_n": eff.n, "exact_n_clusters": eff.n_clusters,
+        **copy_fields(eff.mean, eff.ci_low, eff.ci_high, float(copy_free[usable].mean()) if usable.any() else None, cfg.copy_max_share),
+        "exact_copy_free_n": int(usable.sum()),
+    }
 
 
 def copy_fields(exact: float | None, ci_low: float | None, ci_high: float | None, copy_free: float | None, max_share: float) -> dict:

@@ -36,10 +36,9 @@ from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
-    check_before_work, copy_fields, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record,
+    check_before_work, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record, exact_fields,
     screened_pairs, split_record, top_lines, unchanged_prefix,
 )
-from analysis.stats import one_sample_effect
 
 
 def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[tuple[int, int], ...]:
@@ -210,19 +209,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 if not np.isfinite(v):
                     raise InputError(f"{k} of head {layer}:{head} ({emotion}) is {v}; refusing to write {cfg.model}'s screening")
             if (layer, head) in exact:
-                eff = one_sample_effect(
-                    exact[(layer, head)].double().numpy(), n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters
-                )
-                row.update(
-                    exact=eff.mean, exact_ci_low=eff.ci_low, exact_ci_high=eff.ci_high, exact_p=eff.p,
-                    exact_n=eff.n, exact_n_clusters=eff.n_clusters,
-                )
-                cf = copy_free[(layer, head)].double().numpy()
-                usable = np.isfinite(cf)
-                row.update(copy_fields(
-                    eff.mean, eff.ci_low, eff.ci_high, float(cf[usable].mean()) if usable.any() else None, cfg.copy_max_share
-                ))
-                row["exact_copy_free_n"] = int(usable.sum())
+                row.update(exact_fields(exact[(layer, head)].double().numpy(), copy_free[(layer, head)].double().numpy(), cfg, clusters))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
     return {

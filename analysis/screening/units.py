@@ -75,10 +75,9 @@ from analysis.interventions.exact import component_inputs, component_module, exa
 from analysis.io import write_json, write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
-    check_before_work, copy_fields, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record,
+    check_before_work, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record, exact_fields,
     screened_pairs, split_record, top_lines, unchanged_prefix,
 )
-from analysis.stats import one_sample_effect
 
 
 
@@ -350,17 +349,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 values = exact[(layer, neuron)].double().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
-                eff = one_sample_effect(values, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters)
-                row.update(
-                    exact=eff.mean, exact_ci_low=eff.ci_low, exact_ci_high=eff.ci_high, exact_p=eff.p,
-                    exact_n=eff.n, exact_n_clusters=eff.n_clusters,
-                )
-                cf = copy_free[(layer, neuron)].double().numpy()
-                usable = np.isfinite(cf)
-                row.update(copy_fields(
-                    eff.mean, eff.ci_low, eff.ci_high, float(cf[usable].mean()) if usable.any() else None, cfg.copy_max_share
-                ))
-                row["exact_copy_free_n"] = int(usable.sum())
+                row.update(exact_fields(values, copy_free[(layer, neuron)].double().numpy(), cfg, clusters))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
