@@ -23,7 +23,6 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 
 from analysis.errors import InputError
 
@@ -185,23 +184,11 @@ def save_random(arch: Arch, out_dir: Path, *, tokenizer_dir: Path, seed: int = 0
 
     Biases are drawn non-zero: a zero bias would hide the value-bias folding trap (DESIGN §4).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoTokenizer
 
-    hf_logging.disable_progress_bar()
+    from analysis.families import save_random_weights
+
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     if len(tok) > arch.vocab:
         raise InputError(f"tokenizer of {tokenizer_dir} has {len(tok)} tokens, more than the vocabulary {arch.vocab}")
-    config = arch.hf_config()
-    config._attn_implementation = "eager"  # the bridge forces eager; make the saved default match
-    config.initializer_range = init_std
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0.0, bias_std)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
+    return save_random_weights(arch.hf_config(), tok, out_dir, seed=seed, bias_std=bias_std, init_std=init_std)

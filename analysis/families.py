@@ -8,6 +8,7 @@ family fact (exact edits, the fast path, loading, random models) reads it from h
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,3 +98,29 @@ def component_input(kind: str, family_name: str, layer: int) -> str:
 
 def random_config(family_name: str, vocab_size: int, n_layers: int, n_heads: int, d_model: int, n_ctx: int) -> Any:
     return family(family_name).random_config(vocab_size, n_layers, n_heads, d_model, n_ctx, bos_token_id=0, eos_token_id=0)
+
+
+def save_random_weights(config: Any, tokenizer: Any, out_dir: Path, *, seed: int, bias_std: float, init_std: float) -> Path:
+    """Save a randomly initialised model of `config` with `tokenizer` into `out_dir`.
+
+    Biases are drawn non-zero: a zero bias would hide the value-bias folding trap (DESIGN §4).
+    HF keeps attention scores in float32 and is exact under eager attention; the bridge forces
+    eager anyway, so the saved default matches it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # shard-writing bars would flood CI logs
+    config._attn_implementation = "eager"
+    config.initializer_range = init_std
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, bias_std)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

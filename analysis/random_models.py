@@ -9,10 +9,9 @@ folding trap (DESIGN §4).
 from __future__ import annotations
 
 from pathlib import Path
-import torch
 
 from analysis.core.cli import Parser, cli
-from analysis.families import SUPPORTED_FAMILIES, random_config
+from analysis.families import SUPPORTED_FAMILIES, random_config, save_random_weights
 
 
 BYTE_LEVEL_VOCAB = 1024
@@ -55,27 +54,12 @@ def save_random_model(
     `vocab_size` larger than the tokenizer pads the embedding (e.g. 50257 for GPT-2-small
     FLOPs); ids past the tokenizer are never produced by it.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoTokenizer
 
-    hf_logging.disable_progress_bar()  # shard-writing bars would flood CI logs
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocab = max(vocab_size or 0, len(tok))
     config = random_config(family, vocab, n_layers, n_heads, d_model, n_ctx)
-    # HF keeps attention scores in float32 and is exact under eager attention; the bridge
-    # forces eager anyway, so make the saved default match it.
-    config._attn_implementation = "eager"
-    config.initializer_range = init_std
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0.0, bias_std)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
+    return save_random_weights(config, tok, out_dir, seed=seed, bias_std=bias_std, init_std=init_std)
 
 
 @cli
