@@ -51,8 +51,13 @@ class AblationParams(_Frozen):
 class PatchingParams(_Frozen):
     head_spec: str = "top:1"
     positions: Literal[POSITION_MODES] = "all"
+    directions: tuple[Literal["denoising", "noising"], ...] = ("denoising", "noising")
     cumulative_k: int = Field(3, ge=0)
     max_tokens: int = Field(15, ge=1)
+
+
+class RandomBaselineParams(_Frozen):
+    draws: int = Field(5, ge=1)
 
 
 class ScoringParams(_Frozen):
@@ -71,6 +76,10 @@ class CopyControlParams(_Frozen):
     skip_flagged: bool = True
 
 
+class NoiseFloorParams(_Frozen):
+    atol: float = Field(1.0e-5, ge=0.0, allow_inf_nan=False)
+
+
 class PlotParams(_Frozen):
     top_n: int = Field(20, ge=1)
 
@@ -85,10 +94,12 @@ class Params(_Frozen):
     unit_screening: UnitScreeningParams = UnitScreeningParams()
     ablation: AblationParams = AblationParams()
     patching: PatchingParams = PatchingParams()
+    random_baseline: RandomBaselineParams = RandomBaselineParams()
     scoring: ScoringParams = ScoringParams()
     plots: PlotParams = PlotParams()
     split: SplitParams = SplitParams()
     copy_control: CopyControlParams = CopyControlParams()
+    noise_floor: NoiseFloorParams = NoiseFloorParams()
 
     @field_validator("profile")
     @classmethod

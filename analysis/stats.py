@@ -46,7 +46,8 @@ Non-negative metrics (KL, "changed") are never tested against 0 (any positive va
 cluster would reach the floor): `share_interval` gives a Clopper–Pearson interval for a share
 over clusters and `baseline_excess` compares a metric with a random-head baseline by the
 procedure above. `noise_floor` / `no_effect` turn an identity/self-patch control into the
-"no effect" rule.
+"no effect" rule. `ratio_effect` gives a ratio of means (the fraction of the emotion–neutral gap)
+the interval of the same test, inverted for the ratio (Fieller type).
 
 **Benjamini–Hochberg q** (`scipy.stats.false_discovery_control(method="bh")`): screening tests
 hundreds of heads; controlling the false discovery rate rather than the family-wise error keeps
@@ -285,6 +286,112 @@ def baseline_excess(
         raise ValueError(f"baseline_draws must have shape (n,) or (draws, n) with n = {v.size}, got {base.shape}")
     return paired_effect(v, base.mean(axis=0), n_resamples=n_resamples, seed=seed, confidence=confidence,
                          clusters=clusters)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of means θ = Σ num / Σ den (e.g. the fraction of the emotion–neutral gap) and its
+    interval; an end is None where the interval is unbounded (the denominator is not clearly
+    away from 0, Fieller's case)."""
+
+    n: int
+    ratio: float | None  # None when Σ den = 0
+    ci_low: float | None
+    ci_high: float | None
+    n_clusters: int | None = None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """Plain Python numbers, ready for JSON (None for an unbounded end)."""
+        return dataclasses.asdict(self)
+
+
+def ratio_effect(
+    num: ArrayLike,
+    den: ArrayLike,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    clusters: ArrayLike | None = None,
+) -> Ratio:
+    """θ = Σ num / Σ den with the interval of the same inverted cluster sign-flip test.
+
+    Fieller-type inversion (Fieller 1954, "Some problems in interval estimation", JRSS B 16:175):
+    under H0(θ0) the per-prompt residual num − θ0·den has mean 0, so its cluster sums
+    R_g = A_g − θ0·B_g (A, B: the cluster sums of num and den) get the sign-flip test of the
+    module docstring, and the interval is {θ0 : p(θ0) > α}. Pattern ε, flipping clusters F and
+    keeping K, exceeds the observed |Σ R_g| exactly when R_F(θ0)·R_K(θ0) ≤ 0 (|R_K − R_F| ≥
+    |R_K + R_F|), a quadratic inequality in θ0: the closed interval between A_F/B_F and A_K/B_K
+    when B_F·B_K > 0, the two half-lines outside it when B_F·B_K < 0, a half-line when one B is 0.
+    The count of exceeding patterns is piecewise constant between those roots, so the accepted
+    set is found exactly by evaluating it at every root and between them; its hull is the
+    interval. Unlike the delta method it is honest when the denominator is near 0: the accepted
+    set then reaches ±∞ (an end None). With den ≡ c it is one_sample_effect(num) / c.
+    """
+    a = _as_1d_finite(num, "numerator")
+    b = _as_1d_finite(den, "denominator")
+    if a.shape != b.shape:
+        raise ValueError(f"numerator and denominator differ in length: {a.size} vs {b.size}")
+    sums_a, _, n_clusters = _cluster_sums(a, clusters)
+    sums_b, _, _ = _cluster_sums(b, clusters)
+    alpha = _alpha(confidence)
+    g = int(sums_a.size)
+    check_resolution(g, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    flips, extra = _flip_masks(g, n_resamples, seed)
+    total = flips.shape[0] + extra
+    af, bf = flips @ sums_a, flips @ sums_b
+    ak, bk = sums_a.sum() - af, sums_b.sum() - bf
+    intervals = _exceed_sets(af, bf, ak, bk)
+    lows, highs = np.sort(intervals[:, 0]), np.sort(intervals[:, 1])
+    ends = np.unique(intervals[np.isfinite(intervals)])
+    s_a, s_b = float(sums_a.sum()), float(sums_b.sum())
+    ratio = s_a / s_b if s_b != 0.0 else None
+    if ends.size == 0:
+        ends = np.array([0.0 if ratio is None else ratio])
+    # count(θ) = extra + #{low <= θ} - #{high < θ}, evaluated at every end, between ends and beyond.
+    step = max(1.0, float(np.ptp(ends)))
+    points = np.concatenate([[ends[0] - step], ends, (ends[:-1] + ends[1:]) / 2, [ends[-1] + step]])
+    count = extra + np.searchsorted(lows, points, side="right") - np.searchsorted(highs, points, side="left")
+    need = math.floor(round(alpha * total, 9)) + 1
+    accepted = points[count >= need]
+    if ratio is not None:
+        accepted = np.append(accepted, ratio)  # T(θ̂) = 0: every pattern exceeds, θ̂ is always accepted
+    if accepted.size == 0:  # Σ den = 0 and nothing accepted: no finite statement
+        return Ratio(int(a.size), None, None, None, n_clusters)
+    low = None if accepted.min() <= points[0] else float(accepted.min())
+    high = None if accepted.max() >= points[-1] else float(accepted.max())
+    return Ratio(int(a.size), ratio, low, high, n_clusters)
+
+
+def _exceed_sets(af: np.ndarray, bf: np.ndarray, ak: np.ndarray, bk: np.ndarray) -> np.ndarray:
+    """Per pattern, {θ : (af − θ·bf)(ak − θ·bk) <= 0} as closed intervals [low, high] (rows; a
+    pattern whose set is two half-lines gives two rows, an empty set none), ends possibly ±inf."""
+    inf = np.inf
+    rows: list[np.ndarray] = []
+    both = (bf != 0.0) & (bk != 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rf, rk = af / bf, ak / bk
+    lo, hi = np.minimum(rf, rk), np.maximum(rf, rk)
+    # A float tolerance so that exact ties (|T_ε| = |T|) count as exceeding, as ">=" says.
+    tol = 1e-12 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+    inside = both & (bf * bk > 0.0)
+    rows.append(np.stack([lo[inside] - tol[inside], hi[inside] + tol[inside]], axis=1))
+    outside = both & (bf * bk < 0.0)
+    rows.append(np.stack([np.full(outside.sum(), -inf), lo[outside] + tol[outside]], axis=1))
+    rows.append(np.stack([hi[outside] - tol[outside], np.full(outside.sum(), inf)], axis=1))
+    # One linear factor constant (c = its a): c·(a' − θ·b') <= 0 is a half-line at a'/b', or every θ if c = 0.
+    for c, b_const, b_other, root in ((af, bf, bk, rk), (ak, bk, bf, rf)):
+        half = (b_const == 0.0) & (b_other != 0.0)
+        every = half & (c == 0.0)
+        s = c * b_other
+        right, left = half & (s > 0.0), half & (s < 0.0)
+        rows.append(np.stack([root[right] - tol[right], np.full(right.sum(), inf)], axis=1))
+        rows.append(np.stack([np.full(left.sum(), -inf), root[left] + tol[left]], axis=1))
+        rows.append(np.tile([-inf, inf], (int(every.sum()), 1)))
+    # Both constant (the trivial patterns: flip none or all, where af = bf = 0): every θ or none.
+    neither = (bf == 0.0) & (bk == 0.0) & (af * ak <= 0.0)
+    rows.append(np.tile([-inf, inf], (int(neither.sum()), 1)))
+    return np.concatenate([r.reshape(-1, 2) for r in rows], axis=0)
 
 
 @dataclass(frozen=True)

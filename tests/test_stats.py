@@ -12,6 +12,7 @@ from scipy import stats as sps
 
 from analysis.errors import InputError
 from analysis.stats import (
+    ratio_effect,
     Effect,
     auroc,
     baseline_excess,
@@ -345,3 +346,51 @@ def test_clusters_stop_pseudo_replication() -> None:
     assert naive.p < 0.05 < clustered.p
     assert clustered.ci_low < 0 < clustered.ci_high
     assert abs(clustered.mean - float(d.mean())) <= 1e-12
+
+
+def _brute_ratio_interval(num: np.ndarray, den: np.ndarray, clusters: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
+    """The reference: p(θ0) of the residual num − θ0·den by enumerating every sign pattern at each
+    grid point (no closed form), and the extremes of the accepted grid points."""
+    a, b = np.bincount(clusters, num), np.bincount(clusters, den)
+    signs = np.array(list(itertools.product([1.0, -1.0], repeat=a.size)))
+    accepted = []
+    for t in grid:
+        r = a - t * b
+        p = np.mean(np.abs(signs @ r) >= abs(r.sum()) - 1e-12 * np.abs(r).sum())
+        accepted.append(p > 0.05)
+    ok = grid[np.array(accepted)]
+    return float(ok.min()), float(ok.max())
+
+
+def test_ratio_effect_matches_brute_force_inversion() -> None:
+    rng = np.random.default_rng(3)
+    clusters = np.repeat(np.arange(9), 4)
+    den = rng.normal(2.0, 0.4, clusters.size)
+    num = 0.4 * den + rng.normal(0.0, 0.3, clusters.size)
+    r = ratio_effect(num, den, clusters=clusters, n_resamples=10_000)  # 2**9 = 512 patterns: exact
+    assert r.ratio == pytest.approx(num.sum() / den.sum(), rel=1e-12)
+    step = 1e-4
+    lo, hi = _brute_ratio_interval(num, den, clusters, np.arange(0.0, 1.0, step))
+    assert r.ci_low is not None and r.ci_high is not None
+    assert abs(r.ci_low - lo) <= step and abs(r.ci_high - hi) <= step
+    assert r.ci_low < r.ratio < r.ci_high and r.n_clusters == 9
+
+
+def test_ratio_effect_with_constant_denominator_is_the_mean_interval_scaled() -> None:
+    # den ≡ 2: the residual num − 2θ is (num − μ) with μ = 2θ, so the interval is the mean's / 2.
+    rng = np.random.default_rng(4)
+    clusters = np.repeat(np.arange(10), 3)
+    num = rng.normal(1.0, 1.0, clusters.size)
+    r = ratio_effect(num, np.full(num.size, 2.0), clusters=clusters, n_resamples=2000)
+    e = one_sample_effect(num, clusters=clusters, n_resamples=2000)
+    assert r.ratio == pytest.approx(e.mean / 2, rel=1e-12)
+    assert r.ci_low == pytest.approx(e.ci_low / 2, abs=1e-9) and r.ci_high == pytest.approx(e.ci_high / 2, abs=1e-9)
+
+
+def test_ratio_effect_is_unbounded_when_the_denominator_is_not_away_from_zero() -> None:
+    # Fieller's case: den's cluster sums straddle 0, so no finite interval holds 95 % of θ.
+    clusters = np.arange(8)
+    den = np.array([1.0, -1.0, 0.5, -0.5, 0.2, -0.3, 0.1, 0.05])
+    num = np.array([1.0, 0.8, 1.2, 0.9, 1.1, 1.0, 0.7, 1.3])
+    r = ratio_effect(num, den, clusters=clusters, n_resamples=1000)
+    assert r.ratio == pytest.approx(num.sum() / den.sum()) and r.ci_low is None and r.ci_high is None
