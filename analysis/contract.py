@@ -14,7 +14,10 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | MLP unit; exact ΔM with CI, p, q for the top-k units          |
 | ablate@M-E       | emotion-E prompts × heads of M     | results/P/patching/head_ablation/M_E.json (effects with CIs)  |
 |                  |                                    | + M_E.parquet (per prompt: both continuations, ids, scores)   |
-| patch@M-E        | E prompts → neutral twins × heads  | results/P/patching/head_patching/M_E.{json,parquet}           |
+| patch@M-E-D      | D = denoising: E prompts → neutral | results/P/patching/head_patching/D/M_E.{json,parquet}         |
+|                  | twins (sufficient?); D = noising:  |                                                               |
+|                  | neutral twins → E prompts          |                                                               |
+|                  | (necessary?)                       |                                                               |
 | plots@M          | the above for model M              | results/P/plots/heads/M/*.png + CSV plot data                 |
 | attention@M      | pairs × the top heads of M         | results/P/plots/attention/M/attention_pattern.{png,csv}:      |
 |                  |                                    | last-position attention by prompt part, emotion vs neutral    |
@@ -23,7 +26,8 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | scale), top_heads.csv + .md (top heads per model × emotion)   |
 | summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
 
-P is `params.yaml: profile`; M a name from `models`; E one of `emotions`.
+P is `params.yaml: profile`; M a name from `models`; E one of `emotions`; D one of
+`patching.directions`.
 """
 
 from __future__ import annotations
@@ -49,9 +53,14 @@ PLANTED_SCHEMA = "emotion-heads/planted/v1"
 TOY_CONTINUATIONS_SCHEMA = "emotion-heads/toy-continuations/v1"
 MODEL_SOURCE_SCHEMA = "emotion-heads/model-source/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
-EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v1", "patching": "emotion-heads/patching/v1"}
-EXPERIMENT_TABLE_SCHEMAS = {"ablation": "emotion-heads/ablation-prompts/v1", "patching": "emotion-heads/patching-prompts/v1"}
+# v2 (issue 15): interventions named by their question, fraction of the gap, random-head baseline,
+# noise floor; KL and `changed` no longer carry a sign-flip p.
+EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v2", "patching": "emotion-heads/patching/v2"}
+EXPERIMENT_TABLE_SCHEMAS = {"ablation": "emotion-heads/ablation-prompts/v2", "patching": "emotion-heads/patching-prompts/v2"}
 EXPERIMENT_FOLDERS = {"ablation": "head_ablation", "patching": "head_patching"}  # the seed's folder names
+# The experiments by name: (kind, patching direction). A patching run is one direction, written to
+# a subfolder named by it (head_patching/denoising/, head_patching/noising/).
+EXPERIMENTS = {"ablation": ("ablation", None), "denoising": ("patching", "denoising"), "noising": ("patching", "noising")}
 # The attention stage's CSV has no schema field; its columns are its schema.
 ATTENTION_PNG, ATTENTION_CSV = "attention_pattern.png", "attention_pattern.csv"
 ATTENTION_COLUMNS = ("emotion", "layer", "head", "prompt", "part", "mean", "sd", "n")
@@ -73,9 +82,21 @@ def unit_screening_file(profile: str, model: str) -> Path:
     return RESULTS / profile / "alignment" / f"unit_scores_{model}.json"
 
 
-def experiment_file(kind: str, profile: str, model: str, emotion: str) -> Path:
-    """kind: "ablation" or "patching" (the seed's head_ablation / head_patching folders)."""
-    return RESULTS / profile / "patching" / EXPERIMENT_FOLDERS[kind] / f"{model}_{emotion}.json"
+def experiment_folder(kind: str, profile: str, direction: str | None = None) -> Path:
+    """kind: "ablation" or "patching" (the seed's head_ablation / head_patching folders); a
+    patching run's folder is named by its direction (denoising or noising)."""
+    folder = RESULTS / profile / "patching" / EXPERIMENT_FOLDERS[kind]
+    if kind == "patching":
+        if direction is None:
+            raise ValueError("a patching output needs its direction (denoising or noising)")
+        return folder / direction
+    return folder
+
+
+def experiment_file(name: str, profile: str, model: str, emotion: str) -> Path:
+    """name: a key of EXPERIMENTS (ablation, denoising, noising)."""
+    kind, direction = EXPERIMENTS[name]
+    return experiment_folder(kind, profile, direction) / f"{model}_{emotion}.json"
 
 
 def plots_dir(profile: str, model: str) -> Path:

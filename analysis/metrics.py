@@ -156,6 +156,9 @@ class GenerationMetric:
     label: str  # the console table's row
     meaning: str  # stored in the experiment JSON
     score: Callable[[ArmOutput], np.ndarray]  # one float per prompt
+    # >= 0 against the clean arm by construction (KL, changed): no sign-flip test against 0 (any
+    # positive value in every cluster reaches the p floor); compared with the random-head baseline.
+    non_negative: bool = False
 
 
 def _keywords(name: str) -> GenerationMetric:
@@ -179,7 +182,7 @@ GENERATION_METRICS: dict[str, GenerationMetric] = {
     **{f"kw_{name}": _keywords(name) for name in LEXICONS},
     "changed": GenerationMetric(
         "Changed continuations", "1 if the continuation's token ids differ from the baseline's, else 0",
-        lambda a: (a.tokens != a.clean_tokens).any(1).double().numpy(),
+        lambda a: (a.tokens != a.clean_tokens).any(1).double().numpy(), non_negative=True,
     ),
     "emotion_score": GenerationMetric(
         "Emotion score M",
@@ -190,6 +193,6 @@ GENERATION_METRICS: dict[str, GenerationMetric] = {
     "kl": GenerationMetric(
         "KL(clean||intervened)",
         "KL divergence of the clean from the intervened next-token distribution at the last prompt position, in nats",
-        lambda a: kl_divergence(a.clean_logits, a.logits).double().numpy(),
+        lambda a: kl_divergence(a.clean_logits, a.logits).double().numpy(), non_negative=True,
     ),
 }

@@ -26,6 +26,7 @@ from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.experiments.kinds import PATCHED_POSITIONS
 from analysis.families import component_input
 from analysis.interventions.plans import resample_sources
+from analysis.experiments.run import SIGNED as SIGNED_METRICS
 from analysis.io import read_parquet
 from analysis.families import SUPPORTED_FAMILIES as FAMILIES
 from analysis.random_models import build_tokenizer, save_random_model
@@ -177,8 +178,8 @@ def test_zero_ablation_equals_hf_with_head_slice_zeroed(
     # Not vacuous: removing the head changed some continuation.
     assert ours_ablated != ours_clean
     doc = json.loads(out.read_text())
-    assert abs(doc["effects"]["changed"]["mean"] - float(np.mean([a != b for a, b in zip(ours_ablated, ours_clean)]))) < 1e-12
-    assert "| Sentiment mean |" in stdout and "Change (all) [95% CI]" in stdout
+    assert abs(doc["intervened"]["changed"] - float(np.mean([a != b for a, b in zip(ours_ablated, ours_clean)]))) < 1e-12
+    assert "| Sentiment mean |" in stdout and "Change [95% CI]" in stdout
 
 
 def test_patching_a_prompt_into_itself_changes_nothing(
@@ -194,7 +195,8 @@ def test_patching_a_prompt_into_itself_changes_nothing(
     assert [list(x) for x in table["baseline_token_ids"]] == [list(x) for x in table["intervened_token_ids"]]
     for metric, eff in doc["effects"].items():
         assert eff["mean"] == 0.0 and eff["ci_low"] == 0.0 and eff["ci_high"] == 0.0, (metric, eff)
-        assert eff["p"] == 1.0
+        assert eff["p"] == 1.0 and eff["no_effect"] is True
+    assert doc["noise_floor"]["control_max"]["emotion_score"] == 0.0
     assert doc["intervened"]["kl"] == 0.0 and doc["baseline"] == doc["intervened"]
 
 
@@ -226,9 +228,10 @@ def test_ablation_outputs_follow_the_contract(
     rc, _, err = call(head_ablation.main, args, capsys)
     assert rc == 0, err
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "emotion-heads/ablation/v1" and doc["method"] == "resample"
+    assert doc["schema"] == "emotion-heads/ablation/v2" and doc["method"] == "resample"
     assert doc["heads"] == [[0, 1], [1, 0]] and doc["head_spec"] == "0:1,1:0" and doc["n_prompts"] == N_PROMPTS
-    assert set(doc["baseline"]) == set(doc["intervened"]) == set(doc["effects"]) == set(METRICS)
+    assert set(doc["baseline"]) == set(doc["intervened"]) == set(METRICS)
+    assert set(doc["effects"]) == set(SIGNED_METRICS) and set(doc["non_negative"]) == {"kl", "changed"}
     for eff in doc["effects"].values():
         assert {"n", "mean", "ci_low", "ci_high", "p"} <= set(eff) and eff["n"] == N_PROMPTS
         assert eff["ci_low"] <= eff["mean"] + 1e-12 and eff["mean"] <= eff["ci_high"] + 1e-12
@@ -238,7 +241,7 @@ def test_ablation_outputs_follow_the_contract(
     arrow = pq.read_table(table_path)
     for col in ("baseline_token_ids", "intervened_token_ids", "resample_sources"):
         assert str(arrow.schema.field(col).type) == "list<element: int64>", col
-    table, meta = read_parquet(table_path, "emotion-heads/ablation-prompts/v1")
+    table, meta = read_parquet(table_path, "emotion-heads/ablation-prompts/v2")
     assert meta["emotion"] == "gratitude" and len(table) == N_PROMPTS
     sources = np.array(table["resample_sources"].tolist())
     assert sources.shape == (N_PROMPTS, 2) and not (sources == np.arange(N_PROMPTS)[:, None]).any()
@@ -248,11 +251,15 @@ def test_ablation_outputs_follow_the_contract(
         assert abs(float(col.mean()) - doc["intervened"][k]) <= 1e-5 * float(col.abs().max())
 
 
-def test_resample_sources_never_pick_the_twin_and_are_seeded() -> None:
-    a = resample_sources(50, 50, 4, seed=1)
+def test_resample_sources_stay_in_the_template_never_pick_the_twin_and_are_seeded() -> None:
+    groups = [f"g{i % 5}" for i in range(49)] + ["alone"]  # 5 groups of 9-10 rows, and one row alone
+    a, fallbacks = resample_sources(groups, 4, seed=1)
     assert a.shape == (4, 50) and not (a == np.arange(50)).any() and a.min() >= 0 and a.max() <= 49
-    assert (a == resample_sources(50, 50, 4, seed=1)).all() and not (a == resample_sources(50, 50, 4, seed=2)).all()
-    assert len(np.unique(a)) > 40  # every other prompt can be drawn
+    assert fallbacks == 1  # the lone row draws from every other row (and the run says so)
+    same = np.array([[groups[j] == groups[i] for i, j in enumerate(row)] for row in a])
+    assert same[:, :49].all() and not same[:, 49].any()
+    assert (a == resample_sources(groups, 4, seed=1)[0]).all() and not (a == resample_sources(groups, 4, seed=2)[0]).all()
+    assert len(np.unique(a[:, :49])) > 40  # every other row of the group can be drawn
 
 
 def test_spec_tag_follows_the_seed_file_names() -> None:
@@ -290,7 +297,7 @@ def test_cumulative_curve_has_k_entries_of_k_heads(
     assert [c["k"] for c in doc["cumulative"]] == [1, 2, 3]
     for c in doc["cumulative"]:
         assert c["heads"] == [list(h) for h in ranked[: c["k"]]]
-        assert set(c["effects"]) == set(METRICS) and all(e["n"] == N_PROMPTS for e in c["effects"].values())
+        assert set(c["effects"]) == set(SIGNED_METRICS) and all(e["n"] == N_PROMPTS for e in c["effects"].values())
     # top-1 of the curve is the requested head: the same run, the same effects
     assert doc["cumulative"][0]["effects"] == doc["effects"]
     # more heads removed/patched jointly move the distribution at least as much here
@@ -438,7 +445,7 @@ def test_patching_units_runs_and_reports_units(
     doc = json.loads(out.read_text())
     assert doc["units"] == [[1, 3], [1, 200], [0, 9]] and doc["heads"] == []
     assert doc["sites"] == ["mlp:1:3", "mlp:1:200", "mlp:0:9"] and doc["positions"] == "span"
-    assert set(doc["effects"]) == set(METRICS) and doc["effects"]["kl"]["n"] == N_PROMPTS
+    assert set(doc["effects"]) == set(SIGNED_METRICS) and doc["non_negative"]["kl"]["vs_random"]["n"] == N_PROMPTS
     assert abs(doc["intervened"]["kl"]) > 1e-6
     assert "patching of mlp:1:3,mlp:1:200,mlp:0:9" in stdout
     # a prompt patched into itself: units, like heads, then change nothing

@@ -89,14 +89,14 @@ def test_ablating_the_planted_head_removes_its_emotion(
     doc = toy[1]
     planted = tuple(doc["by_emotion"][emotion][0])
     res = ablate(runs, toy, tmp_path, emotion, planted, "zero")
-    kw, m = res.main.effects[f"kw_{emotion}"], res.main.effects["emotion_score"]
+    kw, m = res.main.evidence.effects[f"kw_{emotion}"], res.main.evidence.effects["emotion_score"]
     print(f"{emotion} zero {planted}: kw {kw}, M {m}")
-    assert res.main.effects["kw_" + emotion].n == N_PROMPTS
+    assert res.main.evidence.effects["kw_" + emotion].n == N_PROMPTS
     assert kw.ci_high < 0, kw
     assert m.ci_high < 0, m
     control = ablate(runs, toy, tmp_path, emotion, control_head(doc), "zero")
     for metric, planted_effect in (("kw_" + emotion, kw), ("emotion_score", m)):
-        c = control.main.effects[metric]
+        c = control.main.evidence.effects[metric]
         print(f"{emotion} zero control {control_head(doc)} {metric}: {c}")
         contains_zero = c.ci_low <= 0.0 <= c.ci_high
         small = abs(c.mean) < 0.1 * abs(planted_effect.mean)
@@ -113,7 +113,7 @@ def test_mean_and_resample_ablation_agree_in_sign_with_zero(
     zero = ablate(runs, toy, tmp_path, emotion, planted, "zero")
     other = ablate(runs, toy, tmp_path, emotion, planted, method)
     for metric in ("kw_" + emotion, "emotion_score"):
-        z, o = zero.main.effects[metric], other.main.effects[metric]
+        z, o = zero.main.evidence.effects[metric], other.main.evidence.effects[metric]
         print(f"{emotion} {method} {planted} {metric}: {o} (zero: {z.mean:+.3f})")
         assert abs(z.mean) > 0 and abs(o.mean) > 0, (metric, z, o)
         assert (z.mean > 0) == (o.mean > 0), (metric, z, o)

@@ -35,7 +35,7 @@ def test_patching_the_planted_head_adds_its_emotion(emotion: str, toy: tuple[obj
     doc = toy[1]
     planted = tuple(doc["by_emotion"][emotion][0])
     res = patch(toy, tmp_path, emotion, planted)
-    kw, m = res.main.effects[f"kw_{emotion}"], res.main.effects["emotion_score"]
+    kw, m = res.main.evidence.effects[f"kw_{emotion}"], res.main.evidence.effects["emotion_score"]
     print(f"{emotion} patch {planted}: kw {kw}, M {m}")
     assert kw.n == N_PROMPTS
     assert kw.ci_low > 0, kw
@@ -44,7 +44,7 @@ def test_patching_the_planted_head_adds_its_emotion(emotion: str, toy: tuple[obj
     assert out["patched_positions"] == PATCHED_POSITIONS and out["positions"] == "all"
     control = patch(toy, tmp_path, emotion, control_head(doc))
     for metric, planted_effect in (("kw_" + emotion, kw), ("emotion_score", m)):
-        c = control.main.effects[metric]
+        c = control.main.evidence.effects[metric]
         print(f"{emotion} patch control {control_head(doc)} {metric}: {c}")
         contains_zero = c.ci_low <= 0.0 <= c.ci_high
         small = abs(c.mean) < 0.1 * abs(planted_effect.mean)

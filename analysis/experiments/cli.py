@@ -29,6 +29,8 @@ def run_cli(kind: Kind, description: str, argv: Sequence[str] | None) -> dict[st
     for note in prepared.notes:
         print(f"warning: {note}", file=sys.stderr)
     result = execute(prepared)
+    for note in result.notes[len(prepared.notes):]:  # what only the plan could know (resample fallbacks)
+        print(f"warning: {note}", file=sys.stderr)
     doc = write_outputs(result)
     print(comparison_table(result))
     print(f"wrote {config.output} and {config.table}")

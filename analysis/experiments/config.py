@@ -50,6 +50,14 @@ class ExperimentConfig:
     selection_share: float = 0.5
     skip_copy_flagged: bool = True  # top:N / mlp-top:K and the cumulative curve skip copy-flagged components
     chunk_size: int = 128  # prompts per generate call: the baseline sets (70) in one
+    direction: str | None = None  # patching: denoising | noising (analysis.interventions.plans.PATCH_DIRECTIONS)
+    noise_atol: float = 1.0e-5  # params noise_floor.atol: added to the identity control's max |effect|
+    random_draws: int = 5  # params random_baseline.draws: random site sets per arm
+
+    @property
+    def name(self) -> str:
+        """The experiment's name (analysis.contract.EXPERIMENTS): ablation, denoising or noising."""
+        return self.direction or self.kind
 
     @property
     def schema(self) -> str:
@@ -87,9 +95,9 @@ def spec_tag(head_spec: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9]", "", part) for part in head_spec.split(",")) or "heads"
 
 
-def default_output(kind: Kind, profile: str, model: str, emotion: str, head_spec: str) -> Path:
-    """The seed's layout, with .json instead of .pkl."""
-    folder = EXPERIMENT_FOLDERS[kind]
+def default_output(kind: Kind, profile: str, model: str, emotion: str, head_spec: str, direction: str | None = None) -> Path:
+    """The seed's layout, with .json instead of .pkl; a patching run's folder named by its direction."""
+    folder = EXPERIMENT_FOLDERS[kind] + (f"/{direction}" if direction else "")
     return Path(f"results/{profile}/patching/{folder}/{model_tag(model)}_{emotion}_{spec_tag(head_spec)}.json")
 
 
@@ -131,7 +139,8 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
 def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> ExperimentConfig:
 
     section = KINDS[kind].section(params)
-    output = args.output or default_output(kind, args.profile, args.model, args.emotion, args.head_spec)
+    direction = getattr(args, "direction", None)
+    output = args.output or default_output(kind, args.profile, args.model, args.emotion, args.head_spec, direction)
     explicit_k = args.cumulative_k is not None
     return ExperimentConfig(
         kind=kind,
@@ -154,6 +163,9 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         split=params.split.enabled and not args.no_split,
         selection_share=params.split.selection_share,
         skip_copy_flagged=params.copy_control.skip_flagged,
+        direction=direction,
+        noise_atol=params.noise_floor.atol,
+        random_draws=params.random_baseline.draws,
     )
 
 

@@ -12,9 +12,10 @@ from analysis.contract import EXPERIMENT_TABLE_SCHEMAS
 from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
-from analysis.experiments.run import ExperimentResult
+from analysis.experiments.run import Evidence, ExperimentResult, M, NoiseFloor, NON_NEGATIVE, Outcome
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.io import write_json, write_parquet
+from analysis.stats import no_effect
 
 
 SMALL_MARGIN = 1e-3  # top-1 minus top-2 logit gap below which another machine may pick another token
@@ -45,8 +46,45 @@ def _noun(sites: Sequence[Site]) -> str:
     return "units" if sites and all(s.kind == "mlp" for s in sites) else "heads"
 
 
-def _effects(effects: dict | None) -> dict | None:
-    return None if effects is None else {k: e.to_dict() for k, e in effects.items()}
+GAP_DEFINITION = {
+    True: "(M_patched - M_neutral) / (M_emotion - M_neutral) over the pairs (ratio of means): the share of the "
+          "emotion-neutral gap of M the component restores in the neutral twin",
+    False: "(M_emotion - M_intervened) / (M_emotion - M_neutral) over the pairs (ratio of means): the share of the "
+           "emotion-neutral gap of M the intervention removes from the emotion prompt",
+}
+
+
+def _evidence(ev: Evidence, noise: NoiseFloor) -> dict[str, Any]:
+    """One arm's statistics as JSON: signed effects (with the noise-floor rule), fraction of the
+    gap, the non-negative metrics against the random baseline, and the random baseline itself."""
+    effects = {k: {**e.to_dict(), "no_effect": no_effect(e, noise.floor[k])} for k, e in ev.effects.items()}
+    return {
+        "effects": effects,
+        "fraction_of_gap": {**ev.gap.to_dict(), "no_effect": effects[M]["no_effect"]},
+        "non_negative": {
+            k: {"vs_random": {**ev.vs_random[k].to_dict(), "no_effect": no_effect(ev.vs_random[k], noise.floor[k])},
+                **({"clusters_changed": ev.changed_share.to_dict()} if k == "changed" else {})}
+            for k in NON_NEGATIVE
+        },
+        "random_baseline": {
+            "effects": {k: {"mean": float(np.mean(v)), "per_draw": v} for k, v in ev.random_effects.items()},
+            "fraction_of_gap": {
+                "mean": float(np.mean([g for g in ev.random_gap if g is not None])) if any(g is not None for g in ev.random_gap) else None,
+                "per_draw": ev.random_gap,
+            },
+            "excess": {k: e.to_dict() for k, e in ev.vs_random.items()},
+        },
+    }
+
+
+def _arm(o: Outcome, noise: NoiseFloor) -> dict[str, Any]:
+    conf = None if o.evidence_confirmation is None else _evidence(o.evidence_confirmation, noise)
+    return {
+        **_evidence(o.evidence, noise),
+        "random_sites": [[s.label for s in r] for r in o.random_sites],
+        "effects_confirmation": None if conf is None else conf.pop("effects"),
+        "confirmation": conf,
+    }
 
 
 def _dropped(r: ExperimentResult) -> dict[str, list[str]] | None:
@@ -77,8 +115,12 @@ def _split(r: ExperimentResult) -> dict[str, Any]:
 def document(r: ExperimentResult) -> dict[str, Any]:
     """The summary JSON (schema emotion-heads/<kind>/v1)."""
     c = r.config
+    kind = KINDS[c.kind]
+    main = _arm(r.main, r.noise)
     doc: dict[str, Any] = {
         "schema": c.schema,
+        "experiment": c.name,
+        "question": kind.question(c),
         "model": c.model,
         "profile": c.profile,
         "emotion": c.emotion,
@@ -87,27 +129,41 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "sites": [s.label for s in r.main.sites],
         "head_spec": c.head_spec,
         c.mode_key: c.mode,
+        **({"direction": c.direction} if c.direction else {}),
+        "target_prompts": "neutral" if kind.targets_neutral(c) else c.emotion,
         "n_prompts": len(r.pairs),
         "max_tokens": c.max_tokens,
         "baseline": _means(r.baseline_scores),
         "intervened": _means(r.main.scores),
-        "effects": {k: e.to_dict() for k, e in r.main.effects.items()},
-        "effects_confirmation": _effects(r.main.effects_confirmation),
+        "other_clean": {"prompts": c.emotion if kind.targets_neutral(c) else "neutral", M: float(np.mean(r.other_m))},
+        **main,
+        "fraction_of_gap_definition": GAP_DEFINITION[kind.targets_neutral(c)],
         "split": _split(r),
         "cumulative": [
-            {
-                "k": k, "heads": _heads(o.sites), "units": _units(o.sites), "sites": [s.label for s in o.sites],
-                "intervened": _means(o.scores), "effects": {m: e.to_dict() for m, e in o.effects.items()},
-                "effects_confirmation": _effects(o.effects_confirmation),
-            }
+            {"k": k, "heads": _heads(o.sites), "units": _units(o.sites), "sites": [s.label for s in o.sites],
+             "intervened": _means(o.scores), **_arm(o, r.noise)}
             for k, o in enumerate(r.cumulative, start=1)
         ],
+        "noise_floor": {
+            "control": "identity: each intervened site's own activations on the target prompts patched back into them at "
+                       "every prompt position (0 in exact arithmetic); floor = the control's max |change| + atol; an "
+                       "effect with |mean| at or below its metric's floor is no_effect",
+            "control_max": r.noise.control_max, "atol": r.noise.atol, "floor": r.noise.floor,
+        },
+        "random_baseline_definition": (
+            f"the same intervention on {len(r.main.random_sites)} seeded draws of as many random "
+            f"{_noun(r.main.sites)} as the arm has, drawn outside the top set (every component an arm of this run "
+            "intervenes on); `effects.mean` is the mean over draws of each draw's mean change; `excess` is the arm's "
+            "per-prompt value minus the draws' mean, with the sign-flip interval and p"
+        ),
         "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().numpy()), "intervened": _margin_stats(r.main.min_margin)},
         "metrics": {k: m.meaning for k, m in METRICS.items()},
         "effect_definition": (
-            "paired per-prompt difference intervened - baseline: n, mean, 95 % CI from the inverted cluster sign-flip test, two-sided "
-            "sign-flip permutation p; pairs sharing an emotion expression (span) are resampled and sign-flipped "
-            "as one cluster (n_clusters)"
+            "signed metrics: paired per-prompt difference intervened - baseline: n, mean, 95 % CI from the inverted cluster "
+            "sign-flip test, two-sided sign-flip permutation p; pairs sharing an emotion expression (span) are sign-flipped "
+            "as one cluster (n_clusters). KL and changed are >= 0 by construction and get no test against 0: "
+            "`non_negative` compares them with the random baseline (`vs_random`), and `clusters_changed` is the share of "
+            "clusters in which most continuations changed, with its exact binomial (Clopper-Pearson) interval"
         ),
         "table": str(c.table),
         "params": {
@@ -125,7 +181,6 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "notes": list(r.notes),
         "lexicon_words_dropped": _dropped(r),
     }
-    kind = KINDS[c.kind]
     doc[kind.positions_key] = kind.positions
     doc["params"].update(kind.extra_params(c))
     return doc
@@ -143,6 +198,8 @@ def table(r: ExperimentResult) -> pd.DataFrame:
     for k in METRICS:
         data[f"baseline_{k}"] = r.baseline_scores[k]
         data[f"intervened_{k}"] = r.main.scores[k]
+        data[f"random_{k}"] = np.mean([x[k] for x in r.main.random_scores], axis=0)
+    data[f"other_clean_{M}"] = r.other_m
     if r.confirmation_index is None:
         data["half"] = ["all"] * len(r.target_prompts)
     else:
@@ -169,7 +226,9 @@ def write_outputs(r: ExperimentResult) -> dict[str, Any]:
         "units": doc["units"],
         c.mode_key: c.mode,
         "params": doc["params"],
-        "columns": "intervened_text/_token_ids are draw 0 of resample ablation; intervened_<metric> is the mean over draws",
+        "columns": "intervened_text/_token_ids are draw 0 of resample ablation; intervened_<metric> is the mean over draws; "
+        "random_<metric> the mean over the random-site draws; other_clean_emotion_score: M of the clean other prompt "
+        "(denoising: the emotion prompt, else the neutral twin)",
     }
     write_parquet(c.table, table(r), meta)
     write_json(c.output, doc)
@@ -184,42 +243,77 @@ def _fmt_p(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
 
 
+def _ci(e: Any) -> str:
+    return f"{_fmt(e.mean)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}]"
+
+
+def _gap(g: Any) -> str:
+    if g.ratio is None:
+        return "undefined (no emotion-neutral gap)"
+    lo = "-inf" if g.ci_low is None else f"{g.ci_low:+.3f}"
+    hi = "+inf" if g.ci_high is None else f"{g.ci_high:+.3f}"
+    return f"{g.ratio:+.3f} [{lo}, {hi}]"
+
+
+def _random_gap(ev: Evidence) -> str:
+    vals = [g for g in ev.random_gap if g is not None]
+    return f"{np.mean(vals):+.3f}" if vals else "undefined"
+
+
+def _evidence_lines(ev: Evidence, noise: NoiseFloor, base: dict[str, float], inter: dict[str, float] | None, label: str) -> list[str]:
+    head = f"| Metric | Baseline | {label} | Change [95% CI] | p | Random {len(ev.random_gap)}× |" if inter else \
+        "| Metric | Change [95% CI] | p | Random |"
+    lines = [head, "|---|---|---|---|---|---|" if inter else "|---|---|---|---|"]
+    for k, e in ev.effects.items():
+        flag = " (no effect)" if no_effect(e, noise.floor[k]) else ""
+        rnd = _fmt(float(np.mean(ev.random_effects[k])))
+        if inter:
+            lines.append(f"| {METRICS[k].label} | {base[k]:.4f} | {inter[k]:.4f} | {_ci(e)}{flag} | {_fmt_p(e.p)} | {rnd} |")
+        else:
+            lines.append(f"| {METRICS[k].label} | {_ci(e)}{flag} | {_fmt_p(e.p)} | {rnd} |")
+    share = ev.changed_share
+    lines += [
+        "",
+        f"Fraction of the emotion-neutral gap of M: {_gap(ev.gap)}; random components: {_random_gap(ev)}",
+        f"KL(clean||intervened) minus random: {_ci(ev.vs_random['kl'])}, p {_fmt_p(ev.vs_random['kl'].p)} "
+        f"(random mean KL {float(np.mean(ev.random_effects['kl'])):.4g})",
+        f"Changed: {share.k} of {share.n} clusters [{share.ci_low:.2f}, {share.ci_high:.2f}] (exact binomial); minus random: "
+        f"{_ci(ev.vs_random['changed'])}, p {_fmt_p(ev.vs_random['changed'].p)}",
+    ]
+    return lines
+
+
 def comparison_table(r: ExperimentResult) -> str:
-    """The seed's table (Metric | Baseline | Ablation/Patched | Change), CI and p beside each change."""
+    """The seed's table (Metric | Baseline | Ablation/Patched | Change), CI and p and the random
+    baseline beside each change; the fraction of the gap, KL and changed below it."""
     c = r.config
+    kind = KINDS[c.kind]
     heads = ",".join(s.label for s in r.main.sites)
     extra = f", {c.mode_key} {c.mode}"
-    lines = [
-        f"{c.model} {c.profile} {c.emotion}: {c.kind} of {heads}{extra}, n={len(r.pairs)}",
-        "",
-        f"| Metric | Baseline | {c.label} | Change (all) [95% CI] | p |",
-        "|---|---|---|---|---|",
-    ]
     base, inter = _means(r.baseline_scores), _means(r.main.scores)
-    for k, m in METRICS.items():
-        label = m.label
-        e = r.main.effects[k]
-        lines.append(
-            f"| {label} | {base[k]:.4f} | {inter[k]:.4f} | {_fmt(e.mean)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}] | {_fmt_p(e.p)} |"
-        )
-    if r.main.effects_confirmation is not None:
+    lines = [
+        f"{c.model} {c.profile} {c.emotion}: {c.name}{' patching' if c.direction else ''} of {heads}{extra}, n={len(r.pairs)}",
+        f"Question: {kind.question(c)}",
+        f"Noise floor (identity control): M {r.noise.floor[M]:.3g} (control max |change| {r.noise.control_max[M]:.3g})",
+        "",
+        *_evidence_lines(r.main.evidence, r.noise, base, inter, c.label),
+    ]
+    if r.main.evidence_confirmation is not None:
         assert r.confirmation_index is not None
-        lines += ["", f"Confirmation half (expressions the screening did not see, n={len(r.confirmation_index)}): change [95% CI], p", "",
-                  "| Metric | Change (confirmation) [95% CI] | p |", "|---|---|---|"]
-        for k, m in METRICS.items():
-            e = r.main.effects_confirmation[k]
-            lines.append(f"| {m.label} | {_fmt(e.mean)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}] | {_fmt_p(e.p)} |")
+        lines += ["", f"Confirmation half (expressions the screening did not see, n={len(r.confirmation_index)}):", "",
+                  *_evidence_lines(r.main.evidence_confirmation, r.noise, base, None, c.label)]
     if r.cumulative:
         kw = f"kw_{c.emotion}"
         noun = _noun(r.main.sites)
         lines += ["", f"Cumulative (top-k screened {noun} jointly): change of {METRICS[kw].label} and M", "",
-                  f"| k | {noun} | Δ keywords [95% CI] | Δ M [95% CI] |", "|---|---|---|---|"]
+                  f"| k | {noun} | Δ keywords [95% CI] | Δ M [95% CI] | fraction of gap [95% CI] | random: fraction |",
+                  "|---|---|---|---|---|---|"]
         for k, o in enumerate(r.cumulative, start=1):
-            a, m = o.effects[kw], o.effects["emotion_score"]
+            ev = o.evidence
             lines.append(
-                f"| {k} | {','.join(s.label for s in o.sites)} | {_fmt(a.mean)} [{_fmt(a.ci_low)}, {_fmt(a.ci_high)}] "
-                f"| {_fmt(m.mean)} [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}] |"
+                f"| {k} | {','.join(s.label for s in o.sites)} | {_ci(ev.effects[kw])} | {_ci(ev.effects[M])} "
+                f"| {_gap(ev.gap)} | {_random_gap(ev)} |"
             )
-    if KINDS[c.kind].footer:
-        lines += ["", KINDS[c.kind].footer]
+    if kind.footer:
+        lines += ["", kind.footer]
     return "\n".join(lines)

@@ -18,7 +18,9 @@ One experiment = a set of components (`Site`s) × an intervention plan × target
 
 The two CLIs differ only in the plan they build (`ZeroPlan`, `MeanPlan`, `ResamplePlan` for
 ablation, `PatchPlan` for patching) and which prompts are the target (emotion prompts for
-ablation, their neutral twins for patching). Sites are generic, so MLP units go through the
+ablation and noising, their neutral twins for denoising). Every run also carries an identity
+control (the noise floor), the clean M of the other prompts (the fraction of the gap) and, per
+arm, the same intervention on random components outside the top set (the random-head baseline). Sites are generic, so MLP units go through the
 same code: `--head-spec` (params `ablation.head_spec` / `patching.head_spec`) takes heads
 (`L:H`, `L:H,L:H`, `top:N` from the head screening) or MLP units (`mlp:L:N`, `mlp:L:N1,N2`,
 `mlp-top:K` from the unit screening, analysis.unit_screening), and the cumulative curve ranks
@@ -47,12 +49,15 @@ from analysis.core.vocabulary import NEUTRAL
 from analysis.errors import InputError
 from analysis.experiments.config import _check_config_values, ExperimentConfig
 from analysis.experiments.kinds import KINDS
-from analysis.interventions.edits import Edit, hooks_for, last_logits, tokenize_pairs
+from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, tokenize_pairs
 from analysis.interventions.generation import decode, greedy_generate
-from analysis.interventions.plans import Plan, resample_sources
+from analysis.interventions.plans import identity_plan, Plan
 from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.metrics import ArmOutput, lexicon_ids, lexicon_words
-from analysis.stats import check_resolution, Effect, min_clusters, paired_effect
+from analysis.metrics import ArmOutput, emotion_score, lexicon_ids, lexicon_words
+from analysis.stats import (
+    baseline_excess, check_resolution, Effect, min_clusters, noise_floor, paired_effect, Ratio, ratio_effect, Share,
+    share_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,30 @@ class Prepared:
     notes: tuple[str, ...] = ()
     confirmation: frozenset[str] | None = None  # expressions of the held-out half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # per lexicon, the words M and the keyword counts use
+    random_sets: dict[tuple[Site, ...], tuple[tuple[Site, ...], ...]] = field(default_factory=dict)  # per arm, its random-site draws
+
+
+def random_site_sets(
+    arm: tuple[Site, ...], top: set[Site], model: LoadedModel, *, draws: int, seed: int
+) -> tuple[tuple[Site, ...], ...]:
+    """The random-head baseline of one arm: `draws` seeded sets of len(arm) components of the arm's
+    kind (heads, or MLP units) drawn without replacement from those outside the top set (every
+    component any arm of the run intervenes on), so the baseline never contains a screened one.
+    Asking for more than exist outside it is an InputError."""
+    spec = model.spec
+    unit = arm[0].kind == "mlp"
+    every = unit_sites((layer, n) for layer in range(spec.n_layers) for n in range(spec.d_mlp or 0)) if unit else \
+        head_sites((layer, h) for layer in range(spec.n_layers) for h in range(spec.n_heads))
+    pool = [s for s in every if s not in top]
+    k = len(arm)
+    if k > len(pool):
+        noun = "units" if unit else "heads"
+        raise InputError(
+            f"random-head baseline: the arm {','.join(s.label for s in arm)} needs {k} random {noun} outside the top set "
+            f"of {len(top)}, but {model.spec.name} has only {len(pool)} {noun} outside it; intervene on fewer {noun}"
+        )
+    rng = np.random.default_rng([seed, k])  # per arm size: the same draws for k whatever else the run does
+    return tuple(tuple(sorted(pool[i] for i in rng.choice(len(pool), size=k, replace=False))) for _ in range(draws))
 
 
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
@@ -119,6 +148,8 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     for group in (sites, *cumulative):
         validate_heads(tuple((s.layer, s.index) for s in group if s.kind == "head"), model.spec)
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
+    top = {s for group in (sites, *cumulative) for s in group}
+    random_sets = {g: random_site_sets(g, top, model, draws=c.random_draws, seed=c.seed) for g in (sites, *cumulative)}
     lex = lexicon_ids(model.tokenizer)
     pairs = KINDS[c.kind].check_pairs(c, pairs, model, notes)
     # Knowable before any generation: prompt + generated tokens fit the context, and the clusters
@@ -135,7 +166,9 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
                 f"after unaligned pairs were left out; the statistics need at least {min_clusters()} "
                 f"(add expressions, use --no-split or split.enabled false)"
             )
-    return Prepared(c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation, lexicon_words(model.tokenizer))
+    return Prepared(
+        c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation, lexicon_words(model.tokenizer), random_sets
+    )
 
 
 @dataclass(frozen=True)
@@ -163,47 +196,88 @@ def score_arm(
     return {k: m.score(out) for k, m in METRICS.items()}
 
 
+SIGNED = tuple(k for k, m in METRICS.items() if not m.non_negative)  # sign-flip tested against 0
+NON_NEGATIVE = tuple(k for k, m in METRICS.items() if m.non_negative)  # compared with the random baseline
+M = "emotion_score"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The statistics of one arm over one half of the prompts."""
+
+    effects: dict[str, Effect]  # signed metrics: paired change against the clean arm
+    gap: Ratio  # M's change as a fraction of the emotion–neutral gap (`gap_parts`)
+    vs_random: dict[str, Effect]  # every metric: the arm's per-prompt value minus the random arms' mean
+    changed_share: Share  # clusters in which most prompts' continuation changed, exact binomial
+    random_effects: dict[str, list[float]]  # per metric, each random draw's mean change against the clean arm
+    random_gap: list[float | None]  # each random draw's fraction of the gap
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """An intervention on one set of sites: per-prompt scores averaged over draws, and effects."""
+    """An intervention on one set of sites: per-prompt scores averaged over draws, its random-site
+    baseline, and its evidence."""
 
     sites: tuple[Site, ...]
     scores: dict[str, np.ndarray]
-    effects: dict[str, Effect]
     first: Arm  # draw 0: its tokens and texts go into the per-prompt table
     min_margin: np.ndarray  # per prompt, smallest over draws
     n_draws: int
-    effects_confirmation: dict[str, Effect] | None = None  # the same effects over the confirmation half only
+    random_sites: tuple[tuple[Site, ...], ...]
+    random_scores: tuple[dict[str, np.ndarray], ...]
+    evidence: Evidence
+    evidence_confirmation: Evidence | None = None  # the same over the confirmation half only
 
 
-def effects(
-    intervened: dict[str, np.ndarray], baseline: dict[str, np.ndarray], *, n_resamples: int, seed: int,
-    clusters: Sequence[str] | None = None,
-) -> dict[str, Effect]:
-    """Paired effect per metric; pairs sharing an emotion expression are one cluster (analysis.stats)."""
-    return {
-        k: paired_effect(intervened[k], baseline[k], n_resamples=n_resamples, seed=seed, clusters=clusters)
-        for k in METRICS
-    }
+def gap_parts(
+    m_intervened: np.ndarray, m_target: np.ndarray, m_other: np.ndarray, *, targets_neutral: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, (numerator, denominator) of the fraction of the emotion–neutral gap of M.
+
+    denoising (target: the neutral twin): (M_patched − M_neutral) / (M_emotion − M_neutral), the
+    share of the gap the component restores; noising and ablation (target: the emotion prompt):
+    (M_emotion − M_intervened) / (M_emotion − M_neutral), the share it removes. 1 = all of it.
+    """
+    if targets_neutral:
+        return m_intervened - m_target, m_other - m_target
+    return m_target - m_intervened, m_target - m_other
 
 
-def intervene(
-    model: LoadedModel,
-    batch: TokenBatch,
-    plan: Plan,
-    sites: tuple[Site, ...],
-    clean: Arm,
-    baseline_scores: dict[str, np.ndarray],
-    *,
-    lex: dict[str, list[int]],
-    emotion: str,
-    words: dict[str, tuple[str, ...]] | None = None,
-    max_tokens: int,
-    n_resamples: int,
-    seed: int,
-    clusters: Sequence[str] | None = None,
+def cluster_flags(values: np.ndarray, clusters: Sequence[str]) -> np.ndarray:
+    """One flag per cluster: more than half of its prompts' value (a 0/1 share, or a mean over
+    draws) is set; clusters, not prompts, are the independent trials of `share_interval`."""
+    labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    return np.bincount(inverse, weights=values) / np.bincount(inverse) > 0.5
+
+
+def evidence(
+    scores: dict[str, np.ndarray], random_scores: Sequence[dict[str, np.ndarray]], base: dict[str, np.ndarray],
+    m_other: np.ndarray, *, targets_neutral: bool, clusters: Sequence[str], n_resamples: int, seed: int,
+) -> Evidence:
+    """Every statistic of one arm from its per-prompt scores (see `Evidence`)."""
+    kw = {"n_resamples": n_resamples, "seed": seed, "clusters": clusters}
+    num, den = gap_parts(scores[M], base[M], m_other, targets_neutral=targets_neutral)
+
+    def ratio_of_means(m: np.ndarray) -> float | None:
+        n, d = gap_parts(m, base[M], m_other, targets_neutral=targets_neutral)
+        return float(n.sum() / d.sum()) if d.sum() != 0.0 else None
+
+    return Evidence(
+        effects={k: paired_effect(scores[k], base[k], **kw) for k in SIGNED},
+        gap=ratio_effect(num, den, **kw),
+        vs_random={k: baseline_excess(scores[k], np.stack([r[k] for r in random_scores]), **kw) for k in METRICS},
+        changed_share=share_interval(cluster_flags(scores["changed"], clusters)),
+        random_effects={k: [float(np.mean(r[k] - base[k])) for r in random_scores] for k in METRICS},
+        random_gap=[ratio_of_means(r[M]) for r in random_scores],
+    )
+
+
+def run_plan(
+    model: LoadedModel, batch: TokenBatch, plan: Plan, sites: tuple[Site, ...], clean: Arm, *,
+    lex: dict[str, list[int]], emotion: str, words: dict[str, tuple[str, ...]] | None = None, max_tokens: int,
     chunk_size: int = 64,
-) -> Outcome:
+) -> tuple[dict[str, np.ndarray], Arm, np.ndarray, int]:
+    """(per-prompt scores averaged over the plan's draws, draw 0's arm, per-prompt min margin, draws)."""
     per_draw: list[dict[str, np.ndarray]] = []
     first: Arm | None = None
     margins = []
@@ -215,15 +289,18 @@ def intervene(
         per_draw.append(score_arm(arm, clean, lex, emotion, words))
         margins.append(arm.min_margin.double().numpy())
     assert first is not None
-    scores = {k: np.mean([s[k] for s in per_draw], axis=0) for k in METRICS}
-    return Outcome(
-        sites=sites,
-        scores=scores,
-        effects=effects(scores, baseline_scores, n_resamples=n_resamples, seed=seed, clusters=clusters),
-        first=first,
-        min_margin=np.min(margins, axis=0),
-        n_draws=len(draws),
-    )
+    return {k: np.mean([s[k] for s in per_draw], axis=0) for k in METRICS}, first, np.min(margins, axis=0), len(draws)
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """The identity control (each site's own activations patched back into the target prompts,
+    `identity_plan`) on the requested sites: per metric, its largest |change| over prompts (0 in
+    exact arithmetic) and the floor max |change| + atol at or below which an effect is "no effect"."""
+
+    control_max: dict[str, float]
+    floor: dict[str, float]
+    atol: float
 
 
 @dataclass(frozen=True)
@@ -231,44 +308,74 @@ class ExperimentResult:
     config: ExperimentConfig
     pairs: PromptPairs
     target_prompts: tuple[str, ...]
-    source_prompts: tuple[str, ...] | None  # patching: the emotion prompt each row got its z from
+    source_prompts: tuple[str, ...] | None  # patching: the prompt each row got its activations from
     baseline: Arm
     baseline_scores: dict[str, np.ndarray]
     main: Outcome
     cumulative: tuple[Outcome, ...]
+    other_m: np.ndarray  # M of the clean other prompts (denoising: the emotion prompts; else the neutral twins)
+    noise: NoiseFloor
     resample_sources: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
     confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
 
 
-def build_plan(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> tuple[Plan, TokenBatch, np.ndarray | None]:
-    """The plan of the config's kind and mode, the target batch, and resample sources if any."""
+def build_plan(
+    p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch
+) -> tuple[Plan, TokenBatch, np.ndarray | None, list[str]]:
+    """The plan of the config's kind and mode, the target batch, resample sources if any, and notes."""
     c = p.config
-    all_sites = sorted({s for group in (p.sites, *p.cumulative) for s in group})
-    names = sorted({s.hook_name for s in all_sites})
-    return KINDS[c.kind].plan(p.model, c, names, emotion_batch, neutral_batch)
+    groups = (p.sites, *p.cumulative, *(r for sets in p.random_sets.values() for r in sets))
+    names = sorted({s.hook_name for group in groups for s in group})
+    return KINDS[c.kind].plan(p.model, c, p.pairs, names, emotion_batch, neutral_batch)
+
+
+def identity_control(p: Prepared, target: TokenBatch, clean: Arm, base: dict[str, np.ndarray]) -> NoiseFloor:
+    """Run the identity control on the requested sites and turn it into the noise floor."""
+    c = p.config
+    acts = capture(p.model, target, sorted({s.hook_name for s in p.sites}))
+    scores, *_ = run_plan(
+        p.model, target, identity_plan(acts, target), p.sites, clean, lex=p.lexicon_ids, emotion=c.emotion,
+        words=p.lexicon_words, max_tokens=c.max_tokens, chunk_size=c.chunk_size,
+    )
+    diff = {k: scores[k] - base[k] for k in METRICS}
+    return NoiseFloor(
+        control_max={k: float(np.max(np.abs(d))) for k, d in diff.items()},
+        floor={k: noise_floor(d, atol=c.noise_atol) for k, d in diff.items()},
+        atol=c.noise_atol,
+    )
 
 
 @torch.no_grad()
 def execute(p: Prepared) -> ExperimentResult:
-    """Baseline once, then every distinct site set (requested, top-1..top-K) under the plan."""
+    """Baseline once, the identity control, then every distinct site set (requested, top-1..top-K)
+    under the plan, each with its random-site baseline."""
     c = p.config
     emotion_batch, neutral_batch = tokenize_pairs(p.model, p.pairs)
-    plan, target, sources = build_plan(p, emotion_batch, neutral_batch)
+    plan, target, sources, plan_notes = build_plan(p, emotion_batch, neutral_batch)
+    targets_neutral = KINDS[c.kind].targets_neutral(c)
+    other = emotion_batch if targets_neutral else neutral_batch
     clean = run_arm(p.model, target, (), c.max_tokens, chunk_size=c.chunk_size, desc="baseline")
     base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion, p.lexicon_words)
+    other_m = emotion_score(last_logits(p.model, other), p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL]).double().numpy()
+    noise = identity_control(p, target, clean, base_scores)
     clusters = span_clusters(p.pairs)
+    run = {"lex": p.lexicon_ids, "emotion": c.emotion, "words": p.lexicon_words, "max_tokens": c.max_tokens,
+           "chunk_size": c.chunk_size}
+    stats = {"targets_neutral": targets_neutral, "n_resamples": c.n_resamples, "seed": c.seed}
 
     done: dict[tuple[Site, ...], Outcome] = {}
     groups = [p.sites, *p.cumulative]
     for sites in tqdm(groups, desc="interventions", disable=progress_disabled() or len(groups) == 1, leave=False):
-        if sites not in done:  # top-1 of the curve is often the requested head: run it once
-            done[sites] = intervene(
-                p.model, target, plan, sites, clean, base_scores, lex=p.lexicon_ids, emotion=c.emotion, words=p.lexicon_words,
-                max_tokens=c.max_tokens, n_resamples=c.n_resamples, seed=c.seed, clusters=clusters,
-                chunk_size=c.chunk_size,
-            )
+        if sites in done:  # top-1 of the curve is often the requested head: run it once
+            continue
+        scores, first, margin, n_draws = run_plan(p.model, target, plan, sites, clean, **run)
+        random_scores = tuple(run_plan(p.model, target, plan, r, clean, **run)[0] for r in p.random_sets[sites])
+        done[sites] = Outcome(
+            sites, scores, first, margin, n_draws, p.random_sets[sites], random_scores,
+            evidence(scores, random_scores, base_scores, other_m, clusters=clusters, **stats),
+        )
     conf_idx: tuple[int, ...] | None = None
     if p.confirmation is not None:
         conf_idx = tuple(in_half(p.pairs, p.confirmation))
@@ -276,25 +383,25 @@ def execute(p: Prepared) -> ExperimentResult:
         conf_clusters = [clusters[i] for i in conf_idx]
         base_sub = {k: v[sub] for k, v in base_scores.items()}
         for sites, o in done.items():
-            done[sites] = dataclasses.replace(o, effects_confirmation=effects(
-                {k: v[sub] for k, v in o.scores.items()}, base_sub, n_resamples=c.n_resamples, seed=c.seed,
-                clusters=conf_clusters,
+            done[sites] = dataclasses.replace(o, evidence_confirmation=evidence(
+                {k: v[sub] for k, v in o.scores.items()}, [{k: v[sub] for k, v in r.items()} for r in o.random_scores],
+                base_sub, other_m[sub], clusters=conf_clusters, **stats,
             ))
-    if KINDS[c.kind].targets_neutral:
-        target_prompts, source_prompts = p.pairs.neutral_prompts, tuple(x.text for x in p.pairs.emotion_prompts)
-    else:
-        target_prompts, source_prompts = p.pairs.emotion_prompts, None
+    target_side, source_side = (p.pairs.neutral_prompts, p.pairs.emotion_prompts) if targets_neutral else \
+        (p.pairs.emotion_prompts, p.pairs.neutral_prompts)
     return ExperimentResult(
         config=c,
         pairs=p.pairs,
-        target_prompts=tuple(x.text for x in target_prompts),
-        source_prompts=source_prompts,
+        target_prompts=tuple(x.text for x in target_side),
+        source_prompts=tuple(x.text for x in source_side) if c.kind == "patching" else None,
         baseline=clean,
         baseline_scores=base_scores,
         main=done[p.sites],
         cumulative=tuple(done[s] for s in p.cumulative),
+        other_m=other_m,
+        noise=noise,
         resample_sources=sources,
-        notes=p.notes,
+        notes=p.notes + tuple(plan_notes),
         confirmation_index=conf_idx,
         lexicon_words=p.lexicon_words,
     )

@@ -42,15 +42,19 @@ class Edit:
     value: [batch, P, *unit] — P is the prompt length, or 1 to broadcast over every position
     (prompt and generated). mask: [batch, P]. `prompt_only` edits carry a value for prompt
     positions only (patching: generated positions have no source) and leave later steps alone.
+    `tail` ([batch, 1, *unit]): the value for generated positions of a position-wise edit that
+    must keep acting there (resample ablation), used at every cached generation step.
     """
 
     site: Site
     value: Float[Tensor, "batch pos ..."]
     mask: Bool[Tensor, "batch pos"]
     prompt_only: bool
+    tail: Float[Tensor, "batch 1 ..."] | None = None
 
     def rows(self, rows: slice) -> Edit:
-        return Edit(self.site, self.value[rows], self.mask[rows], self.prompt_only)
+        tail = None if self.tail is None else self.tail[rows]
+        return Edit(self.site, self.value[rows], self.mask[rows], self.prompt_only, tail)
 
 
 def _apply(x: Tensor, edits: Sequence[Edit]) -> Tensor:
@@ -58,15 +62,17 @@ def _apply(x: Tensor, edits: Sequence[Edit]) -> Tensor:
     x = x.clone()
     for e in edits:
         width = e.value.shape[1]
-        if e.prompt_only:
-            if x.shape[1] < width:
-                continue  # a cached generation step: only new positions, which have no source
-            cols = slice(0, width)
+        value, mask = e.value, e.mask
+        if width > 1 and x.shape[1] < width:  # a cached generation step: only new positions
+            if e.prompt_only or e.tail is None:
+                continue  # no source for generated positions
+            value, mask = e.tail, torch.ones(e.tail.shape[0], 1, dtype=torch.bool)
+            cols = slice(None)
         else:
             cols = slice(None) if width == 1 else slice(0, width)
         cur = x[:, cols, e.site.index]
-        mask = e.mask.view(*e.mask.shape, *([1] * (cur.dim() - 2)))
-        x[:, cols, e.site.index] = torch.where(mask, e.value.to(x.dtype), cur)
+        m = mask.view(*mask.shape, *([1] * (cur.dim() - 2)))
+        x[:, cols, e.site.index] = torch.where(m, value.to(x.dtype), cur)
     return x
 
 
@@ -136,17 +142,16 @@ def site_values(acts: dict[str, Tensor], site: Site) -> Tensor:
     return acts[site.hook_name][:, :, site.index]
 
 
-def mean_over_positions(x: Tensor, attention_mask: Tensor) -> Tensor:
-    """Per-row mean over real tokens (BOS included, padding excluded): [batch, *unit]."""
-    w = attention_mask.to(x.dtype).view(*attention_mask.shape, *([1] * (x.dim() - 2)))
-    return (x * w).sum(1) / w.sum(1)
+def bos_mask(attention_mask: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos"]:
+    """True at each row's BOS: the first real token (rows are left-padded, BOS prepended by us)."""
+    return attention_mask.bool() & (attention_mask.cumsum(-1) == 1)
 
 
 def constant_edits(sites: Sequence[Site], values: dict[Site, Float[Tensor, "batch ..."]]) -> list[Edit]:
     """Hold each site at a per-row value at every position, generated ones included.
 
-    Used by mean ablation (one value for all rows) and resample ablation (a value per row). The
-    value is position-agnostic because generated positions have no aligned reference token.
+    Used by mean ablation (one value for all rows and positions, generated ones included: a mean
+    over the reference's tokens is defined wherever the ablation must act).
     """
     out = []
     for s in sites:

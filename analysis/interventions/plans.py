@@ -1,4 +1,5 @@
-"""Intervention plans: how each ablation method (and patching) turns sites into edits for a batch."""
+"""Intervention plans: how each ablation method, each patching direction and the identity control turn
+sites into edits for a batch."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from analysis.core.loading import LoadedModel
+from analysis.core.prompts import TokenBatch
 from analysis.core.sites import Site
-from analysis.interventions.edits import constant_edits, Edit, mean_over_positions, patch_edits, site_values, zero_edits
+from analysis.interventions.edits import bos_mask, constant_edits, Edit, patch_edits, site_values, zero_edits
 
 
 class Plan(Protocol):
@@ -35,15 +37,18 @@ class ZeroPlan:
 
 @dataclass(frozen=True)
 class MeanPlan:
-    """Hold each site at its mean over every real token of every reference (neutral) prompt."""
+    """Hold each site at its mean over the real tokens of every reference (neutral) prompt, BOS
+    excluded: BOS is the same token in every prompt and its activation is an outlier (attention
+    sinks), so a mean over it is not the mean of the text's activations."""
 
     reference: dict[str, Tensor]  # captured hook activations of the reference prompts
-    reference_mask: Int[Tensor, "ref pos"]
+    reference_mask: Int[Tensor, "ref pos"]  # attention mask of the reference prompts
     n: int
 
     def value(self, site: Site) -> Float[Tensor, " *unit"]:
         x = site_values(self.reference, site)  # [ref, pos, *unit]
-        w = self.reference_mask.to(x.dtype).view(*self.reference_mask.shape, *([1] * (x.dim() - 2)))
+        keep = self.reference_mask.bool() & ~bos_mask(self.reference_mask)
+        w = keep.to(x.dtype).view(*keep.shape, *([1] * (x.dim() - 2)))
         return (x * w).sum((0, 1)) / w.sum()
 
     def draws(self, sites: Sequence[Site]) -> list[list[Edit]]:
@@ -56,29 +61,92 @@ class MeanPlan:
 
 @dataclass(frozen=True)
 class ResamplePlan:
-    """Per draw, hold each prompt's site at the mean z of another, randomly drawn reference prompt."""
+    """Per draw, give each target prompt, position by position, the site's activation on another
+    reference prompt of the same template (`resample_sources`, `role_positions`); generated
+    positions get the source's activation at its last prompt position."""
 
     reference: dict[str, Tensor]
-    reference_mask: Int[Tensor, "ref pos"]
+    index: Int[Tensor, "draw n pos"]  # the source position of every target position, per draw
     sources: Int[np.ndarray, "draw n"]  # reference row used for each target row, per draw
+    mask: Bool[Tensor, "n pos"]  # the target's real positions (all of them are ablated)
 
     def draws(self, sites: Sequence[Site]) -> list[list[Edit]]:
-        per_row = {s: mean_over_positions(site_values(self.reference, s), self.reference_mask) for s in sites}
-        return [
-            constant_edits(sites, {s: per_row[s][torch.as_tensor(src)] for s in sites}) for src in self.sources
-        ]
+        out = []
+        for d, src in enumerate(self.sources):
+            edits = []
+            for s in sites:
+                x = site_values(self.reference, s)[torch.as_tensor(src)]  # [n, pos, *unit], row i = its source
+                idx = self.index[d].view(*self.index[d].shape, *([1] * (x.dim() - 2))).expand(*self.index[d].shape, *x.shape[2:])
+                edits.append(Edit(s, x.gather(1, idx), self.mask, False, tail=x[:, -1:]))
+            out.append(edits)
+        return out
 
 
-def resample_sources(n_target: int, n_reference: int, draws: int, seed: int) -> Int[np.ndarray, "draw n"]:
-    """For each draw and target row i, a reference row j != i, uniform and seeded.
+def template_groups(after_texts: Sequence[str]) -> list[str]:
+    """The resample ablation's "template" of each pair: its text after the span.
+
+    A full template (the text outside the brackets, greeting name included) is unique to each
+    pair of the profiles (70 of 70), so its only other prompt is the twin, which a resample must
+    not use. The text after the span is shared by 3–9 pairs of the baseline profile, and it is
+    what the last positions, where M is read, attend from; the rest of the prompt (greeting,
+    span) is what a resample is meant to randomise.
+    """
+    return list(after_texts)
+
+
+def resample_sources(groups: Sequence[str], draws: int, seed: int) -> tuple[Int[np.ndarray, "draw n"], int]:
+    """For each draw and target row i, a reference row j != i of the same template group, uniform
+    and seeded; (sources, fallbacks): a row alone in its group draws from every other row, and
+    `fallbacks` counts those rows (the run notes them).
 
     Row i of the target and row i of the reference are one template pair, so j != i keeps a
     prompt from being ablated with its own twin's activations.
     """
     rng = np.random.default_rng(seed)
-    j = rng.integers(0, n_reference - 1, size=(draws, n_target))
-    rows = np.arange(n_target)[None, :]
-    return np.where((j >= rows) & (rows < n_reference), j + 1, j)
+    n = len(groups)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    pools = [[j for j in members[g] if j != i] or [j for j in range(n) if j != i] for i, g in enumerate(groups)]
+    fallbacks = sum(len(members[g]) == 1 for g in groups)
+    out = np.empty((draws, n), dtype=np.int64)
+    for i, pool in enumerate(pools):
+        out[:, i] = rng.choice(pool, size=draws)
+    return out, fallbacks
+
+
+def role_positions(target: TokenBatch, source: TokenBatch, rows: Int[np.ndarray, " n"]) -> Int[Tensor, "n pos"]:
+    """For every target position, the position of the same role in its source prompt (row rows[i]
+    of `source`); both batches are left-padded to one width.
+
+    The prompts of one template group differ in token length (greeting and span vary), so
+    position t of one is not position t of another. Roles are aligned instead: BOS to BOS; the
+    text before the span from its start; the span from its end; the text after the span from
+    the end of the prompt (the shared template text, so these are the same tokens). Where the
+    source's part is shorter, its outermost token is reused; where it is empty (no text before
+    the span), the neighbouring token (BOS) is. Padding maps to itself (masked out).
+    """
+    n, width = target.input_ids.shape
+    index = torch.arange(width).expand(n, width).clone()
+
+    def parts(batch: TokenBatch, row: int) -> tuple[int, int, int]:
+        span = batch.span_mask[row].nonzero().flatten()
+        return width - int(batch.lengths[row]), int(span[0]), int(span[-1])  # BOS, span start, span end
+
+    for i in range(n):
+        t_bos, t_s0, t_s1 = parts(target, i)
+        s_bos, s_s0, s_s1 = parts(source, int(rows[i]))
+        for t in range(t_bos, width):
+            if t == t_bos:
+                src = s_bos
+            elif t < t_s0:  # before the span, aligned at its start
+                src = min(s_bos + (t - t_bos), s_s0 - 1)
+            elif t <= t_s1:  # the span, aligned at its end
+                src = max(s_s1 - (t_s1 - t), s_s0)
+            else:  # after the span, aligned at the prompt's end
+                src = min(max(t, s_s1 + 1), width - 1)
+            index[i, t] = src
+    return index
 
 
 @dataclass(frozen=True)
@@ -93,40 +161,99 @@ class PatchPlan:
         return [patch_edits(sites, self.source, self.index, self.mask)]
 
 
-# --- the ablation methods: one entry each -------------------------------------------------------
+def identity_plan(target_acts: dict[str, Tensor], target: TokenBatch) -> PatchPlan:
+    """The noise-floor control: each site's own activation patched back into the same prompt at
+    every prompt position. In exact arithmetic it changes nothing; what it shows is float noise."""
+    n, width = target.input_ids.shape
+    return PatchPlan(target_acts, torch.arange(width).expand(n, width).clone(), target.attention_mask.bool())
+
+
+# --- the patching directions and the ablation methods: one entry each ---------------------------
+
+
+@dataclass(frozen=True)
+class PatchDirection:
+    """Which prompts give the activations and which are run, and the question that answers."""
+
+    source: str  # "emotion" | "neutral": the prompts whose activations are patched in
+    question: str  # said in the JSON, the console and the report
+
+    @property
+    def targets_neutral(self) -> bool:
+        return self.source != "neutral"
+
+
+PATCH_DIRECTIONS: dict[str, PatchDirection] = {
+    # Heimersheim & Nanda 2024, "How to use and interpret activation patching": denoising a
+    # component restores the behaviour iff it is sufficient (given the rest is clean-neutral);
+    # noising it breaks the behaviour iff it is necessary.
+    "denoising": PatchDirection(
+        "emotion", "sufficiency: does the component's activation on the emotion prompt, patched into the neutral twin, "
+        "restore the emotion score?",
+    ),
+    "noising": PatchDirection(
+        "neutral", "necessity: does the component's activation on the neutral twin, patched into the emotion prompt, "
+        "remove the emotion score?",
+    ),
+}
+PATCH_DIRECTION_NAMES = tuple(PATCH_DIRECTIONS)
+
+
+@dataclass(frozen=True)
+class AblationInputs:
+    """What an ablation method may build its plan from."""
+
+    model: LoadedModel
+    reference: dict[str, Tensor] | None  # the neutral prompts' activations (None: not captured)
+    reference_batch: TokenBatch  # the neutral prompts (row i: the twin of target row i)
+    target: TokenBatch  # the emotion prompts
+    groups: Sequence[str]  # per pair, its template group (`template_groups`)
+    draws: int
+    seed: int
 
 
 @dataclass(frozen=True)
 class AblationMethod:
-    """How one `--method` builds its plan from the emotion prompts and (if it needs them) the neutral ones."""
+    """How one `--method` builds its plan, and what it asks (the question the report names)."""
 
-    # (model, reference activations or None, reference mask or None, n targets, draws, seed)
-    #   -> (plan, resample sources or None)
-    build: Callable[..., tuple[Plan, Int[np.ndarray, "draw n"] | None]]
+    # inputs -> (plan, resample sources or None, notes)
+    build: Callable[[AblationInputs], tuple[Plan, Int[np.ndarray, "draw n"] | None, list[str]]]
+    question: str
     needs_reference: bool  # capture the neutral prompts' activations first
     min_references: int = 0  # fewer neutral prompts than this is an InputError
     why: str = ""  # the reason for min_references, said in that error
     uses_draws: bool = False  # averages `resample_draws` random draws (recorded in the JSON's params)
 
 
-def _zero(model: LoadedModel, reference: dict[str, Tensor] | None, mask: Tensor | None, n: int, draws: int, seed: int) -> tuple[Plan, None]:
-    return ZeroPlan(model, n), None
+def _zero(x: AblationInputs) -> tuple[Plan, None, list[str]]:
+    return ZeroPlan(x.model, x.target.input_ids.shape[0]), None, []
 
 
-def _mean(model: LoadedModel, reference: dict[str, Tensor] | None, mask: Tensor | None, n: int, draws: int, seed: int) -> tuple[Plan, None]:
-    return MeanPlan(reference, mask, n), None
+def _mean(x: AblationInputs) -> tuple[Plan, None, list[str]]:
+    assert x.reference is not None
+    return MeanPlan(x.reference, x.reference_batch.attention_mask, x.target.input_ids.shape[0]), None, []
 
 
-def _resample(
-    model: LoadedModel, reference: dict[str, Tensor] | None, mask: Tensor | None, n: int, draws: int, seed: int
-) -> tuple[Plan, Int[np.ndarray, "draw n"]]:
-    sources = resample_sources(n, n, draws, seed)
-    return ResamplePlan(reference, mask, sources), sources
+def _resample(x: AblationInputs) -> tuple[Plan, Int[np.ndarray, "draw n"], list[str]]:
+    assert x.reference is not None
+    sources, fallbacks = resample_sources(x.groups, x.draws, x.seed)
+    index = torch.stack([role_positions(x.target, x.reference_batch, src) for src in sources])
+    notes = [
+        f"resample: {fallbacks} of {len(x.groups)} prompts have no other prompt of their template (text after the span) "
+        f"and drew from every other neutral prompt"
+    ] if fallbacks else []
+    return ResamplePlan(x.reference, index, sources, x.target.attention_mask.bool()), sources, notes
 
 
 ABLATIONS: dict[str, AblationMethod] = {
-    "zero": AblationMethod(_zero, needs_reference=False),
-    "mean": AblationMethod(_mean, needs_reference=True),
-    "resample": AblationMethod(_resample, needs_reference=True, min_references=2, why="each prompt draws a different one", uses_draws=True),
+    "zero": AblationMethod(_zero, "necessity (zero): does setting the component's output to 0 remove the emotion score?",
+                           needs_reference=False),
+    "mean": AblationMethod(_mean, "necessity (mean): does holding the component at its mean over neutral text (BOS excluded) "
+                           "remove the emotion score?", needs_reference=True),
+    "resample": AblationMethod(
+        _resample, "necessity (resample): does giving the component, position by position, its activation on another "
+        "neutral prompt of the same template remove the emotion score?",
+        needs_reference=True, min_references=2, why="each prompt draws a different one", uses_draws=True,
+    ),
 }
 ABLATION_METHODS = tuple(ABLATIONS)
