@@ -339,6 +339,15 @@ ROWS: list[Row] = [
     Row("units-n-resamples-0", "upfront", "unit_screening", (*UNITS, "--n-resamples", "0"), "at least 19"),
     Row("ablation-n-resamples-1", "upfront", "head_ablation", (*ABL, "--n-resamples", "1"), "at least 19"),
     Row("patching-n-resamples-18", "upfront", "head_patching", (*PATCH, "--n-resamples", "18"), "at least 19"),
+    # issue 15: the random-head baseline draws k heads outside the top set (9 asked + top-3 of the
+    # screening leave 6 of the toy's 16), a negative noise-floor tolerance, no random draws
+    Row("ablation-random-baseline-too-many-heads", "upfront", "head_ablation",
+        (*ABL[:5], "0:0,0:1,0:2,0:3,1:0,1:1,1:2,1:3,2:0", *ABL[6:]), "random-head baseline"),
+    Row("patching-noise-floor-atol-negative", "upfront", "head_patching", PATCH, "key noise_floor.atol",
+        _yaml_set("noise_floor", "atol", "-1.0e-5")),
+    Row("patching-random-baseline-draws-0", "upfront", "head_patching", PATCH, "key random_baseline.draws",
+        _yaml_set("random_baseline", "draws", "0")),
+    Row("patching-direction-unknown", "upfront", "head_patching", (*PATCH, "--direction", "sideways"), "sideways"),
     Row("params-n-resamples-0", "upfront", "head_screening", SCREEN, "key screening.n_resamples",
         _yaml_set("screening", "n_resamples", "0")),
     Row("params-seed-negative", "upfront", "head_screening", SCREEN, "key seed", _yaml_set("", "seed", "-1")),
