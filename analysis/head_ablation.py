@@ -10,24 +10,31 @@ the output projection) overwritten. The ablation holds at EVERY position, prompt
 at every generation step. Methods:
 
 - `zero`: z = 0 (the head's contribution is the output-projection bias alone).
-- `mean`: z = the mean of the head's z over every real token (BOS included, padding excluded) of
-  every neutral prompt of the profile (or --neutral-prompts): one vector per head.
-- `resample`: for each emotion prompt, z = the mean over real tokens of the head's z on a
-  different neutral prompt drawn at random (never the prompt's own template twin; seeded by
-  --seed); `resample_draws` independent draws (params.ablation.resample_draws), per-prompt
+- `mean`: z = the mean of the head's z over every real token of every neutral prompt of the
+  profile (or --neutral-prompts), BOS excluded (the same token everywhere, an attention-sink
+  outlier) and padding excluded: one vector per head, at every position.
+- `resample`: per draw, each emotion prompt takes, position by position, the head's z on another
+  neutral prompt of the same template (the same text after the span; never its own twin; seeded
+  by --seed), positions aligned by role (BOS, the text before the span from its start, the span
+  from its end, the text after it from the prompt's end; prompts differ in token length, so
+  position t of one is not position t of another), and at generated positions the source's z at
+  its last prompt position; `resample_draws` draws (params.ablation.resample_draws), per-prompt
   metrics averaged over draws (the table's token ids and texts are draw 0's).
 
-Why position-agnostic values (one vector for all positions) rather than position-wise ones:
-generated positions have no aligned position in a reference prompt, and prompts differ in
-length, so a position-wise reference would be undefined exactly where the ablation must keep
-acting. The mean over positions is defined everywhere and is the same at every step.
+Every method asks about necessity: does removing what the head carries remove the emotion?
 
-Metrics per prompt (continuation only), with paired effects (n, mean, 95 % CI and p from one inverted sign-flip test;
-pairs sharing an emotion expression resampled and flipped as one cluster, as in the screening):
-VADER sentiment, keyword counts per lexicon, continuation changed, emotion score M and
-KL(clean || ablated) at the last prompt position. `--cumulative-k K` also ablates the top-1..top-K
-heads of the screening jointly. Outputs: summary JSON (schema emotion-heads/ablation/v1) and a
-per-prompt Parquet table (--table, default: the output with .parquet). Pickle is refused.
+Metrics per prompt (continuation only): VADER sentiment, keyword counts per lexicon and emotion
+score M (signed: paired effects, n, mean, 95 % CI and p from one inverted cluster sign-flip
+test), and the non-negative continuation changed and KL(clean || ablated) at the last prompt
+position (compared with the random-head baseline; changed also as an exact binomial share over
+clusters). M's change is also given as the fraction of the emotion–neutral gap it removes,
+(M_emotion − M_ablated) / (M_emotion − M_neutral), with its Fieller-type interval
+(analysis.stats.ratio_effect). Beside every effect: the same ablation of as many random heads
+outside the top set (params random_baseline.draws seeded draws), and the noise floor of an
+identity control (the heads' own z patched back: 0 in exact arithmetic; effects at or below it
+are "no effect"). `--cumulative-k K` also ablates the top-1..top-K heads of the screening
+jointly. Outputs: summary JSON (schema emotion-heads/ablation/v2) and a per-prompt Parquet table
+(--table, default: the output with .parquet). Pickle is refused.
 
 MLP units: `--head-spec mlp:L:N` (or `mlp:L:N1,N2`, `mlp:L1:N1,mlp:L2:N2`, `mlp-top:K` from the unit
 screening, analysis.unit_screening) ablates neuron N of layer L's MLP instead

@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
             profile=profile,
             head_scores=(screening_file(profile, a.model),),
             ablation_files=tuple(experiment_file("ablation", profile, a.model, e) for e in p.emotions),
-            patching_files=tuple(experiment_file("patching", profile, a.model, e) for e in p.emotions),
+            patching_files=tuple(experiment_file("denoising", profile, a.model, e) for e in p.emotions),
             output_dir=a.output_dir,
             top_n=a.top_n if a.top_n is not None else p.plots.top_n,
             emotion=a.emotion,

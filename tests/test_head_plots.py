@@ -459,9 +459,9 @@ def test_from_params_draws_units_when_the_file_exists(
     monkeypatch.chdir(tmp_path)
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     write_json(screening_file("baseline", "toy"), screening_doc())
-    for kind in ("ablation", "patching"):
+    for name, kind in (("ablation", "ablation"), ("denoising", "patching")):
         for e in EMOTIONS:
-            write_json(experiment_file(kind, "baseline", "toy", e), experiment_doc(kind, e))
+            write_json(experiment_file(name, "baseline", "toy", e), experiment_doc(kind, e))
     model_dir("toy").mkdir(parents=True)
     shutil.copy(unit_inputs["planted"], model_dir("toy") / "planted.json")
 

@@ -44,6 +44,7 @@ PNG = bytes.fromhex(
 
 PLANTED = {"gratitude": (3, 1), "anger": (3, 2), "apology": (3, 0)}
 METRICS = ("sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed", "emotion_score", "kl")
+SIGNED = tuple(m for m in METRICS if m not in ("changed", "kl"))  # KL and changed are non-negative: no sign-flip test
 
 
 def _effect(mean: float, width: float, p: float) -> dict[str, Any]:
@@ -77,27 +78,52 @@ def _screening(model: str, n_layers: int, n_heads: int, planted: dict[str, tuple
     }
 
 
-def _experiment(kind: str, model: str, emotion: str, head: tuple[int, int]) -> dict[str, Any]:
-    sign = -1.0 if kind == "ablation" else 1.0
-    baseline = {m: 0.2 for m in METRICS} | {"emotion_score": 1.5 if kind == "ablation" else -1.0, "changed": 0.0, "kl": 0.0}
-    effects = {m: _effect(sign * 0.05, 0.02, 0.03) for m in METRICS}
-    effects["emotion_score"] = _effect(sign * 1.2345, 0.17, 0.0005)
-    effects["changed"] = _effect(0.4, 0.1, 0.0002)
-    effects["kl"] = _effect(0.8, 0.1, 0.0002)
-    intervened = {m: baseline[m] + effects[m]["mean"] for m in METRICS}
+def _arm(sign: float, scale: float = 1.0) -> dict[str, Any]:
+    """The statistics blocks of one experiment arm (analysis.experiments.render), by hand."""
+    effects = {m: _effect(sign * 0.05 * scale, 0.02, 0.03) | {"no_effect": False} for m in SIGNED}
+    effects["emotion_score"] = _effect(sign * 1.2345 * scale, 0.17, 0.0005) | {"no_effect": False}
+    excess = {m: _effect(0.4 * scale, 0.1, 0.0002) for m in METRICS}
+    return {
+        "effects": effects,
+        "fraction_of_gap": {"n": 70, "ratio": 0.9 * scale, "ci_low": 0.8 * scale, "ci_high": None, "n_clusters": 14,
+                            "no_effect": False},
+        "non_negative": {
+            "kl": {"vs_random": excess["kl"] | {"no_effect": False}},
+            "changed": {"vs_random": excess["changed"] | {"no_effect": False},
+                        "clusters_changed": {"k": 10, "n": 14, "share": 10 / 14, "ci_low": 0.42, "ci_high": 0.92}},
+        },
+        "random_baseline": {
+            "effects": {m: {"mean": 0.01, "per_draw": [0.01] * 5} for m in METRICS},
+            "fraction_of_gap": {"mean": 0.02, "per_draw": [0.02] * 5}, "excess": excess,
+        },
+        "random_sites": [["0:0"]] * 5, "effects_confirmation": None, "confirmation": None,
+    }
+
+
+def _experiment(name: str, model: str, emotion: str, head: tuple[int, int]) -> dict[str, Any]:
+    kind, direction = rep.EXPERIMENTS[name]
+    targets_neutral = direction == "denoising"
+    sign = 1.0 if targets_neutral else -1.0
+    baseline = {m: 0.2 for m in METRICS} | {"emotion_score": -1.0 if targets_neutral else 1.5, "changed": 0.0, "kl": 0.0}
+    arm = _arm(sign)
+    intervened = {m: baseline[m] + arm["effects"][m]["mean"] for m in SIGNED} | {"changed": 0.4, "kl": 0.8}
     doc = {
-        "schema": rep.EXPERIMENT_SCHEMAS[kind], "model": model, "profile": "baseline", "emotion": emotion,
+        "schema": rep.EXPERIMENT_SCHEMAS[kind], "experiment": name, "question": f"the question of {name}",
+        "model": model, "profile": "baseline", "emotion": emotion,
         "heads": [list(head)], "sites": [f"{head[0]}:{head[1]}"], "head_spec": "top:1",
-        "n_prompts": 70, "max_tokens": 15, "baseline": baseline, "intervened": intervened, "effects": effects,
+        "n_prompts": 70, "max_tokens": 15, "baseline": baseline, "intervened": intervened, **arm,
+        "noise_floor": {"control_max": {m: 0.0 for m in METRICS}, "atol": 1e-5, "floor": {m: 1e-5 for m in METRICS}},
         "cumulative": [
             {"k": k, "heads": [list(head)] + [[0, j] for j in range(k - 1)], "intervened": intervened,
-             "effects": {m: _effect(effects[m]["mean"] * (1 + 0.1 * (k - 1)), 0.2, 0.001) for m in METRICS}}
+             **_arm(sign, 1 + 0.1 * (k - 1))}
             for k in (1, 2, 3)
         ],
         "params": {"head_spec": "top:1", "max_tokens": 15, "cumulative_k": 3, "seed": 0, "n_resamples": 5000},
         "notes": [],
     }
     doc["method" if kind == "ablation" else "positions"] = "zero" if kind == "ablation" else "all"
+    if direction:
+        doc["direction"] = direction
     return doc
 
 
@@ -220,15 +246,23 @@ def test_text_displays_without_quotes() -> None:
 def test_experiment_table_rows() -> None:
     doc = _experiment("ablation", "toy", "gratitude", (3, 1))
     df = rep.experiment_table(doc)
-    assert list(df.columns) == ["Metric", "Baseline", "Ablation", "Change", "95 % CI", "p"]
-    row = df.set_index("Metric").loc["Emotion score M (nats)"]
-    assert (row["Baseline"], row["Ablation"], row["Change"], row["95 % CI"], row["p"]) == (
-        "1.50", "0.27", "−1.23", "[−1.40, −1.06]", "0.0005"
+    assert list(df.columns) == ["Metric", "Baseline", "Ablation", "Change", "95 % CI", "p", "Random heads"]
+    rows = df.set_index("Metric")
+    row = rows.loc["Emotion score M (nats)"]
+    assert (row["Baseline"], row["Ablation"], row["Change"], row["95 % CI"], row["p"], row["Random heads"]) == (
+        "1.50", "0.27", "−1.23", "[−1.40, −1.06]", "0.0005", "+0.01"
     )
     assert "Gratitude keywords per continuation (own emotion)" in set(df["Metric"])
-    patched = rep.experiment_table(_experiment("patching", "toy", "anger", (3, 2)))
-    assert "Patched" in patched.columns
-    assert rep.experiment_caption(doc).startswith("toy, zero ablation of L3H1 on the gratitude prompts; n = 70")
+    # KL and changed: the excess over the random heads, never a p against 0; changed over clusters.
+    changed = rows.loc["Changed continuations (share)"]
+    assert changed["Change"] == "0.400 − random 0.010; 10 of 14 clusters [0.42, 0.92]: excess +0.400" and changed["p"] == "0.0002"
+    gap = rows.loc["Fraction of the emotion–neutral gap of M"]
+    assert gap["Change"] == "0.90 [0.80, ∞]" and gap["Random heads"] == "0.02"
+    noised = rep.experiment_table(_experiment("noising", "toy", "anger", (3, 2)))
+    assert "Patched" in noised.columns
+    assert rep.experiment_caption(doc).startswith("toy, zero ablation of L3H1 on the gratitude prompts. Question: the question of ablation n = 70")
+    assert "noising: patching L3H2 from the neutral twins into the anger prompts" in rep.experiment_caption(
+        _experiment("noising", "toy", "anger", (3, 2)))
 
 
 def test_screening_table_ranks_like_the_pipeline() -> None:
@@ -253,7 +287,7 @@ def test_ranking_matches_top_heads(tmp_path: Path) -> None:
 
 
 def test_cumulative_table() -> None:
-    df = rep.cumulative_table(_experiment("patching", "toy", "anger", (3, 2)))
+    df = rep.cumulative_table(_experiment("denoising", "toy", "anger", (3, 2)))
     assert list(df["k"]) == [1, 2, 3]
     assert df.loc[1, "Heads"] == "L3H2+L0H0"
     assert df.loc[0, "ΔM (nats)"].startswith("+1.23 [")
@@ -294,7 +328,7 @@ def test_two_models(two_model_tree: Path) -> None:
     assert r.model_names == ["toy", "gpt2"] and r.primary == "toy"
     facts = rep.Facts(r)
     assert facts.gpt2.startswith("This run's GPT-2 (gratitude): zero ablation of")
-    assert len(rep.screening_overview(r)) == 6 and len(rep.experiment_overview(r, "patching")) == 6
+    assert len(rep.screening_overview(r)) == 6 and len(rep.experiment_overview(r, "denoising")) == 6 and len(rep.experiment_overview(r, "noising")) == 6
     md = rep.model_sections_markdown(r)
     assert "### toy" in md and "### gpt2" in md
 
@@ -314,7 +348,7 @@ def test_validation_says_when_the_screening_missed(tmp_path: Path) -> None:
     write_json(path, doc)
     facts = rep.Facts(rep.load_results(root))
     assert "the planted heads for gratitude and anger; they are not for apology (L3H0 for apology)" in facts.validation_effects
-    assert "Ablating them changes M, in nats, by −1.23 [−1.40, −1.06], p = 0.0005 (every emotion)" in facts.validation_effects
+    assert "ablating them removes 0.90 [0.80, ∞] (random heads: 0.02) (every emotion)" in facts.validation_effects
 
 
 def test_markdown_table_escapes_pipes() -> None:
@@ -327,13 +361,13 @@ def test_markdown_table_escapes_pipes() -> None:
 
 def test_missing_file_is_one_line_naming_it(tmp_path: Path) -> None:
     root = make_results(tmp_path)
-    victim = root / "results/baseline/patching/head_patching/toy_anger.json"
+    victim = root / "results/baseline/patching/head_patching/denoising/toy_anger.json"
     victim.unlink()
     with pytest.raises(InputError) as err:
         rep.load_results(root)
     assert str(err.value) == f"input file {victim} does not exist"
     (root / "results/baseline/plots/heads/toy/cumulative_topk.png").unlink()
-    write_json(victim, _experiment("patching", "toy", "anger", (3, 2)))
+    write_json(victim, _experiment("denoising", "toy", "anger", (3, 2)))
     r = rep.load_results(root)
     with pytest.raises(InputError, match="cumulative_topk.png does not exist"):
         rep.cumulative_markdown(r, REPORT)
@@ -469,7 +503,7 @@ def test_report_numbers_match_summary(committed: tuple[Any, dict[str, str], Path
     p = r.primary
     assert texts["F.primary"] == p
     for e in r.emotions:
-        for kind, short in (("ablation", "abl"), ("patching", "patch")):
+        for kind, short in (("ablation", "abl"), ("denoising", "patch"), ("noising", "noise")):
             for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw")):
                 eff = {f: summary[f"{p}.{e}.{kind}.{metric}.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
                 assert rep.fmt_effect(eff) in texts[f"F.{short}_{name}"], (kind, metric, e)
@@ -510,10 +544,10 @@ def test_confirmation_table_quotes_each_half_from_the_summary() -> None:
         top = {"mean": r.s(model, e, "screening", "top_exact"), "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
                "ci_high": r.s(model, e, "screening", "top_exact_ci_high")}
         assert row["Screened (selection)"] == rep.fmt_effect(top, p=False)
-        for kind in ("patching", "ablation"):
+        for kind in ("denoising", "noising", "ablation"):
             for half in ("confirmation", "all"):
                 eff = {f: r.s(model, e, kind, half, "emotion_score", f) for f in ("mean", "ci_low", "ci_high")}
                 assert row[f"{kind.capitalize()}, {half}"] == rep.fmt_effect(eff, p=False)
-        n_conf = r.s(model, e, "patching", "confirmation", "emotion_score", "n")
-        n_all = r.s(model, e, "patching", "all", "emotion_score", "n")
+        n_conf = r.s(model, e, "denoising", "confirmation", "emotion_score", "n")
+        n_all = r.s(model, e, "denoising", "all", "emotion_score", "n")
         assert row["n (conf. / all)"] == f"{n_conf} / {n_all}" and n_conf < n_all

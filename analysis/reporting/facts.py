@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 from analysis.contract import rank
-from analysis.reporting.format import _minus, by_emotion, count_text, fmt_effect, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, join_words, ordinal, per_emotion, plural, Text
+from analysis.reporting.format import _minus, by_emotion, count_text, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, join_words, ordinal, per_emotion, plural, Text
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ranked, ranking_key, Results, SCORE_KINDS, TINY
 from analysis.reporting.tables import delta_attn_summary, max_other_exact, SCORE_LABELS, SEED
+
+# The experiments and the short names of their facts (F.abl_M, F.patch_M = denoising, F.noise_M).
+EXPERIMENT_SHORT = (("ablation", "abl"), ("denoising", "patch"), ("noising", "noise"))
 
 
 class Facts:
@@ -22,8 +25,8 @@ class Facts:
         p = r.primary
         m = r.models[p]
         doc = m.screening
-        first = m.ablation[r.emotions[0]]
-        first_patch = m.patching[r.emotions[0]]
+        first = m.experiment("ablation", r.emotions[0])
+        first_patch = m.experiment("denoising", r.emotions[0])
         t = Text
 
         # Overview
@@ -126,17 +129,23 @@ class Facts:
         self.n_tiny_p05 = t(str(sum(1 for sc in tiny if sc["exact_p"] is not None and sc["exact_p"] < 0.05)))
         self.n_tiny_q05 = t(str(sum(1 for sc in tiny if sc["exact_q"] is not None and sc["exact_q"] < 0.05)))
 
-        # Ablation and patching of the primary model
-        for kind, short in (("ablation", "abl"), ("patching", "patch")):
+        # Ablation, denoising and noising of the primary model
+        for kind, short in EXPERIMENT_SHORT:
+            if kind not in m.experiments:
+                setattr(self, f"{short}_heads", t("not run (params patching.directions)"))
+                for name in ("M", "sent", "kw", "gap"):
+                    setattr(self, f"{short}_{name}", t("not run"))
+                continue
             heads = per_emotion({e: fmt_sites(m.experiment(kind, e)) for e in r.emotions})
             setattr(self, f"{short}_heads", heads)
-            # The prose states these three; baselines, changed share and KL are in the tables.
+            # The prose states these; baselines, changed share and KL are in the tables.
             for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw")):
                 val = by_emotion({e: fmt_effect(r.s_effect(p, e, kind, metric)) for e in r.emotions})
                 setattr(self, f"{short}_{name}", val)
+            setattr(self, f"{short}_gap", by_emotion({e: fmt_gap(r.s_gap(p, e, kind)) for e in r.emotions}))
 
         # Cumulative curve (ΔM at each k, per emotion)
-        for kind, short in (("ablation", "abl"), ("patching", "patch")):
+        for kind, short in EXPERIMENT_SHORT:
             parts = []
             for e in r.emotions:
                 ks = sorted({int(k.split(".")[4][1:]) for k in r.summary if k.startswith(f"{p}.{e}.{kind}.cumulative.k")})
@@ -197,9 +206,10 @@ class Facts:
             which = (f"The heads ablated and patched on it are the planted heads for {join_words(hits)}; "
                      f"they are not for {join_words(misses)} ({wrong})." if hits else
                      f"The heads ablated and patched on it are not the planted heads ({wrong}).")
-        abl = by_emotion({e: fmt_effect(r.s_effect(EMBEDDED, e, "ablation", "emotion_score")) for e in r.emotions})
-        pat = by_emotion({e: fmt_effect(r.s_effect(EMBEDDED, e, "patching", "emotion_score")) for e in r.emotions})
-        effects = Text(f"{which} Ablating them changes M, in nats, by {abl}; patching them, by {pat}.")
+        abl = by_emotion({e: fmt_gap(r.s_gap(EMBEDDED, e, "ablation")) for e in r.emotions})
+        pat = by_emotion({e: fmt_gap(r.s_gap(EMBEDDED, e, "denoising")) for e in r.emotions})
+        effects = Text(f"{which} As a fraction of the emotion–neutral gap of M [95 % CI], ablating them removes {abl}; "
+                       f"patching them into the neutral twins (denoising) restores {pat}.")
         return lead, effects
 
     def _gpt2(self) -> Text:
@@ -212,8 +222,8 @@ class Facts:
             )
         e = SEED["emotion"] if SEED["emotion"] in r.emotions else r.emotions[0]
         m = r.models[GPT2]
-        abl, pat = m.ablation[e], m.patching[e]
-        sa, sp = r.s_effect(GPT2, e, "ablation", "sentiment"), r.s_effect(GPT2, e, "patching", "sentiment")
+        abl, pat = m.experiment("ablation", e), m.experiment("denoising", e)
+        sa, sp = r.s_effect(GPT2, e, "ablation", "sentiment"), r.s_effect(GPT2, e, "denoising", "sentiment")
         return Text(
             f"This run's GPT-2 ({e}): {abl.get('method', '?')} ablation of {fmt_heads(abl['heads'])} moves sentiment "
             f"from {fmt_num(sa['baseline'])} by {fmt_effect(sa)} (n = {sa['n']}); patching {fmt_heads(pat['heads'])} "

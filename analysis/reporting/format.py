@@ -101,11 +101,27 @@ def fmt_change(effect: Mapping[str, Any]) -> Text:
 
 
 def fmt_effect(effect: Mapping[str, Any], *, p: bool = True) -> Text:
-    """`−1.23 [−1.40, −1.05], p = 0.0005`: mean change, 95 % CI, sign-flip p."""
+    """`−1.23 [−1.40, −1.05], p = 0.0005`: mean change, 95 % CI, sign-flip p; an effect at or below
+    the identity control's noise floor (`no_effect`) says so instead of giving a p."""
     d = _effect_decimals(effect)
     s = f"{fmt_num(effect['mean'], d, sign=True)} {fmt_ci(effect, d)}"
+    if effect.get("no_effect"):
+        return Text(s + ", no effect (at or below the noise floor)")
     if p and effect.get("p") is not None:
         s += f", p = {fmt_p(effect['p'])}"
+    return Text(s)
+
+
+def fmt_gap(gap: Mapping[str, Any]) -> Text:
+    """`0.98 [0.95, 1.01] (random heads: 0.01)`: the fraction of the emotion–neutral gap, its
+    interval (an unbounded end: ∞) and the random-head baseline's fraction."""
+    if gap.get("ratio") is None:
+        return Text("undefined (no emotion–neutral gap)")
+    lo = "−∞" if gap.get("ci_low") is None else fmt_num(gap["ci_low"], 2)
+    hi = "∞" if gap.get("ci_high") is None else fmt_num(gap["ci_high"], 2)
+    s = f"{fmt_num(gap['ratio'], 2)} [{lo}, {hi}]"
+    if "random" in gap:
+        s += f" (random heads: {fmt_num(gap['random'], 2) if gap['random'] is not None else '—'})"
     return Text(s)
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 
 from analysis.contract import ATTENTION_PNG, attention_dir, comparison_dir, plots_dir
 from analysis.errors import InputError
-from analysis.reporting.format import fmt_effect, fmt_head, join_words, Text
-from analysis.reporting.results import KINDS, ranking_key, Results
+from analysis.reporting.format import fmt_effect, fmt_gap, fmt_head, join_words, Text
+from analysis.reporting.results import FIGURES, KINDS, ranking_key, Results
 from analysis.reporting.tables import cumulative_overview, experiment_caption, experiment_table, SCORE_LABELS, screening_table, unit_overview
 
 
@@ -113,15 +113,17 @@ def screening_markdown(r: Results, report_dir: Path, top_n: int = 10, level: int
 def experiments_markdown(r: Results, kind: str, report_dir: Path, level: int = 4) -> str:
     parts = []
     for model, m in r.models.items():
+        if kind not in m.experiments:
+            continue
         parts.append(model_heading(r, model, level))
         for e in r.emotions:
             doc = m.experiment(kind, e)
             parts.append(markdown_table(experiment_table(doc), experiment_caption(doc), ref_id("tbl", kind, model, e)))
-        fig = "ablation" if kind == "ablation" else "patching"
-        what = "sentiment, own keywords and M" if kind == "ablation" else "own keywords, M and sentiment"
-        parts.append(figure_markdown(
-            r, model, fig, f"{model}: {kind}, baseline vs intervened {what} per emotion, Δ [95 % CI].", report_dir
-        ))
+        if kind in FIGURES:  # the plots stage draws ablation and denoising
+            what = "sentiment, own keywords and M" if kind == "ablation" else "own keywords, M and sentiment"
+            parts.append(figure_markdown(
+                r, model, kind, f"{model}: {kind}, baseline vs intervened {what} per emotion, Δ [95 % CI].", report_dir
+            ))
     return "\n".join(p for p in parts if p)
 
 
@@ -137,7 +139,8 @@ def cumulative_markdown(r: Results, report_dir: Path, level: int = 4) -> str:
             table = cumulative_overview(m, kind, r.emotions)
             if len(table):
                 parts.append(markdown_table(
-                    table, f"{model}: {kind} of the top-1..{table['k'].max()} screened heads jointly, per emotion.",
+                    table, f"{model}: {kind} of the top-1..{table['k'].max()} screened heads jointly, per emotion; "
+                    "fraction of the gap beside the same intervention on as many random heads.",
                     ref_id("tbl", "cumulative", kind, model),
                 ))
     return "\n".join(p for p in parts if p)
@@ -154,7 +157,9 @@ def model_summary_table(r: Results, model: str) -> pd.DataFrame:
             "Pairs (used)": Text(f"{m.screening['pairs'][e]['n_pairs']} ({m.screening['pairs'][e].get('n_pairs_used', '—')})"),
             "Top head": top,
             "Ablation ΔM": fmt_effect(r.s_effect(model, e, "ablation", "emotion_score")),
-            "Patching ΔM": fmt_effect(r.s_effect(model, e, "patching", "emotion_score")),
+            "Ablation: fraction of gap": fmt_gap(r.s_gap(model, e, "ablation")),
+            "Denoising ΔM": fmt_effect(r.s_effect(model, e, "denoising", "emotion_score")),
+            "Denoising: fraction of gap": fmt_gap(r.s_gap(model, e, "denoising")),
         })
     return pd.DataFrame(rows)
 

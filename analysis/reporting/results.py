@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, screening_file, SUMMARY, SUMMARY_SCHEMA
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, screening_file, SUMMARY, SUMMARY_SCHEMA
 from analysis.errors import InputError
 from analysis.io import read_json
 from analysis.params import load_params, Params, PARAMS_FILE
@@ -35,7 +35,7 @@ from analysis.params import load_params, Params, PARAMS_FILE
 ROOT_ENV = "EMOTION_HEADS_ROOT"  # overrides where params.yaml and results/ are read from
 
 
-KINDS = tuple(EXPERIMENT_SCHEMAS)
+KINDS = tuple(EXPERIMENTS)  # the experiments by name: ablation, denoising, noising (analysis.contract)
 
 
 SCORE_KINDS = ("exact", "attribution", "delta_attn")
@@ -55,7 +55,7 @@ FIGURES = {
     "heatmap": "head_reaction_heatmap.png",
     "top": "top_heads.png",
     "ablation": "ablation_sentiment_comparison.png",
-    "patching": "patching_keyword_comparison.png",
+    "denoising": "patching_keyword_comparison.png",
     "cumulative": "cumulative_topk.png",
 }
 
@@ -93,14 +93,13 @@ class ModelResults:
 
     name: str
     screening: dict[str, Any]
-    ablation: dict[str, dict[str, Any]]  # emotion → ablation document
-    patching: dict[str, dict[str, Any]]
+    experiments: dict[str, dict[str, dict[str, Any]]]  # experiment name (KINDS) → emotion → its document
     planted: dict[str, Any] | None  # planted.json of the embedded model, else None
     plots: Path
     source: dict[str, Any] | None = None  # source.json: where another model's weights were found
 
-    def experiment(self, kind: str, emotion: str) -> dict[str, Any]:
-        return {"ablation": self.ablation, "patching": self.patching}[kind][emotion]
+    def experiment(self, name: str, emotion: str) -> dict[str, Any]:
+        return self.experiments[name][emotion]
 
     @property
     def n_heads_total(self) -> int:
@@ -144,8 +143,16 @@ class Results:
         return self.summary[k]
 
     def s_effect(self, model: str, emotion: str, kind: str, metric: str) -> dict[str, Any]:
-        """One effect of summary.json as a dict (mean, ci_low, ci_high, p, n, baseline)."""
-        return {f: self.s(model, emotion, kind, metric, f) for f in ("mean", "ci_low", "ci_high", "p", "n", "baseline")}
+        """One effect of summary.json as a dict (mean, ci_low, ci_high, p, n, baseline, no_effect)."""
+        fields = ("mean", "ci_low", "ci_high", "p", "n", "baseline", "no_effect")
+        return {f: self.s(model, emotion, kind, metric, f) for f in fields}
+
+    def s_gap(self, model: str, emotion: str, kind: str, *half: str) -> dict[str, Any]:
+        """The fraction of the emotion–neutral gap (ratio, ci_low, ci_high; None = unbounded) and
+        the random-head baseline's (random)."""
+        out = {f: self.s(model, emotion, kind, *half, "fraction_of_gap", f) for f in ("ratio", "ci_low", "ci_high")}
+        out["random"] = self.s(model, emotion, kind, *half, "random", "fraction_of_gap")
+        return out
 
     def figure(self, model: str, name: str) -> Path:
         """A stage PNG; missing is an InputError naming it."""
@@ -176,15 +183,18 @@ def load_results(root: str | os.PathLike[str] | None = None, profile: str | None
         exps: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
         for emotion in params.emotions:
             for kind in KINDS:
+                direction = EXPERIMENTS[kind][1]
+                if direction is not None and direction not in params.patching.directions:
+                    continue  # a direction the pipeline does not run
                 exps[kind][emotion] = read_json(
-                    root / experiment_file(kind, profile, model, emotion), EXPERIMENT_SCHEMAS[kind]
+                    root / experiment_file(kind, profile, model, emotion), EXPERIMENT_SCHEMAS[EXPERIMENTS[kind][0]]
                 )
         planted_path = root / model_dir(model) / "planted.json"
         planted = read_json(planted_path, PLANTED_SCHEMA) if planted_path.is_file() else None
         source_path = root / model_dir(model) / "source.json"
         source = read_json(source_path, MODEL_SOURCE_SCHEMA) if source_path.is_file() else None
         models[model] = ModelResults(
-            model, screening, exps["ablation"], exps["patching"], planted, root / plots_dir(profile, model), source
+            model, screening, exps, planted, root / plots_dir(profile, model), source
         )
     return Results(root, params, profile, tuple(params.emotions), models, summary)
 

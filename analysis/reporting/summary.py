@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
 from analysis.errors import InputError
 from analysis.io import read_json, read_parquet
 from analysis.params import Params
 from analysis.stats import auroc
 
 
-# Metrics carried into the summary; `keywords` is the keyword count of the experiment's own emotion.
-SUMMARY_METRICS = ("emotion_score", "keywords", "sentiment", "kl", "changed")
+# Signed metrics carried into the summary with their effects; `keywords` is the keyword count of
+# the experiment's own emotion. KL and changed (non-negative) get their own keys (`experiment_summary`).
+SUMMARY_METRICS = ("emotion_score", "keywords", "sentiment")
 
 
 EFFECT_FIELDS = ("mean", "ci_low", "ci_high", "p", "n")
@@ -122,26 +123,53 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
     return out
 
 
-def experiment_summary(doc: dict[str, Any], kind: str) -> dict[str, float]:
+def experiment_summary(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """One experiment's flat keys `<emotion>.<name>...` (name: ablation, denoising, noising)."""
     emotion = doc["emotion"]
-    out: dict[str, float] = {f"{emotion}.{kind}.n_prompts": doc["n_prompts"]}
+    pre = f"{emotion}.{name}"
+    out: dict[str, Any] = {f"{pre}.n_prompts": doc["n_prompts"], f"{pre}.noise_floor.emotion_score": doc["noise_floor"]["floor"]["emotion_score"]}
+
+    def signed(prefix: str, block: dict[str, Any]) -> None:
+        for metric in SUMMARY_METRICS:
+            effect = block[f"kw_{emotion}" if metric == "keywords" else metric]
+            for field in (*EFFECT_FIELDS, "no_effect"):
+                out[f"{prefix}.{metric}.{field}"] = effect[field]
+
+    def gap(prefix: str, arm: dict[str, Any]) -> None:
+        for field in ("ratio", "ci_low", "ci_high"):
+            out[f"{prefix}.fraction_of_gap.{field}"] = arm["fraction_of_gap"][field]
+        rb = arm["random_baseline"]
+        out[f"{prefix}.random.fraction_of_gap"] = rb["fraction_of_gap"]["mean"]
+        out[f"{prefix}.random.emotion_score"] = rb["effects"]["emotion_score"]["mean"]
+
+    def non_negative(prefix: str, arm: dict[str, Any], intervened: dict[str, float] | None) -> None:
+        for metric, block in arm["non_negative"].items():
+            if intervened is not None:
+                out[f"{prefix}.{metric}.mean"] = intervened[metric]
+            out[f"{prefix}.{metric}.random"] = arm["random_baseline"]["effects"][metric]["mean"]
+            for field in EFFECT_FIELDS:
+                out[f"{prefix}.{metric}.excess.{field}"] = block["vs_random"][field]
+            for field, value in block.get("clusters_changed", {}).items():
+                out[f"{prefix}.{metric}.clusters.{field}"] = value
+
+    signed(pre, doc["effects"])
     for metric in SUMMARY_METRICS:
-        source = f"kw_{emotion}" if metric == "keywords" else metric
-        effect = doc["effects"][source]
-        for field in EFFECT_FIELDS:
-            out[f"{emotion}.{kind}.{metric}.{field}"] = effect[field]
-        out[f"{emotion}.{kind}.{metric}.baseline"] = doc["baseline"][source]
+        out[f"{pre}.{metric}.baseline"] = doc["baseline"][f"kw_{emotion}" if metric == "keywords" else metric]
+    gap(pre, doc)
+    non_negative(pre, doc, doc["intervened"])
     # Issue 14: which half each effect is over. `all` repeats the unlabelled keys above (kept for
     # the report until it reads the labelled ones); `confirmation` is the held-out half.
-    for half, block in (("all", doc["effects"]), ("confirmation", doc.get("effects_confirmation"))):
-        for metric in SUMMARY_METRICS if block else ():
-            source = f"kw_{emotion}" if metric == "keywords" else metric
-            for field in EFFECT_FIELDS:
-                out[f"{emotion}.{kind}.{half}.{metric}.{field}"] = block[source][field]
+    signed(f"{pre}.all", doc["effects"])
+    gap(f"{pre}.all", doc)
+    if doc.get("effects_confirmation"):
+        signed(f"{pre}.confirmation", doc["effects_confirmation"])
+        gap(f"{pre}.confirmation", doc["confirmation"])
+        non_negative(f"{pre}.confirmation", doc["confirmation"], None)
     for entry in doc.get("cumulative", []):
         effect = entry["effects"]["emotion_score"]
         for field in ("mean", "ci_low", "ci_high"):
-            out[f"{emotion}.{kind}.cumulative.k{entry['k']}.emotion_score.{field}"] = effect[field]
+            out[f"{pre}.cumulative.k{entry['k']}.emotion_score.{field}"] = effect[field]
+        out[f"{pre}.cumulative.k{entry['k']}.fraction_of_gap.ratio"] = entry["fraction_of_gap"]["ratio"]
     return out
 
 
@@ -173,9 +201,11 @@ def summarize(params: Params) -> dict[str, Any]:
             flat.update(_summarized(units, unit_screening_summary, read_unit_screening(units),
                                     planted_heads(model, "units_by_emotion")))
         for emotion in params.emotions:
-            for kind in ("ablation", "patching"):
-                path = experiment_file(kind, params.profile, model, emotion)
+            for name, (kind, direction) in EXPERIMENTS.items():
+                if direction is not None and direction not in params.patching.directions:
+                    continue  # a direction the pipeline does not run (params patching.directions)
+                path = experiment_file(name, params.profile, model, emotion)
                 doc = read_json(path, EXPERIMENT_SCHEMAS[kind])
-                flat.update(_summarized(path, experiment_summary, doc, kind))
+                flat.update(_summarized(path, experiment_summary, doc, name))
         metrics.update({f"{model}.{k}": v for k, v in flat.items()})
     return {"schema": SUMMARY_SCHEMA, "profile": params.profile, **metrics}

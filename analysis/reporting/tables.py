@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.contract import EXPERIMENT_SCHEMAS, rank
-from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
+from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ModelResults, ranked, ranking_key, Results, SCORE_KINDS
 
 
@@ -156,10 +156,20 @@ def _metrics_in(doc: Mapping[str, Any]) -> list[str]:
     return [m for m in METRIC_ORDER if m in present] + [m for m in present if m not in METRIC_ORDER]
 
 
+EXPERIMENT_TITLES = {
+    "ablation": "ablation",
+    "denoising": "denoising patching (emotion → neutral twin: is it sufficient?)",
+    "noising": "noising patching (neutral twin → emotion prompt: is it necessary?)",
+}
+
+
 def experiment_table(doc: Mapping[str, Any]) -> pd.DataFrame:
-    """The seed's table with statistics: Metric | Baseline | Ablation/Patched | Change | 95 % CI | p."""
+    """The seed's table with statistics: Metric | Baseline | Ablation/Patched | Change | 95 % CI | p |
+    random heads' change; KL and changed (non-negative) against the random baseline, no p against 0;
+    the fraction of the emotion–neutral gap of M last."""
     kind = "ablation" if doc["schema"] == EXPERIMENT_SCHEMAS["ablation"] else "patching"
     label = "Ablation" if kind == "ablation" else "Patched"
+    random = doc["random_baseline"]["effects"]
     out = []
     for m in _metrics_in(doc):
         e = doc["effects"][m]
@@ -170,11 +180,34 @@ def experiment_table(doc: Mapping[str, Any]) -> pd.DataFrame:
             "Metric": metric_label(m, doc["emotion"]),
             "Baseline": fmt_num(doc["baseline"][m], d),
             label: fmt_num(doc["intervened"][m], d),
-            "Change": fmt_change(e),
+            "Change": Text(fmt_change(e) + (" (no effect)" if e.get("no_effect") else "")),
             "95 % CI": fmt_ci(e),
-            "p": fmt_p(e["p"]),
+            "p": Text("—") if e.get("no_effect") else fmt_p(e["p"]),
+            "Random heads": fmt_num(random[m]["mean"], d, sign=True),
         })
-    return pd.DataFrame(out, columns=["Metric", "Baseline", label, "Change", "95 % CI", "p"])
+    for m, block in doc["non_negative"].items():
+        x = block["vs_random"]
+        d = max(_effect_decimals(x) or 3, 3)
+        share = block.get("clusters_changed")
+        change = f"{fmt_num(doc['intervened'][m], d)} − random {fmt_num(random[m]['mean'], d)}"
+        if share:
+            change += f"; {share['k']} of {share['n']} clusters [{fmt_num(share['ci_low'], 2)}, {fmt_num(share['ci_high'], 2)}]"
+        out.append({
+            "Metric": metric_label(m, doc["emotion"]),
+            "Baseline": fmt_num(doc["baseline"][m], d),
+            label: fmt_num(doc["intervened"][m], d),
+            "Change": Text(f"{change}: excess {fmt_num(x['mean'], d, sign=True)}"),
+            "95 % CI": fmt_ci(x),
+            "p": fmt_p(x["p"]),
+            "Random heads": fmt_num(random[m]["mean"], d),
+        })
+    gap = {**doc["fraction_of_gap"], "random": doc["random_baseline"]["fraction_of_gap"]["mean"]}
+    out.append({
+        "Metric": Text("Fraction of the emotion–neutral gap of M"), "Baseline": Text("—"), label: Text("—"),
+        "Change": fmt_gap({k: v for k, v in gap.items() if k != "random"}), "95 % CI": Text("(Fieller-type)"),
+        "p": Text("—"), "Random heads": fmt_num(gap["random"], 2) if gap["random"] is not None else Text("—"),
+    })
+    return pd.DataFrame(out, columns=["Metric", "Baseline", label, "Change", "95 % CI", "p", "Random heads"])
 
 
 def experiment_caption(doc: Mapping[str, Any]) -> Text:
@@ -184,22 +217,41 @@ def experiment_caption(doc: Mapping[str, Any]) -> Text:
     cl = f" in {min(clusters)} expression clusters" if clusters else ""
     if kind == "ablation":
         how = f"{doc.get('method', '?')} ablation of {fmt_heads(doc['heads'])} on the {doc['emotion']} prompts"
-    else:
-        how = (f"patching {fmt_heads(doc['heads'])} from the {doc['emotion']} prompts into their neutral twins "
+    elif doc.get("direction") == "noising":
+        how = (f"noising: patching {fmt_heads(doc['heads'])} from the neutral twins into the {doc['emotion']} prompts "
                f"(positions: {doc.get('positions', '?')})")
-    return Text(f"{doc['model']}, {how}; n = {n} prompts{cl}, {doc.get('max_tokens', '?')} greedy tokens each.")
+    else:
+        how = (f"denoising: patching {fmt_heads(doc['heads'])} from the {doc['emotion']} prompts into their neutral twins "
+               f"(positions: {doc.get('positions', '?')})")
+    floor = doc["noise_floor"]["floor"]["emotion_score"]
+    draws = len(doc["random_sites"])
+    return Text(
+        f"{doc['model']}, {how}. Question: {doc['question']} n = {n} prompts{cl}, {doc.get('max_tokens', '?')} greedy "
+        f"tokens each; random heads: the same intervention on {draws} seeded draws of as many heads outside the top set; "
+        f"noise floor of M (identity control) {fmt_num(floor, 1)} nats."
+    )
 
 
 def experiment_overview(r: Results, kind: str) -> pd.DataFrame:
-    """Model × emotion: heads, n, and ΔM, Δsentiment, Δown keywords, changed share with CI and p."""
+    """Model × emotion: heads, n, and ΔM, fraction of the gap, Δsentiment, Δown keywords with CI
+    and p; the changed share over clusters; each beside the random-head baseline."""
     out = []
     for model, m in r.models.items():
+        if kind not in m.experiments:
+            continue
         for e in r.emotions:
             doc = m.experiment(kind, e)
             row = {"Model": model, "Emotion": e, "Heads": fmt_sites(doc), "n": r.s(model, e, kind, "n_prompts")}
-            for metric, label in (("emotion_score", "ΔM (nats)"), ("sentiment", "Δ sentiment"),
-                                  ("keywords", "Δ own keywords"), ("changed", "Changed")):
+            row["ΔM (nats)"] = fmt_effect(r.s_effect(model, e, kind, "emotion_score"))
+            row["random heads ΔM"] = fmt_num(r.s(model, e, kind, "random", "emotion_score"), 3, sign=True)
+            row["Fraction of gap"] = fmt_gap(r.s_gap(model, e, kind))
+            for metric, label in (("sentiment", "Δ sentiment"), ("keywords", "Δ own keywords")):
                 row[label] = fmt_effect(r.s_effect(model, e, kind, metric))
+            share = {f: r.s(model, e, kind, "changed", "clusters", f) for f in ("k", "n", "ci_low", "ci_high")}
+            row["Changed (clusters)"] = Text(
+                f"{share['k']} of {share['n']} [{fmt_num(share['ci_low'], 2)}, {fmt_num(share['ci_high'], 2)}] "
+                f"(random {fmt_num(r.s(model, e, kind, 'changed', 'random'), 2)})"
+            )
             out.append(row)
     return pd.DataFrame(out)
 
@@ -207,7 +259,7 @@ def experiment_overview(r: Results, kind: str) -> pd.DataFrame:
 def cumulative_overview(m: ModelResults, kind: str, emotions: Sequence[str]) -> pd.DataFrame:
     """`cumulative_table` of every emotion of one model and kind, with an Emotion column."""
     tables = []
-    for e in emotions:
+    for e in emotions if kind in m.experiments else ():
         t = cumulative_table(m.experiment(kind, e))
         t.insert(0, "Emotion", e)
         tables.append(t)
@@ -224,10 +276,11 @@ def cumulative_table(doc: Mapping[str, Any]) -> pd.DataFrame:
             "k": entry["k"],
             "Heads": fmt_sites(entry),
             "ΔM (nats)": fmt_effect(eff["emotion_score"]),
+            "Fraction of gap": fmt_gap({**entry["fraction_of_gap"], "random": entry["random_baseline"]["fraction_of_gap"]["mean"]}),
             "Δ own keywords": fmt_effect(eff[own]) if own in eff else Text("—"),
             "Δ sentiment": fmt_effect(eff["sentiment"]) if "sentiment" in eff else Text("—"),
         })
-    return pd.DataFrame(out, columns=["k", "Heads", "ΔM (nats)", "Δ own keywords", "Δ sentiment"])
+    return pd.DataFrame(out, columns=["k", "Heads", "ΔM (nats)", "Fraction of gap", "Δ own keywords", "Δ sentiment"])
 
 
 def recovery_table(r: Results, model: str = EMBEDDED) -> pd.DataFrame:
@@ -244,7 +297,7 @@ def recovery_table(r: Results, model: str = EMBEDDED) -> pd.DataFrame:
             rank_text = f"{rank} of {m.n_heads_total}" if rank is not None else "—"
             auc_text = f" ({fmt_num(auc, 2)})" if auc is not None else ""
             row[f"{SCORE_LABELS[score]}: rank (AUROC)"] = Text(rank_text + auc_text)
-        for kind in KINDS:
+        for kind in (k for k in KINDS if k in m.experiments):
             doc = m.experiment(kind, e)
             hit = set(map(tuple, doc["heads"])) == set(planted)
             row[f"{kind.capitalize()}: heads"] = Text(f"{fmt_heads(doc['heads'])}{' (planted)' if hit else ''}")
@@ -272,8 +325,8 @@ def seed_table(r: Results | None = None) -> pd.DataFrame:
         m = r.models[GPT2]
         key = ranking_key(m.screening)
         top = ranked(m.screening, e)[0]
-        abl, pat = m.ablation[e], m.patching[e]
-        sa, sp = r.s_effect(GPT2, e, "ablation", "sentiment"), r.s_effect(GPT2, e, "patching", "sentiment")
+        abl, pat = m.experiment("ablation", e), m.experiment("denoising", e)
+        sa, sp = r.s_effect(GPT2, e, "ablation", "sentiment"), r.s_effect(GPT2, e, "denoising", "sentiment")
         cols[f"This run ({GPT2}, {e})"] = [
             Text(SCORE_LABELS[key]),
             Text(f"{fmt_num(top[key], sign=True)} ({fmt_head((top['layer'], top['head']))}; "
@@ -295,7 +348,7 @@ def _summary_effect(r: Results, *key: str) -> dict[str, Any]:
 
 def confirmation_table(r: Results) -> pd.DataFrame:
     """Model × emotion: the top head's exact ΔM where it was selected (the selection half's screening)
-    beside the same head's patching and ablation ΔM on the held-out confirmation half and on all
+    beside the same head's denoising, noising and ablation ΔM on the held-out confirmation half and on all
     expressions, and its copy share (copy-free ΔM / ΔM)."""
     out = []
     for model, m in r.models.items():
@@ -309,8 +362,8 @@ def confirmation_table(r: Results) -> pd.DataFrame:
                 f"Screened ({split.get('half', 'all')})": fmt_effect(screened, p=False),
             }
             halves = ("confirmation", "all") if split.get("enabled") else ("all",)
-            row["n (" + " / ".join(h[:4] + "." if h == "confirmation" else h for h in halves) + ")"] = " / ".join(str(r.s(model, e, "patching", h, "emotion_score", "n")) for h in halves)
-            for kind in ("patching", "ablation"):
+            row["n (" + " / ".join(h[:4] + "." if h == "confirmation" else h for h in halves) + ")"] = " / ".join(str(r.s(model, e, "denoising", h, "emotion_score", "n")) for h in halves)
+            for kind in (k for k in ("denoising", "noising", "ablation") if k in m.experiments):
                 for half in halves:
                     row[f"{kind.capitalize()}, {half}"] = fmt_effect(_summary_effect(r, model, e, kind, half, "emotion_score"), p=False)
             share = r.summary.get(f"{model}.{e}.screening.top_copy_share")
