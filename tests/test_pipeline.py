@@ -101,12 +101,13 @@ def test_exp_run_on_the_top_unit_ablates_and_patches_it(project: Path) -> None:
     planted = json.loads((project / "results/models/toy/planted.json").read_text())["units_by_emotion"]
     s = _summary(project)
     for emotion, units in planted.items():
-        for kind in ("ablation", "patching"):
-            doc = json.loads((project / f"results/tiny/patching/head_{kind}/toy_{emotion}.json").read_text())
+        for folder in ("head_ablation", "head_patching/denoising", "head_patching/noising"):
+            doc = json.loads((project / f"results/tiny/patching/{folder}/toy_{emotion}.json").read_text())
             assert doc["units"] == units and doc["heads"] == []
-        # the planted unit carries the emotion: ablating it lowers M, patching it raises M in the twin
+        # the planted unit carries the emotion: ablating or noising it lowers M, denoising it raises M in the twin
         assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
-        assert s[f"toy.{emotion}.patching.emotion_score.ci_low"] > 0
+        assert s[f"toy.{emotion}.noising.emotion_score.ci_high"] < 0
+        assert s[f"toy.{emotion}.denoising.emotion_score.ci_low"] > 0
     _sh(["git", "checkout", "-q", "--", "."], project)
     _sh(["dvc", "checkout", "-q"], project, check=False)
 

@@ -124,7 +124,8 @@ def test_dvc_expands_one_stage_per_model_and_family(small_families: Path) -> Non
     for model in LOCAL.values():
         assert f"model@{model}" in names and f"screen@{model}" in names and f"plots@{model}" in names
         for emotion in ("gratitude", "anger", "apology"):
-            assert f"ablate@{model}-{emotion}" in names and f"patch@{model}-{emotion}" in names
+            assert f"ablate@{model}-{emotion}" in names
+            assert f"patch@{model}-{emotion}-denoising" in names and f"patch@{model}-{emotion}-noising" in names
     # DVC's order: every experiment before the summary that reads them.
     last = max(i for i, n in enumerate(names) if n.startswith(("screen@", "ablate@", "patch@")))
     assert last < names.index("summarize")
@@ -142,7 +143,7 @@ def test_summary_has_a_section_per_model_with_intervals(small_families: Path) ->
     s = json.loads((small_families / "results/summary.json").read_text())
     for model in LOCAL.values():
         for emotion in ("gratitude", "anger", "apology"):
-            for kind in ("ablation", "patching"):
+            for kind in ("ablation", "denoising", "noising"):
                 key = f"{model}.{emotion}.{kind}.emotion_score"
                 assert s[f"{key}.n"] == N_PAIRS
                 assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12
@@ -158,7 +159,7 @@ def test_report_data_layer_reads_every_model(small_families: Path) -> None:
     r = load_results(small_families)
     assert r.model_names == list(LOCAL.values())
     for model in LOCAL.values():
-        for name in ("heatmap", "top", "ablation", "patching", "cumulative"):
+        for name in ("heatmap", "top", "ablation", "denoising", "cumulative"):
             assert r.figure(model, name).is_file()
 
 

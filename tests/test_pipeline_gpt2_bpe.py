@@ -68,7 +68,7 @@ def test_every_pair_is_used_under_gpt2s_tokenizer(gpt2_bpe_project: Path) -> Non
 def test_summary_has_gpt2_bpe_numbers(gpt2_bpe_project: Path) -> None:
     s = json.loads((gpt2_bpe_project / "results/summary.json").read_text())
     for emotion in EMOTIONS:
-        for kind in ("ablation", "patching"):
+        for kind in ("ablation", "denoising", "noising"):
             key = f"{MODEL}.{emotion}.{kind}.emotion_score"
             assert s[f"{key}.n"] == N_PAIRS
             assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12 <= s[f"{key}.ci_high"] + 2e-12

@@ -228,7 +228,7 @@ def experiment_caption(doc: Mapping[str, Any]) -> Text:
     return Text(
         f"{doc['model']}, {how}. Question: {doc['question']} n = {n} prompts{cl}, {doc.get('max_tokens', '?')} greedy "
         f"tokens each; random heads: the same intervention on {draws} seeded draws of as many heads outside the top set; "
-        f"noise floor of M (identity control) {fmt_num(floor, 1)} nats."
+        f"noise floor of M (identity control) {floor:.1g} nats."
     )
 
 
