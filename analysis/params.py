@@ -71,6 +71,11 @@ class CopyControlParams(_Frozen):
     skip_flagged: bool = True
 
 
+# Issue 15: the identity/self-patch control's floor (analysis.stats.noise_floor).
+class NoiseFloorParams(_Frozen):
+    atol: float = Field(1.0e-5, ge=0.0, allow_inf_nan=False)
+
+
 class PlotParams(_Frozen):
     top_n: int = Field(20, ge=1)
 
@@ -89,6 +94,7 @@ class Params(_Frozen):
     plots: PlotParams = PlotParams()
     split: SplitParams = SplitParams()
     copy_control: CopyControlParams = CopyControlParams()
+    noise_floor: NoiseFloorParams = NoiseFloorParams()
 
     @field_validator("profile")
     @classmethod
@@ -144,7 +150,8 @@ def _allowed(field_path: tuple[str | int, ...]) -> str:
         return f"; allowed: {', '.join(args)}"
     bounds = [m for m in info.metadata if hasattr(m, "ge")]
     if bounds:
-        return f"; allowed: an integer >= {bounds[0].ge}"
+        kind = "a finite number" if info.annotation is float else "an integer"
+        return f"; allowed: {kind} >= {bounds[0].ge}"
     return ""
 
 
