@@ -221,3 +221,15 @@ def significant(row: Mapping[str, Any]) -> bool:
 def ranking_score(rows: Iterable[Mapping[str, Any]]) -> str:
     """The score components are ranked by: exact patching where it was computed, else attribution."""
     return "exact" if any(s.get("exact") is not None for s in rows) else "attribution"
+
+
+def selection_score(doc: Mapping[str, Any], emotion: str, rows: Iterable[Mapping[str, Any]]) -> str:
+    """The score `top:N` / `mlp-top:K` choose components by, for `emotion` of a screening file.
+
+    Where the exact effects were measured on the confirmation half (a top-k tested there,
+    analysis.screening.common.exact_pairs), choosing by them would choose on the half the
+    experiments confirm on: the choice is by attribution (selection half) then; else `ranking_score`.
+    """
+    if doc.get("pairs", {}).get(emotion, {}).get("exact_half") == "confirmation":
+        return "attribution"
+    return ranking_score(rows)

@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening
+from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import head_sites
@@ -57,7 +57,7 @@ def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     doc = read_screening(path)
     if emotion not in doc["emotions"]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
-    key = ranking_score(doc["scores"])
+    key = selection_score(doc, emotion, doc["scores"])
     rows = rank((s for s in doc["scores"] if s["emotion"] == emotion and not (skip_flagged and s.get("copy_flag"))), key)
     if n > len(rows):
         skipped = " not flagged by the copy control (copy_control.skip_flagged)" if skip_flagged else ""

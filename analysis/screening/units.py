@@ -77,7 +77,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening
+from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -119,7 +119,7 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
         raise InputError(f"unit screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc.get('emotions', []))})")
     try:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
-        key = ranking_score(rows)
+        key = selection_score(doc, emotion, rows)
         rows = [s for s in rows if not (skip_flagged and s.get("copy_flag"))]
         ranked = rank(rows, key, index="neuron")
     except (KeyError, TypeError, AttributeError) as err:
@@ -270,6 +270,25 @@ def exact_patching(
     return {(s.layer, s.index): v for s, v in res.items()}
 
 
+def layer_summary(attr: Float[np.ndarray, "layer d_mlp"], floor: float, top_per_layer: int) -> tuple[list[dict], set[Unit]]:
+    """Per layer: the largest |attribution| and its neuron, the mean |attribution| and the sum;
+    and the `top_per_layer` units of every layer by |attribution| (ties keep neuron order).
+
+    An attribution estimates ΔM in nats: at or below the noise `floor` it is float noise, and its
+    argmax differs between machines (13 vs 381 was seen), so such a layer's `argmax_neuron` is None.
+    """
+    summary, top = [], set()
+    for layer, a in enumerate(attr):
+        order = np.argsort(-np.abs(a), kind="stable")[:top_per_layer]
+        top |= {(layer, int(n)) for n in order}
+        biggest = float(np.abs(a).max())
+        summary.append({
+            "layer": layer, "max_abs_attribution": biggest, "argmax_neuron": int(order[0]) if biggest > floor else None,
+            "mean_abs_attribution": float(np.abs(a).mean()), "sum_attribution": float(a.sum()),
+        })
+    return summary, top
+
+
 @dataclass(frozen=True)
 class UnitScreeningConfig(ScreeningConfig):
     """The head screening's settings, plus how many units per layer the JSON keeps."""
@@ -350,23 +369,8 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
             "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
         }
 
-        listed = set(exact_units)
-        summary = []
-        for layer in range(n_layers):
-            a = attr[layer]
-            top = np.argsort(-np.abs(a), kind="stable")[: cfg.top_per_layer]
-            listed |= {(layer, int(n)) for n in top}
-            biggest = float(np.abs(a).max())
-            summary.append({
-                "layer": layer,
-                "max_abs_attribution": biggest,
-                # An attribution is an estimate of ΔM in nats: at or below the noise floor it is float
-                # noise, and its argmax differs between machines (13 vs 381 was seen): no argmax then.
-                "argmax_neuron": int(top[0]) if biggest > floor else None,
-                "mean_abs_attribution": float(np.abs(a).mean()),
-                "sum_attribution": float(a.sum()),
-            })
-        layers_summary[emotion] = summary
+        layers_summary[emotion], top = layer_summary(attr, floor, cfg.top_per_layer)
+        listed = set(exact_units) | top
         for layer, neuron in sorted(listed):
             row = {
                 "layer": layer, "neuron": neuron, "emotion": emotion,
