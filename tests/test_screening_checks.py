@@ -204,3 +204,20 @@ def test_summary_counts_only_effects_above_the_floor(heads_doc: dict) -> None:
     assert out["p.noise_floor"] == heads_doc["noise_floor"]["by_emotion"][e]["floor"]
     assert (out["p.bh_family_size"], out["p.bh_family_valid"], out["p.n_ratio_flagged"], out["p.top_ratio_flag"]) == (48, 1, 1, 1)
     assert math.isclose(out["p.top_attribution_ratio"], top["attribution"] / top["exact"], rel_tol=1e-5)
+
+
+def test_report_ratio_table_lists_the_planted_heads(heads_doc: dict, units_doc: dict, toy_path: Path) -> None:
+    """The report's ratio table, from a live toy screening: the three planted heads, marked planted,
+    with the ratio as the screening recorded it; no unit (none flagged)."""
+    from analysis.params import Params
+    from analysis.reporting.results import ModelResults, Results
+    from analysis.reporting.tables import ratio_table
+
+    planted = read_planted(toy_path)
+    m = ModelResults("toy", heads_doc, {}, {}, planted, toy_path, None, units_doc)
+    table = ratio_table(Results(toy_path, Params(), "baseline", EMOTIONS, {"toy": m}, {}))
+    assert list(table["Component"]) == ["L3H0", "L3H1", "L3H2"]  # by |exact|: apology 11.1, gratitude 9.9, anger 8.8
+    assert list(table["Planted"]) == ["yes"] * 3 and list(table["Emotion"]) == ["apology", "gratitude", "anger"]
+    by_emotion = {f["emotion"]: f["attribution_ratio"] for f in heads_doc["attribution_ratio"]["flagged"]}
+    for e, text in zip(table["Emotion"], table["Attribution / exact"], strict=True):
+        assert float(text.replace("−", "-")) == pytest.approx(by_emotion[e], abs=5e-4)
