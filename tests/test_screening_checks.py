@@ -221,3 +221,29 @@ def test_report_ratio_table_lists_the_planted_heads(heads_doc: dict, units_doc: 
     by_emotion = {f["emotion"]: f["attribution_ratio"] for f in heads_doc["attribution_ratio"]["flagged"]}
     for e, text in zip(table["Emotion"], table["Attribution / exact"], strict=True):
         assert float(text.replace("−", "-")) == pytest.approx(by_emotion[e], abs=5e-4)
+
+
+def test_heads_top_k_are_tested_on_the_confirmation_half(toy_path: Path, pairs: dict, heads_doc: dict, tmp_path: Path) -> None:
+    """exact_top_k 4 with the split on: the 4 heads per emotion by |attribution| on the selection
+    half are tested on the confirmation half (its cluster count, a 12-test family), and top:N
+    chooses by attribution, not by the confirmation half's exact."""
+    from analysis.contract import write_screening
+    from analysis.screening.heads import top_heads
+
+    cfg = ScreeningConfig(model=str(toy_path), profile="baseline", emotions=EMOTIONS, exact_top_k=4, n_resamples=N_RESAMPLES)
+    doc = screen_heads(load_model(str(toy_path)), cfg, pairs)
+    fam = doc["bh_family"]
+    assert (fam["size"], fam["per_emotion"], fam["tested_on"], fam["valid_fdr"]) == (12, 4, "confirmation", True)
+    for e in EMOTIONS:
+        _, conf = split_expressions(pairs[e], seed=0, selection_share=0.5, need=min_clusters())
+        rows = [s for s in doc["scores"] if s["emotion"] == e]
+        tested = [s for s in rows if s["exact"] is not None]
+        by_attr = sorted(rows, key=lambda s: (-abs(s["attribution"]), s["layer"], s["head"]))[:4]
+        assert {(s["layer"], s["head"]) for s in tested} == {(s["layer"], s["head"]) for s in by_attr}
+        assert {s["exact_n_clusters"] for s in tested} == {len(conf)} and doc["pairs"][e]["exact_half"] == "confirmation"
+        # the same attribution as the all-heads screening (both on the selection half)
+        full = {(s["layer"], s["head"]): s["attribution"] for s in heads_doc["scores"] if s["emotion"] == e}
+        assert all(s["attribution"] == full[(s["layer"], s["head"])] for s in rows)
+    path = write_screening(tmp_path / "head_scores.json", doc)
+    assert top_heads(path, "anger", 2) == tuple((s["layer"], s["head"]) for s in sorted(
+        (s for s in doc["scores"] if s["emotion"] == "anger"), key=lambda s: (-round(abs(s["attribution"]), 6), s["layer"], s["head"]))[:2])
