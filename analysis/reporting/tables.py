@@ -144,7 +144,8 @@ def ratio_table(r: Results, per_model: int = 10) -> pd.DataFrame:
                 continue
             rows = [s for s in doc["scores"] if s.get("ratio_flag")]
             is_planted = lambda s: [s["layer"], s[key]] in planted.get(truth, {}).get(s["emotion"], [])  # noqa: E731
-            for s in sorted(rows, key=lambda s: (not is_planted(s), -abs(s["exact"])))[:per_model]:
+            ordered = rank(rows, "exact", index=key)
+            for s in ([s for s in ordered if is_planted(s)] + [s for s in ordered if not is_planted(s)])[:per_model]:
                 out.append({
                     "Model": model, "Emotion": s["emotion"],
                     "Component": fmt_head((s["layer"], s["head"])) if comp == "head" else Text(f"mlp:{s['layer']}:{s['neuron']}"),

@@ -147,7 +147,7 @@ def floor_record(cfg: ScreeningConfig, controls: dict[str, tuple[list[Site], np.
     and the floor (that plus `noise_atol`, analysis.stats.noise_floor), and the rule."""
     by_emotion = {
         e: {
-            "max_abs_control": float(np.max(np.abs(v))), "floor": noise_floor(v.ravel(), atol=cfg.noise_atol),
+            "max_abs_control": float(np.max(np.abs(v))), "floor": control_floor(cfg, v, e),
             "sites": [f"{s.layer}:{s.index}" for s in sites], "n": int(v.size),
         }
         for e, (sites, v) in controls.items()
@@ -233,7 +233,7 @@ def ratio_record(cfg: ScreeningConfig, scores: list[dict]) -> dict:
 
 
 def copy_fields(
-    exact: float | None, ci_low: float | None, ci_high: float | None, copy_free: float | None, max_share: float, quiet: bool = False,
+    exact: float | None, ci_low: float | None, ci_high: float | None, copy_free: float | None, max_share: float, quiet: bool,
 ) -> dict:
     """The copy-control fields of a screening row.
 
@@ -357,6 +357,8 @@ def top_lines(doc: dict, rows: list[dict], n: int, key: str, component: str, ci_
         extra = ""
         if key == "exact":
             extra = f"  95% CI [{s['exact_ci_low']:{ci_format}}, {s['exact_ci_high']:{ci_format}}]  q={s['exact_q']:.3g}"
+            if s.get("no_effect"):
+                extra += "  (no effect: at or below the noise floor)"
         lines.append(
             f"{i:>3}. Layer {s['layer']}, {component.capitalize()} {s[component]}, Emotion: {s['emotion']}, "
             f"{key}: {s[key]:+.6f}{extra}"
