@@ -175,13 +175,23 @@ class Facts:
         self.unit_significant = self._unit_significant(units)
         flagged = [sc for sc in doc["scores"] if sc.get("ratio_flag")]
         compared = sum(1 for sc in doc["scores"] if sc.get("attribution_ratio") is not None)
-        self.n_ratio_flagged = t(f"{len(flagged)} of the {compared}")
         ratios = [abs(sc["attribution_ratio"]) for sc in flagged]
-        self.ratio_range = t(f"{fmt_num(min(ratios), 2)}–{fmt_num(max(ratios), 2)} (in absolute value)" if ratios else "none flagged")
-
+        if "attribution_ratio" not in doc:
+            self.ratio_sentence = t("This screening file predates the attribution / exact ratios.")
+        elif not flagged:
+            self.ratio_sentence = t(f"Attribution / exact is within [0.3, 3] for all {compared} heads × emotions with an "
+                                    f"effect above the noise floor.")
+        else:  # the table exists only where something is flagged (markdown.ratio_markdown)
+            self.ratio_sentence = t(
+                f"Their sizes disagree more than their ranks: {len(flagged)} of the {compared} heads × emotions with an "
+                f"effect above the noise floor have attribution / exact outside [0.3, 3], at {fmt_num(min(ratios), 2)}–"
+                f"{fmt_num(max(ratios), 2)} in absolute value (@tbl-ratio)."
+            )
         toy = r.toy
         if toy is None:
             self.ratio_planted = t("This run has no embedded model, so no planted head to check the ratio on.")
+        elif "attribution_ratio" not in toy.screening:
+            self.ratio_planted = t("Rerun the screening (`dvc repro screen`) to get them.")
         else:
             planted = [sc for sc in toy.screening["scores"] if (sc["layer"], sc["head"]) in set(toy.planted_heads(sc["emotion"]))]
             hit = [sc for sc in planted if sc.get("ratio_flag")]
