@@ -223,6 +223,34 @@ def rank(rows: Iterable[T], score: str | Callable[[T], float | None], *, index: 
     return sorted(kept, key=lambda r: rank_key(get(r), _field(r, "layer"), _field(r, index)))
 
 
+# --- the one significance rule ------------------------------------------------------------------
+
+Q_LEVEL = 0.05  # components called significant: Benjamini–Hochberg q below this
+
+
+def significant(row: Mapping[str, Any]) -> bool:
+    """A screening row's exact effect is significant: q < Q_LEVEL and above the noise floor.
+
+    An effect at or below the identity control's floor (`no_effect`) is float noise however
+    small its p (a constant 1e-7 nats in every cluster reaches the p floor): never significant,
+    never starred. Every count and mark of significance (summary, report, figures) uses this.
+    """
+    q = row.get("exact_q")
+    return q is not None and not math.isnan(float(q)) and q < Q_LEVEL and not row.get("no_effect")
+
+
 def ranking_score(rows: Iterable[Mapping[str, Any]]) -> str:
     """The score components are ranked by: exact patching where it was computed, else attribution."""
     return "exact" if any(s.get("exact") is not None for s in rows) else "attribution"
+
+
+def selection_score(doc: Mapping[str, Any], emotion: str, rows: Iterable[Mapping[str, Any]]) -> str:
+    """The score `top:N` / `mlp-top:K` choose components by, for `emotion` of a screening file.
+
+    Where the exact effects were measured on the confirmation half (a top-k tested there,
+    analysis.screening.common.exact_pairs), choosing by them would choose on the half the
+    experiments confirm on: the choice is by attribution (selection half) then; else `ranking_score`.
+    """
+    if doc.get("pairs", {}).get(emotion, {}).get("exact_half") == "confirmation":
+        return "attribution"
+    return ranking_score(rows)

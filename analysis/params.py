@@ -155,7 +155,8 @@ def _allowed(field_path: tuple[str | int, ...]) -> str:
         return f"; allowed: {', '.join(args)}"
     bounds = [m for m in info.metadata if hasattr(m, "ge")]
     if bounds:
-        return f"; allowed: an integer >= {bounds[0].ge}"
+        kind = "a finite number" if info.annotation is float else "an integer"
+        return f"; allowed: {kind} >= {bounds[0].ge}"
     return ""
 
 

@@ -351,6 +351,8 @@ ROWS: list[Row] = [
     Row("params-n-resamples-0", "upfront", "head_screening", SCREEN, "key screening.n_resamples",
         _yaml_set("screening", "n_resamples", "0")),
     Row("params-seed-negative", "upfront", "head_screening", SCREEN, "key seed", _yaml_set("", "seed", "-1")),
+    Row("params-noise-floor-negative", "upfront", "head_screening", SCREEN, "key noise_floor.atol",
+        _yaml_set("noise_floor", "atol", "-1.0e-5")),
     Row("screening-too-few-clusters", "upfront", "head_screening",
         (*SCREEN, "--profile", "few", "--emotions", "gratitude", "--positions", "last"), "at least 6 clusters",
         _files({"data/prompts/few/gratitude.txt": "Hi, [thank you]. Now\nHey, [thanks]. Well\n",

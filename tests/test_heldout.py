@@ -77,7 +77,7 @@ def test_copy_free_score_by_hand() -> None:
         (2.0, (1.0, 3.0), 1.0, 0.5, False),  # exactly at the threshold: not below it
         (2.0, (1.0, 3.0), -0.5, -0.25, True),  # the copy-free effect goes the other way
         (-2.0, (-3.0, -1.0), -0.2, 0.1, True),  # a negative ΔM copies too
-        (2.0, (-0.5, 4.5), 0.1, 0.05, False),  # ΔM within the noise: never flagged
+        (2.0, (-0.5, 4.5), 0.1, 0.05, False),  # ΔM's interval includes 0: never flagged
         (2.0, (1.0, 3.0), None, None, False),  # no usable copy-free M
         (None, (None, None), None, None, False),  # no exact score
     ],
@@ -85,9 +85,12 @@ def test_copy_free_score_by_hand() -> None:
 def test_copy_flag_by_hand(exact, ci, copy_free, share, flag) -> None:  # noqa: ANN001
     from analysis.screening.common import copy_fields
 
-    f = copy_fields(exact, *ci, copy_free, 0.5)
+    f = copy_fields(exact, *ci, copy_free, 0.5, False)
     assert f["copy_flag"] is flag and f["exact_copy_free"] == copy_free
     assert (f["copy_share"] is None) if share is None else abs(f["copy_share"] - share) < 1e-12
+    # at or below the noise floor (`no_effect`) nothing is flagged, the share is still reported
+    quiet = copy_fields(exact, *ci, copy_free, 0.5, True)
+    assert quiet["copy_flag"] is False and quiet["copy_share"] == f["copy_share"]
 
 
 def test_copy_keep_drops_the_prompts_lexicon_tokens(random_model_dirs, chdir_repo) -> None:  # noqa: ANN001

@@ -32,6 +32,7 @@ HOOK_RE = re.compile(r"^blocks\.")
 RANKING_ALLOWED = {
     ("analysis/screening/heads.py", "screen"),
     ("analysis/screening/units.py", "screen"),
+    ("analysis/screening/units.py", "layer_summary"),  # screen's per-layer top units, on the attribution array itself
     # where a layer's dots sit in its column of the unit figure (largest in the middle): layout
     ("analysis/plots/figures.py", "_unit_offsets"),
 }

@@ -232,3 +232,17 @@ def test_defaults_from_params(tmp_path: Path) -> None:
     assert cfg.output_dir == Path("results/baseline/plots/models")
     cfg = mc.parse_args(["--params", str(params), "--models", "gpt2", "--top-n", "3", "--output-dir", "x"])
     assert (cfg.models, cfg.top_n, cfg.output_dir) == (("gpt2",), 3, Path("x"))
+
+
+def test_no_star_at_or_below_the_noise_floor(root: Path) -> None:
+    """A head with q < 0.05 whose exact effect is at or below the noise floor (`no_effect`) is float
+    noise: no star (the toy's anger L0H0 here); gratitude's L1H0 (q 0.01, an effect) keeps its star."""
+    doc = screening_doc("toy")
+    for s in doc["scores"]:
+        s["no_effect"] = (s["emotion"], s["layer"], s["head"]) == ("anger", 0, 0)
+    write_json(root / "results" / PROFILE / "alignment" / "head_scores_toy.json", doc)
+    fig = mc_comparison.heatmaps_figure(mc_comparison.load(config(root)), root / "out" / "heatmaps.png")
+    by_gid = {im.get_gid(): im.axes for ax in fig.axes for im in ax.get_images() if (im.get_gid() or "").startswith("heatmap:")}
+    assert not [c for c in by_gid["heatmap:toy:anger"].collections if isinstance(c, PathCollection)]
+    (stars,) = [c for c in by_gid["heatmap:toy:gratitude"].collections if isinstance(c, PathCollection)]
+    np.testing.assert_array_equal(stars.get_offsets(), [[0, 1]])  # (head, layer) of L1H0

@@ -218,7 +218,7 @@ def test_screen_document(unit_dirs: dict[str, Path]) -> None:
             assert summary["argmax_neuron"] == int(t.neuron[a.abs().idxmax()])
         assert doc["attribution_vs_exact"][e] is not None and doc["attribution_vs_exact"][e] > 0
     assert doc["pairs"]["gratitude"] == {"n_pairs": 10, "n_pairs_used": 10, "n_clusters": doc["pairs"]["gratitude"]["n_clusters"],
-                                        "half": "all", "n_expressions": 10, "n_expressions_total": 10}
+                                        "half": "all", "exact_half": "all", "n_expressions": 10, "n_expressions_total": 10}
 
 
 def test_exact_top_k_zero_patches_every_unit(tiny_dir: Path) -> None:

@@ -14,7 +14,8 @@ params.yaml's. Writes into --output-dir, each file atomically, nothing at all on
   for any head, else the attribution estimate of it (the panel title says which). Heads
   without an exact value in an exact-ranked model are hatched grey, not drawn as 0. One
   symmetric colour scale for all panels (vmax = max |score| over them, vmin = −vmax) with one
-  colour bar; ☆ marks heads with BH q < 0.05, a black box the planted heads of the toy model.
+  colour bar; ☆ marks significant heads (BH q < 0.05 and above the noise floor: analysis.contract.
+  significant; a float-noise effect is never starred), a black box the planted heads of the toy model.
 - `top_heads.csv`: the top-N heads per model × emotion by |score| (ties within 1e-6 nats go
   by layer, head: the order of `top:N` head specs): model, emotion, rank, layer, head,
   score_kind, score, ci_low, ci_high, q, n (CI, q, n empty for attribution scores).
@@ -38,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from analysis.contract import model_dir, rank, ranking_score, read_screening, screening_file
+from analysis.contract import model_dir, Q_LEVEL, rank, ranking_score, read_screening, screening_file, significant
 from analysis.errors import InputError
 from analysis.io import atomic_path, check_output_dir
 from analysis.plots.data import load_planted, load_screening
@@ -50,9 +51,6 @@ FILES = {"heatmaps": "heatmaps.png", "csv": "top_heads.csv", "md": "top_heads.md
 
 
 TOP_COLUMNS = ["model", "emotion", "rank", "layer", "head", "score_kind", "score", "ci_low", "ci_high", "q", "n"]
-
-
-Q_LEVEL = 0.05  # heads marked significant: Benjamini–Hochberg q below this
 
 
 PANEL_IN = 2.9  # side of one heatmap panel (inches), whatever the model's shape
@@ -172,8 +170,9 @@ def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
             "ci_high": _finite(s.get("exact_ci_high")) if exact else math.nan,
             "q": _finite(s.get("exact_q")) if exact else math.nan,
             "n": _finite(s.get("exact_n")) if exact else math.nan,
+            "significant": exact and significant(s),
         })
-    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n"])
+    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n", "significant"])
     planted: dict[str, tuple[tuple[int, int], ...]] = {}
     ppath = config.planted_path(model)
     if ppath.is_file():
@@ -307,7 +306,7 @@ def heatmaps_figure(comp: Comparison, path: Path) -> Figure:
                     ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, facecolor=MISSING_FACE, edgecolor=MISSING_EDGE,
                                            hatch="////", linewidth=0, gid=f"missing:{layer}:{head}"))
                     any_missing = True
-                sub = m.scores[(m.scores.emotion == emotion) & (m.scores.q < Q_LEVEL)]
+                sub = m.scores[(m.scores.emotion == emotion) & m.scores.significant]
                 if len(sub):
                     ax.scatter(sub["head"], sub.layer, marker="*", s=min(90.0, (0.45 * cell_pt) ** 2), facecolor="white",
                                edgecolor="black", linewidth=0.8, zorder=3, gid=f"significant:{m.model}:{emotion}")
@@ -322,7 +321,7 @@ def heatmaps_figure(comp: Comparison, path: Path) -> Figure:
         handles = []
         if any_sig:
             handles.append(Line2D([], [], linestyle="none", marker="*", markersize=9, markerfacecolor="white",
-                                  markeredgecolor="black", label=f"q < {Q_LEVEL:g} (BH, exact ΔM)"))
+                                  markeredgecolor="black", label=f"q < {Q_LEVEL:g} (BH, exact ΔM above the noise floor)"))
         if any_planted:
             handles.append(Patch(facecolor="none", edgecolor="black", linewidth=2.5, label="planted head"))
         if any_missing:

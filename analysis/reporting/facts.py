@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from analysis.contract import rank
+from analysis.contract import rank, significant
 from analysis.reporting.format import _minus, by_emotion, count_text, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, join_words, ordinal, per_emotion, plural, Text
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ranked, ranking_key, Results, SCORE_KINDS, TINY
 from analysis.reporting.tables import delta_attn_summary, max_other_exact, SCORE_LABELS, SEED
@@ -122,6 +122,9 @@ class Facts:
             dattn_top[e] = fmt_head((rows[0]["layer"], rows[0]["head"])) if rows else "none"
         self.dattn_top = per_emotion(dattn_top)
 
+        # Issue 15: the noise floor, the BH families, attribution / exact
+        self._screening_checks(doc, m.units)
+
         # Effects of float-rounding size that still test "significant"
         tiny = [sc for sc in doc["scores"] if sc.get("exact") is not None and abs(sc["exact"]) < TINY]
         self.tiny = t(f"10^{_minus(str(round(math.log10(TINY))))}^")  # pandoc superscript: 10⁻⁶
@@ -162,6 +165,79 @@ class Facts:
         self.validation_lead, self.validation_effects = self._validation()
         # The seed's GPT-2 numbers, and this run's
         self.gpt2 = self._gpt2()
+
+    def _screening_checks(self, doc: dict, units: dict | None) -> None:
+        """The noise floor and "no effect" rule, the BH family of heads and of units, the ratio rule."""
+        r, t = self._r, Text
+        nf = doc.get("noise_floor")
+        if nf is None:
+            self.noise_floor = self.noise_control = self.noise_atol = self.n_no_effect = t(
+                "not measured (a screening written before the noise floor existed)")
+        else:
+            self.noise_floor = per_emotion({e: f"{fmt_num(nf['by_emotion'][e]['floor'])} nats" for e in r.emotions})
+            self.noise_control = per_emotion({e: f"{fmt_num(nf['by_emotion'][e]['max_abs_control'])} nats" for e in r.emotions})
+            self.noise_atol = fmt_num(nf["atol"])
+            quiet = sum(1 for sc in doc["scores"] if sc.get("no_effect"))
+            self.n_no_effect = t(f"{quiet} of {sum(1 for sc in doc['scores'] if sc.get('exact') is not None)}")
+        self.head_family = self._family(doc.get("bh_family"))
+        self.unit_family = self._family(units.get("bh_family")) if units else t("no unit screening in this run")
+        self.unit_significant = self._unit_significant(units)
+        flagged = [sc for sc in doc["scores"] if sc.get("ratio_flag")]
+        compared = sum(1 for sc in doc["scores"] if sc.get("attribution_ratio") is not None)
+        ratios = [abs(sc["attribution_ratio"]) for sc in flagged]
+        if "attribution_ratio" not in doc:
+            self.ratio_sentence = t("This screening file predates the attribution / exact ratios.")
+        elif not flagged:
+            self.ratio_sentence = t(f"Attribution / exact is within [0.3, 3] for all {compared} heads × emotions with an "
+                                    f"effect above the noise floor.")
+        else:  # the table exists only where something is flagged (markdown.ratio_markdown)
+            self.ratio_sentence = t(
+                f"Their sizes disagree more than their ranks: {len(flagged)} of the {compared} heads × emotions with an "
+                f"effect above the noise floor have attribution / exact outside [0.3, 3], at {fmt_num(min(ratios), 2)}–"
+                f"{fmt_num(max(ratios), 2)} in absolute value (@tbl-ratio)."
+            )
+        toy = r.toy
+        if toy is None:
+            self.ratio_planted = t("This run has no embedded model, so no planted head to check the ratio on.")
+        elif "attribution_ratio" not in toy.screening:
+            self.ratio_planted = t("Rerun the screening (`dvc repro screen`) to get them.")
+        else:
+            planted = [sc for sc in toy.screening["scores"] if (sc["layer"], sc["head"]) in set(toy.planted_heads(sc["emotion"]))]
+            hit = [sc for sc in planted if sc.get("ratio_flag")]
+            under = [sc for sc in hit if abs(sc["attribution_ratio"]) < 1]
+            self.ratio_planted = t(
+                f"On {EMBEDDED}, {len(hit)} of its {len(planted)} planted head × emotion rows are flagged"
+                + (f"; attribution is {fmt_num(min(abs(sc['attribution_ratio']) for sc in under), 2)}–"
+                   f"{fmt_num(max(abs(sc['attribution_ratio']) for sc in under), 2)} of the exact effect in absolute value "
+                   f"({len(under)} of them underestimated, {sum(sc['attribution_ratio'] < 0 for sc in hit)} with the opposite "
+                   f"sign): a first-order estimate misses the saturation of the planted unit's GELU, so it can rank the "
+                   f"planted heads but not size them." if under else ".")
+            )
+
+    def _unit_significant(self, units: dict | None) -> Text:
+        """How many tested units are significant, and how large the significant effects besides the top one are."""
+        if not units or "bh_family" not in units:
+            return Text("No unit screening with a noise floor and a BH family is in this run.")
+        tested = [sc for sc in units["scores"] if sc.get("exact") is not None]
+        sig = [sc for sc in tested if significant(sc)]
+        text = f"On {self._r.primary}, {len(sig)} of the {len(tested)} tested units are significant"
+        tops = {e: max((abs(sc["exact"]) for sc in sig if sc["emotion"] == e), default=0.0) for e in units["emotions"]}
+        rest = [abs(sc["exact"]) for sc in sig if abs(sc["exact"]) < tops[sc["emotion"]]]
+        if rest:
+            share = max(abs(sc["exact"]) / tops[sc["emotion"]] for sc in sig if abs(sc["exact"]) < tops[sc["emotion"]])
+            text += (f"; besides each emotion's top unit their effects are {fmt_num(min(rest))}–{fmt_num(max(rest))} nats "
+                     f"(at most {fmt_num(100 * share, 2)} % of the top unit's)")
+            if units["bh_family"]["tested_on"] == "confirmation":
+                text += (". They reproduce on the expressions that did not choose them, so they are real, but small: "
+                         "read significance as \"not zero\", and size from the interval")
+        return Text(text + ".")
+
+    @staticmethod
+    def _family(fam: dict | None) -> Text:
+        if fam is None:
+            return Text("not recorded (a screening written before the families were)")
+        half = {"selection": "the selection half", "confirmation": "the confirmation half", "all": "all expressions"}
+        return Text(f"{fam['chosen']} ({fam['size']} tests, on {half.get(fam['tested_on'], fam['tested_on'])})")
 
     def _validation(self) -> tuple[Text, Text]:
         r = self._r

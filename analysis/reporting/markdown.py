@@ -12,7 +12,7 @@ from analysis.contract import ATTENTION_PNG, attention_dir, comparison_dir, plot
 from analysis.errors import InputError
 from analysis.reporting.format import fmt_effect, fmt_gap, fmt_head, join_words, Text
 from analysis.reporting.results import FIGURES, KINDS, ranking_key, Results
-from analysis.reporting.tables import cumulative_overview, experiment_caption, experiment_table, SCORE_LABELS, screening_table, unit_overview
+from analysis.reporting.tables import cumulative_overview, experiment_caption, experiment_table, ratio_table, SCORE_LABELS, screening_table, unit_overview
 
 
 def units_markdown(r: Results, report_dir: Path) -> str:
@@ -29,6 +29,18 @@ def units_markdown(r: Results, report_dir: Path) -> str:
                 ref_id("fig", "units", model), report_dir,
             ))
     return "\n".join(parts)
+
+
+def ratio_markdown(r: Results) -> str:
+    """The flagged attribution / exact ratios of every model (heads and units) as a table."""
+    table = ratio_table(r)
+    if table.empty:
+        return "No head or unit of this run has a flagged attribution / exact ratio.\n"
+    return markdown_table(
+        table, "Attribution against exact patching where they disagree: ratio attribution / exact outside [0.3, 3] "
+        "(the opposite sign included), taken only where the exact effect is above the noise floor; planted components "
+        "first (the screening files' attribution_ratio blocks).", "tbl-ratio",
+    )
 
 
 def ref_id(kind: str, *parts: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, screening_file, SUMMARY, SUMMARY_SCHEMA
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, screening_file, SUMMARY, SUMMARY_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
 from analysis.errors import InputError
 from analysis.io import read_json
 from analysis.params import load_params, Params, PARAMS_FILE
@@ -97,6 +97,7 @@ class ModelResults:
     planted: dict[str, Any] | None  # planted.json of the embedded model, else None
     plots: Path
     source: dict[str, Any] | None = None  # source.json: where another model's weights were found
+    units: dict[str, Any] | None = None  # the unit screening's JSON, where the model has one
 
     def experiment(self, name: str, emotion: str) -> dict[str, Any]:
         return self.experiments[name][emotion]
@@ -193,8 +194,10 @@ def load_results(root: str | os.PathLike[str] | None = None, profile: str | None
         planted = read_json(planted_path, PLANTED_SCHEMA) if planted_path.is_file() else None
         source_path = root / model_dir(model) / "source.json"
         source = read_json(source_path, MODEL_SOURCE_SCHEMA) if source_path.is_file() else None
+        units_path = root / unit_screening_file(profile, model)
+        units = read_json(units_path, UNIT_SCORES_SCHEMA) if units_path.is_file() else None
         models[model] = ModelResults(
-            model, screening, exps, planted, root / plots_dir(profile, model), source
+            model, screening, exps, planted, root / plots_dir(profile, model), source, units
         )
     return Results(root, params, profile, tuple(params.emotions), models, summary)
 

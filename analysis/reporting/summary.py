@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, significant, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
 from analysis.errors import InputError
 from analysis.io import read_json, read_parquet
 from analysis.params import Params
@@ -36,6 +36,24 @@ def planted_heads(model: str, key: str = "by_emotion") -> dict[str, list[tuple[i
     return _summarized(path, lambda: {e: [tuple(h) for h in hs] for e, hs in doc[key].items()})
 
 
+def exact_checks(doc: dict[str, Any], rows: list[dict[str, Any]], emotion: str, top: dict[str, Any], p: str) -> dict[str, float]:
+    """Issue 15, per emotion of a head or unit screening: the significant count (q < 0.05 and
+    above the noise floor), the noise floor and the rows at or below it, the BH family's size
+    (and whether it is a valid FDR family), and the attribution / exact ratios flagged."""
+    out: dict[str, float] = {f"{p}.n_significant_q05": sum(1 for s in rows if significant(s))}
+    if "noise_floor" not in doc:  # a screening written before the noise floor existed
+        return out
+    out[f"{p}.noise_floor"] = doc["noise_floor"]["by_emotion"][emotion]["floor"]
+    out[f"{p}.n_no_effect"] = sum(1 for s in rows if s["no_effect"])
+    out[f"{p}.bh_family_size"] = doc["bh_family"]["size"]
+    out[f"{p}.bh_family_valid"] = int(doc["bh_family"]["valid_fdr"])
+    out[f"{p}.n_ratio_flagged"] = sum(1 for s in rows if s["ratio_flag"])
+    if top.get("attribution_ratio") is not None:
+        out[f"{p}.top_attribution_ratio"] = top["attribution_ratio"]
+        out[f"{p}.top_ratio_flag"] = int(top["ratio_flag"])
+    return out
+
+
 def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, int]]] | None) -> dict[str, float]:
     """Top unit per emotion (with its interval), and the recovery of planted units.
 
@@ -58,7 +76,7 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
             out[f"{p}.top_exact_q"] = top["exact_q"]
             out[f"{p}.top_exact_n"] = top["exact_n"]
             out[f"{p}.n_exact"] = sum(1 for s in rows if s["exact"] is not None)
-            out[f"{p}.n_significant_q05"] = sum(1 for s in rows if s["exact_q"] is not None and s["exact_q"] < 0.05)
+            out.update(exact_checks(doc, rows, emotion, top, p))
         if not planted or emotion not in planted:
             continue
         truth = set(planted[emotion])
@@ -96,7 +114,7 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
             out[f"{p}.top_exact_ci_low"] = top["exact_ci_low"]
             out[f"{p}.top_exact_ci_high"] = top["exact_ci_high"]
             out[f"{p}.top_exact_q"] = top["exact_q"]
-            out[f"{p}.n_significant_q05"] = sum(1 for s in rows if s["exact_q"] is not None and s["exact_q"] < 0.05)
+            out.update(exact_checks(doc, rows, emotion, top, p))
         # Issue 14: the screening's half, and the copy control (flagged = mostly copying).
         half = doc.get("split", {}).get("half", "all")
         out[f"{p}.{half}.n_expressions"] = doc["pairs"][emotion].get("n_expressions", doc["pairs"][emotion]["n_clusters"])

@@ -132,6 +132,30 @@ def unit_overview(r: Results) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def ratio_table(r: Results, per_model: int = 10) -> pd.DataFrame:
+    """Attribution / exact where flagged (outside [0.3, 3], exact above the noise floor), heads and
+    units of every model, planted components first (and marked): Model | Emotion | Component |
+    Planted | Attribution | Exact ΔM | Ratio. At most `per_model` rows per model and kind."""
+    out = []
+    for model, m in r.models.items():
+        planted = m.planted or {}
+        for doc, key, comp, truth in ((m.screening, "head", "head", "by_emotion"), (m.units, "neuron", "unit", "units_by_emotion")):
+            if not doc or "attribution_ratio" not in doc:
+                continue
+            rows = [s for s in doc["scores"] if s.get("ratio_flag")]
+            is_planted = lambda s: [s["layer"], s[key]] in planted.get(truth, {}).get(s["emotion"], [])  # noqa: E731
+            ordered = rank(rows, "exact", index=key)
+            for s in ([s for s in ordered if is_planted(s)] + [s for s in ordered if not is_planted(s)])[:per_model]:
+                out.append({
+                    "Model": model, "Emotion": s["emotion"],
+                    "Component": fmt_head((s["layer"], s["head"])) if comp == "head" else Text(f"mlp:{s['layer']}:{s['neuron']}"),
+                    "Planted": Text("yes" if is_planted(s) else ("no" if planted else "—")),
+                    "Attribution": fmt_num(s["attribution"], sign=True), "Exact ΔM (nats)": fmt_num(s["exact"], sign=True),
+                    "Attribution / exact": fmt_num(s["attribution_ratio"], 3, sign=True),
+                })
+    return pd.DataFrame(out, columns=["Model", "Emotion", "Component", "Planted", "Attribution", "Exact ΔM (nats)", "Attribution / exact"])
+
+
 METRIC_ORDER = ("emotion_score", "kl", "sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed")
 
 

@@ -1,19 +1,23 @@
-"""What head and unit screening share: emotion/neutral batches, the screening config, FDR correction and the top-list formatter."""
+"""What head and unit screening share: emotion/neutral batches, the screening config, the noise floor,
+the FDR family and correction, attribution / exact ratios and the top-list formatter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import numpy as np
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from analysis.core.loading import LoadedModel
+from analysis.core.sites import Site
 from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, PromptPairs, span_clusters, split_expressions, subset, TokenBatch
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
+from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import keyword_count
-from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, one_sample_effect, spearman
+from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, no_effect, noise_floor, one_sample_effect, spearman
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,47 @@ def screened_pairs(cfg: ScreeningConfig, pairs: PromptPairs) -> tuple[PromptPair
     return subset(pairs, in_half(pairs, sel)), {"half": "selection", "n_expressions": len(sel), "n_expressions_total": n_total}
 
 
+def exact_pairs(cfg: ScreeningConfig, pairs: PromptPairs, screened: PromptPairs, n_components: int) -> tuple[PromptPairs, str]:
+    """The pairs the exact tests run on, and which half they are.
+
+    Every component tested (exact_top_k 0 or >= `n_components`): the screened pairs, and the BH
+    family is every component × emotion. A top-k chosen by |attribution| must not be tested on
+    the data that chose it (a selected family: the chosen ones come out "significant" because
+    they were chosen), so with the split on the top-k (ranked on the selection half) are tested
+    on the confirmation half. With the split off there is no other half: the exact tests run on
+    the same pairs and `family_record` says their q is exploratory.
+    """
+    if cfg.split and 0 < cfg.exact_top_k < n_components:
+        _, conf = split_expressions(pairs, seed=cfg.seed, selection_share=cfg.selection_share, need=min_clusters())
+        return subset(pairs, in_half(pairs, conf)), "confirmation"
+    return screened, "selection" if cfg.split else "all"
+
+
+def family_record(cfg: ScreeningConfig, scores: list[dict], n_components: int, halves: dict[str, str]) -> dict:
+    """The screening document's `bh_family` block: which tests share one Benjamini–Hochberg
+    correction, how many, how they were chosen, and on which half they were tested."""
+    comp = "heads" if cfg.component == "head" else "MLP units"
+    k = cfg.exact_top_k if 0 < cfg.exact_top_k < n_components else n_components
+    half = sorted(set(halves.values()))
+    if k == n_components:
+        chosen = f"every one of the model's {n_components} {comp}, for every emotion: no pre-selection"
+        valid = True
+    elif cfg.split:
+        chosen = (f"the top {k} {comp} per emotion by |attribution| on the selection half, exact-tested on the "
+                  f"confirmation half (the expressions that did not choose them)")
+        valid = True
+    else:
+        chosen = (f"the top {k} {comp} per emotion by |attribution| on the same expressions they are tested on "
+                  f"(split off): a selected family, so q is exploratory, not a false-discovery rate over all {comp}")
+        valid = False
+    return {
+        "size": sum(1 for s in scores if s.get("exact_p") is not None),
+        "per_emotion": k, "n_emotions": len(cfg.emotions), "n_components": n_components,
+        "chosen": chosen, "tested_on": half[0] if len(half) == 1 else half, "valid_fdr": valid,
+        "rule": "exact_q: Benjamini–Hochberg over every exact p of the family (all emotions together)",
+    }
+
+
 def split_record(cfg: ScreeningConfig) -> dict:
     """The screening document's `split` block: which half every score of it comes from."""
     return {
@@ -63,6 +108,58 @@ def split_record(cfg: ScreeningConfig) -> dict:
         "half": "selection" if cfg.split else "all",
         "meaning": "every score here is over the selection half of each emotion's expressions; the experiments "
         "confirm on the other half" if cfg.split else "split off (exploratory): every score is over all expressions",
+    }
+
+
+def identity_control(
+    model: LoadedModel, pb: PairBatches, neutral_acts: dict[str, Tensor], sites: list[Site], ids: tuple[list[int], list[int]],
+) -> Float[Tensor, "site batch"]:
+    """The identity/self-patch control: each neutral prompt patched with its OWN activations
+    (`neutral_acts`, captured as the emotion source is) at the same positions, through the same
+    fast exact path and the same unchanged prefix as the real patching. In exact arithmetic
+    every value is 0; what it shows is the float noise of that path (the prefix's KV cache, the
+    restart at the edited layer, the capture), the floor under which an effect is "no effect"."""
+    b, t = pb.neutral.input_ids.shape
+    own = torch.arange(t).expand(b, t)  # every position is its own source
+    res = exact_patching_sites(model, pb.neutral, neutral_acts, own, pb.mask, unchanged_prefix(pb), sites, ids, "identity control")
+    return torch.stack([res[site] for site in sites])
+
+
+def control_sites(exact: list[tuple[int, int]], kind: str) -> list[Site]:
+    """One control site per layer that has an exact score (its first component): the float noise
+    of the fast path depends on where the forward restarts (the layer), so every restart layer
+    is measured, at a cost of one forward per layer."""
+    first: dict[int, int] = {}
+    for layer, index in sorted(exact):
+        first.setdefault(layer, index)
+    return [Site(kind, layer, index) for layer, index in sorted(first.items())]
+
+
+def control_floor(cfg: ScreeningConfig, control: np.ndarray, emotion: str) -> float:
+    """The emotion's noise floor from its identity control (analysis.stats.noise_floor)."""
+    if not np.isfinite(control).all():
+        raise InputError(f"the identity control of {cfg.model} ({emotion}) is not finite; refusing to write {cfg.model}'s screening")
+    return noise_floor(control.ravel(), atol=cfg.noise_atol)
+
+
+def floor_record(cfg: ScreeningConfig, controls: dict[str, tuple[list[Site], np.ndarray]]) -> dict:
+    """The screening document's `noise_floor` block: per emotion the control's largest |effect|
+    and the floor (that plus `noise_atol`, analysis.stats.noise_floor), and the rule."""
+    by_emotion = {
+        e: {
+            "max_abs_control": float(np.max(np.abs(v))), "floor": control_floor(cfg, v, e),
+            "sites": [f"{s.layer}:{s.index}" for s in sites], "n": int(v.size),
+        }
+        for e, (sites, v) in controls.items()
+    }
+    return {
+        "control": "identity/self-patch: each neutral prompt patched with its own activations at the patched positions "
+        "through the same fast exact path (one component per restart layer, `sites`); 0 in exact arithmetic",
+        "atol": cfg.noise_atol,
+        "by_emotion": by_emotion,
+        "floor": max(v["floor"] for v in by_emotion.values()),
+        "rule": "no_effect: |exact| <= the emotion's floor (max |control| + atol); such a row is never starred, "
+        "never an argmax, never counted significant, and has no attribution ratio",
     }
 
 
@@ -88,31 +185,67 @@ def copy_keep(
     return keep
 
 
-def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters) -> dict:
+def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters, floor: float, attribution: float) -> dict:
     """The exact fields of one head's or unit's screening row: ΔM's effect (n, interval, p) over
-    the pairs, and the copy control beside it (copy-free M is NaN where a pair has none)."""
+    the pairs, whether it is at or below the noise `floor` (`no_effect`), the attribution / exact
+    ratio, and the copy control beside it (copy-free M is NaN where a pair has none)."""
     eff = one_sample_effect(exact, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters)
     usable = np.isfinite(copy_free)
+    quiet = no_effect(eff, floor)
     return {
         "exact": eff.mean, "exact_ci_low": eff.ci_low, "exact_ci_high": eff.ci_high, "exact_p": eff.p,
-        "exact_n": eff.n, "exact_n_clusters": eff.n_clusters,
-        **copy_fields(eff.mean, eff.ci_low, eff.ci_high, float(copy_free[usable].mean()) if usable.any() else None, cfg.copy_max_share),
+        "exact_n": eff.n, "exact_n_clusters": eff.n_clusters, "no_effect": quiet,
+        **ratio_fields(attribution, eff.mean, quiet),
+        **copy_fields(eff.mean, eff.ci_low, eff.ci_high, float(copy_free[usable].mean()) if usable.any() else None,
+                      cfg.copy_max_share, quiet),
         "exact_copy_free_n": int(usable.sum()),
     }
 
 
-def copy_fields(exact: float | None, ci_low: float | None, ci_high: float | None, copy_free: float | None, max_share: float) -> dict:
+# attribution / exact outside [RATIO_LOW, RATIO_HIGH] is flagged: attribution is off by more than 3×
+# (or has the wrong sign), so its ranking cannot stand in for the exact one.
+RATIO_LOW, RATIO_HIGH = 0.3, 3.0
+
+
+def ratio_fields(attribution: float, exact: float | None, quiet: bool) -> dict:
+    """`attribution_ratio` = attribution / exact and `ratio_flag` (ratio below RATIO_LOW, the
+    opposite sign included, or above RATIO_HIGH). Only where the exact effect is above the noise
+    floor: below it the ratio divides by float noise (None, not flagged)."""
+    if exact is None or quiet or exact == 0:
+        return {"attribution_ratio": None, "ratio_flag": False}
+    r = attribution / exact
+    return {"attribution_ratio": float(r), "ratio_flag": bool(r < RATIO_LOW or r > RATIO_HIGH)}
+
+
+def ratio_record(cfg: ScreeningConfig, scores: list[dict]) -> dict:
+    """The screening document's `attribution_ratio` block: the rule and the flagged components."""
+    comp = cfg.component if cfg.component == "head" else "neuron"
+    return {
+        "rule": f"ratio_flag: attribution / exact < {RATIO_LOW:g} (opposite sign included) or > {RATIO_HIGH:g}, "
+        "only where the exact effect is above the noise floor (no_effect false)",
+        "n_compared": sum(1 for s in scores if s.get("attribution_ratio") is not None),
+        "flagged": [
+            {"layer": s["layer"], comp: s[comp], "emotion": s["emotion"], "attribution": s["attribution"],
+             "exact": s["exact"], "attribution_ratio": s["attribution_ratio"]}
+            for s in scores if s.get("ratio_flag")
+        ],
+    }
+
+
+def copy_fields(
+    exact: float | None, ci_low: float | None, ci_high: float | None, copy_free: float | None, max_share: float, quiet: bool,
+) -> dict:
     """The copy-control fields of a screening row.
 
-    `copy_share` = copy-free effect / ΔM. Flagged (`copy_flag`): ΔM is above the noise floor
-    (its 95 % interval excludes 0) and the copy-free effect is below `max_share` of it
+    `copy_share` = copy-free effect / ΔM. Flagged (`copy_flag`): ΔM is an effect (its 95 %
+    interval excludes 0 and it is above the noise floor: `quiet` false) and the copy-free effect is below `max_share` of it
     (same sign, smaller, or the opposite sign): most of the effect is on lexicon tokens the
     prompt already contains. Not computable (no exact ΔM, or no usable copy-free M): None, not flagged.
     """
     if exact is None or copy_free is None or not np.isfinite(copy_free) or exact == 0:
         return {"exact_copy_free": copy_free, "copy_share": None, "copy_flag": False}
     share = copy_free / exact
-    above_noise = ci_low is not None and ci_high is not None and (ci_low > 0 or ci_high < 0)
+    above_noise = not quiet and ci_low is not None and ci_high is not None and (ci_low > 0 or ci_high < 0)
     return {"exact_copy_free": copy_free, "copy_share": float(share), "copy_flag": bool(above_noise and share < max_share)}
 
 
@@ -161,6 +294,7 @@ class ScreeningConfig:
     split: bool = True  # held-out confirmation: rank on the selection half of the expressions only
     selection_share: float = 0.5
     copy_max_share: float = 0.5  # copy control: flag when the copy-free effect is below this share of ΔM
+    noise_atol: float = 1.0e-5  # noise floor: the identity control's max |effect| plus this (params noise_floor.atol)
 
     component = "head"  # what exact_top_k counts (a class attribute, not a field)
 
@@ -176,6 +310,8 @@ class ScreeningConfig:
             raise InputError(f"--exact-top-k must be >= 0 (0 = every {self.component}; got {self.exact_top_k})")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0 (got {self.seed})")
+        if not (np.isfinite(self.noise_atol) and self.noise_atol >= 0):
+            raise InputError(f"noise floor atol must be a finite number >= 0 (got {self.noise_atol})")
         need = min_resamples()
         if self.n_resamples < need:
             raise InputError(
@@ -221,6 +357,8 @@ def top_lines(doc: dict, rows: list[dict], n: int, key: str, component: str, ci_
         extra = ""
         if key == "exact":
             extra = f"  95% CI [{s['exact_ci_low']:{ci_format}}, {s['exact_ci_high']:{ci_format}}]  q={s['exact_q']:.3g}"
+            if s.get("no_effect"):
+                extra += "  (no effect: at or below the noise floor)"
         lines.append(
             f"{i:>3}. Layer {s['layer']}, {component.capitalize()} {s[component]}, Emotion: {s['emotion']}, "
             f"{key}: {s[key]:+.6f}{extra}"

@@ -12,7 +12,11 @@ Three scores per head h of layer L, each over the aligned (emotion prompt, neutr
   head from the cached residual before layer L, unembedding only the last position.
 
 M is the emotion score of `analysis.metrics` at the last prompt position. `exact` carries
-n, a 95 % interval and a p from one inverted sign-flip test, and a Benjamini–Hochberg q across all heads × emotions;
+n, a 95 % interval and a p from one inverted sign-flip test, and a Benjamini–Hochberg q across all heads × emotions
+(the family, `bh_family`: every head × emotion, tested on the selection half; with a top-k
+exact_top_k the top-k by |attribution| on the selection half, tested on the confirmation half);
+`no_effect` where |exact| is at or below the identity control's noise floor (`noise_floor`), and
+`attribution_ratio` / `ratio_flag` (attribution / exact outside [0.3, 3]) above it;
 pairs that share an emotion expression are resampled and sign-flipped together (one cluster
 per expression, analysis.stats), since the expression is what must generalize.
 """
@@ -26,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening
+from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import head_sites
@@ -36,8 +40,9 @@ from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
-    check_before_work, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record, exact_fields,
-    screened_pairs, split_record, top_lines, unchanged_prefix,
+    check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
+    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    unchanged_prefix,
 )
 
 
@@ -52,7 +57,7 @@ def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     doc = read_screening(path)
     if emotion not in doc["emotions"]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
-    key = ranking_score(doc["scores"])
+    key = selection_score(doc, emotion, doc["scores"])
     rows = rank((s for s in doc["scores"] if s["emotion"] == emotion and not (skip_flagged and s.get("copy_flag"))), key)
     if n > len(rows):
         skipped = " not flagged by the copy control (copy_control.skip_flagged)" if skip_flagged else ""
@@ -162,10 +167,12 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     all_heads = [(layer, head) for layer in range(spec.n_layers) for head in range(spec.n_heads)]
     scores: list[dict] = []
     per_emotion: dict[str, dict] = {}
-    pairs, halves = dict(pairs), {}
+    controls: dict[str, tuple] = {}
+    tested: dict[str, str] = {}
+    screened, halves = {}, {}
     for emotion in cfg.emotions:
-        pairs[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        screened[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
+        pb = pair_batches(model, screened[emotion], cfg.positions)
         ids = (lex[emotion], lex["neutral"])
         with torch.no_grad():
             z_emo = capture(model, pb.emotion, _z_names(model))
@@ -176,12 +183,23 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
             exact_heads = sorted(order[: cfg.exact_top_k])
         else:
             exact_heads = all_heads
+        test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened[emotion], len(all_heads))
+        if test_pairs is not screened[emotion]:  # the top-k go to the confirmation half (exact_pairs)
+            pb = pair_batches(model, test_pairs, cfg.positions)
+            with torch.no_grad():
+                z_emo = capture(model, pb.emotion, _z_names(model))
         copy_free: dict[tuple[int, int], Tensor] = {}
-        keep = copy_keep(model, pairs[emotion], pb, emotion, ids)
+        keep = copy_keep(model, test_pairs, pb, emotion, ids)
         exact = exact_patching(model, pb, z_emo, exact_heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
-        clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
+        with torch.no_grad():
+            z_neu = capture(model, pb.neutral, _z_names(model))
+        sites = control_sites(exact_heads, "head")
+        controls[emotion] = (sites, identity_control(model, pb, z_neu, sites, ids).double().numpy())
+        floor = control_floor(cfg, controls[emotion][1], emotion)
+        clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
         per_emotion[emotion] = {
-            "n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)), **halves[emotion],
+            "n_pairs": len(test_pairs), **halves[emotion],
+            "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
         }
         for layer, head in all_heads:
             row = {
@@ -197,6 +215,9 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 "exact_q": None,
                 "exact_n": None,
                 "exact_n_clusters": None,
+                "no_effect": None,
+                "attribution_ratio": None,
+                "ratio_flag": False,
                 "exact_copy_free": None,
                 "exact_copy_free_n": None,
                 "copy_share": None,
@@ -209,7 +230,9 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 if not np.isfinite(v):
                     raise InputError(f"{k} of head {layer}:{head} ({emotion}) is {v}; refusing to write {cfg.model}'s screening")
             if (layer, head) in exact:
-                row.update(exact_fields(exact[(layer, head)].double().numpy(), copy_free[(layer, head)].double().numpy(), cfg, clusters))
+                row.update(exact_fields(
+                    exact[(layer, head)].double().numpy(), copy_free[(layer, head)].double().numpy(), cfg, clusters, floor, row["attribution"],
+                ))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
     return {
@@ -223,7 +246,10 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         "metric": "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position",
         "pairs": per_emotion,
         "split": split_record(cfg),
+        "noise_floor": floor_record(cfg, controls),
+        "bh_family": family_record(cfg, scores, len(all_heads), tested),
         "copy_control": copy_record(cfg, scores),
+        "attribution_ratio": ratio_record(cfg, scores),
         "scores": scores,
         "attribution_vs_exact": corr,
     }

@@ -20,6 +20,19 @@ analysis.head_screening does for heads:
   interval and a p from one inverted sign-flip test (pairs sharing an emotion expression are one cluster), and a
   Benjamini–Hochberg q across all exact units × emotions.
 
+The BH family (issue 15; `bh_family` in the JSON). Exact patching of every unit is 110k forwards
+on GPT-2 small, and BH over all of them needs p-values far below 1/(n_resamples+1), so the family
+is the top-k: chosen by |attribution| on the selection half of the expressions and exact-tested on
+the confirmation half, which did not choose them (analysis.screening.common.exact_pairs); testing
+them on the data that chose them made every chosen unit "significant". With exact_top_k 0 every
+unit is tested on the screened half and the family is all units × emotions. With the split off and
+a top-k the family is selected and its q exploratory (`valid_fdr` false).
+
+Noise floor: an identity/self-patch control (analysis.screening.common.identity_control) gives
+each emotion's floor; rows at or below it are `no_effect`, and a layer whose largest |attribution|
+is at or below it has no `argmax_neuron` (None). `attribution_ratio` = attribution / exact per row
+above the floor, `ratio_flag` outside [0.3, 3].
+
 Storage. GPT-2 small has 12 × 3072 units; with 3 emotions that is 110k scores, tens of MB as
 JSON rows in git. So the scores are split in two files:
 
@@ -64,7 +77,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening
+from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -75,8 +88,9 @@ from analysis.interventions.exact import component_inputs, component_module, exa
 from analysis.io import write_json, write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
-    check_before_work, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record, exact_fields,
-    screened_pairs, split_record, top_lines, unchanged_prefix,
+    check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
+    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    unchanged_prefix,
 )
 
 
@@ -105,7 +119,7 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
         raise InputError(f"unit screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc.get('emotions', []))})")
     try:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
-        key = ranking_score(rows)
+        key = selection_score(doc, emotion, rows)
         rows = [s for s in rows if not (skip_flagged and s.get("copy_flag"))]
         ranked = rank(rows, key, index="neuron")
     except (KeyError, TypeError, AttributeError) as err:
@@ -256,6 +270,25 @@ def exact_patching(
     return {(s.layer, s.index): v for s, v in res.items()}
 
 
+def layer_summary(attr: Float[np.ndarray, "layer d_mlp"], floor: float, top_per_layer: int) -> tuple[list[dict], set[Unit]]:
+    """Per layer: the largest |attribution| and its neuron, the mean |attribution| and the sum;
+    and the `top_per_layer` units of every layer by |attribution| (ties keep neuron order).
+
+    An attribution estimates ΔM in nats: at or below the noise `floor` it is float noise, and its
+    argmax differs between machines (13 vs 381 was seen), so such a layer's `argmax_neuron` is None.
+    """
+    summary, top = [], set()
+    for layer, a in enumerate(attr):
+        order = np.argsort(-np.abs(a), kind="stable")[:top_per_layer]
+        top |= {(layer, int(n)) for n in order}
+        biggest = float(np.abs(a).max())
+        summary.append({
+            "layer": layer, "max_abs_attribution": biggest, "argmax_neuron": int(order[0]) if biggest > floor else None,
+            "mean_abs_attribution": float(np.abs(a).mean()), "sum_attribution": float(a.sum()),
+        })
+    return summary, top
+
+
 @dataclass(frozen=True)
 class UnitScreeningConfig(ScreeningConfig):
     """The head screening's settings, plus how many units per layer the JSON keeps."""
@@ -293,10 +326,12 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     tables: list[pd.DataFrame] = []
     layers_summary: dict[str, list[dict]] = {}
     per_emotion: dict[str, dict] = {}
-    pairs, halves = dict(pairs), {}
+    halves: dict[str, dict] = {}
+    controls: dict[str, tuple] = {}
+    tested: dict[str, str] = {}
     for emotion in cfg.emotions:
-        pairs[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        screened, halves[emotion] = screened_pairs(cfg, pairs[emotion])
+        pb = pair_batches(model, screened, cfg.positions)
         ids = (lex[emotion], lex["neutral"])
         attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
         attr = attr_t.double().numpy()
@@ -312,44 +347,43 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         rank = rank.reshape(n_layers, d_mlp)
         k = cfg.exact_top_k if cfg.exact_top_k and cfg.exact_top_k < n_units else n_units
         exact_units = sorted((int(i // d_mlp), int(i % d_mlp)) for i in order[:k])
+        # The top-k by attribution on the selection half are tested on the confirmation half (exact_pairs).
+        test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened, n_units)
+        if test_pairs is not screened:
+            pb = pair_batches(model, test_pairs, cfg.positions)
         # Recaptured rather than kept from the attribution pass, which consumed them (memory).
-        act_emo = unit_activations(model, pb.emotion, sorted({layer for layer, _ in exact_units}))
+        exact_layers = sorted({layer for layer, _ in exact_units})
+        act_emo = unit_activations(model, pb.emotion, exact_layers)
         copy_free: dict[Unit, Tensor] = {}
-        keep = copy_keep(model, pairs[emotion], pb, emotion, ids)
+        keep = copy_keep(model, test_pairs, pb, emotion, ids)
         exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
         del act_emo
-        clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
+        sites = control_sites(exact_units, "mlp")
+        act_neu = unit_activations(model, pb.neutral, exact_layers)
+        controls[emotion] = (sites, identity_control(model, pb, act_neu, sites, ids).double().numpy())
+        del act_neu
+        floor = control_floor(cfg, controls[emotion][1], emotion)
+        clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
         per_emotion[emotion] = {
-            "n_pairs": len(pairs[emotion]), "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)), **halves[emotion],
+            "n_pairs": len(test_pairs), **halves[emotion],
+            "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
         }
 
-        listed = set(exact_units)
-        summary = []
-        for layer in range(n_layers):
-            a = attr[layer]
-            top = np.argsort(-np.abs(a), kind="stable")[: cfg.top_per_layer]
-            listed |= {(layer, int(n)) for n in top}
-            summary.append({
-                "layer": layer,
-                "max_abs_attribution": float(np.abs(a).max()),
-                "argmax_neuron": int(top[0]),
-                "mean_abs_attribution": float(np.abs(a).mean()),
-                "sum_attribution": float(a.sum()),
-            })
-        layers_summary[emotion] = summary
+        layers_summary[emotion], top = layer_summary(attr, floor, cfg.top_per_layer)
+        listed = set(exact_units) | top
         for layer, neuron in sorted(listed):
             row = {
                 "layer": layer, "neuron": neuron, "emotion": emotion,
                 "attribution": float(attr[layer, neuron]), "attribution_rank": int(rank[layer, neuron]),
                 "exact": None, "exact_ci_low": None, "exact_ci_high": None, "exact_p": None, "exact_q": None,
-                "exact_n": None, "exact_n_clusters": None,
+                "exact_n": None, "exact_n_clusters": None, "no_effect": None, "attribution_ratio": None, "ratio_flag": False,
                 "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False,
             }
             if (layer, neuron) in exact:
                 values = exact[(layer, neuron)].double().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
-                row.update(exact_fields(values, copy_free[(layer, neuron)].double().numpy(), cfg, clusters))
+                row.update(exact_fields(values, copy_free[(layer, neuron)].double().numpy(), cfg, clusters, floor, row["attribution"]))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
@@ -369,7 +403,10 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "unit": "neuron n of layer L: blocks.L.mlp.hook_post[..., n] (column n of the MLP down-projection input)",
         "pairs": per_emotion,
         "split": split_record(cfg),
+        "noise_floor": floor_record(cfg, controls),
+        "bh_family": family_record(cfg, scores, n_units, tested),
         "copy_control": copy_record(cfg, scores),
+        "attribution_ratio": ratio_record(cfg, scores),
         "scores": scores,
         "scores_kept": (
             f"every unit with an exact score (the top {cfg.exact_top_k or 'all'} by |attribution| per emotion) "
