@@ -1,5 +1,7 @@
-"""Stage `benchmark`: build the benchmark model with known, hard answers and its null models
-(analysis.embedded.benchmark) into a folder; `bench` is then loadable by name."""
+"""Stage `benchmark`: build the benchmark model with known, hard answers into a folder.
+
+analysis.embedded.benchmark builds it; its null models are derived from it by the validate
+stage; `bench` is then loadable by name (analysis.core.loading.EMBEDDED)."""
 
 from __future__ import annotations
 
@@ -27,13 +29,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = load_params(a.params)
     emotions = dict(e.split("=", 1) if "=" in e else (e, "") for e in a.emotion)
     config = BenchConfig(
-        profile=a.profile or p.profile, seed=p.seed, n_nulls=p.benchmark.n_nulls, emotions=emotions,
+        profile=a.profile or p.profile, seed=p.seed, emotions=emotions,
         structures=tuple(s.strip() for s in a.structures.split(",")) if a.structures else (),
         selection_share=p.split.selection_share,
     )
     start = time.perf_counter()
     out = build_benchmark(config, a.output)
-    print(f"benchmark ({', '.join(config.planted)}) and {config.n_nulls} null models written to {out} "
+    print(f"benchmark ({', '.join(config.planted)}) written to {out} "
           f"in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

@@ -21,6 +21,10 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | (CSV columns: ATTENTION_COLUMNS)                              |
 | compare_models   | every model's screening            | results/P/plots/models/: heatmaps.png (all models, one colour |
 |                  |                                    | scale), top_heads.csv + .md (top heads per model × emotion)   |
+| benchmark        | the profile's prompts, lexicons    | results/models/bench/: the benchmark with known, hard answers |
+|                  |                                    | (hand-set GPT-2 + planted.json with each structure's signature)|
+| validate         | bench × its null models            | results/P/validation.json: every metric scored against the    |
+|                  |                                    | known answers (AUROC, signatures, null FDP)                   |
 | summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
 
 P is `params.yaml: profile`; M a name from `models`; E one of `emotions`.
@@ -49,6 +53,7 @@ PLANTED_SCHEMA = "emotion-heads/planted/v1"
 TOY_CONTINUATIONS_SCHEMA = "emotion-heads/toy-continuations/v1"
 MODEL_SOURCE_SCHEMA = "emotion-heads/model-source/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
+VALIDATION_SCHEMA = "emotion-heads/validation/v1"
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v1", "patching": "emotion-heads/patching/v1"}
 EXPERIMENT_TABLE_SCHEMAS = {"ablation": "emotion-heads/ablation-prompts/v1", "patching": "emotion-heads/patching-prompts/v1"}
 EXPERIMENT_FOLDERS = {"ablation": "head_ablation", "patching": "head_patching"}  # the seed's folder names
@@ -85,6 +90,11 @@ def plots_dir(profile: str, model: str) -> Path:
 def attention_dir(profile: str, model: str) -> Path:
     """The attention stage's folder (not plots_dir: that folder is the plots stage's out)."""
     return RESULTS / profile / "plots" / "attention" / model
+
+
+def validation_file(profile: str) -> Path:
+    """The validate stage's scores of every metric on the benchmark with known answers (issue 16)."""
+    return RESULTS / profile / "validation.json"
 
 
 def comparison_dir(profile: str) -> Path:
@@ -162,6 +172,14 @@ def read_attention(folder: str | Path) -> Any:
     table = pd.read_csv(path)
     check_attention_columns(table.columns, path)
     return table
+
+
+def read_validation(path: str | Path) -> dict[str, Any]:
+    return read_json(path, VALIDATION_SCHEMA)
+
+
+def write_validation(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, VALIDATION_SCHEMA, path))
 
 
 def read_summary(path: str | Path = SUMMARY) -> dict[str, Any]:

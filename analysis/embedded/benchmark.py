@@ -56,7 +56,6 @@ from analysis.stats import min_clusters
 N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = 6, 8, 128, 64
 D_HEAD, D_MLP = N_EMBD // N_HEAD, 4 * N_EMBD
 N_NOISE = 16  # token/position identity dims the background reads
-NULLS_DIR = "nulls"
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,6 @@ class BenchConfig:
 
     profile: str = "baseline"  # construction half and evaluation half come from this profile
     seed: int = 0
-    n_nulls: int = 20
     structures: tuple[str, ...] = ()  # empty: every structure in STRUCTURES
     emotions: Mapping[str, str] = field(default_factory=dict)  # structure -> emotion; default DEFAULT_EMOTION
     selection_share: float = 0.5
@@ -78,8 +76,6 @@ class BenchConfig:
         bad = [e for e in self.emotions.values() if e not in EMOTIONS]
         if bad:
             raise InputError(f"unknown emotion {bad[0]!r} for a benchmark structure; allowed: {', '.join(EMOTIONS)}")
-        if isinstance(self.n_nulls, bool) or not isinstance(self.n_nulls, int) or self.n_nulls < 0:
-            raise InputError(f"n_nulls must be an integer >= 0, got {self.n_nulls!r}")
         if not 0 < self.selection_share < 1:
             raise InputError(f"selection_share must be in (0, 1), got {self.selection_share!r}")
 
@@ -288,7 +284,7 @@ STRUCTURES: dict[str, Structure] = {
         (("value", 4, 3),), (), _value_only,
         "Δattn exactly 0 (uniform attention); exact effect above the noise floor", ("value",)),
     "saturation": Structure(
-        (("trap", 1, 4), ("competitor", 3, 4)), (("unit", 2, 17),), _saturation,
+        (("trap", 1, 4), ("competitor", 2, 4)), (("unit", 2, 17),), _saturation,
         "the trap head's attribution / exact < 0.3 (its unit is off in the neutral run); the linear competitor's "
         "exact effect 0.3 x the trap's, its attribution ~ its exact effect", ("trap", "competitor")),
     "cancellation": Structure(
@@ -317,7 +313,7 @@ SPAN_SCALE = 1.0  # class vectors on E times this, times (1 + the span's jitter)
 JITTER = 0.2  # per span phrase, uniform in [-JITTER, JITTER]: expressions differ in strength
 BASELINE_O = -2.0  # every token's output dims: M is negative by default, the LayerNorm-only head has a lever
 J_BASE = 3.0
-BG_VALUE, BG_WRITE = 0.1, 0.05  # background heads: value reads and output writes (std)
+BG_QK, BG_VALUE, BG_WRITE = 0.4, 0.1, 0.05  # background heads: query/key and value reads, output writes (std)
 
 
 def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], planted_units: set[tuple[int, int]]) -> None:
@@ -332,8 +328,8 @@ def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], pla
         for head in range(N_HEAD):
             if (layer, head) in planted_heads:
                 continue
-            w.wq[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, 0.7, (len(reads), 1, D_HEAD))
-            w.wk[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, 0.7, (len(reads), 1, D_HEAD))
+            w.wq[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, BG_QK, (len(reads), 1, D_HEAD))
+            w.wk[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, BG_QK, (len(reads), 1, D_HEAD))
             w.wv[layer][np.ix_(values, [head], range(D_HEAD))] = rng.normal(0, BG_VALUE, (len(values), 1, D_HEAD))
             w.wo[layer][np.ix_([head], range(D_HEAD), writes)] = rng.normal(0, BG_WRITE, (1, D_HEAD, len(writes)))
         units = [u for u in range(D_MLP) if (layer, u) not in planted_units]
@@ -501,7 +497,7 @@ def _fit(config: BenchConfig, corpus: Corpus) -> dict[str, float]:
     return {"competitor": 0.3 * trap / unit, "trap_exact_construction": trap}
 
 
-def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], null_seed: int | None) -> dict:
+def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids: list[int]) -> dict:
     structures = {}
     for name in config.planted:
         s = STRUCTURES[name]
@@ -514,14 +510,14 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], null_seed
         }
     by_emotion: dict[str, list[list[int]]] = {e: [] for e in EMOTIONS}
     units_by_emotion: dict[str, list[list[int]]] = {e: [] for e in EMOTIONS}
-    if null_seed is None:
-        for name, rec in structures.items():
-            by_emotion[rec["emotion"]] += [rec["heads"][r] for r in rec["causal"] if r in rec["heads"]]
-            units_by_emotion[rec["emotion"]] += [rec["units"][r] for r in rec["causal"] if r in rec["units"]]
-        if "units" in structures:  # the polysemantic unit serves two emotions
-            units_by_emotion["anger"].append(structures["units"]["units"]["poly"])
-            units_by_emotion["gratitude"].append(structures["units"]["units"]["poly"])
-            units_by_emotion["apology"].remove(structures["units"]["units"]["poly"])
+    for name, rec in structures.items():
+        by_emotion[rec["emotion"]] += [rec["heads"][r] for r in rec["causal"] if r in rec["heads"]]
+        units_by_emotion[rec["emotion"]] += [rec["units"][r] for r in rec["causal"] if r in rec["units"]]
+    if "units" in structures:  # the polysemantic unit serves the two emotions whose heads feed it
+        poly = structures["units"]["units"]["poly"]
+        units_by_emotion[structures["units"]["emotion"]].remove(poly)
+        units_by_emotion["gratitude"].append(poly)
+        units_by_emotion["anger"].append(poly)
     return {
         "schema": PLANTED_SCHEMA,
         "heads": sorted({tuple(h) for hs in by_emotion.values() for h in hs}),
@@ -531,7 +527,8 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], null_seed
         "construction": (__doc__ or "").strip(),
         "benchmark": {
             "structures": structures,
-            "null_seed": null_seed,
+            "null_seed": None,
+            "span_token_ids": span_ids,
             "fitted": dict(fitted),
             "copy_words": list(dims.copy_words),
             "profile": config.profile,
@@ -540,7 +537,7 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], null_seed
         },
         "params": {
             "n_layer": N_LAYER, "n_head": N_HEAD, "n_embd": N_EMBD, "d_mlp": D_MLP,
-            "profiles": list(config.profiles), "n_nulls": config.n_nulls,
+            "profiles": list(config.profiles),
         },
     }
 
@@ -563,14 +560,36 @@ def _save(folder: Path, sd: Mapping[str, torch.Tensor], corpus: Corpus, doc: dic
             f.chmod(0o644)
 
 
-def null_folders(folder: Path) -> list[Path]:
-    """The null models saved inside a benchmark folder, in seed order."""
-    return sorted((Path(folder) / NULLS_DIR).glob("null_*"))
+def write_null(folder: str | Path, k: int, output: Path) -> Path:
+    """Null model k of a benchmark folder, written to `output`: the benchmark with its span tokens'
+    embedding rows permuted (seeded by the benchmark's seed and k). Nulls are derived, not stored:
+    they differ from the benchmark in one permutation, and 20 copies of its weights would be 120 MB."""
+    from safetensors.torch import load_file, save_file
+
+    from analysis.contract import read_planted
+
+    folder, output = Path(folder), Path(output)
+    doc = read_planted(folder)
+    bench = doc["benchmark"]
+    spans = np.array(bench["span_token_ids"])
+    perm = np.random.default_rng([bench["seed"], k]).permutation(spans)
+    output.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        if f.is_file() and f.name not in ("model.safetensors", PLANTED_FILE):
+            shutil.copy(f, output / f.name)
+    sd = load_file(folder / "model.safetensors")
+    wte = sd["transformer.wte.weight"].clone()
+    wte[torch.tensor(spans)] = sd["transformer.wte.weight"][torch.tensor(perm)]  # span token t embeds as perm[t]
+    save_file({**sd, "transformer.wte.weight": wte.contiguous()}, output / "model.safetensors", metadata={"format": "pt"})
+    null = {**doc, "heads": [], "by_emotion": {e: [] for e in EMOTIONS}, "units": [], "units_by_emotion": {e: [] for e in EMOTIONS},
+            "benchmark": {**bench, "null_seed": k}}
+    write_json(output / PLANTED_FILE, null)
+    return output
 
 
 def build_benchmark(config: BenchConfig, output: Path) -> Path:
-    """Build the benchmark model and its nulls into `output` (a HF folder + planted.json,
-    nulls/null_KK/ alike); checked inputs first, so a bad input writes nothing."""
+    """Build the benchmark model into `output` (a HF folder + planted.json; its nulls are derived
+    by `write_null`); inputs are checked first, so a bad input writes nothing."""
     from analysis.embedded.build import _replace_dir
 
     output = check_output_dir(output)
@@ -585,18 +604,7 @@ def build_benchmark(config: BenchConfig, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
-        _save(tmp, sd, corpus, _doc(config, dims, fitted, None))
-        spans = np.array(sorted(corpus.span_ids))
-        for k in range(config.n_nulls):
-            perm = np.random.default_rng([config.seed, k]).permutation(spans)
-            wte = w.wte.copy()
-            wte[spans] = w.wte[perm]  # span token t now embeds as span token perm[t]
-            null = dict(sd, **{"transformer.wte.weight": torch.tensor(wte @ q.T, dtype=torch.float32)})
-            folder = tmp / NULLS_DIR / f"null_{k:02d}"
-            folder.mkdir(parents=True)
-            _save(folder, null, corpus, _doc(config, dims, fitted, k))
-        (tmp / NULLS_DIR).mkdir(exist_ok=True)
-        (tmp / NULLS_DIR).chmod(0o755)
+        _save(tmp, sd, corpus, _doc(config, dims, fitted, sorted(corpus.span_ids)))
         _replace_dir(tmp, output)
     finally:
         if tmp.exists():
