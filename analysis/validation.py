@@ -37,7 +37,7 @@ from analysis.interventions.edits import (
 from analysis.metrics import lexicon_ids, SCREENING_METRIC
 from analysis.screening.common import ScreeningConfig
 from analysis.screening.heads import screen
-from analysis.stats import auroc, spearman
+from analysis.stats import auroc, share_interval, spearman
 
 METRICS = ("delta_attn", "attribution", "exact")
 
@@ -306,9 +306,11 @@ def verdicts(doc: dict, planted: dict) -> dict[str, dict[str, str]]:
     return out
 
 
-def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs]) -> dict:
+def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]]) -> dict:
     """Each null model screened like the benchmark; a discovery is a row with q < alpha that the
-    copy control does not flag; every discovery is false, so FDP is 1 with any, else 0."""
+    copy control does not flag; every discovery is false, so FDP is 1 with any, else 0.
+    `planted_exact`: the mean exact effect of the benchmark's causal heads in the null."""
+    truth = {(e, tuple(h)) for e, hs in causal.items() for h in hs}
     per = []
     with tempfile.TemporaryDirectory(prefix="bench-null-") as tmp:
         for k in range(cfg.n_nulls):
@@ -317,14 +319,21 @@ def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs]) -> dict:
             found = [r for r in doc["scores"] if r["exact_q"] is not None and r["exact_q"] < cfg.alpha and not r["copy_flag"]]
             per.append({
                 "null": k, "n_discoveries": len(found), "fdp": 1.0 if found else 0.0,
+                "discoveries": [{f: r[f] for f in ("emotion", "layer", "head", "exact", "exact_q")} for r in found],
                 "min_q": min(r["exact_q"] for r in doc["scores"] if r["exact_q"] is not None),
                 "mean_exact": float(np.mean([r["exact"] for r in doc["scores"]])),
+                "planted_exact": float(np.mean([r["exact"] for r in doc["scores"] if (r["emotion"], (r["layer"], r["head"])) in truth])),
             })
     fdp = [p["fdp"] for p in per]
+    share = share_interval([p["n_discoveries"] > 0 for p in per]) if per else None
     return {
         "n_nulls": cfg.n_nulls, "alpha": cfg.alpha, "per_null": per,
         "mean_fdp": float(np.mean(fdp)) if per else None,
-        "share_with_discovery": float(np.mean([p["n_discoveries"] > 0 for p in per])) if per else None,
+        "share_with_discovery": share.share if share else None,
+        # BH at alpha on a model without a true head discovers anything with probability ~alpha:
+        # a calibrated pipeline's share is alpha up to this binomial interval
+        "share_with_discovery_ci": [share.ci_low, share.ci_high] if share else None,
+        "planted_exact_mean": float(np.mean([p["planted_exact"] for p in per])) if per else None,
     }
 
 
@@ -341,10 +350,14 @@ def validate(cfg: ValidationConfig) -> dict:
         "half": "confirmation: the expressions the benchmark's construction did not use",
         "n_pairs": {e: len(p) for e, p in pairs.items()},
         "params": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "structures": planted["benchmark"]["structures"],
         "metrics": metric_scores(doc, planted["by_emotion"]),
         "attribution_vs_exact": attribution_vs_exact(doc, cfg),
         "signatures": signatures(model, planted, pairs, doc),
         "verdicts": verdicts(doc, planted),
-        "nulls": nulls(cfg, pairs),
+        "n_causal_copy_flagged": sum(
+            1 for r in doc["scores"] if r["copy_flag"] and [r["layer"], r["head"]] in planted["by_emotion"][r["emotion"]]
+        ),
+        "nulls": nulls(cfg, pairs, planted["by_emotion"]),
         "scores": [{k: r[k] for k in ("layer", "head", "emotion", *METRICS, "exact_q", "copy_flag")} for r in doc["scores"]],
     }
