@@ -32,8 +32,8 @@ TOY_DIR = Path("results/models/toy")
 BENCH = "bench"  # the benchmark with known, hard answers (analysis.embedded.benchmark; issue 16)
 
 
-# The embedded models: name -> (folder its stage builds, the command that builds it). `toy_dir`
-# arguments below replace the toy's folder only (tests build toys elsewhere).
+# The embedded models, loadable by name: name -> (the folder its stage builds, the command that
+# builds it). `toy_dir` arguments below replace the toy's folder only (tests build toys elsewhere).
 EMBEDDED: dict[str, tuple[Path, str]] = {
     TOY: (TOY_DIR, "`dvc repro model@toy` or `python -m analysis.toy_model --output results/models/toy`"),
     BENCH: (Path("results/models/bench"), "`dvc repro benchmark` or `python -m analysis.bench_model --output results/models/bench`"),
@@ -370,9 +370,9 @@ def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
 
         return build_toy_model(ToyConfig(seed=seed, steps=toy_steps), output)
     if name == BENCH:
-        from analysis.embedded.benchmark import BenchConfig, build_benchmark
-
-        return build_benchmark(BenchConfig(seed=seed), output)
+        # Its own stage builds it: its one fitted size is measured with the interventions, which
+        # import this module (materializing it here would close an import circle).
+        raise InputError(f"model `bench` is built by {EMBEDDED[BENCH][1]}, not by the model stage")
     model = load_model(name)
     folder = Path(model.path) if Path(model.path).is_dir() else None
     if folder is None:
