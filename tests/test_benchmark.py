@@ -228,3 +228,40 @@ def test_null_permutes_span_embeddings_only(bench: dict, tmp_path: Path) -> None
     assert moved.float().mean() > 0.9  # a uniform permutation moves almost every span row
     rows_a = {tuple(r.tolist()) for r in a["transformer.wte.weight"][spans]}
     assert rows_a == {tuple(r.tolist()) for r in b["transformer.wte.weight"][spans]}  # the same rows, reassigned
+
+
+# --- the stage, the summary and the report's section ----------------------------------------------
+
+
+def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) -> None:
+    import yaml
+
+    from analysis.contract import read_validation
+    from analysis.validate import main
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["benchmark"] = {"n_nulls": 1, "n_resamples": 1000}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "validation.json"
+    main(["--model", str(bench["folder"]), "--params", str(tmp_path / "params.yaml"), "--output", str(out)])
+    doc = read_validation(out)
+    assert doc["nulls"]["n_nulls"] == 1 and doc["params"]["n_resamples"] == 1000
+    # the same model and halves: the exact effects do not depend on the resampling (the file keeps 6 digits)
+    assert doc["signatures"]["backup"]["zero_AB"] == pytest.approx(bench["doc"]["signatures"]["backup"]["zero_AB"], rel=1e-5)
+
+
+def test_summary_and_report_readers(bench: dict) -> None:
+    from analysis.reporting.validation import criteria, criteria_frame, validation_facts, validation_figure, validation_summary, verdict_frame
+
+    doc = bench["doc"]
+    flat = validation_summary(doc)
+    assert flat["validation.exact.auroc"] == doc["metrics"]["exact"]["auroc"]
+    assert flat["validation.decoy.rank.delta_attn"] == 1
+    rows = criteria(doc)
+    assert flat["validation.criteria.n"] == len(rows) == 13
+    # every criterion but the nulls' two is met (see test_null_models_criterion)
+    assert [what for what, _, _, met in rows if not met] == [
+        "null models (20): mean false-discovery proportion", "null models: share with any discovery"]
+    assert list(verdict_frame(doc).columns) == ["structure", "emotion", "heads", "Δattn (the seed's)", "attribution", "exact patching"]
+    assert len(criteria_frame(doc)) == 13 and validation_facts(doc)["decoy_rank"] == "1"
+    assert len(validation_figure(doc).axes) == 3
