@@ -30,7 +30,7 @@ from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import PromptPairs
 from analysis.core.sites import head_sites, unit_sites
 from analysis.core.vocabulary import EMOTIONS, mlp_post_name, NEUTRAL, pattern_hook, z_hook
-from analysis.embedded.benchmark import BenchConfig, halves, write_null
+from analysis.embedded.benchmark import BenchConfig, halves, POLY_SOURCES, write_null
 from analysis.interventions.edits import (
     capture, Edit, hooks_for, last_logits, patch_edits, position_map, tokenize_pairs, zero_edits,
 )
@@ -251,7 +251,7 @@ def signatures(model: LoadedModel, planted: dict, pairs: Mapping[str, PromptPair
     if "units" in s:
         poly, decoy = s["units"]["units"]["poly"], s["units"]["units"]["decoy_unit"]
         out["units"] = {
-            "poly": {e: by_emotion.get(e, runs(model, pairs[e], e)).unit(poly) for e in ("gratitude", "anger")},
+            "poly": {e: by_emotion.get(e, runs(model, pairs[e], e)).unit(poly) for e in (s[src]["emotion"] for src in POLY_SOURCES)},
             "decoy_unit": by_emotion.get(s["units"]["emotion"], runs(model, pairs[s["units"]["emotion"]], s["units"]["emotion"])).unit(decoy),
         }
     if "saturation" in s:

@@ -76,6 +76,10 @@ class BenchConfig:
         bad = [e for e in self.emotions.values() if e not in EMOTIONS]
         if bad:
             raise InputError(f"unknown emotion {bad[0]!r} for a benchmark structure; allowed: {', '.join(EMOTIONS)}")
+        if "units" in self.planted and not set(POLY_SOURCES) <= set(self.planted):
+            raise InputError(f"structure 'units' needs {' and '.join(POLY_SOURCES)} (their heads feed its polysemantic unit)")
+        if len({self.emotion(s) for s in POLY_SOURCES}) < 2 and "units" in self.planted:
+            raise InputError(f"{' and '.join(POLY_SOURCES)} must serve two emotions: the polysemantic unit is shared by them")
         if not 0 < self.selection_share < 1:
             raise InputError(f"selection_share must be in (0, 1), got {self.selection_share!r}")
 
@@ -150,6 +154,7 @@ class Context:
 
     dims: Dims
     emotion: str
+    emotion_of: Mapping[str, str]  # every planted structure's emotion
     fitted: Mapping[str, float]
     copy_ids: Mapping[str, tuple[int, ...]]  # copy word -> its single-token ids
 
@@ -247,10 +252,11 @@ def _layernorm(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> Non
 def _units(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> None:
     d = c.dims
     layer, unit = at["poly"]
-    # Reads P, which the gratitude (distributed) and anger (backup) heads write; writes both
-    # emotions' outputs. Bias 3: in GELU's near-linear range in both runs.
+    # Reads P, which the distributed and the backup heads write; writes both their emotions'
+    # outputs. Bias 3: in GELU's near-linear range in both runs.
     w.wfc[layer, d.P, unit], w.bfc[layer, unit] = 1.0, 3.0
-    w.wpr[layer, unit, d.O("gratitude")], w.wpr[layer, unit, d.O("anger")] = 0.3, 0.3
+    for source in POLY_SOURCES:
+        w.wpr[layer, unit, d.O(c.emotion_of[source])] = 0.3
     layer, unit = at["decoy_unit"]
     w.wfc[layer, d.O(c.emotion), unit] = 3.0  # its activation follows the emotion's output dim
     # ... and its row of the down-projection stays 0: nothing downstream.
@@ -301,6 +307,9 @@ STRUCTURES: dict[str, Structure] = {
         (("copy", 1, 7),), (), _copy,
         "exact effect above the noise floor, flagged by the copy control (copy-free share < 0.5)", ()),
 }
+
+
+POLY_SOURCES = ("distributed", "backup")  # the structures whose heads feed the polysemantic unit
 
 
 DEFAULT_EMOTION = {
@@ -433,7 +442,7 @@ def _weights(config: BenchConfig, corpus: Corpus, fitted: Mapping[str, float]) -
     for name in config.planted:
         s = STRUCTURES[name]
         at = {role: (layer, i) for role, layer, i in (*s.heads, *s.units)}
-        s.plant(w, Context(dims, config.emotion(name), fitted, copy_ids), at)
+        s.plant(w, Context(dims, config.emotion(name), {n: config.emotion(n) for n in config.planted}, fitted, copy_ids), at)
     return w, dims, q
 
 
@@ -516,8 +525,8 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids:
     if "units" in structures:  # the polysemantic unit serves the two emotions whose heads feed it
         poly = structures["units"]["units"]["poly"]
         units_by_emotion[structures["units"]["emotion"]].remove(poly)
-        units_by_emotion["gratitude"].append(poly)
-        units_by_emotion["anger"].append(poly)
+        for source in POLY_SOURCES:
+            units_by_emotion[structures[source]["emotion"]].append(poly)
     return {
         "schema": PLANTED_SCHEMA,
         "heads": sorted({tuple(h) for hs in by_emotion.values() for h in hs}),
