@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.reporting.format import fmt_num
+from analysis.reporting.format import fmt_num, Text
 
 METRICS = ("delta_attn", "attribution", "exact")
 LABELS = {"delta_attn": "Δattn (the seed's)", "attribution": "attribution", "exact": "exact patching"}
@@ -151,8 +151,17 @@ def validation_figure(doc: dict[str, Any]):  # noqa: ANN201 - a matplotlib Figur
     return fig
 
 
-def validation_facts(doc: dict[str, Any]) -> dict[str, str]:
-    """Every number the section's prose cites, formatted."""
+class Facts(dict):
+    """The section's facts; without a validation.json every fact reads as that."""
+
+    def __missing__(self, key: str) -> Text:
+        return Text("(no validation.json)")
+
+
+def validation_facts(doc: dict[str, Any] | None) -> Facts:
+    """Every number the section's prose cites, formatted (texts that display without quotes)."""
+    if doc is None:
+        return Facts()
     s, m, n = doc["signatures"], doc["metrics"], doc["nulls"]
     out = {f"{k}_{metric}": fmt_num(m[metric][k]) for metric in METRICS for k in ("auroc", "precision_at_k")}
     out["k"] = str(m["exact"]["k"])
@@ -182,4 +191,4 @@ def validation_facts(doc: dict[str, Any]) -> dict[str, str]:
                    null_share=fmt_num(n["share_with_discovery"]), null_lo=fmt_num(lo), null_hi=fmt_num(hi),
                    null_verdict="The criterion is met." if n["mean_fdp"] <= 0.05 and n["share_with_discovery"] <= 0.05
                    else "The criterion is not met as measured; the tests keep it, marked as the known failure it is.")
-    return out
+    return Facts({k: Text(v) for k, v in out.items()})
