@@ -351,6 +351,7 @@ def validate(cfg: ValidationConfig) -> dict:
         "n_pairs": {e: len(p) for e, p in pairs.items()},
         "params": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "structures": planted["benchmark"]["structures"],
+        "structures_by_emotion": planted["by_emotion"],
         "metrics": metric_scores(doc, planted["by_emotion"]),
         "attribution_vs_exact": attribution_vs_exact(doc, cfg),
         "signatures": signatures(model, planted, pairs, doc),

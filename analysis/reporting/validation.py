@@ -167,6 +167,8 @@ def validation_facts(doc: dict[str, Any] | None) -> Facts:
     out["k"] = str(m["exact"]["k"])
     out["n_rows"] = str(len(doc["scores"]))
     out["n_heads"] = str(len({(r["layer"], r["head"]) for r in doc["scores"]}))
+    causal = [abs(r["exact"]) for r in doc["scores"] if [r["layer"], r["head"]] in doc["structures_by_emotion"][r["emotion"]]]
+    out["causal_range"] = f"{fmt_num(min(causal))}–{fmt_num(max(causal))}"
     out["spearman"] = fmt_num(doc["attribution_vs_exact"]["spearman"])
     out["n_above"] = str(doc["attribution_vs_exact"]["n_above_floor"])
     out["n_pairs"] = str(sum(doc["n_pairs"].values()))
@@ -189,6 +191,9 @@ def validation_facts(doc: dict[str, Any] | None) -> Facts:
         lo, hi = n["share_with_discovery_ci"]
         out.update(n_nulls=str(n["n_nulls"]), n_null_disc=str(sum(p["n_discoveries"] > 0 for p in n["per_null"])),
                    null_share=fmt_num(n["share_with_discovery"]), null_lo=fmt_num(lo), null_hi=fmt_num(hi),
+                   null_planted=fmt_num(n["planted_exact_mean"]),
+                   null_discoveries="; ".join(f"null {p['null']}: {d['emotion']} {d['layer']}:{d['head']} ({fmt_num(d['exact'])} nats)"
+                                              for p in n["per_null"] for d in p["discoveries"]) or "none",
                    null_verdict="The criterion is met." if n["mean_fdp"] <= 0.05 and n["share_with_discovery"] <= 0.05
                    else "The criterion is not met as measured; the tests keep it, marked as the known failure it is.")
     return Facts({k: Text(v) for k, v in out.items()})
