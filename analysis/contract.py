@@ -24,6 +24,10 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | (CSV columns: ATTENTION_COLUMNS)                              |
 | compare_models   | every model's screening            | results/P/plots/models/: heatmaps.png (all models, one colour |
 |                  |                                    | scale), top_heads.csv + .md (top heads per model × emotion)   |
+| benchmark        | the profile's prompts, lexicons    | results/models/bench/: the benchmark with known, hard answers |
+|                  |                                    | (hand-set GPT-2 + planted.json with each structure's signature)|
+| validate         | bench × its null models            | results/P/validation.json: every metric scored against the    |
+|                  |                                    | known answers (AUROC, signatures, null FDP)                   |
 | summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
 
 P is `params.yaml: profile`; M a name from `models`; E one of `emotions`; D one of
@@ -53,6 +57,7 @@ PLANTED_SCHEMA = "emotion-heads/planted/v1"
 TOY_CONTINUATIONS_SCHEMA = "emotion-heads/toy-continuations/v1"
 MODEL_SOURCE_SCHEMA = "emotion-heads/model-source/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
+VALIDATION_SCHEMA = "emotion-heads/validation/v1"
 # v2 (issue 15): interventions named by their question, fraction of the gap, random-head baseline,
 # noise floor; KL and `changed` no longer carry a sign-flip p.
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v2", "patching": "emotion-heads/patching/v2"}
@@ -106,6 +111,11 @@ def plots_dir(profile: str, model: str) -> Path:
 def attention_dir(profile: str, model: str) -> Path:
     """The attention stage's folder (not plots_dir: that folder is the plots stage's out)."""
     return RESULTS / profile / "plots" / "attention" / model
+
+
+def validation_file(profile: str) -> Path:
+    """The validate stage's scores of every metric on the benchmark with known answers (issue 16)."""
+    return RESULTS / profile / "validation.json"
 
 
 def comparison_dir(profile: str) -> Path:
@@ -183,6 +193,14 @@ def read_attention(folder: str | Path) -> Any:
     table = pd.read_csv(path)
     check_attention_columns(table.columns, path)
     return table
+
+
+def read_validation(path: str | Path) -> dict[str, Any]:
+    return read_json(path, VALIDATION_SCHEMA)
+
+
+def write_validation(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, VALIDATION_SCHEMA, path))
 
 
 def read_summary(path: str | Path = SUMMARY) -> dict[str, Any]:

@@ -28,6 +28,11 @@ class ToyParams(_Frozen):
     steps: int = Field(200, ge=1)
 
 
+class BenchmarkParams(_Frozen):
+    n_nulls: int = Field(20, ge=0)
+    n_resamples: int = Field(10000, ge=100)
+
+
 class ScreeningParams(_Frozen):
     positions: Literal[POSITION_MODES] = "all"
     exact_top_k: int = Field(0, ge=0)
@@ -90,6 +95,7 @@ class Params(_Frozen):
     emotions: tuple[str, ...] = EMOTIONS
     seed: int = Field(0, ge=0)
     toy: ToyParams = ToyParams()
+    benchmark: BenchmarkParams = BenchmarkParams()
     screening: ScreeningParams = ScreeningParams()
     unit_screening: UnitScreeningParams = UnitScreeningParams()
     ablation: AblationParams = AblationParams()

@@ -10,3 +10,4 @@ from analysis.reporting.format import *  # noqa: F403
 from analysis.reporting.markdown import *  # noqa: F403
 from analysis.reporting.results import *  # noqa: F403
 from analysis.reporting.tables import *  # noqa: F403
+from analysis.reporting.validation import criteria_frame, load_validation, validation_facts, validation_figure, verdict_frame  # noqa: F401

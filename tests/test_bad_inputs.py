@@ -203,6 +203,19 @@ def _long_profile(p: Path) -> None:
         (folder / f"{name}.txt").write_text("".join(f"Hi Maria, [{s}].{filler} I just wanted to say that\n" for s in ss))
 
 
+def _profile_from_baseline(name: str, files: tuple[str, ...], lines: int | None = None) -> Setup:
+    """data/prompts/<name>/: the named baseline files (their first `lines` lines, or all)."""
+
+    def setup(p: Path) -> None:
+        folder = p / "data/prompts" / name
+        folder.mkdir(parents=True)
+        for f in files:
+            text = (p / "data/prompts/baseline" / f"{f}.txt").read_text().splitlines()
+            (folder / f"{f}.txt").write_text("\n".join(text[:lines]) + "\n")
+
+    return setup
+
+
 def _unpaired(p: Path) -> dict[str, str]:
     folder = p / "bad_prompts"
     folder.mkdir()
@@ -389,6 +402,13 @@ ROWS: list[Row] = [
     Row("ablation-max-tokens-0", "promise", "head_ablation", (*ABL, "--max-tokens", "0"), "--max-tokens must be at least 1"),
     Row("emotion-twice", "promise", "head_screening", (*SCREEN, "--emotions", "anger", "anger"), "given twice"),
     Row("params-missing", "promise", "head_screening", (*SCREEN, "--params", "nothing.yaml"), "does not exist"),
+    # the benchmark with known answers (issue 16)
+    Row("bench-emotion-without-prompts", "input", "bench_model", ("--profile", "partial", "--output", "results/models/newbench"),
+        "has no anger prompts", _profile_from_baseline("partial", ("gratitude", "apology", "neutral"))),
+    Row("bench-unknown-structure", "input", "bench_model", ("--structures", "distributed,bogus", "--output", "results/models/newbench"),
+        "unknown benchmark structure 'bogus'"),
+    Row("bench-too-few-held-out", "input", "bench_model", ("--profile", "few", "--output", "results/models/newbench"),
+        "the statistics need at least", _profile_from_baseline("few", ("gratitude", "anger", "apology", "neutral"), 6)),
 ]
 
 

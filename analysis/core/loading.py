@@ -29,6 +29,17 @@ TOY = "toy"
 TOY_DIR = Path("results/models/toy")
 
 
+BENCH = "bench"  # the benchmark with known, hard answers (analysis.embedded.benchmark; issue 16)
+
+
+# The embedded models, loadable by name: name -> (the folder its stage builds, the command that
+# builds it). `toy_dir` arguments below replace the toy's folder only (tests build toys elsewhere).
+EMBEDDED: dict[str, tuple[Path, str]] = {
+    TOY: (TOY_DIR, "`dvc repro model@toy` or `python -m analysis.toy_model --output results/models/toy`"),
+    BENCH: (Path("results/models/bench"), "`dvc repro benchmark` or `python -m analysis.bench_model --output results/models/bench`"),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Shape facts every stage validates specs against."""
@@ -60,13 +71,12 @@ def resolve_model_path(name: str, toy_dir: Path = TOY_DIR) -> str:
     """Map a model name to what `from_pretrained` takes; fail in one line if it is not here."""
     if not name or not name.strip():
         raise InputError("model name is empty; use `toy` (works offline), a local folder or a Hugging Face id")
-    if name == TOY:
-        if not (toy_dir / "config.json").is_file():
-            raise InputError(
-                f"model `toy` is not built: {toy_dir}/config.json is missing; build it with "
-                f"`dvc repro model@toy` or `python -m analysis.toy_model --output {toy_dir}`"
-            )
-        return str(toy_dir)
+    if name in EMBEDDED:
+        folder, how = EMBEDDED[name]
+        folder = toy_dir if name == TOY else folder
+        if not (folder / "config.json").is_file():
+            raise InputError(f"model `{name}` is not built: {folder}/config.json is missing; build it with {how}")
+        return str(folder)
     if Path(name).is_dir():
         if not (Path(name) / "config.json").is_file():
             raise InputError(f"model folder {name} has no config.json (expected a Hugging Face model folder)")
@@ -359,6 +369,10 @@ def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
         from analysis.embedded.build import build_toy_model
 
         return build_toy_model(ToyConfig(seed=seed, steps=toy_steps), output)
+    if name == BENCH:
+        # Its own stage builds it: its one fitted size is measured with the interventions, which
+        # import this module (materializing it here would close an import circle).
+        raise InputError(f"model `bench` is built by {EMBEDDED[BENCH][1]}, not by the model stage")
     model = load_model(name)
     folder = Path(model.path) if Path(model.path).is_dir() else None
     if folder is None:

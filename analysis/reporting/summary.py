@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, significant, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.contract import read_validation, validation_file
 from analysis.errors import InputError
 from analysis.io import read_json, read_parquet
 from analysis.params import Params
+from analysis.reporting.validation import validation_summary
 from analysis.stats import auroc
 
 
@@ -226,4 +228,7 @@ def summarize(params: Params) -> dict[str, Any]:
                 doc = read_json(path, EXPERIMENT_SCHEMAS[kind])
                 flat.update(_summarized(path, experiment_summary, doc, name))
         metrics.update({f"{model}.{k}": v for k, v in flat.items()})
+    path = validation_file(params.profile)
+    if path.is_file():  # the benchmark with known answers (issue 16)
+        metrics.update({f"bench.{k}": v for k, v in _summarized(path, validation_summary, read_validation(path)).items()})
     return {"schema": SUMMARY_SCHEMA, "profile": params.profile, **metrics}

@@ -1,0 +1,267 @@
+"""The benchmark with known, hard answers (issue 16): each planted structure shows the signature
+its planted.json states, measured with the project's exact interventions on the held-out half,
+and the pipeline's criteria ("What counts as the pipeline passing") hold on it.
+
+One module fixture builds the benchmark (~5-10 s) and runs the validate computation once, with
+the stage's own params (params.yaml: benchmark), null models included (~2-4 min on 2 loaded cores).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.core.prompts import span_clusters
+from analysis.core.vocabulary import mlp_post_name
+from analysis.embedded.benchmark import BenchConfig, build_benchmark, halves, STRUCTURES, write_null
+from analysis.params import load_params
+from analysis.validation import runs, validate, ValidationConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("bench") / "bench"
+    start = time.perf_counter()
+    build_benchmark(BenchConfig(), folder)
+    seconds = time.perf_counter() - start
+    p = load_params(REPO / "params.yaml")
+    cfg = ValidationConfig(folder=str(folder), profile=p.profile, n_nulls=p.benchmark.n_nulls, n_resamples=p.benchmark.n_resamples,
+                           seed=p.seed, selection_share=p.split.selection_share, copy_max_share=p.copy_control.max_share)
+    doc = validate(cfg)
+    return {"folder": folder, "build_seconds": seconds, "doc": doc, "planted": json.loads((folder / "planted.json").read_text()),
+            "cfg": cfg}
+
+
+def test_build_is_deterministic_and_fast(bench: dict, tmp_path: Path) -> None:
+    assert bench["build_seconds"] < 180  # issue 16: <= 3 min for all on 2 cores (measured ~5-10 s)
+    again = build_benchmark(BenchConfig(), tmp_path / "again")
+    for name in ("model.safetensors", "planted.json", "tokenizer.json", "config.json"):
+        assert (again / name).read_bytes() == (bench["folder"] / name).read_bytes(), name
+
+
+def test_gpt2_with_layernorm_and_gelu(bench: dict) -> None:
+    cfg = json.loads((bench["folder"] / "config.json").read_text())
+    assert cfg["model_type"] == "gpt2" and cfg["activation_function"] == "gelu_new"
+    assert (cfg["n_layer"], cfg["n_head"], cfg["n_embd"]) == (6, 8, 128)
+
+
+def test_loadable_by_name(bench: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analysis.core import loading
+
+    built = bench["folder"]
+    with pytest.raises(loading.InputError, match="model `bench` is built by `dvc repro benchmark`"):
+        loading.materialize("bench", tmp_path / "m", seed=0, toy_steps=1)
+    monkeypatch.setitem(loading.EMBEDDED, "bench", (built, "how"))
+    assert loading.resolve_model_path("bench") == str(built)
+    assert loading.load_model("bench").spec.n_heads == 8
+    monkeypatch.setitem(loading.EMBEDDED, "bench", (tmp_path / "missing", "`dvc repro benchmark`"))
+    with pytest.raises(loading.InputError, match="model `bench` is not built.*dvc repro benchmark"):
+        loading.resolve_model_path("bench")
+
+
+def test_construction_and_evaluation_use_disjoint_expressions(bench: dict) -> None:
+    for emotion in ("gratitude", "anger", "apology"):
+        built, held_out = halves(BenchConfig(), emotion)
+        assert not set(span_clusters(built)) & set(span_clusters(held_out))
+        assert len(set(span_clusters(held_out))) >= 17 and bench["doc"]["n_pairs"][emotion] == len(held_out)
+    fitted = bench["planted"]["benchmark"]["fitted"]
+    sat = bench["doc"]["signatures"]["saturation"]
+    # the competitor was sized to 0.3 x the trap on the construction half; held out it is near, not equal
+    assert fitted["trap_exact_construction"] != pytest.approx(sat["trap"]["exact"], abs=1e-3)
+    assert 0.2 <= sat["competitor_over_trap_exact"] <= 0.45
+
+
+def test_planted_json_records_every_structure_with_its_signature(bench: dict) -> None:
+    rec = bench["planted"]["benchmark"]["structures"]
+    assert set(rec) == set(STRUCTURES)
+    assert all(r["signature"] and r["emotion"] in ("gratitude", "anger", "apology") for r in rec.values())
+    assert bench["planted"]["by_emotion"]["gratitude"] == sorted(rec["distributed"]["heads"].values())
+
+
+# --- each structure's signature, by direct measurement ------------------------------------------
+
+
+def test_distributed_thirds_and_cumulative_recovery(bench: dict) -> None:
+    d = bench["doc"]["signatures"]["distributed"]
+    assert all(0.25 <= s <= 0.42 for s in d["shares"]), d["shares"]  # about 1/3 each
+    assert d["cumulative_denoise"][0] < d["cumulative_denoise"][1] < d["cumulative_denoise"][2]
+    assert d["cumulative_denoise"][2] >= 0.9  # criterion: the three jointly recover >= 0.9 of the gap
+
+
+def test_backup_takes_over(bench: dict) -> None:
+    b = bench["doc"]["signatures"]["backup"]
+    assert b["zero_AB"] > 2.0  # nats: without both, the emotion's M falls
+    assert abs(b["zero_A"]) <= 0.5 * b["zero_AB"]  # criterion: B compensates
+    assert b["noise_AB"] >= 0.8 and b["denoise_A"] >= 0.8  # criterion
+    assert b["noise_A"] < 0.3  # noising A alone: B takes over again
+    assert b["attention_B_to_span_clean"] < 0.05 and b["attention_B_to_span_A_zeroed"] > 0.4  # the mechanism
+    curve = b["curve"]
+    assert curve["effect_B_zeroed"][-1] == pytest.approx(b["zero_AB"] - b["zero_B"], abs=1e-4)
+    assert max(curve["effect_B_free"]) < 0.5 * curve["effect_B_zeroed"][-1]
+
+
+def test_attention_decoy(bench: dict) -> None:
+    d = bench["doc"]["signatures"]["decoy"]
+    assert d["delta_attn"] > 0.9 and d["rank"]["delta_attn"] == 1  # Δattn ranks it first of its emotion
+    assert abs(d["exact"]) < 1e-5 and abs(d["attribution"]) < 1e-5
+    assert d["exact_q"] >= 0.05  # criterion: below the noise floor
+
+
+def test_value_only(bench: dict) -> None:
+    v = bench["doc"]["signatures"]["value_only"]
+    assert v["delta_attn"] == pytest.approx(0.0, abs=1e-6)
+    assert v["exact"] > 1.0 and v["exact_q"] < 0.05
+    assert v["rank"]["delta_attn"] >= 40 and v["rank"]["exact"] <= 3
+
+
+def test_saturation_trap(bench: dict) -> None:
+    s = bench["doc"]["signatures"]["saturation"]
+    assert s["trap"]["exact"] > 0.5 and s["trap_ratio"] < 0.3  # attribution misses the trap ...
+    assert 0.8 <= s["competitor_ratio"] <= 1.25  # ... and gets the linear competitor right
+    assert s["competitor"]["attribution"] > s["trap"]["attribution"]  # so it ranks the competitor first
+    flagged = {(r["emotion"], r["layer"], r["head"]) for r in bench["doc"]["attribution_vs_exact"]["flagged"]}
+    trap = bench["planted"]["benchmark"]["structures"]["saturation"]
+    assert (trap["emotion"], *trap["heads"]["trap"]) in flagged  # criterion: the trap is flagged
+    # the unit is off in the neutral run and on in the emotion run, at the last position
+    from analysis.core.loading import load_model
+
+    layer, unit = trap["units"]["unit"]
+    r = runs(load_model(str(bench["folder"])), halves(BenchConfig(), trap["emotion"])[1], trap["emotion"])
+    neutral, emotion = (z[mlp_post_name(layer)][:, -1, unit] for z in (r.z_neutral, r.z_emotion))
+    assert neutral.abs().max() < 0.01 and emotion.mean() > 1.0
+
+
+def test_cancellation(bench: dict) -> None:
+    c = bench["doc"]["signatures"]["cancellation"]
+    assert c["plus"] > 0.5 and c["minus"] < -0.5 and c["plus_q"] < 0.05 and c["minus_q"] < 0.05
+    assert abs(c["joint"]) <= 0.05 * min(c["plus"], -c["minus"])  # criterion: jointly ~ 0
+    assert abs(c["layer"]) <= 0.1 * min(c["plus"], -c["minus"])  # the whole layer too (background heads in it)
+
+
+def test_layernorm_only_head(bench: dict) -> None:
+    from safetensors.torch import load_file
+
+    rec = bench["planted"]["benchmark"]["structures"]["layernorm"]
+    layer, head = rec["heads"]["ln"]
+    assert layer == 5  # the last block: only the final LayerNorm and the unembedding are downstream
+    sd = load_file(bench["folder"] / "model.safetensors")
+    d_head = 16
+    w_o = sd[f"transformer.h.{layer}.attn.c_proj.weight"][head * d_head : (head + 1) * d_head]  # [d_head, d]
+    writes = (w_o.abs().sum(1) > 0).nonzero().flatten()
+    assert len(writes) >= 1
+    # the unembedding reads nothing of what it writes: its only route to the logits is LayerNorm's scale
+    assert (sd["lm_head.weight"] @ w_o[writes].T).abs().max() < 1e-4
+    ln = bench["doc"]["signatures"]["layernorm"]
+    assert abs(ln["exact"]) > 0.3 and ln["exact_q"] < 0.05
+
+
+def test_polysemantic_and_decoy_units(bench: dict) -> None:
+    u = bench["doc"]["signatures"]["units"]
+    assert u["poly"]["gratitude"]["exact"] > 0.3 and u["poly"]["anger"]["exact"] > 0.3
+    assert u["decoy_unit"]["activation_change"] > 1.0 and abs(u["decoy_unit"]["exact"]) < 1e-5
+
+
+def test_copy_head_flagged_and_true_heads_not(bench: dict) -> None:
+    c = bench["doc"]["signatures"]["copy"]
+    assert c["exact"] > 0.3 and c["exact_q"] < 0.05 and c["copy_flag"] and c["copy_share"] < 0.5  # criterion
+    causal = {(e, tuple(h)) for e, hs in bench["planted"]["by_emotion"].items() for h in hs}
+    rows = [r for r in bench["doc"]["scores"] if (r["emotion"], (r["layer"], r["head"])) in causal]
+    assert len(rows) == 11 and not any(r["copy_flag"] for r in rows)  # criterion: no true emotion head flagged
+
+
+# --- the pipeline's criteria ----------------------------------------------------------------------
+
+
+def test_exact_auroc(bench: dict) -> None:
+    assert bench["doc"]["metrics"]["exact"]["auroc"] >= 0.95
+
+
+def test_attribution_spearman_above_noise_floor(bench: dict) -> None:
+    a = bench["doc"]["attribution_vs_exact"]
+    assert a["n_above_floor"] >= 11 and a["spearman"] >= 0.8
+
+
+def test_delta_attn_reported_as_it_is(bench: dict) -> None:
+    """Not a criterion of the pipeline: what the seed's score does here (the report discusses it)."""
+    v = bench["doc"]["verdicts"]
+    assert v["decoy"]["delta_attn"] == "misleading" and v["value_only"]["delta_attn"] == "missed"
+    assert v["saturation"]["attribution"] == "missed" and v["saturation"]["exact"] == "found"
+    assert all(row["exact"] == "found" for row in v.values())
+
+
+@pytest.mark.xfail(strict=True, reason="measured: 2 of the 20 nulls have a discovery (mean FDP 0.10, 95 % CI of the share "
+                   "[0.012, 0.317]); BH at 0.05 under a global null discovers with probability ~0.05, so '<= 5 %' is the "
+                   "nominal rate itself and 20 nulls cannot resolve it (see test_null_models_calibrated)")
+def test_null_models_criterion(bench: dict) -> None:
+    n = bench["doc"]["nulls"]
+    assert n["mean_fdp"] <= 0.05 and n["share_with_discovery"] <= 0.05  # criterion
+
+
+def test_null_models_calibrated(bench: dict) -> None:
+    n = bench["doc"]["nulls"]
+    assert n["n_nulls"] >= 10
+    low, high = n["share_with_discovery_ci"]
+    assert low <= 0.05 <= high  # consistent with the nominal alpha: not anti-conservative
+    assert sum(p["n_discoveries"] for p in n["per_null"]) <= 0.05 * n["n_nulls"] * 144  # per test, far below alpha
+    # the null's guarantee: over the permutations, the planted heads' mean effect is ~0
+    # (the benchmark's are several nats)
+    assert abs(n["planted_exact_mean"]) < 0.1 * bench["doc"]["signatures"]["backup"]["zero_AB"]
+
+
+def test_null_permutes_span_embeddings_only(bench: dict, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    null = write_null(bench["folder"], 0, tmp_path / "null")
+    a, b = load_file(bench["folder"] / "model.safetensors"), load_file(null / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "transformer.wte.weight")
+    spans = bench["planted"]["benchmark"]["span_token_ids"]
+    rest = [i for i in range(a["transformer.wte.weight"].shape[0]) if i not in set(spans)]
+    assert torch.equal(a["transformer.wte.weight"][rest], b["transformer.wte.weight"][rest])
+    moved = (a["transformer.wte.weight"][spans] != b["transformer.wte.weight"][spans]).any(1)
+    assert moved.float().mean() > 0.9  # a uniform permutation moves almost every span row
+    rows_a = {tuple(r.tolist()) for r in a["transformer.wte.weight"][spans]}
+    assert rows_a == {tuple(r.tolist()) for r in b["transformer.wte.weight"][spans]}  # the same rows, reassigned
+
+
+# --- the stage, the summary and the report's section ----------------------------------------------
+
+
+def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) -> None:
+    import yaml
+
+    from analysis.contract import read_validation
+    from analysis.validate import main
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["benchmark"] = {"n_nulls": 1, "n_resamples": 1000}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "validation.json"
+    main(["--model", str(bench["folder"]), "--params", str(tmp_path / "params.yaml"), "--output", str(out)])
+    doc = read_validation(out)
+    assert doc["nulls"]["n_nulls"] == 1 and doc["params"]["n_resamples"] == 1000
+    # the same model and halves: the exact effects do not depend on the resampling (the file keeps 6 digits)
+    assert doc["signatures"]["backup"]["zero_AB"] == pytest.approx(bench["doc"]["signatures"]["backup"]["zero_AB"], rel=1e-5)
+
+
+def test_summary_and_report_readers(bench: dict) -> None:
+    from analysis.reporting.validation import criteria, criteria_frame, validation_facts, validation_figure, validation_summary, verdict_frame
+
+    doc = bench["doc"]
+    flat = validation_summary(doc)
+    assert flat["validation.exact.auroc"] == doc["metrics"]["exact"]["auroc"]
+    assert flat["validation.decoy.rank.delta_attn"] == 1
+    rows = criteria(doc)
+    assert flat["validation.criteria.n"] == len(rows) == 13
+    # every criterion but the nulls' two is met (see test_null_models_criterion)
+    assert [what for what, _, _, met in rows if not met] == [
+        "null models (20): mean false-discovery proportion", "null models: share with any discovery"]
+    assert list(verdict_frame(doc).columns) == ["structure", "emotion", "heads", "Δattn (the seed's)", "attribution", "exact patching"]
+    assert len(criteria_frame(doc)) == 13 and validation_facts(doc)["decoy_rank"] == "1"
+    assert len(validation_figure(doc).axes) == 3
