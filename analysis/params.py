@@ -71,6 +71,10 @@ class CopyControlParams(_Frozen):
     skip_flagged: bool = True
 
 
+class AlignmentParams(_Frozen):
+    max_unaligned_share: float = Field(0.2, ge=0.0, lt=1.0)  # < 1: a profile with no aligned pair is always refused
+
+
 class PlotParams(_Frozen):
     top_n: int = Field(20, ge=1)
 
@@ -89,6 +93,7 @@ class Params(_Frozen):
     plots: PlotParams = PlotParams()
     split: SplitParams = SplitParams()
     copy_control: CopyControlParams = CopyControlParams()
+    alignment: AlignmentParams = AlignmentParams()
 
     @field_validator("profile")
     @classmethod

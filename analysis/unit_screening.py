@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
         split=p.split.enabled and not a.no_split,
         selection_share=p.split.selection_share,
         copy_max_share=p.copy_control.max_share,
+        max_unaligned_share=p.alignment.max_unaligned_share,
         top_per_layer=a.top_per_layer,
     )
     output = a.output or unit_screening_file(cfg.profile, cfg.model)

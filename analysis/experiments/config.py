@@ -49,6 +49,7 @@ class ExperimentConfig:
     split: bool = True  # held-out confirmation: also report every effect on the confirmation half
     selection_share: float = 0.5
     skip_copy_flagged: bool = True  # top:N / mlp-top:K and the cumulative curve skip copy-flagged components
+    max_unaligned_share: float = 0.2  # patching at positions all: most of the pairs that may be left out (keep_aligned)
     chunk_size: int = 128  # prompts per generate call: the baseline sets (70) in one
 
     @property
@@ -154,6 +155,7 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         split=params.split.enabled and not args.no_split,
         selection_share=params.split.selection_share,
         skip_copy_flagged=params.copy_control.skip_flagged,
+        max_unaligned_share=params.alignment.max_unaligned_share,
     )
 
 

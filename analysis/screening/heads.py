@@ -165,7 +165,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     pairs, halves = dict(pairs), {}
     for emotion in cfg.emotions:
         pairs[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        pb = pair_batches(model, pairs[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
         with torch.no_grad():
             z_emo = capture(model, pb.emotion, _z_names(model))

@@ -296,7 +296,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     pairs, halves = dict(pairs), {}
     for emotion in cfg.emotions:
         pairs[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        pb = pair_batches(model, pairs[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
         attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
         attr = attr_t.double().numpy()
