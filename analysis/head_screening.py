@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         selection_share=p.split.selection_share,
         copy_max_share=p.copy_control.max_share,
         noise_atol=p.noise_floor.atol,
+        max_unaligned_share=p.alignment.max_unaligned_share,
     )
     check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}

@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from analysis.core.prompts import lexicon_word_ids, load_lexicon
+from analysis.core.prompts import LEXICONS_ROOT, lexicon_word_ids, load_lexicon
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
 
@@ -59,7 +59,11 @@ def lexicon_token_ids(tokenizer, words: Sequence[str], name: str = "lexicon") ->
     """
     ids = {i for w_ids in lexicon_word_ids(tokenizer, words).values() for i in w_ids}
     if not ids:
-        raise InputError(f"no word of the {name} lexicon is a single token for this tokenizer; the score M needs some")
+        # the same words as prepare_prompts' lexicon report (analysis.core.prompt_table.lexicon_report)
+        raise InputError(
+            f"{LEXICONS_ROOT / name}.txt has no word with a single-token form under the tokenizer of "
+            f"{getattr(tokenizer, 'name_or_path', '') or 'this model'}; the score M and the keyword counts need at least one"
+        )
     return sorted(ids)
 
 

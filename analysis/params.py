@@ -85,6 +85,10 @@ class NoiseFloorParams(_Frozen):
     atol: float = Field(1.0e-5, ge=0.0, allow_inf_nan=False)
 
 
+class AlignmentParams(_Frozen):
+    max_unaligned_share: float = Field(0.2, ge=0.0, lt=1.0)  # < 1: a profile with no aligned pair is always refused
+
+
 class PlotParams(_Frozen):
     top_n: int = Field(20, ge=1)
 
@@ -106,6 +110,7 @@ class Params(_Frozen):
     split: SplitParams = SplitParams()
     copy_control: CopyControlParams = CopyControlParams()
     noise_floor: NoiseFloorParams = NoiseFloorParams()
+    alignment: AlignmentParams = AlignmentParams()
 
     @field_validator("profile")
     @classmethod

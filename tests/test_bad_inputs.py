@@ -216,6 +216,22 @@ def _profile_from_baseline(name: str, files: tuple[str, ...], lines: int | None 
     return setup
 
 
+def _misaligned(n_long: int) -> Setup:
+    """Profile `misaligned`: the first 12 baseline pairs (12 expressions), the first `n_long`
+    gratitude spans lengthened, so those pairs no longer align token by token under any tokenizer."""
+
+    def setup(p: Path) -> None:
+        folder = p / "data/prompts/misaligned"
+        folder.mkdir(parents=True)
+        for name in ("gratitude", "neutral"):
+            lines = (p / f"data/prompts/baseline/{name}.txt").read_text().splitlines()[:12]
+            if name == "gratitude":
+                lines[:n_long] = [line.replace("]", " and honestly much more than I can say]") for line in lines[:n_long]]
+            (folder / f"{name}.txt").write_text("\n".join(lines) + "\n")
+
+    return setup
+
+
 def _unpaired(p: Path) -> dict[str, str]:
     folder = p / "bad_prompts"
     folder.mkdir()
@@ -374,6 +390,31 @@ ROWS: list[Row] = [
     Row("ablation-profile-empty", "upfront", "head_ablation", (*ABL, "--profile", ""), "is not a profile name"),
     Row("screening-profile-path", "upfront", "head_screening", (*SCREEN, "--profile", "../data"), "is not a profile name"),
     Row("params-profile-empty", "upfront", "head_screening", SCREEN, "key profile", _yaml_set("", "profile", "''")),
+    # --- issue 14's data checks: a split too small for the statistics, a profile that does not align
+    # under the model's tokenizer beyond alignment.max_unaligned_share (0.2 of 12 pairs: at most 2),
+    # a lexicon with no single-token word for the model
+    Row("split-too-few-expressions", "upfront", "head_screening", SCREEN,
+        "selection_share 0.1 of the 35 gratitude expressions leaves 4 for selection and 31 for confirmation; the "
+        "statistics need at least 6", _yaml_set("split", "selection_share", "0.1")),
+    Row("ablation-split-too-few-expressions", "upfront", "head_ablation", ABL, "leaves 4 for selection and 31 for confirmation",
+        _yaml_set("split", "selection_share", "0.1")),
+    Row("screening-profile-unaligned", "input", "head_screening", (*SCREEN, "--profile", "misaligned", "--emotions", "gratitude"),
+        "data/prompts/misaligned/gratitude.txt: 3 of 12 gratitude pairs do not align under the tokenizer of toy", _misaligned(3)),
+    Row("units-profile-unaligned", "input", "unit_screening", (*UNITS, "--profile", "misaligned", "--emotions", "gratitude"),
+        "3 of 12 gratitude pairs do not align under the tokenizer of toy (emotion prompt and neutral twin differ in token count "
+        "or span position), more than alignment.max_unaligned_share 0.2 allows (at most 2)", _misaligned(3)),
+    Row("patching-profile-unaligned", "input", "head_patching", (*PATCH[:3], "gratitude", *PATCH[4:], "--profile", "misaligned"),
+        "3 of 12 gratitude pairs do not align under the tokenizer of toy", _misaligned(3)),
+    Row("patching-profile-none-aligned", "input", "head_patching", (*PATCH[:3], "gratitude", *PATCH[4:], "--profile", "misaligned"),
+        "12 of 12 gratitude pairs do not align under the tokenizer of toy", _misaligned(12)),
+    Row("params-unaligned-share-1", "upfront", "head_screening", SCREEN, "key alignment.max_unaligned_share",
+        _yaml_set("alignment", "max_unaligned_share", "1.0")),
+    Row("lexicon-no-single-token-word", "upfront", "head_screening", (*SCREEN, "--emotions", "gratitude"),
+        "data/lexicons/gratitude.txt has no word with a single-token form under the tokenizer of",
+        _lexicon(lambda n: ["qzxjvw", "vwkqzx"])),
+    Row("prepare-lexicon-no-single-token-word", "upfront", "prepare_prompts",
+        ("--tokenizer", "toy", "--output", "results/baseline/new_prompts.json"),
+        "data/lexicons/gratitude.txt has no word with a single-token form under tokenizer toy", _lexicon(lambda n: ["qzxjvw", "vwkqzx"])),
     Row("lexicon-identical-to-neutral", "upfront", "head_screening", (*SCREEN, "--emotions", "gratitude"),
         "identical to the neutral lexicon", _lexicon(lambda n: n)),
     Row("lexicon-inside-neutral", "upfront", "head_screening", (*SCREEN, "--emotions", "gratitude"),

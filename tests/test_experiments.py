@@ -35,7 +35,7 @@ from analysis.contract import HEAD_SCORES_SCHEMA as SCREENING_SCHEMA
 REPO = Path(__file__).resolve().parents[1]
 N_PROMPTS = 12
 NEW = 8
-N_UNEQUAL = 3
+N_UNEQUAL = 2  # of N_PROMPTS: within params.yaml alignment.max_unaligned_share 0.2 (at most 2 of 12)
 FAST = ["--n-resamples", "200", "--max-tokens", str(NEW)]
 
 
@@ -80,12 +80,14 @@ def prompt_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         lines = (REPO / f"data/prompts/baseline/{name}.txt").read_text().splitlines()[:N_PROMPTS]
         out[name] = root / f"{name}.txt"
         out[name].write_text("\n".join(lines) + "\n")
-    # Three pairs whose emotion span is longer than its twin's: the pairs no longer align token by token.
-    lines = out["gratitude"].read_text().splitlines()
-    for i in range(N_UNEQUAL):
-        lines[i] = lines[i].replace("]", " and honestly much more than I can say]")
-    out["gratitude_long"] = root / "gratitude_long.txt"
-    out["gratitude_long"].write_text("\n".join(lines) + "\n")
+    # Pairs whose emotion span is longer than its twin's: they no longer align token by token.
+    # N_UNEQUAL of them (allowed), one more (3 of 12 > the share 0.2 allows), and all of them.
+    for name, n_long in (("gratitude_long", N_UNEQUAL), ("gratitude_too_long", N_UNEQUAL + 1)):
+        lines = out["gratitude"].read_text().splitlines()
+        for i in range(n_long):
+            lines[i] = lines[i].replace("]", " and honestly much more than I can say]")
+        out[name] = root / f"{name}.txt"
+        out[name].write_text("\n".join(lines) + "\n")
     every = [line.replace("]", " and honestly much more than I can say]") for line in out["gratitude"].read_text().splitlines()]
     out["gratitude_all_long"] = root / "gratitude_all_long.txt"
     out["gratitude_all_long"].write_text("\n".join(every) + "\n")
@@ -315,7 +317,7 @@ BAD = {
     "bad_head_spec": (head_ablation.main, ["--head-spec", "0-0"], "head spec"),
     "unknown_method": (head_ablation.main, ["--head-spec", "0:0", "--method", "gaussian"], "gaussian"),
     "unknown_positions": (head_patching.main, ["--head-spec", "0:0", "--positions", "first"], "first"),
-    "positions_all_unequal": (head_patching.main, ["--head-spec", "0:0", "--positions", "all", "--emotion-prompts", "{all_long}"], "none of the"),
+    "positions_all_unequal": (head_patching.main, ["--head-spec", "0:0", "--positions", "all", "--emotion-prompts", "{all_long}"], "12 of 12 gratitude pairs do not align"),
     "unpaired_files": (head_patching.main, ["--head-spec", "0:0", "--positions", "last", "--neutral-prompts", "{short}"], "unpaired"),
     "max_tokens_zero": (head_ablation.main, ["--head-spec", "0:0", "--max-tokens", "0"], "--max-tokens"),
     "max_tokens_negative": (head_patching.main, ["--head-spec", "0:0", "--max-tokens", "-3"], "--max-tokens"),
@@ -368,11 +370,18 @@ def test_positions_all_drops_unaligned_pairs_and_says_so(
     rc, _, err = call(head_patching.main, args, capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "r.json").read_text())["n_prompts"] == N_PROMPTS
-    # where no pair aligns, `all` is an error that names the other modes
+    # one unaligned pair more than alignment.max_unaligned_share 0.2 allows, and none aligned: the
+    # same one line (analysis.core.prompts.keep_aligned), naming the file, the model, k of n and the share
     args[args.index("--positions") + 1] = "all"
-    args[args.index("--emotion-prompts") + 1] = str(prompt_files["gratitude_all_long"])
-    rc, _, err = call(head_patching.main, args, capsys)
-    assert rc == 2 and "--positions last" in err and "--positions span" in err
+    written = (tmp_path / "r.json").read_bytes()  # the span run's: a refused run leaves it as it is
+    for name, k in (("gratitude_too_long", N_UNEQUAL + 1), ("gratitude_all_long", N_PROMPTS)):
+        args[args.index("--emotion-prompts") + 1] = str(prompt_files[name])
+        rc, _, err = call(head_patching.main, args, capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert rc == 2 and len(lines) == 1, err
+        assert f"{name}.txt: {k} of {N_PROMPTS} gratitude pairs do not align under the tokenizer of {spiky_dirs['gpt2']}" in lines[0]
+        assert "alignment.max_unaligned_share 0.2 allows (at most 2)" in lines[0] and "positions last or span" in lines[0]
+        assert (tmp_path / "r.json").read_bytes() == written
 
 
 def test_cli_module_refuses_pickle_in_one_line(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_exact_equals_from_scratch_patched_run(family: str, positions: str, rand
     """The fast path (plain HF modules, from the cached residual, edit at the out-projection
     input) equals a full bridge run with the same patch on hook_z, for every family."""
     model = load_model(str(random_model_dirs[family]))
-    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 24), positions)
+    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 24), positions, max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
     z = capture(model, pb.emotion, _z_names(model))
@@ -114,7 +114,7 @@ def test_attribution_is_the_derivative_of_patching(small_gpt2) -> None:  # noqa:
     """
     model = load_model(small_gpt2.path)
     model.bridge.to(torch.float64)
-    pb = pair_batches(model, _subset(load_pairs("gratitude", "baseline"), 8), "last")
+    pb = pair_batches(model, _subset(load_pairs("gratitude", "baseline"), 8), "last", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["gratitude"], lex["neutral"])
     z_emo = capture(model, pb.emotion, _z_names(model))

@@ -103,7 +103,7 @@ def test_copy_keep_drops_the_prompts_lexicon_tokens(random_model_dirs, chdir_rep
 
     model = load_model(str(random_model_dirs["gpt2"]))
     pairs = load_pairs("apology", "baseline")
-    pb = pair_batches(model, pairs, "last")
+    pb = pair_batches(model, pairs, "last", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["apology"], lex["neutral"])
     keep = copy_keep(model, pairs, pb, "apology", ids)
@@ -131,7 +131,7 @@ def test_exact_copy_free_equals_exact_when_nothing_is_left_out(random_model_dirs
 
     model = load_model(str(random_model_dirs["gpt2"]))
     pairs = subset(load_pairs("anger", "baseline"), list(range(8)))
-    pb = pair_batches(model, pairs, "last")
+    pb = pair_batches(model, pairs, "last", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
     with torch.no_grad():

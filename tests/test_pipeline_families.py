@@ -45,15 +45,17 @@ def _sh(args: list[str], cwd: Path, timeout: int = 1800) -> subprocess.Completed
     return r
 
 
-def make_project(root: Path, toy: Path, *, profile_pairs: int | None, size: dict[str, int]) -> Path:
-    """A copy of the tracked project (no results) with the three families saved under local/."""
+def make_project(
+    root: Path, toy: Path, *, profile_pairs: int | None, size: dict[str, int], families: tuple[str, ...] = FAMILIES
+) -> Path:
+    """A copy of the tracked project (no results) with `families` (default: all three) saved under local/."""
     files = _sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
     for f in files:
         if f.startswith("results/") or not (REPO / f).is_file():
             continue
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, root / f)
-    for family in FAMILIES:
+    for family in families:
         save_random_model(family, root / LOCAL[family], tokenizer_dir=toy, seed=3, **size)
     params = yaml.safe_load((root / "params.yaml").read_text())
     if profile_pairs is not None:

@@ -1,74 +1,255 @@
-"""A reduced-size random-weight GPT-2 with GPT-2's real tokenizer through the whole pipeline.
+"""A random-weight GPT-2 with GPT-2's real tokenizer through the whole pipeline, at two sizes.
 
 tests/test_pipeline_families.py gives every family the toy's tokenizer, where every span phrase
 is one token, so alignment is never in question. Here the model carries data/tokenizers/gpt2
-(byte-level BPE, vocabulary 50257), on the first N_PAIRS pairs of the baseline profile with
-`positions: all`: a pair whose span and neutral twin differ in token count would be dropped from
-the screening, so `n_pairs_used == N_PAIRS` checks the data's alignment as the pipeline sees it.
+(byte-level BPE, vocabulary 50257) and runs every stage of dvc.yaml in this process, in DVC's
+order, with `positions: all`: a pair whose span and neutral twin differ in token count would be
+dropped, so `n_pairs_used == n_pairs` checks the data's alignment as the pipeline sees it.
+
+- reduced (default suite): 2 layers x 4 heads, d_model 64, on the first 12 pairs of `baseline`.
+- full (slow suite): GPT-2-small's architecture exactly (12 layers x 12 heads, d_model 768,
+  d_mlp 3072, vocabulary 50257, n_ctx 1024) on the whole `baseline` profile (70 pairs), each
+  stage timed (`pytest -m slow -s tests/test_pipeline_gpt2_bpe.py` prints the table).
+
+Both sizes share one fixture; the exactness checks recompute the ablation's and the patching's
+per-prompt ΔM of the top head with the plain Hugging Face model and forward pre-hooks on the
+attention output projection (no transformer-lens, no project intervention code).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from test_pipeline_families import cwd, make_project, run_in_process, stage_commands
+
+from analysis import contract
+from analysis.core.loading import load_model
+from analysis.core.prompts import load_pairs, tokenize
+from analysis.families import component_input
+from analysis.metrics import emotion_score, lexicon_ids
 
 REPO = Path(__file__).resolve().parents[1]
 GPT2_TOKENIZER = REPO / "data" / "tokenizers" / "gpt2"
 MODEL = "local/gpt2"  # make_project saves each family under local/ with the tokenizer it is given
-N_PAIRS = 12
 EMOTIONS = ("gratitude", "anger", "apology")
+TOL = 1e-4  # ΔM, nats: float32 forward passes (~1e-6) and the outputs' 6 significant digits (<= 5e-5 here)
 
 
-@pytest.fixture(scope="module")
-def gpt2_bpe_project(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
+@dataclass(frozen=True)
+class Size:
+    """One model size and what the pipeline must count on its prompts.
+
+    The counts are derived by hand from the data: baseline has 35 expressions x 2 templates, the
+    first 35 lines one expression each; split.selection_share 0.5 rounds half of the
+    expressions (Python's round, half to even) into the selection half.
+    """
+
+    name: str
+    arch: dict[str, int]  # analysis.random_models.save_random_model's size arguments
+    profile_pairs: int | None  # first N pairs of baseline as profile `tiny`; None: all of baseline
+    n_pairs: int  # pairs per emotion
+    n_expressions: int
+    n_selection: int  # expressions (= pairs here) the screening ranks on
+    n_selection_pairs: int
+    n_confirmation: int  # expressions the experiments confirm on
+    n_confirmation_pairs: int
+
+
+REDUCED = Size("reduced", dict(n_layers=2, n_heads=4, d_model=64), 12, 12, 12, 6, 6, 6, 6)
+# round(17.5) == 18: 18 selection expressions (36 pairs), 17 confirmation (34 pairs)
+FULL = Size("full", dict(n_layers=12, n_heads=12, d_model=768, n_ctx=1024, vocab_size=50257), None, 70, 35, 18, 36, 17, 34)
+
+
+@dataclass(frozen=True)
+class Run:
+    root: Path
+    size: Size
+    profile: str
+    seconds: dict[str, float]  # stage name -> wall seconds (in process, this machine)
+
+
+@pytest.fixture(scope="module", params=[REDUCED, pytest.param(FULL, marks=pytest.mark.slow)], ids=lambda s: getattr(s, "name", None))
+def gpt2_bpe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    size: Size = request.param
+    if size is REDUCED:
+        request.getfixturevalue("one_thread")  # tiny matrices: one thread is fastest; full size keeps OMP_NUM_THREADS
     root = make_project(
-        tmp_path_factory.mktemp("gpt2_bpe") / "repo", GPT2_TOKENIZER, profile_pairs=N_PAIRS,
-        size=dict(n_layers=2, n_heads=4, d_model=64),
+        tmp_path_factory.mktemp(f"gpt2_bpe_{size.name}") / "repo", GPT2_TOKENIZER, profile_pairs=size.profile_pairs,
+        size=size.arch, families=("gpt2",),
     )
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["models"] = [MODEL]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    seconds: dict[str, float] = {}
     with cwd(root):
-        for _, cmd in stage_commands(root):
-            run_in_process(cmd)
-    return root
+        for name, cmd in stage_commands(root):
+            start = time.perf_counter()
+            run_in_process(cmd)  # raises unless the stage exits 0
+            seconds[name] = time.perf_counter() - start
+    width = max(map(len, seconds))
+    print(f"\n{size.name} GPT-2 ({size.arch}), {size.n_pairs} pairs per emotion, {torch.get_num_threads()} torch thread(s):")
+    print("\n".join(f"  {name:<{width}}  {s:8.1f} s" for name, s in seconds.items()))
+    print(f"  {'total':<{width}}  {sum(seconds.values()):8.1f} s")
+    return Run(root, size, params["profile"], seconds)
 
 
-def test_model_carries_gpt2s_tokenizer(gpt2_bpe_project: Path) -> None:
-    source = json.loads((gpt2_bpe_project / "results/models" / MODEL / "source.json").read_text())
-    assert source["family"] == "gpt2" and (source["n_layers"], source["n_heads"]) == (2, 4)
-    config = json.loads((gpt2_bpe_project / MODEL / "config.json").read_text())
+def test_model_has_the_architecture_and_gpt2s_tokenizer(gpt2_bpe: Run) -> None:
+    arch = gpt2_bpe.size.arch
+    source = contract.read_source(gpt2_bpe.root / "results/models" / MODEL)
+    assert source["family"] == "gpt2" and (source["n_layers"], source["n_heads"]) == (arch["n_layers"], arch["n_heads"])
+    config = json.loads((gpt2_bpe.root / MODEL / "config.json").read_text())
+    assert (config["n_layer"], config["n_head"], config["n_embd"]) == (arch["n_layers"], arch["n_heads"], arch["d_model"])
     assert config["vocab_size"] == 50257
+    assert config.get("n_inner") in (None, 4 * arch["d_model"])  # None: GPT-2's d_mlp = 4 d_model (3072 at full size)
+    if gpt2_bpe.size is FULL:
+        assert config["n_positions"] == 1024 and 4 * config["n_embd"] == 3072
     # save_pretrained rewrites tokenizer.json (not byte-identical), so compare what it does.
-    ours, shipped = (AutoTokenizer.from_pretrained(f, local_files_only=True) for f in (gpt2_bpe_project / MODEL, GPT2_TOKENIZER))
+    ours, shipped = (AutoTokenizer.from_pretrained(f, local_files_only=True) for f in (gpt2_bpe.root / MODEL, GPT2_TOKENIZER))
     assert ours.get_vocab() == shipped.get_vocab() and len(ours.get_vocab()) == 50257
-    texts = [line.replace("[", "").replace("]", "") for f in sorted((gpt2_bpe_project / "data/prompts/tiny").glob("*.txt"))
+    texts = [line.replace("[", "").replace("]", "") for f in sorted((gpt2_bpe.root / "data/prompts" / gpt2_bpe.profile).glob("*.txt"))
              for line in f.read_text().splitlines()]
-    assert len(texts) == 4 * N_PAIRS
+    assert len(texts) == 4 * gpt2_bpe.size.n_pairs
     assert ours(texts, add_special_tokens=False).input_ids == shipped(texts, add_special_tokens=False).input_ids
 
 
-def test_every_pair_is_used_under_gpt2s_tokenizer(gpt2_bpe_project: Path) -> None:
-    doc = json.loads((gpt2_bpe_project / f"results/tiny/alignment/head_scores_{MODEL}.json").read_text())
-    assert doc["params"]["positions"] == "all"
-    assert doc["split"]["half"] == "selection"  # held-out confirmation: the screening sees the selection half
+def test_every_stage_ran_and_every_output_reads_with_its_schema(gpt2_bpe: Run) -> None:
+    names = set(gpt2_bpe.seconds)  # every stage of dvc.yaml ran and exited 0 (run_in_process raises otherwise)
+    for stage in ("prepare_prompts", f"model@{MODEL}", f"screen@{MODEL}", f"screen_units@{MODEL}", f"plots@{MODEL}", "summarize"):
+        assert stage in names, sorted(names)
     for emotion in EMOTIONS:
-        n = doc["pairs"][emotion]["n_pairs"]
-        assert doc["pairs"][emotion]["n_pairs_used"] == n and 0 < n < N_PAIRS  # every pair of that half is used
-        rows = [s for s in doc["scores"] if s["emotion"] == emotion]
-        assert len(rows) == 2 * 4 and all(s["exact_n"] == n for s in rows)
+        assert f"ablate@{MODEL}-{emotion}" in names
+        assert f"patch@{MODEL}-{emotion}-denoising" in names and f"patch@{MODEL}-{emotion}-noising" in names
+    with cwd(gpt2_bpe.root):
+        contract.read_prompts(contract.prompts_file(gpt2_bpe.profile))
+        contract.read_screening(contract.screening_file(gpt2_bpe.profile, MODEL))
+        contract.read_unit_screening(contract.unit_screening_file(gpt2_bpe.profile, MODEL))
+        for name, (kind, _) in contract.EXPERIMENTS.items():
+            for emotion in EMOTIONS:
+                contract.read_experiment(kind, contract.experiment_file(name, gpt2_bpe.profile, MODEL, emotion))
+        contract.read_summary()
 
 
-def test_summary_has_gpt2_bpe_numbers(gpt2_bpe_project: Path) -> None:
-    s = json.loads((gpt2_bpe_project / "results/summary.json").read_text())
+def test_prepare_prompts_finds_every_pair_aligned(gpt2_bpe: Run) -> None:
+    """prepare_prompts' own report for GPT-2's tokenizer, on the profile the run used."""
+    out = gpt2_bpe.root / "prompts_gpt2.json"
+    with cwd(gpt2_bpe.root):
+        printed = run_in_process(
+            f"python -m analysis.prepare_prompts --profile {gpt2_bpe.profile} --tokenizer {MODEL} --output {out}"
+        )
+    doc = contract.read_prompts(out)
+    n = gpt2_bpe.size.n_pairs
     for emotion in EMOTIONS:
-        for kind in ("ablation", "denoising", "noising"):
-            key = f"{MODEL}.{emotion}.{kind}.emotion_score"
-            assert s[f"{key}.n"] == N_PAIRS
+        assert doc["token_alignment"][MODEL][emotion] == {"n_pairs": n, "n_equal_length": n}
+        assert f"{MODEL}: {emotion}: {n}/{n} pairs aligned" in printed
+
+
+def test_screenings_use_every_pair_of_the_selection_half(gpt2_bpe: Run) -> None:
+    size = gpt2_bpe.size
+    arch = size.arch
+    docs = {
+        "head": contract.read_screening(gpt2_bpe.root / contract.screening_file(gpt2_bpe.profile, MODEL)),
+        "unit": contract.read_unit_screening(gpt2_bpe.root / contract.unit_screening_file(gpt2_bpe.profile, MODEL)),
+    }
+    for component, doc in docs.items():
+        assert doc["params"]["positions"] == "all"
+        assert doc["split"]["half"] == "selection"
+        for emotion in EMOTIONS:
+            assert doc["pairs"][emotion] == {
+                "half": "selection", "n_pairs": size.n_selection_pairs, "n_pairs_used": size.n_selection_pairs,
+                "n_clusters": size.n_selection, "n_expressions": size.n_selection, "n_expressions_total": size.n_expressions,
+            }, (component, emotion)
+    heads = [s for s in docs["head"]["scores"]]
+    assert len(heads) == len(EMOTIONS) * arch["n_layers"] * arch["n_heads"]
+    assert all(s["exact_n"] == size.n_selection_pairs and s["exact_n_clusters"] == size.n_selection for s in heads)
+
+
+def test_experiments_count_all_and_confirmation_prompts(gpt2_bpe: Run) -> None:
+    size = gpt2_bpe.size
+    s = contract.read_summary(gpt2_bpe.root / "results/summary.json")
+    for emotion in EMOTIONS:
+        for name, (kind, _) in contract.EXPERIMENTS.items():
+            doc = contract.read_experiment(kind, gpt2_bpe.root / contract.experiment_file(name, gpt2_bpe.profile, MODEL, emotion))
+            assert doc["n_prompts"] == size.n_pairs and doc["notes"] == []  # no pair dropped, nothing else to say
+            e, c = doc["effects"]["emotion_score"], doc["effects_confirmation"]["emotion_score"]
+            assert (e["n"], e["n_clusters"]) == (size.n_pairs, size.n_expressions)
+            assert (c["n"], c["n_clusters"]) == (size.n_confirmation_pairs, size.n_confirmation)
+            key = f"{MODEL}.{emotion}.{name}.emotion_score"
+            assert s[f"{key}.n"] == size.n_pairs
             assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12 <= s[f"{key}.ci_high"] + 2e-12
+
+
+def _reference_m(hf: torch.nn.Module, ids: torch.Tensor, lex: tuple[list[int], list[int]], layer: int, head: int,
+                 d_head: int, replace: torch.Tensor | None) -> tuple[float, float, torch.Tensor]:
+    """(clean M, M with head (layer, head) replaced, the head's clean input to the projection).
+
+    `replace`: the head's z to write at every position ([pos, d_head]); None zeroes it. The
+    hook sits on the input of the attention output projection (c_proj), where z is concatenated.
+    """
+    proj = hf.get_submodule(component_input("head", "gpt2", layer))
+    cols = slice(head * d_head, (head + 1) * d_head)
+    seen: dict[str, torch.Tensor] = {}
+
+    def edit(module: torch.nn.Module, args: tuple) -> tuple:
+        x = args[0].clone()
+        x[0, :, cols] = 0 if replace is None else replace
+        return (x, *args[1:])
+
+    with torch.no_grad():
+        handle = proj.register_forward_pre_hook(lambda m, a: seen.__setitem__("z", a[0][0, :, cols].clone()))
+        clean = hf(input_ids=ids[None]).logits[:, -1]
+        handle.remove()
+        handle = proj.register_forward_pre_hook(edit)
+        edited = hf(input_ids=ids[None]).logits[:, -1]
+        handle.remove()
+    return float(emotion_score(clean, *lex)[0]), float(emotion_score(edited, *lex)[0]), seen["z"]
+
+
+def test_top_head_effects_equal_the_plain_hf_model(gpt2_bpe: Run) -> None:
+    """Exactness at this size: per prompt, the ablation's zeroed top head and the patching's
+    patched top head (every position, from the emotion prompt into its neutral twin) move M by
+    what the plain HF model with a pre-hook on c_proj says, within TOL."""
+    root, profile = gpt2_bpe.root, gpt2_bpe.profile
+    model = load_model(str(root / MODEL))
+    hf = AutoModelForCausalLM.from_pretrained(root / MODEL, attn_implementation="eager").eval()
+    lex_all = lexicon_ids(model.tokenizer)
+    moved = 0.0
+    for emotion in EMOTIONS:
+        pairs = load_pairs(emotion, profile, root=root / "data/prompts")
+        lex = (lex_all[emotion], lex_all["neutral"])
+
+        def ids_of(prompt):  # noqa: ANN001, ANN202
+            return tokenize(model.tokenizer, [prompt], bos_id=model.spec.bos_id, pad_id=model.spec.pad_id).input_ids[0]
+
+        for name, (kind, _) in contract.EXPERIMENTS.items():
+            path = root / contract.experiment_file(name, profile, MODEL, emotion)
+            doc = contract.read_experiment(kind, path)
+            assert len(doc["heads"]) == 1 and not doc["units"]
+            layer, head = doc["heads"][0]
+            table = pd.read_parquet(root / doc["table"]).sort_values("index")
+            assert len(table) == gpt2_bpe.size.n_pairs
+            for row in table.itertuples():
+                i = int(row.index)
+                emo, neu = pairs.emotion_prompts[i], pairs.neutral_prompts[i]
+                if name == "ablation":  # zero ablation of z at every prompt position, on the emotion prompt
+                    assert row.prompt == emo.text
+                    clean, edited, _ = _reference_m(hf, ids_of(emo), lex, layer, head, model.spec.d_head, None)
+                else:  # the source twin's z of the head, position by position, into the target twin
+                    source, target = (emo, neu) if name == "denoising" else (neu, emo)
+                    assert row.prompt == target.text
+                    _, _, z = _reference_m(hf, ids_of(source), lex, layer, head, model.spec.d_head, None)
+                    clean, edited, _ = _reference_m(hf, ids_of(target), lex, layer, head, model.spec.d_head, z)
+                assert abs(row.baseline_emotion_score - clean) <= TOL, (name, emotion, i)
+                ours, ref = row.intervened_emotion_score - row.baseline_emotion_score, edited - clean
+                assert abs(ours - ref) <= TOL, (name, emotion, i, ours, ref)
+                moved = max(moved, abs(ref))
+    assert moved > 10 * TOL, "the top heads moved M by nothing: the comparison would be vacuous"
+

@@ -185,3 +185,38 @@ def test_lexicon_words_without_a_single_gpt2_token(gpt2, tiktoken_gpt2, spelling
         assert missing == NO_SINGLE_TOKEN[spelling][name]
     # Every lexicon keeps most of its words for M.
     assert len(lexicon) - len(NO_SINGLE_TOKEN["space_any_case"][name]) >= 15
+
+
+# Hand-built pairs, counted by hand under GPT-2's BPE (leading space in): " thank you" 2 tokens,
+# " I see" 2, " thanks" 1, " noted" 1, " many thanks" 2, " got it" 2, " thank you so much" 4,
+# " okay" 1, " cheers" 1, " sure" 1, " I am so grateful" 4, " fine" 1. Pairs 3 and 5 differ in
+# length (4 vs 1); twins share their template (load_pairs checks), so a span never moves.
+MISALIGNED = {
+    "gratitude": ["Hi Ana, [thank you]. Now", "Hey Bo, [thanks]. Well", "Dear Cy, [many thanks]. So",
+                  "Hi Di, [thank you so much]. Then", "Yo Ed, [cheers]. Fine", "Hi Fay, [I am so grateful]. Ok"],
+    "neutral": ["Hi Ana, [I see]. Now", "Hey Bo, [noted]. Well", "Dear Cy, [got it]. So",
+                "Hi Di, [okay]. Then", "Yo Ed, [sure]. Fine", "Hi Fay, [fine]. Ok"],
+}
+
+
+def test_keep_aligned_drops_up_to_the_share_and_refuses_beyond(gpt2, tmp_path: Path) -> None:
+    from analysis.core.prompts import keep_aligned
+    from analysis.errors import InputError
+
+    for name, lines in MISALIGNED.items():
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    pairs = load_pairs("gratitude", None, emotion_file=tmp_path / "gratitude.txt", neutral_file=tmp_path / "neutral.txt")
+    assert aligned_pairs(gpt2, pairs) == [0, 1, 2, 4]
+    # 2 of 6 left out: a share of 1/3 allows floor(6/3) = 2, so the four aligned pairs are kept
+    assert keep_aligned(gpt2, pairs, max_unaligned_share=1 / 3, model="gpt2") == [0, 1, 2, 4]
+    # 0.2 allows floor(1.2) = 1: refused, in one line naming the file, the model, 2 of 6 and the share
+    with pytest.raises(InputError) as err:
+        keep_aligned(gpt2, pairs, max_unaligned_share=0.2, model="gpt2")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{tmp_path / 'gratitude.txt'}: 2 of 6 gratitude pairs do not align under the tokenizer of gpt2")
+    assert "alignment.max_unaligned_share 0.2 allows (at most 1)" in msg
+    # the aligned four alone pass at share 0: nothing to leave out
+    from analysis.core.prompts import subset
+
+    assert keep_aligned(gpt2, subset(pairs, [0, 1, 2, 4]), max_unaligned_share=0.0, model="gpt2") == [0, 1, 2, 3]

@@ -144,7 +144,7 @@ def test_units_family_is_chosen_on_selection_and_tested_on_confirmation(toy_path
         sel, conf = split_expressions(pairs[e], seed=0, selection_share=0.5, need=min_clusters())
         assert units_doc["pairs"][e]["exact_half"] == "confirmation" and units_doc["pairs"][e]["n_expressions"] == len(sel)
         held = subset(pairs[e], in_half(pairs[e], conf))
-        pb = pair_batches(model, held, "all")
+        pb = pair_batches(model, held, "all", max_unaligned_share=0.0)
         assert {s["exact_n_clusters"] for s in rows} == {len({span_clusters(held)[i] for i in pb.kept})}
         probe = sorted((s["layer"], s["neuron"]) for s in rows)[:3]
         ref = us_units.exact_patching(model, pb, us_units.unit_activations(model, pb.emotion, [3]), probe, (lex[e], lex["neutral"]))

@@ -86,7 +86,7 @@ def patched(path: Path, seed: int) -> tuple[ScreeningConfig, list[dict]]:
     out = []
     for e in EMOTIONS:
         pp, clusters, orientation = both_orientations(load_pairs(e, "baseline"), rng)
-        pb = pair_batches(model, pp, cfg.positions)
+        pb = pair_batches(model, pp, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         assert pb.kept == list(range(len(pp)))
         ids = (lex[e], lex["neutral"])
         exact = exact_patching(model, pb, capture(model, pb.emotion, _z_names(model)), heads, ids)

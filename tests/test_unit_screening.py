@@ -66,7 +66,7 @@ def test_unit_exact_equals_naive_bridge_rerun(family: str, positions: str, unit_
     """The fast path (plain HF from the cached residual, prefix KV cache, lexicon logits) equals a
     full bridge forward with the unit patched on `blocks.L.mlp.hook_post`, for every family."""
     model = load_model(str(unit_dirs[family]))
-    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 12), positions)
+    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 12), positions, max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
     fast = us_units.exact_patching(model, pb, us_units.unit_activations(model, pb.emotion), UNITS, ids)
@@ -84,7 +84,7 @@ def test_unit_exact_equals_naive_bridge_rerun(family: str, positions: str, unit_
 
 def test_shared_exact_loop_on_heads_is_bit_identical_to_head_screening(unit_dirs: dict[str, Path]) -> None:
     model = load_model(str(unit_dirs["gpt_neo"]))
-    pb = pair_batches(model, _subset(load_pairs("gratitude", "baseline"), 10), "span")
+    pb = pair_batches(model, _subset(load_pairs("gratitude", "baseline"), 10), "span", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["gratitude"], lex["neutral"])
     z = capture(model, pb.emotion, _z_names(model))
@@ -97,7 +97,7 @@ def test_shared_exact_loop_on_heads_is_bit_identical_to_head_screening(unit_dirs
 
 def _same_width(model, pairs: PromptPairs, n: int) -> PromptPairs:  # noqa: ANN001
     """n pairs that fill the padded width in both prompts: a batch without padding."""
-    emo, neu = pair_batches(model, pairs, "last").emotion, pair_batches(model, pairs, "last").neutral
+    emo, neu = pair_batches(model, pairs, "last", max_unaligned_share=0.0).emotion, pair_batches(model, pairs, "last", max_unaligned_share=0.0).neutral
     full = (emo.attention_mask.all(1) & neu.attention_mask.all(1)).nonzero().flatten().tolist()
     if len(full) < n:  # fall back to the most common width
         widths = (emo.attention_mask.sum(1) * 1000 + neu.attention_mask.sum(1)).tolist()
@@ -122,7 +122,7 @@ def test_attribution_is_the_derivative_of_unit_patching(family: str, unit_dirs: 
     hf.to(torch.float64)  # the cached fast-path model: restored below for the other tests
     try:
         pairs = load_pairs("gratitude", "baseline")
-        pb = pair_batches(model, _same_width(model, pairs, 8) if family == "gpt_neox" else _subset(pairs, 8), "all")
+        pb = pair_batches(model, _same_width(model, pairs, 8) if family == "gpt_neox" else _subset(pairs, 8), "all", max_unaligned_share=0.0)
         lex = lexicon_ids(model.tokenizer)
         ids = (lex["gratitude"], lex["neutral"])
         attr = us_units.attribution(model, pb, us_units.unit_activations(model, pb.emotion), ids)  # [batch, layer, d_mlp]
@@ -148,7 +148,7 @@ def test_attribution_tracks_exact_on_a_near_linear_case(unit_dirs: dict[str, Pat
     first order should rank units as exact patching does. A weak claim, but one that fails if
     attribution is computed for the wrong units or with the wrong sign."""
     model = load_model(str(unit_dirs["gpt2"]))
-    pb = pair_batches(model, _subset(load_pairs("apology", "baseline"), 16), "last")
+    pb = pair_batches(model, _subset(load_pairs("apology", "baseline"), 16), "last", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["apology"], lex["neutral"])
     attr = us_units.attribution(model, pb, us_units.unit_activations(model, pb.emotion), ids).mean(0)
@@ -164,7 +164,7 @@ def test_attribution_memory_tricks_change_nothing(unit_dirs: dict[str, Path], mo
     """Recomputing the activation in the backward pass is bit-identical to keeping its tape; the
     pass consumes the emotion activations and leaves the cached HF model as it was."""
     model = load_model(str(unit_dirs["gpt_neo"]))
-    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 8), "span")
+    pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 8), "span", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
     hf = plain_hf(model.path)
@@ -389,8 +389,8 @@ def test_table_is_every_unit(unit_dirs: dict[str, Path]) -> None:
     res = us_units.screen(model, us_units.UnitScreeningConfig(model="m", profile="baseline", emotions=("anger",), positions="last",
                                                   exact_top_k=1, n_resamples=100, top_per_layer=1, split=False), pairs)
     assert isinstance(res.table, pd.DataFrame) and len(res.table) == 512 and len(res.doc["scores"]) <= 3
-    attr = us_units.attribution(model, pair_batches(model, pairs["anger"], "last"),
-                          us_units.unit_activations(model, pair_batches(model, pairs["anger"], "last").emotion),
+    attr = us_units.attribution(model, pair_batches(model, pairs["anger"], "last", max_unaligned_share=0.0),
+                          us_units.unit_activations(model, pair_batches(model, pairs["anger"], "last", max_unaligned_share=0.0).emotion),
                           (lexicon_ids(model.tokenizer)["anger"], lexicon_ids(model.tokenizer)["neutral"])).mean(0)
     assert np.array_equal(res.table.attribution.to_numpy(), attr.double().numpy().ravel())
 

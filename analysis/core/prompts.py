@@ -13,6 +13,7 @@ and `span_mask` marks the tokens that overlap the bracketed span.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -140,6 +141,12 @@ class PromptPairs:
 
     def __len__(self) -> int:
         return len(self.emotion_prompts)
+
+    @property
+    def origin(self) -> str:
+        """The emotion prompts' file (it names the profile), for messages."""
+        source = self.emotion_prompts[0].source if self.emotion_prompts else ""
+        return source.rsplit(":", 1)[0] or f"the {self.emotion} prompts"
 
 
 def available_profiles(root: PathLike = PROMPTS_ROOT) -> list[str]:
@@ -306,6 +313,27 @@ def aligned_pairs(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs) -> lis
         for i, ((e_ids, e_span), (n_ids, n_span)) in enumerate(zip(emo, neu, strict=True))
         if len(e_ids) == len(n_ids) and e_span == n_span
     ]
+
+
+def keep_aligned(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs, *, max_unaligned_share: float, model: str) -> list[int]:
+    """`aligned_pairs`, refusing a profile that loses more than `max_unaligned_share` of its pairs.
+
+    The one check of every stage that leaves unaligned pairs out (screenings and patching at
+    `positions: all`): each pair left out is a whole expression lost, so beyond the share
+    (params.yaml alignment.max_unaligned_share, < 1, so none aligned is always refused) the
+    numbers would describe another set of expressions than the profile names.
+    """
+    keep = aligned_pairs(tokenizer, pairs)
+    k, n = len(pairs) - len(keep), len(pairs)
+    allowed = math.floor(max_unaligned_share * n + 1e-9)  # 1e-9: 0.2 * 35 is 7.000000000000001, and 7 is allowed
+    if k > allowed:
+        raise InputError(
+            f"{pairs.origin}: {k} of {n} {pairs.emotion} pairs do not align under the tokenizer of {model} (emotion "
+            f"prompt and neutral twin differ in token count or span position), more than alignment.max_unaligned_share "
+            f"{max_unaligned_share:g} allows (at most {allowed}); positions all "
+            f"patches position by position: use positions last or span, or fix the pairs"
+        )
+    return keep
 
 
 def equal_length_pairs(tokenizer: PreTrainedTokenizerBase, pairs: PromptPairs) -> int:

@@ -49,6 +49,7 @@ class ExperimentConfig:
     split: bool = True  # held-out confirmation: also report every effect on the confirmation half
     selection_share: float = 0.5
     skip_copy_flagged: bool = True  # top:N / mlp-top:K and the cumulative curve skip copy-flagged components
+    max_unaligned_share: float = 0.2  # patching at positions all: most of the pairs that may be left out (keep_aligned)
     chunk_size: int = 128  # prompts per generate call: the baseline sets (70) in one
     direction: str | None = None  # patching: denoising | noising (analysis.interventions.plans.PATCH_DIRECTIONS)
     noise_atol: float = 1.0e-5  # params noise_floor.atol: added to the identity control's max |effect|
@@ -166,6 +167,7 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         direction=direction,
         noise_atol=params.noise_floor.atol,
         random_draws=params.random_baseline.draws,
+        max_unaligned_share=params.alignment.max_unaligned_share,
     )
 
 

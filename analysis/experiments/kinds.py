@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from analysis.core.loading import LoadedModel
-from analysis.core.prompts import PromptPairs, TokenBatch, aligned_pairs, subset
+from analysis.core.prompts import PromptPairs, TokenBatch, keep_aligned, subset
 from analysis.core.vocabulary import POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import capture, position_map
@@ -103,14 +103,8 @@ def _patching_pairs(c: Any, pairs: PromptPairs, model: LoadedModel, notes: list[
         return pairs
     # Position-by-position patching needs twins of equal token length. As in the screening,
     # the others are dropped and counted (a real tokenizer splits "thank you so much" and
-    # its neutral twin differently); none left is an error.
-    keep = aligned_pairs(model.tokenizer, pairs)
-    if not keep:
-        raise InputError(
-            f"--positions all needs emotion/neutral pairs of the same token length with the span at the "
-            f"same positions, but none of the {len(pairs)} pairs is under the tokenizer of {c.model}; "
-            f"use --positions last or --positions span"
-        )
+    # its neutral twin differently), up to the share the profile may lose (keep_aligned).
+    keep = keep_aligned(model.tokenizer, pairs, max_unaligned_share=c.max_unaligned_share, model=c.model)
     if len(keep) < len(pairs):
         notes.append(
             f"positions all: {len(pairs) - len(keep)} of {len(pairs)} pairs differ in token length or span "
@@ -152,6 +146,6 @@ KINDS: dict[str, ExperimentKind] = {
         positions_key="patched_positions", positions=PATCHED_POSITIONS,
         targets_neutral=lambda c: PATCH_DIRECTIONS[c.direction].targets_neutral,
         question=lambda c: PATCH_DIRECTIONS[c.direction].question, check=_no_check, check_pairs=_patching_pairs,
-        plan=_patching_plan, extra_params=lambda c: {"direction": c.direction}, footer=f"Patched positions: {PATCHED_POSITIONS}.",
+        plan=_patching_plan, extra_params=lambda c: {"direction": c.direction, **({"max_unaligned_share": c.max_unaligned_share} if c.mode == "all" else {})}, footer=f"Patched positions: {PATCHED_POSITIONS}.",
     ),
 }

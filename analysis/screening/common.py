@@ -11,7 +11,7 @@ from torch import Tensor
 
 from analysis.core.loading import LoadedModel
 from analysis.core.sites import Site
-from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, PromptPairs, span_clusters, split_expressions, subset, TokenBatch
+from analysis.core.prompts import in_half, keep_aligned, lexicon_word_ids, load_lexicon, PromptPairs, span_clusters, split_expressions, subset, TokenBatch
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
@@ -31,19 +31,13 @@ class PairBatches:
     kept: list[int]  # indices of the pairs used (all pairs unless `all` dropped unequal ones)
 
 
-def pair_batches(model: LoadedModel, pairs: PromptPairs, positions: str) -> PairBatches:
+def pair_batches(model: LoadedModel, pairs: PromptPairs, positions: str, *, max_unaligned_share: float) -> PairBatches:
     emo, neu = tokenize_pairs(model, pairs)
     kept = list(range(len(pairs)))
     if positions == "all":
         # Position-by-position patching needs twins of equal token length; others are dropped
-        # (and counted in the output).
-        same = (emo.lengths == neu.lengths) & (emo.span_mask == neu.span_mask).all(1)
-        kept = same.nonzero().flatten().tolist()
-        if not kept:
-            raise InputError(
-                f"positions=all: no pair of {pairs.emotion} has equal token length under {model.spec.name}; "
-                f"use positions last or span"
-            )
+        # (and counted in the output), up to the share the profile may lose (keep_aligned).
+        kept = keep_aligned(model.tokenizer, pairs, max_unaligned_share=max_unaligned_share, model=model.spec.name)
         if len(kept) < len(pairs):
             emo, neu = tokenize_pairs(model, subset(pairs, kept))
     idx, mask = position_map(positions, source=emo, target=neu)
@@ -295,6 +289,7 @@ class ScreeningConfig:
     selection_share: float = 0.5
     copy_max_share: float = 0.5  # copy control: flag when the copy-free effect is below this share of ΔM
     noise_atol: float = 1.0e-5  # noise floor: the identity control's max |effect| plus this (params noise_floor.atol)
+    max_unaligned_share: float = 0.2  # positions all: most of an emotion's pairs that may be left out (keep_aligned)
 
     component = "head"  # what exact_top_k counts (a class attribute, not a field)
 
@@ -326,7 +321,8 @@ def check_before_work(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str,
     from analysis.core.prompts import span_clusters
 
     for emotion in cfg.emotions:
-        pb = pair_batches(model, pairs[emotion], cfg.positions)
+        # the whole profile first: its alignment share is what alignment.max_unaligned_share bounds
+        pb = pair_batches(model, pairs[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         longest = int(max(pb.emotion.lengths.max(), pb.neutral.lengths.max()))
         check_context(model, longest, 0, what=f"the longest {emotion} prompt (with BOS)")
         clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]

@@ -172,7 +172,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     screened, halves = {}, {}
     for emotion in cfg.emotions:
         screened[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, screened[emotion], cfg.positions)
+        pb = pair_batches(model, screened[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
         with torch.no_grad():
             z_emo = capture(model, pb.emotion, _z_names(model))
@@ -185,7 +185,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
             exact_heads = all_heads
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened[emotion], len(all_heads))
         if test_pairs is not screened[emotion]:  # the top-k go to the confirmation half (exact_pairs)
-            pb = pair_batches(model, test_pairs, cfg.positions)
+            pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
             with torch.no_grad():
                 z_emo = capture(model, pb.emotion, _z_names(model))
         copy_free: dict[tuple[int, int], Tensor] = {}

@@ -331,7 +331,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     tested: dict[str, str] = {}
     for emotion in cfg.emotions:
         screened, halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, screened, cfg.positions)
+        pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
         attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
         attr = attr_t.double().numpy()
@@ -350,7 +350,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         # The top-k by attribution on the selection half are tested on the confirmation half (exact_pairs).
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened, n_units)
         if test_pairs is not screened:
-            pb = pair_batches(model, test_pairs, cfg.positions)
+            pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         # Recaptured rather than kept from the attribution pass, which consumed them (memory).
         exact_layers = sorted({layer for layer, _ in exact_units})
         act_emo = unit_activations(model, pb.emotion, exact_layers)

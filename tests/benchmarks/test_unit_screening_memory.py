@@ -30,7 +30,7 @@ model = load_model(sys.argv[1])
 plain_hf(model.path)
 if sys.argv[2] == "load":
     raise SystemExit
-pb = pair_batches(model, load_pairs("gratitude", "baseline"), sys.argv[2])
+pb = pair_batches(model, load_pairs("gratitude", "baseline"), sys.argv[2], max_unaligned_share=0.0)
 lex = lexicon_ids(model.tokenizer)
 attr = attribution(model, pb, unit_activations(model, pb.emotion), (lex["gratitude"], lex["neutral"]))
 assert attr.shape == (len(pb.kept), 12, 3072) and torch.isfinite(attr).all()
