@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +31,9 @@ from analysis.architectures import Arch, lookup
 from analysis.device import Precision, device_memory_bytes, resolve
 from analysis.core.cli import Parser, cli
 from analysis.errors import InputError
+
+if TYPE_CHECKING:
+    from analysis.core.loading import LoadedModel
 
 GB = 1e9
 POS = 20  # tokens per prompt: the baseline prompts are 14-20 GPT-2 tokens with BOS
@@ -110,6 +114,18 @@ def activation_bytes(a: Arch, batch: int, pos: int, elem: int, logits_at: int) -
     return batch * (pos * ACT_LAYER_SCALE * a.n_layers * per_layer + logits_at * VOCAB_COPIES * a.vocab) * elem
 
 
+def patched_forward_bytes(a: Arch, rows: int, new: int, total: int, elem: int) -> float:
+    """Bytes one site's patched run adds when several share a forward of the exact fast path
+    (analysis.interventions.exact, no gradients): its copy of every layer's keys and values over
+    the `total` columns (the prefix's and its own `new` ones) and the transients of one block for
+    its `new` columns (layer-norm output, q/k/v, the heads' output, residuals: ~6 d; the MLP's
+    hidden layer and its activation: 2 d_mlp; scores and probabilities: 2 n_heads x total).
+    Counted, not fitted: what stays alive between blocks is the cache and the residual."""
+    kv = 2 * a.n_layers * total * a.d_model
+    block = new * (6 * a.d_model + 2 * a.d_mlp + 2 * a.n_heads * total)
+    return rows * (kv + block) * elem
+
+
 def stage_peaks(a: Arch, w: Workload, dtype: torch.dtype) -> dict[str, float]:
     """Estimated peak bytes of each model stage (one process each)."""
     elem = bytes_per(dtype)
@@ -184,6 +200,48 @@ def check_fits(a: Arch, w: Workload, precision: Precision, available: float | No
         f"{stage} needs about {peak / GB:.1f} GB in {precision.dtype_name} but {precision.device} has "
         f"{available / GB:.1f} GB; use " + ", or ".join(fixes)
     )
+
+
+def preflight(model: str, path: str, precision: Precision, profile: str, n_emotions: int,
+              available: float | None = None) -> None:
+    """What a model-loading stage checks before it loads the weights: the estimated peaks fit the
+    device (`check_fits`), and the exact fast path's memory budget holds one site's patched run of
+    one prompt (the longest the profile can have, with BOS; a budget of 0 batches nothing).
+    `path`: where the model's config is (analysis.core.loading.resolve_model_path)."""
+    try:
+        arch, _ = lookup(path)
+    except InputError:
+        return  # a hub model this table does not know and the cache lacks: its loader fetches the config, and reports
+    workload = profile_workload(profile, n_emotions)
+    check_fits(arch, workload, precision, available)
+    if precision.budget_bytes > 0:
+        tokens = _longest_tokens(model, profile)
+        need = patched_forward_bytes(arch, 1, tokens, tokens, bytes_per(precision.dtype))
+        if precision.budget_bytes < need:
+            raise InputError(
+                f"memory_budget_gb: {precision.budget_bytes / GB:.3g} GB is too small for one prompt: one patched run of "
+                f"a {tokens}-token prompt of {model} in {precision.dtype_name} needs about {need / GB:.3g} GB; "
+                f"raise it or use memory_budget_gb: auto"
+            )
+
+
+def _longest_tokens(model: str, profile: str) -> int:
+    """Tokens of the profile's longest prepared prompt under the model's tokenizer (with BOS), or
+    POS where that cannot be read here (analysis.params.longest_prompt's lower bound is too low
+    for a memory check)."""
+    from analysis.params import MIN_PROMPT_TOKENS, Params, longest_prompt
+
+    n, _ = longest_prompt(model, Params(profile=profile))
+    return n if n > MIN_PROMPT_TOKENS else POS
+
+
+def load_planned(model: str, precision: Precision, profile: str, n_emotions: int) -> LoadedModel:
+    """A model-loading stage's load: `preflight` first (nothing heavy has run), then the weights on
+    `precision`'s device in its dtype."""
+    from analysis.core.loading import load_model, resolve_model_path
+
+    preflight(model, resolve_model_path(model), precision, profile, n_emotions)
+    return load_model(model, precision=precision)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from analysis.core.cli import Parser
+from analysis.device import from_args, Precision
 from analysis.contract import EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, screening_file, unit_screening_file
 from analysis.core.specs import is_unit_spec, parse_unit_spec
 from analysis.core.vocabulary import EMOTIONS
@@ -50,6 +51,7 @@ class ExperimentConfig:
     selection_share: float = 0.5
     skip_copy_flagged: bool = True  # top:N / mlp-top:K and the cumulative curve skip copy-flagged components
     chunk_size: int = 128  # prompts per generate call: the baseline sets (70) in one
+    precision: Precision | None = None  # device and dtype (analysis.device.from_args); None: CPU, float32
 
     @property
     def schema(self) -> str:
@@ -125,6 +127,7 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
     )
     p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the sign-flip patterns and resampling (default {params.seed})")
     p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"sign-flip patterns per effect (default {params.scoring.n_resamples})")
+    p.add_compute_flags()
     return p
 
 
@@ -154,6 +157,7 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         split=params.split.enabled and not args.no_split,
         selection_share=params.split.selection_share,
         skip_copy_flagged=params.copy_control.skip_flagged,
+        precision=from_args(args, params),
     )
 
 

@@ -121,6 +121,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "neutral_file": str(c.neutral_file) if c.neutral_file else None,
             "screening_file": str(c.screening_file) if c.screening_file else None,
             "skip_copy_flagged": c.skip_copy_flagged,
+            **r.computed_on,
         },
         "notes": list(r.notes),
         "lexicon_words_dropped": _dropped(r),

@@ -38,12 +38,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.core.cli import progress_disabled
-from analysis.core.loading import check_context, load_model, LoadedModel
+from analysis.core.loading import check_context, LoadedModel
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
+from analysis.device import resolve
 from analysis.errors import InputError
 from analysis.experiments.config import _check_config_values, ExperimentConfig
 from analysis.experiments.kinds import KINDS
@@ -52,6 +53,7 @@ from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import Plan, resample_sources
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.metrics import ArmOutput, lexicon_ids, lexicon_words
+from analysis.plan import load_planned
 from analysis.stats import check_resolution, Effect, min_clusters, paired_effect
 
 
@@ -115,7 +117,7 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
         split_expressions(pairs, seed=c.seed, selection_share=c.selection_share, need=min_clusters())[1] if c.split else None
     )
     sites, cumulative, notes = _sites_from_spec(c)
-    model = model if model is not None else load_model(c.model)
+    model = model if model is not None else load_planned(c.model, c.precision or resolve("cpu"), c.profile, 1)
     for group in (sites, *cumulative):
         validate_heads(tuple((s.layer, s.index) for s in group if s.kind == "head"), model.spec)
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
@@ -240,6 +242,7 @@ class ExperimentResult:
     notes: tuple[str, ...] = field(default=())
     confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
+    computed_on: dict[str, str] = field(default_factory=dict)  # device and dtype (analysis.device.Precision.record)
 
 
 def build_plan(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> tuple[Plan, TokenBatch, np.ndarray | None]:
@@ -297,4 +300,5 @@ def execute(p: Prepared) -> ExperimentResult:
         notes=p.notes,
         confirmation_index=conf_idx,
         lexicon_words=p.lexicon_words,
+        computed_on=p.model.precision.record(),
     )

@@ -209,7 +209,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 if not np.isfinite(v):
                     raise InputError(f"{k} of head {layer}:{head} ({emotion}) is {v}; refusing to write {cfg.model}'s screening")
             if (layer, head) in exact:
-                row.update(exact_fields(exact[(layer, head)].double().numpy(), copy_free[(layer, head)].double().numpy(), cfg, clusters))
+                row.update(exact_fields(exact[(layer, head)].double().cpu().numpy(), copy_free[(layer, head)].double().cpu().numpy(), cfg, clusters))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
     return {
@@ -219,7 +219,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         "n_layers": spec.n_layers,
         "n_heads": spec.n_heads,
         "emotions": list(cfg.emotions),
-        "params": asdict(cfg),
+        "params": {**asdict(cfg), **model.precision.record()},
         "metric": "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position",
         "pairs": per_emotion,
         "split": split_record(cfg),

@@ -128,7 +128,7 @@ def layer_sites(spec: ModelSpec, layers: list[int] | range | None = None) -> lis
 def unit_activations(model: LoadedModel, batch: TokenBatch, layers: list[int] | range | None = None) -> dict[str, Tensor]:
     """`blocks.L.mlp.hook_post` of `batch` for the given layers (all by default): [batch, pos, d_mlp],
     read on the fast path (the plain HF model's down-projection inputs)."""
-    hf = plain_hf(model.path)
+    hf = plain_hf(model)
     return component_inputs(hf, model.spec.family, batch, layer_sites(model.spec, layers), model.spec.d_head)
 
 
@@ -188,7 +188,7 @@ def attribution(
     each layer's entry is dropped once the neutral forward has made its difference (see the
     module docstring on memory).
     """
-    hf, family, spec = plain_hf(model.path), model.spec.family, model.spec
+    hf, family, spec = plain_hf(model), model.spec.family, model.spec
     batch = pb.neutral
     b = batch.input_ids.shape[0]
     # Only columns patched in some row can have a non-zero difference: keep just those.
@@ -196,11 +196,11 @@ def attribution(
     src_idx = pb.idx[:, cols]  # [batch, cols] source position of each kept target column
     keep = pb.mask[:, cols, None]  # [batch, cols, 1]
     dtype = hf.get_output_embeddings().weight.dtype  # float64 in the finite-difference test
-    out = torch.zeros(b, spec.n_layers, spec.d_mlp, dtype=dtype)
+    out = torch.zeros(b, spec.n_layers, spec.d_mlp, dtype=dtype, device=batch.input_ids.device)
     deltas: dict[int, Tensor] = {}
     # The one leaf on the tape: adding it changes nothing, but puts every layer's activation on
     # the tape without a gradient buffer per activation.
-    tap = torch.zeros((), dtype=dtype, requires_grad=True)
+    tap = torch.zeros((), dtype=dtype, device=batch.input_ids.device, requires_grad=True)
     score = lexicon_scorer(hf, ids)
 
     def open_layer(layer: int) -> Callable[[torch.nn.Module, tuple], tuple]:
@@ -299,7 +299,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         pb = pair_batches(model, pairs[emotion], cfg.positions)
         ids = (lex[emotion], lex["neutral"])
         attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
-        attr = attr_t.double().numpy()
+        attr = attr_t.double().cpu().numpy()
         if not np.isfinite(attr).all():
             layer, neuron = np.argwhere(~np.isfinite(attr))[0]
             raise InputError(
@@ -346,10 +346,10 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False,
             }
             if (layer, neuron) in exact:
-                values = exact[(layer, neuron)].double().numpy()
+                values = exact[(layer, neuron)].double().cpu().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
-                row.update(exact_fields(values, copy_free[(layer, neuron)].double().numpy(), cfg, clusters))
+                row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
@@ -364,7 +364,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "n_layers": n_layers,
         "d_mlp": d_mlp,
         "emotions": list(cfg.emotions),
-        "params": asdict(cfg),
+        "params": {**asdict(cfg), **model.precision.record()},
         "metric": SCREENING_METRIC.meaning,
         "unit": "neuron n of layer L: blocks.L.mlp.hook_post[..., n] (column n of the MLP down-projection input)",
         "pairs": per_emotion,
