@@ -20,6 +20,7 @@ The models are counts times constants fitted on this project's CPU measurements
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +127,19 @@ def patched_forward_bytes(a: Arch, rows: int, new: int, total: int, elem: int) -
     return rows * (kv + block) * elem
 
 
-def stage_peaks(a: Arch, w: Workload, dtype: torch.dtype) -> dict[str, float]:
-    """Estimated peak bytes of each model stage (one process each)."""
+def stage_peaks(a: Arch, w: Workload, dtype: torch.dtype, budget: float = 0.0) -> dict[str, float]:
+    """Estimated peak bytes of each model stage (one process each). `budget`: memory_budget_gb in
+    bytes, what the screenings' exact fast path may add by stacking the sites of one layer (all
+    its heads; at most the top-k units) in one forward (0: one site per forward, counted already)."""
     elem = bytes_per(dtype)
     weights = a.n_params * elem
     # the screenings hold the bridge and a plain HF copy of the weights (the fast path), and
     # unembed the last position only (`logits_to_keep=1`)
     screen = PROCESS_BYTES + 2 * weights + activation_bytes(a, w.batch, POS, elem, logits_at=1)
     units = screen + 2 * w.batch * POS * a.n_layers * a.d_mlp * 4  # every unit's activation and gradient, float32
+    site = patched_forward_bytes(a, w.batch, POS, POS, elem)
+    screen += min(budget, a.n_heads * site)
+    units += min(budget, UNIT_EXACT_TOP_K * site)
     # generation: one copy; keys and values of every layer, and the float32 scores of every step
     kv = 2 * a.n_layers * w.batch * (POS + MAX_TOKENS) * a.d_model * elem + w.batch * MAX_TOKENS * a.vocab * 4
     gen = PROCESS_BYTES + weights + kv + w.batch * POS * a.vocab * 4  # + the prefill's logits
@@ -175,20 +181,26 @@ def matmul_flops_per_s(precision: Precision, d_model: int, seconds: float = 0.5)
 
 def check_fits(a: Arch, w: Workload, precision: Precision, available: float | None = None) -> dict[str, float]:
     """The stage peaks, or InputError (one line) when one exceeds the device's memory, naming
-    the changes that would fit: a lower dtype, a smaller batch, a bigger device."""
+    the changes that would fit: a smaller memory budget for batched sites, a lower dtype, a
+    smaller batch, a bigger device."""
     available = device_memory_bytes(precision.device) if available is None else available
-    peaks = stage_peaks(a, w, precision.dtype)
+    budget = precision.budget_bytes
+    peaks = stage_peaks(a, w, precision.dtype, budget)
     stage, peak = max(peaks.items(), key=lambda kv: kv[1])
     if peak <= available:
         return peaks
 
     def largest_batch(dtype: torch.dtype) -> int | None:
         return next((b for b in range(w.batch - 1, 0, -1)
-                     if max(stage_peaks(a, Workload(w.n_prompts, w.n_emotions, b), dtype).values()) <= available), None)
+                     if max(stage_peaks(a, Workload(w.n_prompts, w.n_emotions, b), dtype, budget).values()) <= available), None)
 
     fixes = []
+    unbatched = max(stage_peaks(a, w, precision.dtype).values())
+    left = math.floor((available - unbatched) / GB * 100) / 100  # GB, rounded down: what is named must fit
+    if budget > 0 and left > 0:
+        fixes.append(f"memory_budget_gb {left:g} (batched sites within what is left)")
     low_dtype = precision.dtype if bytes_per(precision.dtype) == 2 else torch.bfloat16  # bfloat16 and float16 weigh alike
-    low = max(stage_peaks(a, w, low_dtype).values())
+    low = max(stage_peaks(a, w, low_dtype, budget).values())
     if low_dtype != precision.dtype and low <= available:
         fixes.append(f"dtype bfloat16 (peak {low / GB:.1f} GB)")
     if (b := largest_batch(precision.dtype)) is not None:
@@ -262,14 +274,15 @@ def plan(model: str, device: str = "auto", dtype: str = "float32", profile: str 
     if batch is not None:
         w = Workload(w.n_prompts, w.n_emotions, batch)
     available = device_memory_bytes(precision.device) if available is None else available
-    peaks = stage_peaks(arch, w, precision.dtype)
+    peaks = stage_peaks(arch, w, precision.dtype, precision.budget_bytes)
     flops = matmul_flops_per_s(precision, arch.d_model)
     seconds = stage_seconds(arch, w, flops)
     lines = [
         f"model {model}: {arch.family}, {arch.n_layers} layers x {arch.n_heads} heads (d_head {arch.d_head}), "
         f"d_model {arch.d_model}, d_mlp {arch.d_mlp}, vocab {arch.vocab}  [config: {source}]",
         f"parameters {arch.n_params:,}; weights {arch.n_params * bytes_per(precision.dtype) / GB:.2f} GB in {precision.dtype_name}",
-        f"device {precision.device}: {available / GB:.1f} GB available, matmul {flops / 1e9:.0f} GFLOP/s measured now",
+        f"device {precision.device}: {available / GB:.1f} GB available, matmul {flops / 1e9:.0f} GFLOP/s measured now; "
+        f"memory_budget_gb auto: {precision.budget_bytes / GB:.2g} GB for the exact fast path's batched sites",
         f"profile {profile}: {w.n_prompts} pairs x {w.n_emotions} emotions, {w.batch} prompts per forward, ~{POS} tokens each",
         f"{'stage':<22}{'peak memory':>12}{'time':>12}",
     ]

@@ -132,6 +132,31 @@ def test_a_run_that_does_not_fit_stops_before_loading(
         stage.main(["--model", "toy", "--output", str(out), "--device", "cpu"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(lines) == 1, lines
-    assert re.match(r"error: screen(_units)? needs about 0\.\d GB in float32 but cpu has 0\.1 GB; use ", lines[0]), lines[0]
+    assert re.match(r"error: screen(_units)? needs about \d+\.\d GB in float32 but cpu has 0\.1 GB; use ", lines[0]), lines[0]
     assert "a device with at least" in lines[0]
     assert not out.exists()
+
+
+def test_check_fits_counts_the_budget_and_names_a_smaller_one() -> None:
+    """On a GPU the batched sites take memory too: a budget that does not fit is named down to
+    what is left, and the budget named fits."""
+    from analysis.architectures import PUBLIC
+    from analysis.device import resolve
+    from analysis.errors import InputError
+    from analysis.plan import check_fits, stage_peaks, Workload
+
+    gpt2, w = PUBLIC["gpt2"], Workload(70, 3, 70)
+    unbatched = max(stage_peaks(gpt2, w, torch.float32).values())
+    site = patched_forward_bytes(gpt2, 70, 20, 20, 4)
+    # by hand: GPT-2 small, 70 prompts x 20 tokens, float32
+    assert site == 70 * (2 * 12 * 20 * 768 + 20 * (6 * 768 + 2 * 3072 + 2 * 12 * 20)) * 4
+    peaks = stage_peaks(gpt2, w, torch.float32, budget=100e9)  # more than any layer's sites need
+    assert peaks["screen"] == stage_peaks(gpt2, w, torch.float32)["screen"] + 12 * site
+    assert peaks["screen_units"] == stage_peaks(gpt2, w, torch.float32)["screen_units"] + 20 * site
+    cpu = dataclasses.replace(resolve("cpu"), budget_bytes=100e9)
+    available = unbatched + 0.5e9  # the unbatched run fits; 20 units' sites (~1 GB) do not
+    with pytest.raises(InputError) as err:
+        check_fits(gpt2, w, cpu, available=available)
+    named = float(re.search(r"use memory_budget_gb ([\d.]+) \(batched sites", str(err.value))[1])
+    assert 0.49 <= named <= 0.5
+    check_fits(gpt2, w, dataclasses.replace(cpu, budget_bytes=named * 1e9), available=available)
