@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.contract import EXPERIMENT_TABLE_SCHEMAS
+from analysis.contract import EXPERIMENT_TABLE_SCHEMAS, write_experiment
 from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import ExperimentResult
 from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.io import write_json, write_parquet
+from analysis.io import write_parquet
 
 
 SMALL_MARGIN = 1e-3  # top-1 minus top-2 logit gap below which another machine may pick another token
@@ -173,7 +173,7 @@ def write_outputs(r: ExperimentResult) -> dict[str, Any]:
         "columns": "intervened_text/_token_ids are draw 0 of resample ablation; intervened_<metric> is the mean over draws",
     }
     write_parquet(c.table, table(r), meta)
-    write_json(c.output, doc)
+    write_experiment(c.kind, c.output, doc)  # the contract checks the schema and the device/dtype record
     return doc
 
 

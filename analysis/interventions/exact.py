@@ -187,15 +187,16 @@ def lexicon_scorer(
     emo_ids, neu_ids = ids
     unembed = hf.get_output_embeddings()
     rows = torch.tensor([*emo_ids, *neu_ids], device=unembed.weight.device)
-    w_u = unembed.weight[rows]
-    b_u = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
+    # The lexicon logits in float32 at least, whatever the model's dtype: bfloat16 logits of size
+    # ~10 are 0.06 apart, and these few rows cost nothing (float32 and float64 models: unchanged).
+    dt = torch.promote_types(unembed.weight.dtype, torch.float32)
+    w_u = unembed.weight[rows].to(dt)
+    b_u = unembed.bias[rows].to(dt) if getattr(unembed, "bias", None) is not None else None
     local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
     keep = keep.to(unembed.weight.device) if keep is not None else None
 
     def score(hidden: Tensor) -> Tensor:
-        # float32 logits whatever the model's dtype: the lower-precision tolerances are stated for
-        # log-probabilities normalised in float32 (analysis.device.TOLERANCE)
-        logits = torch.nn.functional.linear(hidden[:, -1], w_u, b_u).float()
+        logits = torch.nn.functional.linear(hidden[:, -1].to(dt), w_u, b_u)
         if keep is not None:  # the copy control: each row's kept lexicon rows only
             # several sites' runs stacked in one forward: row r of each at r * k + i (repeat_interleave)
             return copy_free_emotion_score(logits, *local, keep.repeat_interleave(len(logits) // len(keep), 0))
@@ -207,7 +208,7 @@ def lexicon_scorer(
 def sites_per_forward(model: LoadedModel, hf: torch.nn.Module, rows: int, new: int, total: int) -> int:
     """How many sites' patched runs of `rows` prompts (`new` recomputed columns of `total`) fit the
     model's memory budget in one forward (analysis.device: memory_budget_gb); at least 1, and 1
-    when the budget is 0 (the CPU's auto)."""
+    when the budget is 0."""
     from analysis.architectures import from_hf_config
     from analysis.plan import bytes_per, patched_forward_bytes
 

@@ -90,7 +90,7 @@ def last_row_parts(model: LoadedModel, batch: TokenBatch, heads: Sequence[tuple[
     layers = sorted({layer for layer, _ in heads})
     with torch.no_grad():
         last_logits(model, batch, [(pattern_hook(layer), grab(layer)) for layer in layers])
-    return np.stack([rows[lh].float().cpu().numpy() for lh in heads])
+    return np.stack([rows[lh].cpu().numpy() for lh in heads])
 
 
 def attention_table(

@@ -64,7 +64,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening
+from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, write_unit_screening
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -72,7 +72,7 @@ from analysis.core.vocabulary import mlp_post_name
 from analysis.errors import InputError
 from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
-from analysis.io import write_json, write_parquet
+from analysis.io import write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
     check_before_work, copy_keep, correct_and_correlate, pair_batches, PairBatches, ScreeningConfig, copy_record, exact_fields,
@@ -388,7 +388,7 @@ def write_outputs(result: UnitScreening, output: Path, table: Path) -> dict:
     doc = {**result.doc, "attribution_table": str(table)}
     meta = {"schema": UNIT_ATTRIBUTION_SCHEMA, "summary_schema": UNIT_SCORES_SCHEMA, **{k: doc[k] for k in ("model", "profile", "emotions", "params", "metric")}}
     write_parquet(table, result.table, meta)
-    write_json(output, doc)
+    write_unit_screening(output, doc)  # the contract checks the schema and the device/dtype record
     return doc
 
 
