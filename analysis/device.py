@@ -126,10 +126,12 @@ def probe(device: torch.device, dtype: torch.dtype) -> None:
 # memory_budget_gb: auto on an accelerator: this share of its memory for the exact fast path's
 # batched patched runs (the rest holds the weights, the plain HF copy and the other scores' tensors).
 ACCELERATOR_BUDGET_SHARE = 0.4
-# On the CPU, auto is a fixed 0.25 GB: batching is faster there too (tests/benchmarks/
-# test_exact_batching.py, 2 shared cores: batched / unbatched time 0.44-0.57 on the toy, 0.64 at
-# 2 and 0.42 at 8 sites per forward on a 6x8x512 GPT-2), and a small budget keeps most of that
-# (GPT-2 small: 1-2 sites of 70 prompts) without growing the screening's 3-3.4 GB peak much.
+# On the CPU, auto is a fixed 0.25 GB: tests/benchmarks/test_exact_batching.py (2 cores shared
+# with other jobs, load 6-7) timed batched / unbatched at what it gives (a toy layer's 4 heads;
+# 4 heads of a 6x8x512 GPT-2 with GPT-2's vocabulary) at 0.59 and 0.67 on 2 threads, 0.96 and
+# 0.60 on 1; fixed sizes ranged 0.42-1.94 on 2 threads (that much noise) and 0.73-1.08 on 1.
+# A small budget keeps the gain (GPT-2 small: 1-2 sites of 70 prompts) without growing the
+# screening's 3-3.4 GB peak much.
 CPU_AUTO_BUDGET = 0.25e9
 
 
