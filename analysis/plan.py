@@ -222,8 +222,10 @@ def preflight(model: str, path: str, precision: Precision, profile: str, n_emoti
     `path`: where the model's config is (analysis.core.loading.resolve_model_path)."""
     try:
         arch, _ = lookup(path)
-    except InputError:
-        return  # a hub model this table does not know and the cache lacks: its loader fetches the config, and reports
+    except (InputError, ValueError, KeyError, TypeError, OSError):
+        # a hub model neither the cache nor the table knows (its loader fetches the config), or a
+        # config.json this cannot read (the loader's checks report it, in one line)
+        return
     workload = profile_workload(profile, n_emotions)
     check_fits(arch, workload, precision, available)
     if precision.budget_bytes > 0:
