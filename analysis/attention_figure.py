@@ -16,6 +16,7 @@ from analysis.contract import prompts_file, screening_file
 from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
 from analysis.core.prompts import PROMPTS_ROOT
+from analysis.device import from_args
 from analysis.io import check_output_dir
 from analysis.plots.attention import AttentionConfig, attention_pattern, write_attention
 
@@ -30,13 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--top-n", type=int, default=2, help="heads per emotion, by the screening's ranking")
     ap.add_argument("--output-dir", required=True, type=Path)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_compute_flags()
     a = ap.parse_args(argv)
     p = load_params(a.params)
+    precision = from_args(a, p)
     config = AttentionConfig(model=a.model, profile=a.profile or p.profile, emotions=tuple(p.emotions), top_n=a.top_n)
     inputs = [resolve_model_path(config.model), a.params, PROMPTS_ROOT / config.profile,
               prompts_file(config.profile), screening_file(config.profile, config.model)]
     check_output_dir(a.output_dir, inputs=inputs)  # before any work; creates nothing
-    table = attention_pattern(config)
+    table = attention_pattern(config, precision)
     out = write_attention(table, a.model, a.output_dir)
     print(f"wrote {out['png']} and {out['csv']}", file=sys.stderr)
 

@@ -125,9 +125,17 @@ def comparison_dir(profile: str) -> Path:
 # --- typed readers and writers: the schema is checked on every read and every write ------------
 
 
+# Outputs a model computed record where and in what precision, in their `params` block
+# (analysis.device.Precision.record): float32 and bfloat16 results differ beyond 1e-5.
+COMPUTED_ON = ("device", "dtype")
+COMPUTED_SCHEMAS = {HEAD_SCORES_SCHEMA, UNIT_SCORES_SCHEMA, *EXPERIMENT_SCHEMAS.values()}
+
+
 def _checked(doc: dict[str, Any], schema: str, path: str | Path) -> dict[str, Any]:
     if doc.get("schema") != schema:
         raise ValueError(f"document for {path} has schema {doc.get('schema')!r}, expected {schema!r}")
+    if schema in COMPUTED_SCHEMAS and any(k not in doc.get("params", {}) for k in COMPUTED_ON):
+        raise ValueError(f"document for {path} ({schema}) does not record its params' {' and '.join(COMPUTED_ON)}")
     return doc
 
 

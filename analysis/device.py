@@ -64,17 +64,26 @@ def _choices() -> str:
     return "auto, cpu, cuda, cuda:N, mps"
 
 
-def resolve_device(spec: str, param: str = "device") -> torch.device:
-    """`auto | cpu | cuda | cuda:N | mps` -> the torch device, or one InputError line naming `param`."""
+def parse_device(spec: str, param: str = "device") -> tuple[str, int | None]:
+    """`auto | cpu | cuda | cuda:N | mps` -> (kind, index), by its spelling alone (params.yaml's
+    check: a report rendered on a machine without the run's GPU still reads its params)."""
     text = (spec or "").strip().lower()
     if text == "auto":
-        kind = next(k for k in AUTO_ORDER if BACKENDS[k].available())
-        return torch.device(f"{kind}:0" if BACKENDS[kind].indexed else kind)
+        return "auto", None
     m = _SPEC.fullmatch(text)
     backend = BACKENDS.get(m["kind"]) if m else None
     if backend is None or (m["index"] is not None and not backend.indexed):
         raise InputError(f"{param}: unknown device {spec!r}; allowed: {_choices()}")
-    kind = m["kind"]
+    return m["kind"], None if m["index"] is None else int(m["index"])
+
+
+def resolve_device(spec: str, param: str = "device") -> torch.device:
+    """`auto | cpu | cuda | cuda:N | mps` -> the torch device here, or one InputError line naming `param`."""
+    kind, index = parse_device(spec, param)
+    if kind == "auto":
+        kind = next(k for k in AUTO_ORDER if BACKENDS[k].available())
+        return torch.device(f"{kind}:0" if BACKENDS[kind].indexed else kind)
+    backend = BACKENDS[kind]
     if not backend.available():
         raise InputError(
             f"{param}: {kind!r} is not available on this machine (torch {torch.__version__}); "
@@ -82,7 +91,7 @@ def resolve_device(spec: str, param: str = "device") -> torch.device:
         )
     if not backend.indexed:
         return torch.device(kind)
-    index, count = int(m["index"] or 0), backend.count()
+    index, count = index or 0, backend.count()
     if index >= count:
         raise InputError(f"{param}: {spec!r} does not exist: this machine has {count} {kind} device(s), {kind}:0..{kind}:{count - 1}")
     return torch.device(f"{kind}:{index}")
@@ -114,13 +123,27 @@ def probe(device: torch.device, dtype: torch.dtype) -> None:
         torch.cuda.synchronize(device)
 
 
+# memory_budget_gb: auto on an accelerator: this share of its memory for the exact fast path's
+# batched patched runs (the rest holds the weights, the plain HF copy and the other scores' tensors).
+ACCELERATOR_BUDGET_SHARE = 0.4
+# On the CPU, auto is a fixed 0.25 GB: tests/benchmarks/test_exact_batching.py (2 cores shared
+# with other jobs, load 6-7) timed batched / unbatched at what it gives (a toy layer's 4 heads;
+# 4 heads of a 6x8x512 GPT-2 with GPT-2's vocabulary) at 0.59 and 0.67 on 2 threads, 0.96 and
+# 0.60 on 1; fixed sizes ranged 0.42-1.94 on 2 threads (that much noise) and 0.73-1.08 on 1.
+# A small budget keeps the gain (GPT-2 small: 1-2 sites of 70 prompts) without growing the
+# screening's 3-3.4 GB peak much.
+CPU_AUTO_BUDGET = 0.25e9
+
+
 @dataclass(frozen=True)
 class Precision:
-    """A checked (device, dtype) pair, and the exactness tolerance that dtype meets vs float32."""
+    """A checked (device, dtype) pair, the exactness tolerance that dtype meets vs float32, and the
+    memory the exact fast path may fill with several sites' patched runs in one forward."""
 
     device: torch.device
     dtype: torch.dtype
     dtype_name: str
+    budget_bytes: float = 0.0  # 0: one site per forward
 
     @property
     def tolerance(self) -> float:
@@ -131,10 +154,24 @@ class Precision:
         return {"device": str(self.device), "dtype": self.dtype_name}
 
 
-def resolve(device: str = "auto", dtype: str = "float32") -> Precision:
-    """Resolve both params and prove the pair works, or fail in one line naming the param."""
+def resolve_budget(value: float | str, device: torch.device, param: str = "memory_budget_gb") -> float:
+    """`auto | GB > 0` -> bytes the exact fast path may use for batched sites on `device`."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return ACCELERATOR_BUDGET_SHARE * device_memory_bytes(device) if device.type != "cpu" else CPU_AUTO_BUDGET
+    try:
+        gb = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{param}: {value!r} is not a number of GB; allowed: auto or a number > 0") from None
+    if not gb > 0 or gb == float("inf"):
+        raise InputError(f"{param}: {value!r} must be a finite number of GB > 0, or auto")
+    return gb * 1e9
+
+
+def resolve(device: str = "auto", dtype: str = "float32", memory_budget_gb: float | str = "auto") -> Precision:
+    """Resolve the three params and prove the device/dtype pair works, or fail in one line naming the param."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
+    budget = resolve_budget(memory_budget_gb, dev)
     try:
         probe(dev, dt)
     except (RuntimeError, TypeError, NotImplementedError) as err:
@@ -143,7 +180,18 @@ def resolve(device: str = "auto", dtype: str = "float32") -> Precision:
             f"dtype: {dtype!r} does not run on {dev} ({first}); use dtype: float32"
             + (" or another device" if dev.type == "cpu" else " or device: cpu")
         ) from None
-    return Precision(device=dev, dtype=dt, dtype_name=(dtype or "").strip().lower())
+    return Precision(device=dev, dtype=dt, dtype_name=(dtype or "").strip().lower(), budget_bytes=budget)
+
+
+def from_args(args: object, params: object) -> Precision:
+    """The Precision of a command: its --device / --dtype / --memory-budget-gb flags
+    (analysis.core.cli.Parser.add_compute_flags), else params.yaml's keys of the same names."""
+
+    def pick(key: str) -> object:
+        flag = getattr(args, key)
+        return getattr(params, key) if flag is None else flag
+
+    return resolve(pick("device"), pick("dtype"), pick("memory_budget_gb"))
 
 
 def device_memory_bytes(device: torch.device) -> int:

@@ -7,11 +7,13 @@ from pathlib import Path
 import torch
 
 from analysis.core.cli import Parser, cli
-from analysis.core.loading import load_model, resolve_model_path
+from analysis.core.loading import resolve_model_path
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PROMPTS_ROOT
 from analysis.contract import write_screening
+from analysis.device import from_args
 from analysis.io import check_output_path
+from analysis.plan import load_planned
 from analysis.screening.common import ScreeningConfig
 from analysis.screening.heads import format_top, screen
 
@@ -31,8 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--no-split", action="store_true", help="exploratory: rank on all expressions (params split.enabled)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_compute_flags()
     a = ap.parse_args(argv)
     p = load_params(a.params)
+    precision = from_args(a, p)
     cfg = ScreeningConfig(
         model=a.model,
         profile=p.profile if a.profile is None else a.profile,
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
-    model = load_model(cfg.model)
+    model = load_planned(cfg.model, precision, cfg.profile, len(cfg.emotions))
     doc = screen(model, cfg, pairs)
     write_screening(a.output, doc)
     print(format_top(doc))

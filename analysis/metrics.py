@@ -186,17 +186,17 @@ GENERATION_METRICS: dict[str, GenerationMetric] = {
     **{f"kw_{name}": _keywords(name) for name in LEXICONS},
     "changed": GenerationMetric(
         "Changed continuations", "1 if the continuation's token ids differ from the baseline's, else 0",
-        lambda a: (a.tokens != a.clean_tokens).any(1).double().numpy(), non_negative=True,
+        lambda a: (a.tokens != a.clean_tokens).any(1).double().cpu().numpy(), non_negative=True,
     ),
     "emotion_score": GenerationMetric(
         "Emotion score M",
         "logsumexp of next-token logits over the emotion lexicon's token ids minus the same over "
         "the neutral lexicon's, at the last prompt position (teacher-forced), in nats",
-        lambda a: emotion_score(a.logits, a.emotion_ids, a.neutral_ids).double().numpy(),
+        lambda a: emotion_score(a.logits, a.emotion_ids, a.neutral_ids).double().cpu().numpy(),
     ),
     "kl": GenerationMetric(
         "KL(clean||intervened)",
         "KL divergence of the clean from the intervened next-token distribution at the last prompt position, in nats",
-        lambda a: kl_divergence(a.clean_logits, a.logits).double().numpy(), non_negative=True,
+        lambda a: kl_divergence(a.clean_logits, a.logits).double().cpu().numpy(), non_negative=True,
     ),
 }

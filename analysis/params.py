@@ -98,6 +98,10 @@ class Params(_Frozen):
     models: tuple[str, ...] = ("toy",)
     emotions: tuple[str, ...] = EMOTIONS
     seed: int = Field(0, ge=0)
+    # Where and in what precision the model stages compute (analysis.device checks them up front).
+    device: str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    memory_budget_gb: float | Literal["auto"] = "auto"
     toy: ToyParams = ToyParams()
     benchmark: BenchmarkParams = BenchmarkParams()
     screening: ScreeningParams = ScreeningParams()
@@ -117,6 +121,24 @@ class Params(_Frozen):
     def _profile_name(cls, v: str) -> str:
         if not v.strip() or Path(v).name != v:
             raise ValueError("must name a prompt profile (a folder under data/prompts), not be empty or a path")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        from analysis.device import parse_device
+
+        try:
+            parse_device(v)
+        except InputError as err:  # the same words as on the command line, after the key
+            raise ValueError(str(err).removeprefix("device: ")) from None
+        return v
+
+    @field_validator("memory_budget_gb")
+    @classmethod
+    def _budget(cls, v: float | str) -> float | str:
+        if v != "auto" and not 0 < float(v) < float("inf"):
+            raise ValueError("must be a finite number of GB > 0, or auto")
         return v
 
     @field_validator("emotions")

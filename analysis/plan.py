@@ -20,9 +20,11 @@ The models are counts times constants fitted on this project's CPU measurements
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +32,9 @@ from analysis.architectures import Arch, lookup
 from analysis.device import Precision, device_memory_bytes, resolve
 from analysis.core.cli import Parser, cli
 from analysis.errors import InputError
+
+if TYPE_CHECKING:
+    from analysis.core.loading import LoadedModel
 
 GB = 1e9
 POS = 20  # tokens per prompt: the baseline prompts are 14-20 GPT-2 tokens with BOS
@@ -110,14 +115,31 @@ def activation_bytes(a: Arch, batch: int, pos: int, elem: int, logits_at: int) -
     return batch * (pos * ACT_LAYER_SCALE * a.n_layers * per_layer + logits_at * VOCAB_COPIES * a.vocab) * elem
 
 
-def stage_peaks(a: Arch, w: Workload, dtype: torch.dtype) -> dict[str, float]:
-    """Estimated peak bytes of each model stage (one process each)."""
+def patched_forward_bytes(a: Arch, rows: int, new: int, total: int, elem: int) -> float:
+    """Bytes one site's patched run adds when several share a forward of the exact fast path
+    (analysis.interventions.exact, no gradients): its copy of every layer's keys and values over
+    the `total` columns (the prefix's and its own `new` ones) and the transients of one block for
+    its `new` columns (layer-norm output, q/k/v, the heads' output, residuals: ~6 d; the MLP's
+    hidden layer and its activation: 2 d_mlp; scores and probabilities: 2 n_heads x total).
+    Counted, not fitted: what stays alive between blocks is the cache and the residual."""
+    kv = 2 * a.n_layers * total * a.d_model
+    block = new * (6 * a.d_model + 2 * a.d_mlp + 2 * a.n_heads * total)
+    return rows * (kv + block) * elem
+
+
+def stage_peaks(a: Arch, w: Workload, dtype: torch.dtype, budget: float = 0.0) -> dict[str, float]:
+    """Estimated peak bytes of each model stage (one process each). `budget`: memory_budget_gb in
+    bytes, what the screenings' exact fast path may add by stacking the sites of one layer (all
+    its heads; at most the top-k units) in one forward (0: one site per forward, counted already)."""
     elem = bytes_per(dtype)
     weights = a.n_params * elem
     # the screenings hold the bridge and a plain HF copy of the weights (the fast path), and
     # unembed the last position only (`logits_to_keep=1`)
     screen = PROCESS_BYTES + 2 * weights + activation_bytes(a, w.batch, POS, elem, logits_at=1)
     units = screen + 2 * w.batch * POS * a.n_layers * a.d_mlp * 4  # every unit's activation and gradient, float32
+    site = patched_forward_bytes(a, w.batch, POS, POS, elem)
+    screen += min(budget, a.n_heads * site)
+    units += min(budget, UNIT_EXACT_TOP_K * site)
     # generation: one copy; keys and values of every layer, and the float32 scores of every step
     kv = 2 * a.n_layers * w.batch * (POS + MAX_TOKENS) * a.d_model * elem + w.batch * MAX_TOKENS * a.vocab * 4
     gen = PROCESS_BYTES + weights + kv + w.batch * POS * a.vocab * 4  # + the prefill's logits
@@ -159,20 +181,26 @@ def matmul_flops_per_s(precision: Precision, d_model: int, seconds: float = 0.5)
 
 def check_fits(a: Arch, w: Workload, precision: Precision, available: float | None = None) -> dict[str, float]:
     """The stage peaks, or InputError (one line) when one exceeds the device's memory, naming
-    the changes that would fit: a lower dtype, a smaller batch, a bigger device."""
+    the changes that would fit: a smaller memory budget for batched sites, a lower dtype, a
+    smaller batch, a bigger device."""
     available = device_memory_bytes(precision.device) if available is None else available
-    peaks = stage_peaks(a, w, precision.dtype)
+    budget = precision.budget_bytes
+    peaks = stage_peaks(a, w, precision.dtype, budget)
     stage, peak = max(peaks.items(), key=lambda kv: kv[1])
     if peak <= available:
         return peaks
 
     def largest_batch(dtype: torch.dtype) -> int | None:
         return next((b for b in range(w.batch - 1, 0, -1)
-                     if max(stage_peaks(a, Workload(w.n_prompts, w.n_emotions, b), dtype).values()) <= available), None)
+                     if max(stage_peaks(a, Workload(w.n_prompts, w.n_emotions, b), dtype, budget).values()) <= available), None)
 
     fixes = []
+    unbatched = max(stage_peaks(a, w, precision.dtype).values())
+    left = math.floor((available - unbatched) / GB * 100) / 100  # GB, rounded down: what is named must fit
+    if budget > 0 and left > 0:
+        fixes.append(f"memory_budget_gb {left:g} (batched sites within what is left)")
     low_dtype = precision.dtype if bytes_per(precision.dtype) == 2 else torch.bfloat16  # bfloat16 and float16 weigh alike
-    low = max(stage_peaks(a, w, low_dtype).values())
+    low = max(stage_peaks(a, w, low_dtype, budget).values())
     if low_dtype != precision.dtype and low <= available:
         fixes.append(f"dtype bfloat16 (peak {low / GB:.1f} GB)")
     if (b := largest_batch(precision.dtype)) is not None:
@@ -184,6 +212,50 @@ def check_fits(a: Arch, w: Workload, precision: Precision, available: float | No
         f"{stage} needs about {peak / GB:.1f} GB in {precision.dtype_name} but {precision.device} has "
         f"{available / GB:.1f} GB; use " + ", or ".join(fixes)
     )
+
+
+def preflight(model: str, path: str, precision: Precision, profile: str, n_emotions: int,
+              available: float | None = None) -> None:
+    """What a model-loading stage checks before it loads the weights: the estimated peaks fit the
+    device (`check_fits`), and the exact fast path's memory budget holds one site's patched run of
+    one prompt (the longest the profile can have, with BOS; a budget of 0 batches nothing).
+    `path`: where the model's config is (analysis.core.loading.resolve_model_path)."""
+    try:
+        arch, _ = lookup(path)
+    except (InputError, ValueError, KeyError, TypeError, OSError):
+        # a hub model neither the cache nor the table knows (its loader fetches the config), or a
+        # config.json this cannot read (the loader's checks report it, in one line)
+        return
+    workload = profile_workload(profile, n_emotions)
+    check_fits(arch, workload, precision, available)
+    if precision.budget_bytes > 0:
+        tokens = _longest_tokens(model, profile)
+        need = patched_forward_bytes(arch, 1, tokens, tokens, bytes_per(precision.dtype))
+        if precision.budget_bytes < need:
+            raise InputError(
+                f"memory_budget_gb: {precision.budget_bytes / GB:.3g} GB is too small for one prompt: one patched run of "
+                f"a {tokens}-token prompt of {model} in {precision.dtype_name} needs about {need / GB:.3g} GB; "
+                f"raise it or use memory_budget_gb: auto"
+            )
+
+
+def _longest_tokens(model: str, profile: str) -> int:
+    """Tokens of the profile's longest prepared prompt under the model's tokenizer (with BOS), or
+    POS where that cannot be read here (analysis.params.longest_prompt's lower bound is too low
+    for a memory check)."""
+    from analysis.params import MIN_PROMPT_TOKENS, Params, longest_prompt
+
+    n, _ = longest_prompt(model, Params(profile=profile))
+    return n if n > MIN_PROMPT_TOKENS else POS
+
+
+def load_planned(model: str, precision: Precision, profile: str, n_emotions: int) -> LoadedModel:
+    """A model-loading stage's load: `preflight` first (nothing heavy has run), then the weights on
+    `precision`'s device in its dtype."""
+    from analysis.core.loading import load_model, resolve_model_path
+
+    preflight(model, resolve_model_path(model), precision, profile, n_emotions)
+    return load_model(model, precision=precision)
 
 
 @dataclass(frozen=True)
@@ -204,14 +276,15 @@ def plan(model: str, device: str = "auto", dtype: str = "float32", profile: str 
     if batch is not None:
         w = Workload(w.n_prompts, w.n_emotions, batch)
     available = device_memory_bytes(precision.device) if available is None else available
-    peaks = stage_peaks(arch, w, precision.dtype)
+    peaks = stage_peaks(arch, w, precision.dtype, precision.budget_bytes)
     flops = matmul_flops_per_s(precision, arch.d_model)
     seconds = stage_seconds(arch, w, flops)
     lines = [
         f"model {model}: {arch.family}, {arch.n_layers} layers x {arch.n_heads} heads (d_head {arch.d_head}), "
         f"d_model {arch.d_model}, d_mlp {arch.d_mlp}, vocab {arch.vocab}  [config: {source}]",
         f"parameters {arch.n_params:,}; weights {arch.n_params * bytes_per(precision.dtype) / GB:.2f} GB in {precision.dtype_name}",
-        f"device {precision.device}: {available / GB:.1f} GB available, matmul {flops / 1e9:.0f} GFLOP/s measured now",
+        f"device {precision.device}: {available / GB:.1f} GB available, matmul {flops / 1e9:.0f} GFLOP/s measured now; "
+        f"memory_budget_gb auto: {precision.budget_bytes / GB:.2g} GB for the exact fast path's batched sites",
         f"profile {profile}: {w.n_prompts} pairs x {w.n_emotions} emotions, {w.batch} prompts per forward, ~{POS} tokens each",
         f"{'stage':<22}{'peak memory':>12}{'time':>12}",
     ]

@@ -7,12 +7,14 @@ from pathlib import Path
 import torch
 
 from analysis.core.cli import Parser, cli
-from analysis.core.loading import load_model, resolve_model_path
+from analysis.core.loading import resolve_model_path
 from analysis.contract import unit_screening_file
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PROMPTS_ROOT
+from analysis.device import from_args
 from analysis.errors import InputError
 from analysis.io import check_output_path
+from analysis.plan import load_planned
 from analysis.screening.units import check_has_units, format_top, screen, TOP_PER_LAYER, UnitScreeningConfig, write_outputs
 
 
@@ -33,8 +35,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-split", action="store_true", help="exploratory: rank on all expressions (params split.enabled)")
     ap.add_argument("--top-per-layer", type=int, default=TOP_PER_LAYER, help=f"units per layer kept in the JSON (default {TOP_PER_LAYER})")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_compute_flags()
     a = ap.parse_args(argv)
     p = load_params(a.params)
+    precision = from_args(a, p)
     cfg = UnitScreeningConfig(
         model=a.model,
         profile=p.profile if a.profile is None else a.profile,
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
-    model = load_model(cfg.model)
+    model = load_planned(cfg.model, precision, cfg.profile, len(cfg.emotions))
     check_has_units(model.spec)
     doc = write_outputs(screen(model, cfg, pairs), output, table)
     print(format_top(doc))

@@ -45,6 +45,7 @@ class Row:
     setup: Setup | None = None
     env: dict[str, str] = field(default_factory=dict)
     dvc: bool = False  # needs the `dvc` branch's io.py
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None  # what this machine lacks, simulated (a GPU's absence, a kernel)
 
 
 # --- setups: each edits the project copy `p` (before the "before" checksum) --------------------
@@ -284,6 +285,27 @@ PATCH = ("--model", "toy", "--emotion", "anger", "--head-spec", "3:1", "--output
 UNITS = ("--model", "toy", "--output", "results/baseline/alignment/new_units.json")
 
 
+def _no_cuda(mp: pytest.MonkeyPatch) -> None:
+    """A machine without CUDA, also where the tests run on one."""
+    import torch
+
+    mp.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def _no_half_layer_norm(mp: pytest.MonkeyPatch) -> None:
+    """A device without a float16 layer-norm kernel (older CPU builds of torch)."""
+    import torch
+
+    real = torch.nn.functional.layer_norm
+
+    def half_less(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if x.dtype == torch.float16:
+            raise RuntimeError('"LayerNormKernelImpl" not implemented for \'Half\'')
+        return real(x, *args, **kwargs)
+
+    mp.setattr(torch.nn.functional, "layer_norm", half_less)
+
+
 def _screen_model(fragment: str, edit: Callable[[Path], None], rid: str, env: dict[str, str] | None = None) -> Row:
     return Row(rid, "model", "head_screening", ("--model", BAD_MODEL, "--output", "results/x.json"), fragment,
                _model_copy(edit), env or {})
@@ -421,6 +443,29 @@ ROWS: list[Row] = [
         "inside the neutral lexicon", _lexicon(lambda n: n[:3])),
     Row("ablation-lexicon-identical", "upfront", "head_ablation", ABL, "identical to the neutral lexicon",
         _lexicon(lambda n: n)),
+    # --- device, dtype and memory (issue 18): one line naming the param, before the weights load
+    Row("device-unknown", "upfront", "head_screening", (*SCREEN, "--device", "tpu"), "device: unknown device 'tpu'"),
+    Row("device-cuda-absent", "upfront", "head_screening", (*SCREEN, "--device", "cuda"), "device: 'cuda' is not available",
+        patch=_no_cuda),
+    Row("params-device-cuda-absent", "upfront", "unit_screening", UNITS, "device: 'cuda' is not available",
+        _yaml_set("", "device", "cuda"), patch=_no_cuda),
+    Row("ablation-device-cuda-absent", "upfront", "head_ablation", (*ABL, "--device", "cuda:1"), "device: 'cuda' is not available",
+        patch=_no_cuda),
+    Row("attention-device-unknown", "upfront", "attention_figure",
+        ("--model", "toy", "--output-dir", "results/baseline/plots/attention/new", "--device", "gpu"), "device: unknown device 'gpu'"),
+    Row("params-device-unknown", "upfront", "head_screening", SCREEN, "key device: unknown device 'tpu'",
+        _yaml_set("", "device", "tpu")),
+    Row("dtype-unknown", "upfront", "head_patching", (*PATCH, "--dtype", "float64"), "dtype: unknown dtype 'float64'"),
+    Row("params-dtype-unknown", "upfront", "head_screening", SCREEN, "key dtype", _yaml_set("", "dtype", "int8")),
+    Row("dtype-device-cannot", "upfront", "head_screening", (*SCREEN, "--device", "cpu", "--dtype", "float16"),
+        "dtype: 'float16' does not run on cpu", patch=_no_half_layer_norm),
+    Row("budget-too-small-for-one-prompt", "upfront", "head_screening", (*SCREEN, "--memory-budget-gb", "1e-7"),
+        "memory_budget_gb: 1e-07 GB is too small for one prompt"),
+    Row("params-budget-too-small", "upfront", "unit_screening", UNITS, "memory_budget_gb: 1e-07 GB is too small for one prompt",
+        _yaml_set("", "memory_budget_gb", "1.0e-7")),
+    Row("budget-not-a-number", "upfront", "head_screening", (*SCREEN, "--memory-budget-gb", "lots"),
+        "memory_budget_gb: 'lots' is not a number"),
+    Row("params-budget-negative", "upfront", "head_screening", SCREEN, "key memory_budget_gb", _yaml_set("", "memory_budget_gb", "-1")),
     # --- the README's bad-input promise: unknown model offline, malformed head spec, layer out of
     # range, unpaired prompt files, a .pkl output (above), plus other usage errors
     Row("model-unknown-offline", "promise", "head_screening", ("--model", "nosuch-org/nosuch-model", "--output", "results/x.json"),
@@ -502,6 +547,8 @@ def test_bad_input(row: Row, project: Path, monkeypatch: pytest.MonkeyPatch, cap
     fill = (row.setup(project) if row.setup else None) or {}
     for k, v in row.env.items():
         monkeypatch.setenv(k, v)
+    if row.patch is not None:
+        row.patch(monkeypatch)
     argv = [a.format(**fill) for a in row.argv]
     before = _digest(project)
     capsys.readouterr()

@@ -177,7 +177,7 @@ def unit_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 def _plain_logprobs(model: LoadedModel, batch, edits=()) -> torch.Tensor:  # noqa: ANN001
-    hf = plain_hf(model.path)
+    hf = plain_hf(model)
     with torch.no_grad(), component_edits(hf, model.spec.family, list(edits), model.spec.d_head):
         out = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids(batch.attention_mask))
     return out.logits.log_softmax(-1)
@@ -208,7 +208,7 @@ def test_fast_path_unit_edit_equals_bridge_hook_post(unit_model: LoadedModel) ->
 def test_fast_path_identity_unit_edit_changes_nothing(unit_model: LoadedModel) -> None:
     model = unit_model
     batch = _batch(model, TEXTS)
-    hf = plain_hf(model.path)
+    hf = plain_hf(model)
     sites = [Site("mlp", layer, n) for layer in range(model.spec.n_layers) for n in (0, 17, 255)]
     acts = component_inputs(hf, model.spec.family, batch, sites, model.spec.d_head)
     b, t = batch.input_ids.shape

@@ -129,5 +129,5 @@ def test_loaded_spec_has_d_mlp(random_model_dirs: dict[str, Path]) -> None:
         from analysis.interventions.exact import plain_hf
 
         # the down-projection reads d_mlp features (GPT-2's Conv1D stores its weight as [in, out])
-        proj = plain_hf(model.path).get_submodule(component_input("mlp", family, 1))
+        proj = plain_hf(model).get_submodule(component_input("mlp", family, 1))
         assert (getattr(proj, "in_features", None) or proj.weight.shape[0]) == 256, family

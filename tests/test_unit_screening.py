@@ -118,7 +118,7 @@ def test_attribution_is_the_derivative_of_unit_patching(family: str, unit_dirs: 
     """
     model = load_model(str(unit_dirs[family]))
     model.bridge.to(torch.float64)
-    hf = plain_hf(model.path)
+    hf = plain_hf(model)
     hf.to(torch.float64)  # the cached fast-path model: restored below for the other tests
     try:
         pairs = load_pairs("gratitude", "baseline")
@@ -167,7 +167,7 @@ def test_attribution_memory_tricks_change_nothing(unit_dirs: dict[str, Path], mo
     pb = pair_batches(model, _subset(load_pairs("anger", "baseline"), 8), "span", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex["anger"], lex["neutral"])
-    hf = plain_hf(model.path)
+    hf = plain_hf(model)
     acts_before = [type(hf.transformer.h[layer].mlp.act) for layer in range(2)]
     act_emo = us_units.unit_activations(model, pb.emotion)
     with_recompute = us_units.attribution(model, pb, act_emo, ids)

@@ -23,6 +23,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise InputError(f"{message} (see {self.prog} --help)")
 
+    def add_compute_flags(self) -> None:
+        """--device, --dtype and --memory-budget-gb, for every command that loads a model; each
+        defaults to params.yaml's key of the same name (analysis.device.from_args resolves them)."""
+        self.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: params.yaml device)")
+        self.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: params.yaml dtype)")
+        self.add_argument("--memory-budget-gb", default=None,
+                          help="GB the exact fast path may fill with several sites per forward, or auto (default: params.yaml)")
+
 
 def cli(main: F) -> F:
     """Run `main`; an InputError becomes `error: <message>` on stderr and exit code 2, and an

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from analysis.contract import MODEL_SOURCE_SCHEMA
+from analysis.device import Precision, resolve
 from analysis.errors import InputError
 from analysis.families import FAMILIES, SUPPORTED_FAMILIES
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     spec: ModelSpec
     path: str
+    precision: Precision  # where and in what dtype the weights live; every input goes there
 
     @property
     def hf(self) -> torch.nn.Module:
@@ -282,11 +284,16 @@ def _unavailable(name: str, err: Exception) -> InputError:
     )
 
 
-def load_model(name: str, *, device: str = "cpu", toy_dir: Path = TOY_DIR) -> LoadedModel:
-    """Load `name` through the bridge with raw weights, eval mode, gradients off."""
+def load_model(
+    name: str, *, device: str = "cpu", dtype: str = "float32", precision: Precision | None = None, toy_dir: Path = TOY_DIR
+) -> LoadedModel:
+    """Load `name` through the bridge with raw weights, eval mode, gradients off, on `device` in
+    `dtype` (checked first by analysis.device.resolve: a bad pair fails before the weights load),
+    or per `precision`, a stage's already resolved one (analysis.device.from_args)."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers.utils import logging as hf_logging
 
+    precision = precision if precision is not None else resolve(device, dtype)
     hf_logging.disable_progress_bar()  # weight-loading bars would flood CI logs
     path = resolve_model_path(name, toy_dir)
     hf_config = read_config(name, path)
@@ -303,7 +310,9 @@ def load_model(name: str, *, device: str = "cpu", toy_dir: Path = TOY_DIR) -> Lo
         with warnings.catch_warnings():
             # an allowed pytorch_model.bin: torch's protocol note would be a second line before ours
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            bridge = TransformerBridge.boot_transformers(path, device=device, dtype=torch.float32, tokenizer=tokenizer)
+            bridge = TransformerBridge.boot_transformers(
+                path, device=str(precision.device), dtype=precision.dtype, tokenizer=tokenizer
+            )
     except OSError as err:
         raise _unavailable(name, err) from None
     except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
@@ -326,7 +335,7 @@ def load_model(name: str, *, device: str = "cpu", toy_dir: Path = TOY_DIR) -> Lo
         bos_id=int(bos),
         pad_id=int(pad),
     )
-    return LoadedModel(bridge=bridge, tokenizer=tokenizer, spec=spec, path=path)
+    return LoadedModel(bridge=bridge, tokenizer=tokenizer, spec=spec, path=path, precision=precision)
 
 
 def install_kv_cache_fix(bridge: TransformerBridge) -> int:

@@ -245,6 +245,9 @@ class TokenBatch:
     span_mask: Bool[Tensor, "batch pos"]  # True on tokens overlapping the span's char range
     lengths: Int[Tensor, " batch"]  # real tokens per row, BOS included
 
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.span_mask, self.lengths)))
+
 
 def _encode(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt]) -> list[tuple[list[int], list[int]]]:
     """Token ids and, per prompt, the unpadded indices (0 = first text token) overlapping the span."""

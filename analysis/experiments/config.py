@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from analysis.core.cli import Parser
+from analysis.device import from_args, Precision
 from analysis.contract import EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, screening_file, unit_screening_file
 from analysis.core.specs import is_unit_spec, parse_unit_spec
 from analysis.core.vocabulary import EMOTIONS
@@ -54,6 +55,7 @@ class ExperimentConfig:
     direction: str | None = None  # patching: denoising | noising (analysis.interventions.plans.PATCH_DIRECTIONS)
     noise_atol: float = 1.0e-5  # params noise_floor.atol: added to the identity control's max |effect|
     random_draws: int = 5  # params random_baseline.draws: random site sets per arm
+    precision: Precision | None = None  # device and dtype (analysis.device.from_args); None: CPU, float32
 
     @property
     def name(self) -> str:
@@ -134,6 +136,7 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
     )
     p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the sign-flip patterns and resampling (default {params.seed})")
     p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"sign-flip patterns per effect (default {params.scoring.n_resamples})")
+    p.add_compute_flags()
     return p
 
 
@@ -168,6 +171,7 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         noise_atol=params.noise_floor.atol,
         random_draws=params.random_baseline.draws,
         max_unaligned_share=params.alignment.max_unaligned_share,
+        precision=from_args(args, params),
     )
 
 

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.contract import EXPERIMENT_TABLE_SCHEMAS
+from analysis.contract import EXPERIMENT_TABLE_SCHEMAS, write_experiment
 from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import Evidence, ExperimentResult, M, NoiseFloor, NON_NEGATIVE, Outcome
 from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.io import write_json, write_parquet
+from analysis.io import write_parquet
 from analysis.stats import no_effect
 
 
@@ -156,7 +156,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "intervenes on); `effects.mean` is the mean over draws of each draw's mean change; `excess` is the arm's "
             "per-prompt value minus the draws' mean, with the sign-flip interval and p"
         ),
-        "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().numpy()), "intervened": _margin_stats(r.main.min_margin)},
+        "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().cpu().numpy()), "intervened": _margin_stats(r.main.min_margin)},
         "metrics": {k: m.meaning for k, m in METRICS.items()},
         "effect_definition": (
             "signed metrics: paired per-prompt difference intervened - baseline: n, mean, 95 % CI from the inverted cluster "
@@ -177,6 +177,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "neutral_file": str(c.neutral_file) if c.neutral_file else None,
             "screening_file": str(c.screening_file) if c.screening_file else None,
             "skip_copy_flagged": c.skip_copy_flagged,
+            **r.computed_on,
         },
         "notes": list(r.notes),
         "lexicon_words_dropped": _dropped(r),
@@ -205,7 +206,7 @@ def table(r: ExperimentResult) -> pd.DataFrame:
     else:
         conf = set(r.confirmation_index)
         data["half"] = ["confirmation" if i in conf else "selection" for i in range(len(r.target_prompts))]
-    data["baseline_min_margin"] = r.baseline.min_margin.double().numpy()
+    data["baseline_min_margin"] = r.baseline.min_margin.double().cpu().numpy()
     data["intervened_min_margin"] = r.main.min_margin
     if r.resample_sources is not None:
         data["resample_sources"] = r.resample_sources.T.tolist()
@@ -231,7 +232,7 @@ def write_outputs(r: ExperimentResult) -> dict[str, Any]:
         "(denoising: the emotion prompt, else the neutral twin)",
     }
     write_parquet(c.table, table(r), meta)
-    write_json(c.output, doc)
+    write_experiment(c.kind, c.output, doc)  # the contract checks the schema and the device/dtype record
     return doc
 
 

@@ -40,12 +40,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.core.cli import progress_disabled
-from analysis.core.loading import check_context, load_model, LoadedModel
+from analysis.core.loading import check_context, LoadedModel
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
+from analysis.device import resolve
 from analysis.errors import InputError
 from analysis.experiments.config import _check_config_values, ExperimentConfig
 from analysis.experiments.kinds import KINDS
@@ -58,6 +59,7 @@ from analysis.stats import (
     baseline_excess, check_resolution, Effect, min_clusters, noise_floor, paired_effect, Ratio, ratio_effect, Share,
     share_interval,
 )
+from analysis.plan import load_planned
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
         split_expressions(pairs, seed=c.seed, selection_share=c.selection_share, need=min_clusters())[1] if c.split else None
     )
     sites, cumulative, notes = _sites_from_spec(c)
-    model = model if model is not None else load_model(c.model)
+    model = model if model is not None else load_planned(c.model, c.precision or resolve("cpu"), c.profile, 1)
     for group in (sites, *cumulative):
         validate_heads(tuple((s.layer, s.index) for s in group if s.kind == "head"), model.spec)
         validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
@@ -287,7 +289,7 @@ def run_plan(
         arm = run_arm(model, batch, edits, max_tokens, chunk_size=chunk_size, desc=f"{label} draw {d + 1}/{len(draws)}")
         first = first or arm
         per_draw.append(score_arm(arm, clean, lex, emotion, words))
-        margins.append(arm.min_margin.double().numpy())
+        margins.append(arm.min_margin.double().cpu().numpy())
     assert first is not None
     return {k: np.mean([s[k] for s in per_draw], axis=0) for k in METRICS}, first, np.min(margins, axis=0), len(draws)
 
@@ -319,6 +321,7 @@ class ExperimentResult:
     notes: tuple[str, ...] = field(default=())
     confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
+    computed_on: dict[str, str] = field(default_factory=dict)  # device and dtype (analysis.device.Precision.record)
 
 
 def build_plan(
@@ -358,7 +361,7 @@ def execute(p: Prepared) -> ExperimentResult:
     other = emotion_batch if targets_neutral else neutral_batch
     clean = run_arm(p.model, target, (), c.max_tokens, chunk_size=c.chunk_size, desc="baseline")
     base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion, p.lexicon_words)
-    other_m = emotion_score(last_logits(p.model, other), p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL]).double().numpy()
+    other_m = emotion_score(last_logits(p.model, other), p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL]).double().cpu().numpy()
     noise = identity_control(p, target, clean, base_scores)
     clusters = span_clusters(p.pairs)
     run = {"lex": p.lexicon_ids, "emotion": c.emotion, "words": p.lexicon_words, "max_tokens": c.max_tokens,
@@ -404,4 +407,5 @@ def execute(p: Prepared) -> ExperimentResult:
         notes=p.notes + tuple(plan_notes),
         confirmation_index=conf_idx,
         lexicon_words=p.lexicon_words,
+        computed_on=p.model.precision.record(),
     )

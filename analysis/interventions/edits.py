@@ -71,8 +71,8 @@ def _apply(x: Tensor, edits: Sequence[Edit]) -> Tensor:
         else:
             cols = slice(None) if width == 1 else slice(0, width)
         cur = x[:, cols, e.site.index]
-        m = mask.view(*mask.shape, *([1] * (cur.dim() - 2)))
-        x[:, cols, e.site.index] = torch.where(m, value.to(x.dtype), cur)
+        m = mask.to(x.device).view(*mask.shape, *([1] * (cur.dim() - 2)))
+        x[:, cols, e.site.index] = torch.where(m, value.to(device=x.device, dtype=x.dtype), cur)
     return x
 
 
@@ -172,14 +172,15 @@ def position_map(
     if mode not in POSITION_MODES:
         raise ValueError(mode)
     b, t = target.input_ids.shape
-    idx = torch.arange(t).expand(b, t).clone()
+    device = target.input_ids.device
+    idx = torch.arange(t, device=device).expand(b, t).clone()
     if mode == "all":
         mask = target.attention_mask.bool() & source.attention_mask.bool()
     elif mode == "last":
-        mask = torch.zeros(b, t, dtype=torch.bool)
+        mask = torch.zeros(b, t, dtype=torch.bool, device=device)
         mask[:, -1] = True
     else:
-        mask = torch.zeros(b, t, dtype=torch.bool)
+        mask = torch.zeros(b, t, dtype=torch.bool, device=device)
         for row in range(b):
             tpos = target.span_mask[row].nonzero().flatten()
             spos = source.span_mask[row].nonzero().flatten()
@@ -217,7 +218,8 @@ def split_batch(batch: TokenBatch, n: int) -> tuple[TokenBatch, TokenBatch]:
 
 
 def tokenize_pairs(model: LoadedModel, pairs: PromptPairs) -> tuple[TokenBatch, TokenBatch]:
-    """Emotion and neutral prompts padded to one width, so position i means the same in both."""
+    """Emotion and neutral prompts padded to one width, so position i means the same in both, on
+    the model's device."""
     prompts = list(pairs.emotion_prompts) + list(pairs.neutral_prompts)
     batch = tokenize(model.tokenizer, prompts, bos_id=model.spec.bos_id, pad_id=model.spec.pad_id)
-    return split_batch(batch, len(pairs))
+    return split_batch(batch.to(model.precision.device), len(pairs))

@@ -22,8 +22,9 @@ from analysis.metrics import copy_free_emotion_score, SCREENING_METRIC
 
 
 
-def plain_hf(path: str) -> torch.nn.Module:
-    """The same weights as the bridge, as a plain HF model (eager attention, as the bridge).
+def plain_hf(model: LoadedModel) -> torch.nn.Module:
+    """The same weights as the bridge, as a plain HF model (eager attention, as the bridge), on
+    the model's device in its dtype.
 
     Screening runs thousands of patched forwards; the bridge's Python-level components cost
     ~1.6x a plain forward, so the hot loop runs HF's own modules and edits the head's output at
@@ -32,14 +33,15 @@ def plain_hf(path: str) -> torch.nn.Module:
     """
     # A local folder is cached by where it is, not by its (relative) name: the same name
     # means another model after a chdir.
-    return _plain_hf(str(Path(path).resolve()) if Path(path).is_dir() else path)
+    path = str(Path(model.path).resolve()) if Path(model.path).is_dir() else model.path
+    return _plain_hf(path, str(model.precision.device), model.precision.dtype)
 
 
 @functools.lru_cache(maxsize=2)
-def _plain_hf(path: str) -> torch.nn.Module:
+def _plain_hf(path: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
-    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=dtype).to(device).eval()
     for p in hf.parameters():
         p.requires_grad_(False)
     return hf
@@ -99,24 +101,36 @@ def component_module(family: str, site: Site) -> str:
 
 
 @contextmanager
-def component_edits(hf: torch.nn.Module, family: str, edits: Sequence[Edit], d_head: int) -> Iterator[None]:
+def component_edits(
+    hf: torch.nn.Module, family: str, edits: Sequence[Edit], d_head: int, rows: Sequence[slice] | None = None
+) -> Iterator[None]:
     """Apply Edits on the plain HF model where the component enters the next linear map.
 
     Heads: the out-projection input viewed as [batch, pos, head, d_head] (= `hook_z`). MLP
     units: the down-projection input [batch, pos, d_mlp] (= `mlp.hook_post`). One forward
     pre-hook per module applies every edit there, in order (the bridge path's `hooks_for`).
+    `rows`: edit i applies to the batch rows `rows[i]` only (several sites' runs stacked in one
+    forward, `exact_patching_sites`); None: every edit to every row.
     """
-    by_module: dict[str, list[Edit]] = defaultdict(list)
-    for e in edits:
-        by_module[component_module(family, e.site)].append(e)
+    by_module: dict[str, list[tuple[Edit, slice | None]]] = defaultdict(list)
+    for i, e in enumerate(edits):
+        by_module[component_module(family, e.site)].append((e, None if rows is None else rows[i]))
 
-    def edit_input(es: tuple[Edit, ...]) -> Callable[[torch.nn.Module, tuple], tuple]:
+    def edit_input(es: tuple[tuple[Edit, slice | None], ...]) -> Callable[[torch.nn.Module, tuple], tuple]:
+        head = es[0][0].site.kind == "head"
+
+        def edited(x: Tensor, group: list[Edit]) -> Tensor:
+            z = x.reshape(*x.shape[:2], -1, d_head) if head else x
+            return _apply(z, group).reshape(x.shape)
+
         def fn(module: torch.nn.Module, args: tuple) -> tuple:
             x = args[0]
-            if es[0].site.kind == "head":
-                b, t, _ = x.shape
-                return (_apply(x.view(b, t, -1, d_head), es).view(b, t, -1), *args[1:])
-            return (_apply(x, es), *args[1:])
+            if rows is None:
+                return (edited(x, [e for e, _ in es]), *args[1:])
+            x = x.clone()
+            for e, r in es:
+                x[r] = edited(x[r], [e])
+            return (x, *args[1:])
 
         return fn
 
@@ -172,18 +186,37 @@ def lexicon_scorer(
     """
     emo_ids, neu_ids = ids
     unembed = hf.get_output_embeddings()
-    rows = torch.tensor([*emo_ids, *neu_ids])
-    w_u = unembed.weight[rows]
-    b_u = unembed.bias[rows] if getattr(unembed, "bias", None) is not None else None
+    rows = torch.tensor([*emo_ids, *neu_ids], device=unembed.weight.device)
+    # The lexicon logits in float32 at least, whatever the model's dtype: bfloat16 logits of size
+    # ~10 are 0.06 apart, and these few rows cost nothing (float32 and float64 models: unchanged).
+    dt = torch.promote_types(unembed.weight.dtype, torch.float32)
+    w_u = unembed.weight[rows].to(dt)
+    b_u = unembed.bias[rows].to(dt) if getattr(unembed, "bias", None) is not None else None
     local = (list(range(len(emo_ids))), list(range(len(emo_ids), len(rows))))
+    keep = keep.to(unembed.weight.device) if keep is not None else None
 
     def score(hidden: Tensor) -> Tensor:
-        logits = torch.nn.functional.linear(hidden[:, -1], w_u, b_u)
+        logits = torch.nn.functional.linear(hidden[:, -1].to(dt), w_u, b_u)
         if keep is not None:  # the copy control: each row's kept lexicon rows only
-            return copy_free_emotion_score(logits, *local, keep)
+            # several sites' runs stacked in one forward: row r of each at r * k + i (repeat_interleave)
+            return copy_free_emotion_score(logits, *local, keep.repeat_interleave(len(logits) // len(keep), 0))
         return SCREENING_METRIC.score(logits, *local)
 
     return score
+
+
+def sites_per_forward(model: LoadedModel, hf: torch.nn.Module, rows: int, new: int, total: int) -> int:
+    """How many sites' patched runs of `rows` prompts (`new` recomputed columns of `total`) fit the
+    model's memory budget in one forward (analysis.device: memory_budget_gb); at least 1, and 1
+    when the budget is 0."""
+    from analysis.architectures import from_hf_config
+    from analysis.plan import bytes_per, patched_forward_bytes
+
+    budget = model.precision.budget_bytes
+    if budget <= 0:
+        return 1
+    need = patched_forward_bytes(from_hf_config(hf.config.to_dict()), rows, new, total, bytes_per(model.precision.dtype))
+    return max(1, int(budget // need))
 
 
 def exact_patching_sites(
@@ -197,6 +230,7 @@ def exact_patching_sites(
     ids: tuple[list[int], list[int]],
     desc: str = "exact",
     copy_free: tuple[Bool[Tensor, "batch lexicon"], dict[Site, Tensor]] | None = None,
+    batch: int | None = None,
 ) -> dict[Site, Float[Tensor, " batch"]]:
     """Per site: M(target with the site patched from `source_acts`) − M(target), per row.
 
@@ -207,6 +241,11 @@ def exact_patching_sites(
     lexicon logits at the last position. It runs on the plain HF modules (the fast path),
     editing the component at the input of the linear map that reads it (`component_edits`).
 
+    `batch`: sites of one layer whose patched runs share a forward, stacked along the batch
+    dimension (row r of the i-th at r * k + i), which fills an accelerator that one site's small
+    run leaves idle; None: as many as the model's memory budget holds (`sites_per_forward`).
+    Results equal one forward per site (tests: within 1e-5).
+
     `copy_free` = (keep, out): also put each site's change of the copy-free M (analysis.metrics.
     copy_free_emotion_score over the lexicon rows `keep` marks per row) into `out`, from the same runs.
     """
@@ -214,33 +253,51 @@ def exact_patching_sites(
 
     from analysis.core.cli import progress_disabled
 
-    hf, family = plain_hf(model.path), model.spec.family
+    hf, family = plain_hf(model), model.spec.family
     base = hf.base_model  # up to the final LayerNorm: the unembedding is done for the lexicons only
     attn = target.attention_mask
     pos = position_ids(attn)
     p = prefix
+    n_rows, width = target.input_ids.shape
     resid, clean_hidden = block_inputs(hf, family, target)
     score = lexicon_scorer(hf, ids)
     cf_score = lexicon_scorer(hf, ids, copy_free[0]) if copy_free is not None else None
+    k_max = batch if batch is not None else sites_per_forward(model, hf, n_rows, width - p, width)
+    by_layer: dict[int, list[Site]] = defaultdict(list)  # start_at_layer: one start layer per forward
+    for site in sites:
+        by_layer[site.layer].append(site)
 
-    out: dict[Site, Tensor] = {}
-    with torch.no_grad():
+    done: dict[Site, Tensor] = {}
+    with torch.no_grad(), tqdm(total=len(sites), desc=desc, disable=progress_disabled(), leave=False) as bar:
         clean = score(clean_hidden)
         cf_clean = cf_score(clean_hidden) if cf_score is not None else None
         cache0 = None
         if p > 0:
             cache0 = base(input_ids=target.input_ids[:, :p], attention_mask=attn[:, :p], position_ids=pos[:, :p], use_cache=True).cache
-        for site in tqdm(sites, desc=desc, disable=progress_disabled(), leave=False):
-            (edit,) = patch_edits([site], source_acts, idx, mask)
-            edit = Edit(edit.site, edit.value[:, p:], edit.mask[:, p:], True)
-            cache = copy.deepcopy(cache0) if cache0 is not None else None  # the run appends to it
-            # The edit's module is looked up by layer index, so it goes on before the block list is cut.
-            with component_edits(hf, family, [edit], model.spec.d_head), start_at_layer(hf, family, site.layer, resid[site.layer][:, p:]):
-                hidden = base(
-                    input_ids=target.input_ids[:, p:], attention_mask=attn, position_ids=pos[:, p:],
-                    cache=cache, use_cache=cache is not None,
-                ).last_hidden_state
-            out[site] = score(hidden) - clean
-            if cf_score is not None:
-                copy_free[1][site] = cf_score(hidden) - cf_clean
-    return out
+        for layer, group in by_layer.items():
+            for start in range(0, len(group), k_max):
+                chunk = group[start : start + k_max]
+                k = len(chunk)
+
+                def stack(x: Tensor, k: int = k) -> Tensor:
+                    return x.repeat_interleave(k, 0) if k > 1 else x
+
+                edits = [Edit(e.site, e.value[:, p:], e.mask[:, p:], True) for e in patch_edits(chunk, source_acts, idx, mask)]
+                cache = copy.deepcopy(cache0) if cache0 is not None else None  # the run appends to it
+                if cache is not None and k > 1:
+                    cache.batch_repeat_interleave(k)
+                rows = [slice(i, None, k) for i in range(k)] if k > 1 else None
+                # The edit's module is looked up by layer index, so it goes on before the block list is cut.
+                with component_edits(hf, family, edits, model.spec.d_head, rows), start_at_layer(hf, family, layer, stack(resid[layer][:, p:])):
+                    hidden = base(
+                        input_ids=stack(target.input_ids[:, p:]), attention_mask=stack(attn), position_ids=stack(pos[:, p:]),
+                        cache=cache, use_cache=cache is not None,
+                    ).last_hidden_state
+                m = score(hidden).view(n_rows, k)
+                cf = cf_score(hidden).view(n_rows, k) if cf_score is not None else None
+                for i, site in enumerate(chunk):
+                    done[site] = m[:, i] - clean
+                    if cf is not None:
+                        copy_free[1][site] = cf[:, i] - cf_clean
+                bar.update(k)
+    return {site: done[site] for site in sites}

@@ -83,7 +83,7 @@ def greedy_generate(
         scores = torch.stack(res.scores, 1).float()  # [chunk, new, vocab]
         top2 = scores.topk(2, dim=-1).values
         out_margin.append((top2[..., 0] - top2[..., 1]).min(1).values)
-    return Generation(tokens=torch.cat(out_tokens), min_margin=torch.cat(out_margin))
+    return Generation(tokens=torch.cat(out_tokens).cpu(), min_margin=torch.cat(out_margin).cpu())  # results live on the CPU
 
 
 def decode(model: LoadedModel, tokens: Int[Tensor, "batch new"]) -> list[str]:

@@ -27,12 +27,14 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from analysis.contract import ATTENTION_COLUMNS, ATTENTION_CSV, ATTENTION_PNG, check_attention_columns, screening_file
-from analysis.core.loading import LoadedModel, load_model
+from analysis.core.loading import LoadedModel
+from analysis.device import Precision
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PromptPairs, TokenBatch
 from analysis.core.vocabulary import pattern_hook
 from analysis.errors import InputError
 from analysis.io import check_output_dir
+from analysis.plan import load_planned
 from analysis.interventions.edits import last_logits, tokenize_pairs
 from analysis.plots.style import DPI, emotion_colour, save_png, write_csv
 from analysis.screening.heads import top_heads
@@ -55,7 +57,7 @@ class AttentionConfig:
 def part_masks(batch: TokenBatch) -> torch.Tensor:
     """[part, batch, pos] boolean masks of the PARTS over a left-padded batch (BOS first)."""
     real = batch.attention_mask.bool()  # [batch, pos]
-    pos = torch.arange(real.shape[1])[None, :]  # [1, pos]
+    pos = torch.arange(real.shape[1], device=real.device)[None, :]  # [1, pos]
     first = real.float().argmax(1, keepdim=True)  # [batch, 1] index of BOS
     bos = pos == first
     last = torch.zeros_like(real)
@@ -88,7 +90,7 @@ def last_row_parts(model: LoadedModel, batch: TokenBatch, heads: Sequence[tuple[
     layers = sorted({layer for layer, _ in heads})
     with torch.no_grad():
         last_logits(model, batch, [(pattern_hook(layer), grab(layer)) for layer in layers])
-    return np.stack([rows[lh].numpy() for lh in heads])
+    return np.stack([rows[lh].cpu().numpy() for lh in heads])
 
 
 def attention_table(
@@ -109,12 +111,13 @@ def attention_table(
     return pd.DataFrame(out, columns=list(ATTENTION_COLUMNS))
 
 
-def attention_pattern(config: AttentionConfig) -> pd.DataFrame:
-    """The stage's one computation: the top heads from the screening, the prepared pairs, the table."""
+def attention_pattern(config: AttentionConfig, precision: Precision) -> pd.DataFrame:
+    """The stage's one computation: the top heads from the screening, the prepared pairs, the
+    table, on `precision`'s device in its dtype."""
     screening = screening_file(config.profile, config.model)
     heads = {e: top_heads(screening, e, config.top_n) for e in config.emotions}
     pairs = {e: stage_pairs(e, config.profile) for e in config.emotions}
-    return attention_table(load_model(config.model), pairs, heads)
+    return attention_table(load_planned(config.model, precision, config.profile, len(config.emotions)), pairs, heads)
 
 
 def attention_figure(table: pd.DataFrame, model_name: str, path: Path) -> Figure:

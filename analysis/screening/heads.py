@@ -194,7 +194,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         with torch.no_grad():
             z_neu = capture(model, pb.neutral, _z_names(model))
         sites = control_sites(exact_heads, "head")
-        controls[emotion] = (sites, identity_control(model, pb, z_neu, sites, ids).double().numpy())
+        controls[emotion] = (sites, identity_control(model, pb, z_neu, sites, ids).double().cpu().numpy())
         floor = control_floor(cfg, controls[emotion][1], emotion)
         clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
         per_emotion[emotion] = {
@@ -231,7 +231,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                     raise InputError(f"{k} of head {layer}:{head} ({emotion}) is {v}; refusing to write {cfg.model}'s screening")
             if (layer, head) in exact:
                 row.update(exact_fields(
-                    exact[(layer, head)].double().numpy(), copy_free[(layer, head)].double().numpy(), cfg, clusters, floor, row["attribution"],
+                    exact[(layer, head)].double().cpu().numpy(), copy_free[(layer, head)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
                 ))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
@@ -242,7 +242,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         "n_layers": spec.n_layers,
         "n_heads": spec.n_heads,
         "emotions": list(cfg.emotions),
-        "params": asdict(cfg),
+        "params": {**asdict(cfg), **model.precision.record()},
         "metric": "M = logsumexp(logits[emotion lexicon]) - logsumexp(logits[neutral lexicon]) at the last prompt position",
         "pairs": per_emotion,
         "split": split_record(cfg),

@@ -77,7 +77,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score
+from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score, write_unit_screening
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -85,7 +85,7 @@ from analysis.core.vocabulary import mlp_post_name
 from analysis.errors import InputError
 from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
-from analysis.io import write_json, write_parquet
+from analysis.io import write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
     check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
@@ -142,7 +142,7 @@ def layer_sites(spec: ModelSpec, layers: list[int] | range | None = None) -> lis
 def unit_activations(model: LoadedModel, batch: TokenBatch, layers: list[int] | range | None = None) -> dict[str, Tensor]:
     """`blocks.L.mlp.hook_post` of `batch` for the given layers (all by default): [batch, pos, d_mlp],
     read on the fast path (the plain HF model's down-projection inputs)."""
-    hf = plain_hf(model.path)
+    hf = plain_hf(model)
     return component_inputs(hf, model.spec.family, batch, layer_sites(model.spec, layers), model.spec.d_head)
 
 
@@ -202,7 +202,7 @@ def attribution(
     each layer's entry is dropped once the neutral forward has made its difference (see the
     module docstring on memory).
     """
-    hf, family, spec = plain_hf(model.path), model.spec.family, model.spec
+    hf, family, spec = plain_hf(model), model.spec.family, model.spec
     batch = pb.neutral
     b = batch.input_ids.shape[0]
     # Only columns patched in some row can have a non-zero difference: keep just those.
@@ -210,11 +210,11 @@ def attribution(
     src_idx = pb.idx[:, cols]  # [batch, cols] source position of each kept target column
     keep = pb.mask[:, cols, None]  # [batch, cols, 1]
     dtype = hf.get_output_embeddings().weight.dtype  # float64 in the finite-difference test
-    out = torch.zeros(b, spec.n_layers, spec.d_mlp, dtype=dtype)
+    out = torch.zeros(b, spec.n_layers, spec.d_mlp, dtype=dtype, device=batch.input_ids.device)
     deltas: dict[int, Tensor] = {}
     # The one leaf on the tape: adding it changes nothing, but puts every layer's activation on
     # the tape without a gradient buffer per activation.
-    tap = torch.zeros((), dtype=dtype, requires_grad=True)
+    tap = torch.zeros((), dtype=dtype, device=batch.input_ids.device, requires_grad=True)
     score = lexicon_scorer(hf, ids)
 
     def open_layer(layer: int) -> Callable[[torch.nn.Module, tuple], tuple]:
@@ -334,7 +334,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
         attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
-        attr = attr_t.double().numpy()
+        attr = attr_t.double().cpu().numpy()
         if not np.isfinite(attr).all():
             layer, neuron = np.argwhere(~np.isfinite(attr))[0]
             raise InputError(
@@ -360,7 +360,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         del act_emo
         sites = control_sites(exact_units, "mlp")
         act_neu = unit_activations(model, pb.neutral, exact_layers)
-        controls[emotion] = (sites, identity_control(model, pb, act_neu, sites, ids).double().numpy())
+        controls[emotion] = (sites, identity_control(model, pb, act_neu, sites, ids).double().cpu().numpy())
         del act_neu
         floor = control_floor(cfg, controls[emotion][1], emotion)
         clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
@@ -380,10 +380,10 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False,
             }
             if (layer, neuron) in exact:
-                values = exact[(layer, neuron)].double().numpy()
+                values = exact[(layer, neuron)].double().cpu().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
-                row.update(exact_fields(values, copy_free[(layer, neuron)].double().numpy(), cfg, clusters, floor, row["attribution"]))
+                row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"]))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
@@ -398,7 +398,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "n_layers": n_layers,
         "d_mlp": d_mlp,
         "emotions": list(cfg.emotions),
-        "params": asdict(cfg),
+        "params": {**asdict(cfg), **model.precision.record()},
         "metric": SCREENING_METRIC.meaning,
         "unit": "neuron n of layer L: blocks.L.mlp.hook_post[..., n] (column n of the MLP down-projection input)",
         "pairs": per_emotion,
@@ -425,7 +425,7 @@ def write_outputs(result: UnitScreening, output: Path, table: Path) -> dict:
     doc = {**result.doc, "attribution_table": str(table)}
     meta = {"schema": UNIT_ATTRIBUTION_SCHEMA, "summary_schema": UNIT_SCORES_SCHEMA, **{k: doc[k] for k in ("model", "profile", "emotions", "params", "metric")}}
     write_parquet(table, result.table, meta)
-    write_json(output, doc)
+    write_unit_screening(output, doc)  # the contract checks the schema and the device/dtype record
     return doc
 
 

@@ -27,7 +27,7 @@ from analysis.scoring import lexicon_ids
 from analysis.head_screening import pair_batches
 from analysis.unit_screening import attribution, unit_activations
 model = load_model(sys.argv[1])
-plain_hf(model.path)
+plain_hf(model)
 if sys.argv[2] == "load":
     raise SystemExit
 pb = pair_batches(model, load_pairs("gratitude", "baseline"), sys.argv[2], max_unaligned_share=0.0)
