@@ -129,7 +129,6 @@ class Facts:
         tiny = [sc for sc in doc["scores"] if sc.get("exact") is not None and abs(sc["exact"]) < TINY]
         self.tiny = t(f"10^{_minus(str(round(math.log10(TINY))))}^")  # pandoc superscript: 10⁻⁶
         self.n_tiny = t(str(len(tiny)))
-        self.n_tiny_p05 = t(str(sum(1 for sc in tiny if sc["exact_p"] is not None and sc["exact_p"] < 0.05)))
         self.n_tiny_q05 = t(str(sum(1 for sc in tiny if sc["exact_q"] is not None and sc["exact_q"] < 0.05)))
 
         # Ablation, denoising and noising of the primary model
