@@ -8,8 +8,10 @@ answers (analysis.embedded.benchmark), on the held-out half of the expressions.
   and each such row's attribution / exact ratio, flagged below `ratio_flag` (the saturation trap);
 - per structure: the signature its planted.json states, measured with the project's exact
   interventions (zero and patch edits through the bridge's hooks);
-- the null models: the share of them with any discovery (BH over heads × emotions), which for
-  a model without a true head is also its false-discovery proportion.
+- the null models (`nulls`): the benchmark with its span embeddings permuted and a fair random
+  sign of M per cluster, so every head's mean effect is exactly 0 (analysis.screening.null); the
+  share of them with any discovery (BH over heads × emotions), which for a model without a true
+  head is also its false-discovery proportion.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import read_planted, VALIDATION_SCHEMA
+from analysis.contract import read_planted, significant, VALIDATION_SCHEMA
 from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import PromptPairs
 from analysis.core.sites import head_sites, unit_sites
@@ -35,8 +37,9 @@ from analysis.interventions.edits import (
     capture, Edit, hooks_for, last_logits, patch_edits, position_map, tokenize_pairs, zero_edits,
 )
 from analysis.metrics import lexicon_ids, SCREENING_METRIC
-from analysis.screening.common import ScreeningConfig
-from analysis.screening.heads import screen
+from analysis.screening.common import correct_and_correlate, pair_batches, ScreeningConfig
+from analysis.screening.heads import exact_block, ExactBlock, screen
+from analysis.screening.null import cluster_signs, signed_rows
 from analysis.stats import auroc, share_interval, spearman
 
 METRICS = ("delta_attn", "attribution", "exact")
@@ -63,11 +66,25 @@ def evaluation_pairs(cfg: ValidationConfig, seed: int) -> dict[str, PromptPairs]
     return {e: halves(bench, e)[1] for e in EMOTIONS}
 
 
+def screening_config(model: LoadedModel, cfg: ValidationConfig) -> ScreeningConfig:
+    """The screening's config for `model` here: over the held-out half as given (no further split)."""
+    return ScreeningConfig(model=model.path, profile=cfg.profile, split=False, n_resamples=cfg.n_resamples,
+                           seed=cfg.seed, copy_max_share=cfg.copy_max_share)
+
+
 def screened(model: LoadedModel, cfg: ValidationConfig, pairs: Mapping[str, PromptPairs]) -> dict:
     """The screening document of `model` over `pairs` (the held-out half; no further split)."""
-    sc = ScreeningConfig(model=model.path, profile=cfg.profile, split=False, n_resamples=cfg.n_resamples,
-                         seed=cfg.seed, copy_max_share=cfg.copy_max_share)
-    return screen(model, sc, dict(pairs))
+    return screen(model, screening_config(model, cfg), dict(pairs))
+
+
+def exact_screening(model: LoadedModel, sc: ScreeningConfig, pairs: PromptPairs, emotion: str) -> ExactBlock:
+    """Every head's exact patching over `pairs` as `screen` does it (its batches, copy and identity controls)."""
+    pb = pair_batches(model, pairs, sc.positions, max_unaligned_share=sc.max_unaligned_share)
+    lex = lexicon_ids(model.tokenizer)
+    heads = [(layer, head) for layer in range(model.spec.n_layers) for head in range(model.spec.n_heads)]
+    with torch.no_grad():
+        z_emo = capture(model, pb.emotion, [z_hook(layer) for layer in range(model.spec.n_layers)])
+    return exact_block(model, sc, pairs, pb, z_emo, heads, (lex[emotion], lex[NEUTRAL]), emotion)
 
 
 def _score(row: Mapping[str, Any], metric: str) -> float:
@@ -307,27 +324,47 @@ def verdicts(doc: dict, planted: dict) -> dict[str, dict[str, str]]:
 
 
 def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]]) -> dict:
-    """Each null model screened like the benchmark; a discovery is a row with q < alpha that the
-    copy control does not flag; every discovery is false, so FDP is 1 with any, else 0.
-    `planted_exact`: the mean exact effect of the benchmark's causal heads in the null."""
+    """The null models: the benchmark with its span embeddings permuted (write_null: no emotion
+    routing left) and, per null and per cluster (expression), a fair random sign of M
+    (analysis.screening.null), seeded by (seed, null). The permutation alone is not a null: it
+    makes an emotion prompt and its twin exchangeable, but patching a into b is not the negative
+    of b into a in a nonlinear model (the backup pair, the saturation unit), so some heads keep a
+    nonzero mean effect. The sign makes every cluster's effect symmetric about 0, so every head ×
+    emotion's mean effect is exactly 0 and every discovery is false.
+
+    Each null is screened as the benchmark is on the exact path (every head, the copy control,
+    the identity control's floor, one sign-flip test per head × emotion, one BH family); a
+    discovery is a row `significant` (q < Q_LEVEL, above the floor) that the copy control does
+    not flag, and FDP is 1 with any, else 0. `planted_exact`: the mean exact effect of the
+    benchmark's causal heads in the null (under the signs)."""
     truth = {(e, tuple(h)) for e, hs in causal.items() for h in hs}
     per = []
     with tempfile.TemporaryDirectory(prefix="bench-null-") as tmp:
         for k in range(cfg.n_nulls):
-            folder = write_null(cfg.folder, k, Path(tmp) / f"null_{k:02d}")
-            doc = screened(load_model(str(folder)), cfg, pairs)
-            found = [r for r in doc["scores"] if r["exact_q"] is not None and r["exact_q"] < cfg.alpha and not r["copy_flag"]]
+            model = load_model(str(write_null(cfg.folder, k, Path(tmp) / f"null_{k:02d}")))
+            sc = screening_config(model, cfg)
+            rng = np.random.default_rng([cfg.seed, k])
+            rows: list[dict] = []
+            for e in EMOTIONS:
+                block = exact_screening(model, sc, pairs[e], e)
+                rows += signed_rows(e, {h: v.double().cpu().numpy() for h, v in block.exact.items()},
+                                    {h: v.double().cpu().numpy() for h, v in block.copy_free.items()},
+                                    cluster_signs(block.clusters, rng), sc, block.clusters, block.floor)
+            correct_and_correlate(rows, EMOTIONS)
+            found = [r for r in rows if significant(r) and not r["copy_flag"]]
             per.append({
                 "null": k, "n_discoveries": len(found), "fdp": 1.0 if found else 0.0,
                 "discoveries": [{f: r[f] for f in ("emotion", "layer", "head", "exact", "exact_q")} for r in found],
-                "min_q": min(r["exact_q"] for r in doc["scores"] if r["exact_q"] is not None),
-                "mean_exact": float(np.mean([r["exact"] for r in doc["scores"]])),
-                "planted_exact": float(np.mean([r["exact"] for r in doc["scores"] if (r["emotion"], (r["layer"], r["head"])) in truth])),
+                "min_q": min(r["exact_q"] for r in rows if r["exact_q"] is not None),
+                "mean_exact": float(np.mean([r["exact"] for r in rows])),
+                "planted_exact": float(np.mean([r["exact"] for r in rows if (r["emotion"], (r["layer"], r["head"])) in truth])),
             })
     fdp = [p["fdp"] for p in per]
     share = share_interval([p["n_discoveries"] > 0 for p in per]) if per else None
     return {
         "n_nulls": cfg.n_nulls, "alpha": cfg.alpha, "per_null": per,
+        "construction": "span embeddings permuted, and a fair random sign of M per cluster (expression): "
+        "every head's mean effect is exactly 0",
         "mean_fdp": float(np.mean(fdp)) if per else None,
         "share_with_discovery": share.share if share else None,
         # BH at alpha on a model without a true head discovers anything with probability ~alpha:

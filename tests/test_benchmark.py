@@ -196,10 +196,11 @@ def test_delta_attn_reported_as_it_is(bench: dict) -> None:
     assert all(row["exact"] == "found" for row in v.values())
 
 
-@pytest.mark.xfail(strict=True, reason="measured: 2 of the 20 nulls have a discovery (mean FDP 0.10, 95 % CI of the share "
-                   "[0.012, 0.317]); BH at 0.05 under a global null discovers with probability ~0.05, so '<= 5 %' is the "
-                   "nominal rate itself and 20 nulls cannot resolve it (see test_null_models_calibrated)")
 def test_null_models_criterion(bench: dict) -> None:
+    """Issue 16's criterion on the exact nulls (permuted embeddings and a fair sign of M per
+    cluster). Measured: 1 of the 20 nulls has a discovery (mean FDP 0.05, share 0.05, 95 % CI
+    [0.001, 0.249]): BH at 0.05 under a global null discovers with probability ~0.05, so this sits
+    on the bound; it holds for these seeds (params seed, nulls 0..19), which were not tuned."""
     n = bench["doc"]["nulls"]
     assert n["mean_fdp"] <= 0.05 and n["share_with_discovery"] <= 0.05  # criterion
 
@@ -210,9 +211,46 @@ def test_null_models_calibrated(bench: dict) -> None:
     low, high = n["share_with_discovery_ci"]
     assert low <= 0.05 <= high  # consistent with the nominal alpha: not anti-conservative
     assert sum(p["n_discoveries"] for p in n["per_null"]) <= 0.05 * n["n_nulls"] * 144  # per test, far below alpha
-    # the null's guarantee: over the permutations, the planted heads' mean effect is ~0
-    # (the benchmark's are several nats)
+    # the null's guarantee: under the signs of M, the planted heads' mean effect is 0 in
+    # expectation (measured -0.002 nats over 20 nulls; the benchmark's are several nats)
     assert abs(n["planted_exact_mean"]) < 0.1 * bench["doc"]["signatures"]["backup"]["zero_AB"]
+
+
+def test_null_sign_of_m_is_exact(bench: dict, tmp_path: Path) -> None:
+    """The nulls' sign construction (analysis.screening.null): counting the other lexicon positive
+    negates every pair's and so every cluster's ΔM exactly, in float, on a null model whose
+    effects are real (the permutation alone leaves backup head A a nonzero effect)."""
+    from analysis.core.loading import load_model
+    from analysis.core.vocabulary import NEUTRAL, z_hook
+    from analysis.interventions.edits import capture
+    from analysis.metrics import lexicon_ids
+    from analysis.screening.common import pair_batches
+    from analysis.screening.heads import exact_patching
+    from analysis.screening.null import cluster_signs, signed_rows
+    from analysis.validation import evaluation_pairs, exact_screening, screening_config
+
+    model = load_model(str(write_null(bench["folder"], 0, tmp_path / "null")))
+    rec = bench["planted"]["benchmark"]["structures"]["backup"]
+    emotion, head = rec["emotion"], tuple(rec["heads"]["A"])
+    pairs = evaluation_pairs(bench["cfg"], bench["planted"]["benchmark"]["seed"])[emotion]
+    pb = pair_batches(model, pairs, "all", max_unaligned_share=0.2)
+    z_emo = capture(model, pb.emotion, [z_hook(layer) for layer in range(model.spec.n_layers)])
+    lex = lexicon_ids(model.tokenizer)
+    a = exact_patching(model, pb, z_emo, [head], (lex[emotion], lex[NEUTRAL]))[head].double().numpy()
+    b = exact_patching(model, pb, z_emo, [head], (lex[NEUTRAL], lex[emotion]))[head].double().numpy()  # M's sign flipped
+    clusters = np.array([span_clusters(pairs)[i] for i in pb.kept])
+    per_a = [a[clusters == c].mean() for c in sorted(set(clusters))]
+    per_b = [b[clusters == c].mean() for c in sorted(set(clusters))]
+    assert max(abs(x) for x in per_a) > 0.01  # a real effect, not float noise around 0
+    assert (b == -a).all() and per_b == [-x for x in per_a]  # exact: a == -b in float
+    # the stage's route gives the same numbers: its block, a cluster's sign applied to all of its pairs
+    block = exact_screening(model, screening_config(model, bench["cfg"]), pairs, emotion)
+    assert (block.exact[head].double().numpy() == a).all()
+    signs = cluster_signs(list(clusters), np.random.default_rng(0))
+    assert all(len(set(signs[clusters == c])) == 1 for c in set(clusters))  # one sign per cluster
+    assert set(signs) == {-1.0, 1.0}
+    (row,) = signed_rows(emotion, {head: a}, None, signs, screening_config(model, bench["cfg"]), list(clusters), 0.0)
+    assert row["exact"] == float(np.mean(np.where(signs > 0, a, b)))  # each pair's ΔM under its cluster's M
 
 
 def test_null_permutes_span_embeddings_only(bench: dict, tmp_path: Path) -> None:
@@ -259,9 +297,7 @@ def test_summary_and_report_readers(bench: dict) -> None:
     assert flat["validation.decoy.rank.delta_attn"] == 1
     rows = criteria(doc)
     assert flat["validation.criteria.n"] == len(rows) == 13
-    # every criterion but the nulls' two is met (see test_null_models_criterion)
-    assert [what for what, _, _, met in rows if not met] == [
-        "null models (20): mean false-discovery proportion", "null models: share with any discovery"]
+    assert [what for what, _, _, met in rows if not met] == []  # the nulls' two included (test_null_models_criterion)
     assert list(verdict_frame(doc).columns) == ["structure", "emotion", "heads", "Δattn (the seed's)", "attribution", "exact patching"]
     assert len(criteria_frame(doc)) == 13 and validation_facts(doc)["decoy_rank"] == "1"
     assert len(validation_figure(doc).axes) == 3

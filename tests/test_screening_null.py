@@ -6,7 +6,8 @@ null. Here each pair is two NEUTRAL prompts of the same template with different 
 the baseline profile's neutral expressions are paired up (x_a, x_b), one cluster per expression
 pair, and every template that hosts x_a or x_b gives one pair (the template with x_a, the same
 template with x_b). Per cluster, at random: which of the two is the source (orientation) and
-the sign of M (which lexicon is counted positive). M = logsumexp(E) − logsumexp(N) is exactly
+the sign of M (which lexicon is counted positive: analysis.screening.null, shared with the
+validate stage's null models). M = logsumexp(E) − logsumexp(N) is exactly
 antisymmetric in the two lexicons (also in float: a − b = −(b − a)), so a cluster's ΔM under the
 swapped M is exactly −ΔM; with a fair, independent sign per cluster every cluster's effect is
 symmetric about 0, and the mean effect is exactly 0 whatever the model does. (Orientation alone
@@ -40,10 +41,9 @@ from analysis.core.prompts import load_pairs, Prompt, PromptPairs
 from analysis.interventions.edits import capture
 from analysis.metrics import lexicon_ids
 from analysis.random_models import save_random_model
-from analysis.screening.common import (
-    control_floor, control_sites, correct_and_correlate, exact_fields, identity_control, pair_batches, ScreeningConfig,
-)
+from analysis.screening.common import control_floor, control_sites, correct_and_correlate, identity_control, pair_batches, ScreeningConfig
 from analysis.screening.heads import _z_names, exact_patching
+from analysis.screening.null import cluster_signs, signed_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EMOTIONS = ("gratitude", "anger", "apology")
@@ -105,14 +105,11 @@ def null_screening(cfg: ScreeningConfig, per_emotion: list[dict], rng: np.random
     for block in per_emotion:
         labels = sorted(set(block["clusters"]))
         flip = dict(zip(labels, rng.integers(0, 2, len(labels)), strict=True))
-        sign = dict(zip(labels, rng.choice([-1.0, 1.0], len(labels)), strict=True))
         keep = np.array([o == flip[c] for c, o in zip(block["clusters"], block["orientation"], strict=True)])
-        s = np.array([sign[c] for c in block["clusters"][keep]])
+        signs = cluster_signs(list(block["clusters"][keep]), rng)
         clusters = list(block["clusters"][keep]) if clustered else [str(i) for i in range(int(keep.sum()))]
-        for (layer, head), v in block["exact"].items():
-            # no copy control and no attribution here: NaN copy-free M, attribution 0 (the ratio is not under test)
-            rows.append({"layer": layer, "head": head, "emotion": block["emotion"], "attribution": 0.0,
-                         **exact_fields(s * v[keep], np.full(int(keep.sum()), np.nan), cfg, clusters, block["floor"], 0.0)})
+        # no copy control here (NaN copy-free M)
+        rows += signed_rows(block["emotion"], {h: v[keep] for h, v in block["exact"].items()}, None, signs, cfg, clusters, block["floor"])
     correct_and_correlate(rows, EMOTIONS)
     return rows
 

@@ -24,10 +24,15 @@ competitor's size, 0.3 x the trap's exact effect) is measured on the selection h
 profile's expressions (core.prompts.split_expressions); the tests and the validate stage
 measure on the confirmation half.
 
-Null models: the same weights with the embedding rows of the span tokens permuted by a seeded
-uniform permutation over all span tokens (emotion and neutral alike). An emotion expression and
-its neutral twin then receive exchangeable embeddings, so every pair's patching effect is
-symmetric about 0 over the permutation: the population mean effect of every head is exactly 0.
+Null models (`write_null`): the same weights with the embedding rows of the span tokens permuted
+by a seeded uniform permutation over all span tokens (emotion and neutral alike), so no
+expression's embedding routes its emotion any more. That alone does not make every head's mean
+effect 0: it makes an emotion expression and its neutral twin exchangeable, but patching a into
+b is not the negative of b into a in a nonlinear model (the backup pair's interaction, the
+saturation unit), so some heads keep a real nonzero effect (backup head A: 1.29 nats in one
+null). The validate stage makes the null exact with a fair random sign of M per cluster
+(analysis.screening.null): M is exactly antisymmetric in its two lexicons, so every cluster's
+effect is symmetric about 0 whatever the permuted model does.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ per expression, analysis.stats), since the expression is what must generalize.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torch import Tensor
 from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
-from analysis.core.sites import head_sites
+from analysis.core.sites import head_sites, Site
 from analysis.core.vocabulary import pattern_hook, z_hook
 from analysis.errors import InputError
 from analysis.interventions.edits import capture, last_logits, position_ids
@@ -159,6 +159,34 @@ def exact_patching(
     return {(s.layer, s.index): v for s, v in out.items()}
 
 
+@dataclass(frozen=True)
+class ExactBlock:
+    """One emotion's exact patching of its heads, per pair, with what its statistics need."""
+
+    exact: dict[tuple[int, int], Float[Tensor, " pair"]]  # ΔM per head
+    copy_free: dict[tuple[int, int], Float[Tensor, " pair"]]  # ΔM of the copy-free M per head (NaN: none usable)
+    control: tuple[list[Site], np.ndarray]  # the identity control's sites and values [site, pair]
+    floor: float  # the noise floor from that control
+    clusters: list[str]  # each pair's cluster: its expression
+
+
+def exact_block(
+    model: LoadedModel, cfg: ScreeningConfig, pairs: PromptPairs, pb: PairBatches, z_emo: dict[str, Tensor],
+    heads: list[tuple[int, int]], ids: tuple[list[int], list[int]], emotion: str,
+) -> ExactBlock:
+    """Exact patching of `heads` over `pairs` (batched as `pb`, emotion activations `z_emo`), the
+    copy control beside it, the identity control's noise floor and the pairs' clusters."""
+    copy_free: dict[tuple[int, int], Tensor] = {}
+    keep = copy_keep(model, pairs, pb, emotion, ids)
+    exact = exact_patching(model, pb, z_emo, heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
+    with torch.no_grad():
+        z_neu = capture(model, pb.neutral, _z_names(model))
+    sites = control_sites(heads, "head")
+    control = identity_control(model, pb, z_neu, sites, ids).double().cpu().numpy()
+    clusters = [span_clusters(pairs)[i] for i in pb.kept]
+    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters)
+
+
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
     """Compute every score for every head × emotion; returns the JSON document."""
     spec = model.spec
@@ -188,15 +216,9 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
             with torch.no_grad():
                 z_emo = capture(model, pb.emotion, _z_names(model))
-        copy_free: dict[tuple[int, int], Tensor] = {}
-        keep = copy_keep(model, test_pairs, pb, emotion, ids)
-        exact = exact_patching(model, pb, z_emo, exact_heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
-        with torch.no_grad():
-            z_neu = capture(model, pb.neutral, _z_names(model))
-        sites = control_sites(exact_heads, "head")
-        controls[emotion] = (sites, identity_control(model, pb, z_neu, sites, ids).double().cpu().numpy())
-        floor = control_floor(cfg, controls[emotion][1], emotion)
-        clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
+        block = exact_block(model, cfg, test_pairs, pb, z_emo, exact_heads, ids, emotion)
+        exact, copy_free, floor, clusters = block.exact, block.copy_free, block.floor, block.clusters
+        controls[emotion] = block.control
         per_emotion[emotion] = {
             "n_pairs": len(test_pairs), **halves[emotion],
             "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
