@@ -50,7 +50,7 @@ from analysis.reporting.format import fmt_change, fmt_ci, fmt_head, fmt_num, fmt
 FILES = {"heatmaps": "heatmaps.png", "csv": "top_heads.csv", "md": "top_heads.md"}
 
 
-TOP_COLUMNS = ["model", "emotion", "rank", "layer", "head", "score_kind", "score", "ci_low", "ci_high", "q", "n"]
+TOP_COLUMNS = ["model", "emotion", "rank", "layer", "head", "score_kind", "score", "ci_low", "ci_high", "q", "n", "no_effect"]
 
 
 PANEL_IN = 2.9  # side of one heatmap panel (inches), whatever the model's shape
@@ -171,8 +171,9 @@ def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
             "q": _finite(s.get("exact_q")) if exact else math.nan,
             "n": _finite(s.get("exact_n")) if exact else math.nan,
             "significant": exact and significant(s),
+            "no_effect": bool(s.get("no_effect")),  # at or below the noise floor: its q is not a finding
         })
-    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n", "significant"])
+    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n", "significant", "no_effect"])
     planted: dict[str, tuple[tuple[int, int], ...]] = {}
     ppath = config.planted_path(model)
     if ppath.is_file():
@@ -219,6 +220,7 @@ def top_heads_table(comp: Comparison, top_n: int) -> pd.DataFrame:
                 out.append({
                     "model": m.model, "emotion": emotion, "rank": place, "layer": r.layer, "head": r.head,
                     "score_kind": m.kind, "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high, "q": r.q, "n": r.n,
+                    "no_effect": r.no_effect,
                 })
     table = pd.DataFrame(out, columns=TOP_COLUMNS)
     for col in ("rank", "layer", "head", "n"):
@@ -237,7 +239,7 @@ def markdown_table(comp: Comparison, table: pd.DataFrame) -> str:
         f"Top {n} heads per model and emotion by |ΔM| (profile {comp.profile}). ΔM: effect on the emotion "
         "score M (nats) of patching the head's output from the emotion prompt into its neutral twin: the exact "
         "patching effect with its 95 % CI, BH q and number of pairs n where it was computed, else the "
-        "attribution estimate (no CI). ★ planted head.",
+        "attribution estimate (no CI); 'no effect': at or below the identity control's noise floor. ★ planted head.",
         "",
         "| Model | Emotion | Rank | Head | Score | ΔM (nats) | 95 % CI | q | n |",
         "|:--|:--|--:|:--|:--|--:|:--|--:|--:|",
@@ -250,7 +252,8 @@ def markdown_table(comp: Comparison, table: pd.DataFrame) -> str:
         score = fmt_change(effect) if has_ci else fmt_num(r.score, sign=True)
         cells = [
             r.model, r.emotion, str(r.rank), f"{fmt_head((r.layer, r.head))}{star}", r.score_kind, score,
-            fmt_ci(effect) if has_ci else "—", fmt_p(r.q) if math.isfinite(r.q) else "—",
+            fmt_ci(effect) if has_ci else "—",
+            "no effect" if r.no_effect else fmt_p(r.q) if math.isfinite(r.q) else "—",
             str(r.n) if not pd.isna(r.n) else "—",
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")

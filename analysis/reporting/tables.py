@@ -46,8 +46,9 @@ def screening_table(doc: Mapping[str, Any], emotion: str | None = None, top_n: i
             "Emotion": s["emotion"],
             "Exact ΔM (nats)": fmt_change(exact) if has_exact else Text("—"),
             "95 % CI": fmt_ci(exact) if has_exact and s.get("exact_ci_low") is not None else Text("—"),
-            "p": fmt_p(s.get("exact_p")),
-            "q (BH)": fmt_p(s.get("exact_q")),
+            # at or below the noise floor a p-value tests float noise: the row is "no effect"
+            "p": Text("no effect") if s.get("no_effect") else fmt_p(s.get("exact_p")),
+            "q (BH)": Text("no effect") if s.get("no_effect") else fmt_p(s.get("exact_q")),
             "Attribution": fmt_num(s["attribution"], sign=True),
             "Δattn": fmt_num(s["delta_attn"], sign=True),
         })
