@@ -117,9 +117,12 @@ def fmt_gap(gap: Mapping[str, Any]) -> Text:
     interval (an unbounded end: ∞) and the random-head baseline's fraction."""
     if gap.get("ratio") is None:
         return Text("undefined (no emotion–neutral gap)")
-    lo = "−∞" if gap.get("ci_low") is None else fmt_num(gap["ci_low"], 2)
-    hi = "∞" if gap.get("ci_high") is None else fmt_num(gap["ci_high"], 2)
-    s = f"{fmt_num(gap['ratio'], 2)} [{lo}, {hi}]"
+    # At least two decimals, more where the interval is narrower (as _effect_decimals), so that
+    # 0.8959–0.8995 does not print as the point [0.90, 0.90].
+    d = max(2, _effect_decimals({"mean": gap["ratio"], "ci_low": gap.get("ci_low"), "ci_high": gap.get("ci_high")}) or 2)
+    lo = "−∞" if gap.get("ci_low") is None else fmt_num(gap["ci_low"], d)
+    hi = "∞" if gap.get("ci_high") is None else fmt_num(gap["ci_high"], d)
+    s = f"{fmt_num(gap['ratio'], d)} [{lo}, {hi}]"
     if "random" in gap:
         s += f" (random heads: {fmt_num(gap['random'], 2) if gap['random'] is not None else '—'})"
     return Text(s)
