@@ -166,6 +166,8 @@ def test_screenings_use_every_pair_of_the_selection_half(gpt2_bpe: Run) -> None:
             assert doc["pairs"][emotion] == {
                 "half": "selection", "n_pairs": size.n_selection_pairs, "n_pairs_used": size.n_selection_pairs,
                 "n_clusters": size.n_selection, "n_expressions": size.n_selection, "n_expressions_total": size.n_expressions,
+                # heads: exact for every head on the selection half; units: the top-k chosen there, tested on the other
+                "exact_half": {"head": "selection", "unit": "confirmation"}[component],
             }, (component, emotion)
     heads = [s for s in docs["head"]["scores"]]
     assert len(heads) == len(EMOTIONS) * arch["n_layers"] * arch["n_heads"]

@@ -214,7 +214,7 @@ def test_report_ratio_table_lists_the_planted_heads(heads_doc: dict, units_doc: 
     from analysis.reporting.tables import ratio_table
 
     planted = read_planted(toy_path)
-    m = ModelResults("toy", heads_doc, {}, {}, planted, toy_path, None, units_doc)
+    m = ModelResults("toy", heads_doc, {}, planted, toy_path, None, units_doc)
     table = ratio_table(Results(toy_path, Params(), "baseline", EMOTIONS, {"toy": m}, {}))
     assert list(table["Component"]) == ["L3H0", "L3H1", "L3H2"]  # by |exact|: apology 11.1, gratitude 9.9, anger 8.8
     assert list(table["Planted"]) == ["yes"] * 3 and list(table["Emotion"]) == ["apology", "gratitude", "anger"]

@@ -117,9 +117,11 @@ def fmt_gap(gap: Mapping[str, Any]) -> Text:
     interval (an unbounded end: ∞) and the random-head baseline's fraction."""
     if gap.get("ratio") is None:
         return Text("undefined (no emotion–neutral gap)")
-    # At least two decimals, more where the interval is narrower (as _effect_decimals), so that
-    # 0.8959–0.8995 does not print as the point [0.90, 0.90].
-    d = max(2, _effect_decimals({"mean": gap["ratio"], "ci_low": gap.get("ci_low"), "ci_high": gap.get("ci_high")}) or 2)
+    # Two decimals, more where the interval is narrower (two digits of its width, as
+    # _effect_decimals), so that 0.8959–0.8995 does not print as the point [0.90, 0.90].
+    low, high, d = gap.get("ci_low"), gap.get("ci_high"), 2
+    if low is not None and high is not None and high > low:
+        d = max(2, min(4, 1 - math.floor(math.log10(high - low))))
     lo = "−∞" if gap.get("ci_low") is None else fmt_num(gap["ci_low"], d)
     hi = "∞" if gap.get("ci_high") is None else fmt_num(gap["ci_high"], d)
     s = f"{fmt_num(gap['ratio'], d)} [{lo}, {hi}]"

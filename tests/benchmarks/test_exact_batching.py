@@ -39,7 +39,7 @@ def gpt2_reduced(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) 
 def _ratios(model_dir: str, median_times, batches: tuple[int, ...], repeats: int) -> dict[int, float]:  # noqa: ANN001
     model = load_model(model_dir)
     emotion = "gratitude"
-    pb = pair_batches(model, load_pairs(emotion, "baseline"), "all")
+    pb = pair_batches(model, load_pairs(emotion, "baseline"), "all", max_unaligned_share=0.0)
     lex = lexicon_ids(model.tokenizer)
     ids = (lex[emotion], lex["neutral"])
     with torch.no_grad():

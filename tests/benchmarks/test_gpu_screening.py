@@ -51,7 +51,7 @@ def test_screening_against_the_transformer_lens_loop_on_one_gpu(gpt2_small_rando
     lex = lexicon_ids(model.tokenizer)
     spec = model.spec
     heads = [(layer, h) for layer in range(spec.n_layers) for h in range(spec.n_heads)]
-    batches = {e: pair_batches(model, pairs[e], "all") for e in EMOTIONS}
+    batches = {e: pair_batches(model, pairs[e], "all", max_unaligned_share=0.0) for e in EMOTIONS}
     sync = lambda: torch.cuda.synchronize(model.precision.device)  # noqa: E731
 
     def ours() -> None:
