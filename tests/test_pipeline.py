@@ -75,7 +75,8 @@ def test_repro_is_clean_and_finds_the_planted_heads(project: Path) -> None:
         assert s[f"toy.{emotion}.recovery.exact.planted_rank"] == 1
         assert s[f"toy.{emotion}.recovery.exact.auroc"] >= 0.99
         assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
-        assert s[f"toy.{emotion}.patching.emotion_score.ci_low"] > 0
+        assert s[f"toy.{emotion}.denoising.emotion_score.ci_low"] > 0  # the planted head is sufficient
+        assert s[f"toy.{emotion}.noising.emotion_score.ci_high"] < 0  # and necessary
     for png in ("head_reaction_heatmap", "top_heads", "ablation_sentiment_comparison", "patching_keyword_comparison",
                 "cumulative_topk", "unit_summary"):
         assert (project / f"results/tiny/plots/heads/toy/{png}.png").is_file()
@@ -133,7 +134,8 @@ def test_exp_run_method_mean_changes_ablation_numbers(project: Path) -> None:
     changed = json.loads(diff)["results/summary.json"]
     ablation_keys = [k for k in changed if ".ablation." in k]
     assert ablation_keys, changed
-    assert not [k for k in changed if ".patching." in k or ".screening." in k], "only ablation cells should move"
+    moved = [k for k in changed if any(f".{x}." in k for x in ("denoising", "noising", "screening"))]
+    assert not moved, f"only ablation cells should move: {moved}"
     doc = json.loads((project / "results/tiny/patching/head_ablation/toy_anger.json").read_text())
     assert doc["method"] == "mean"
     _sh(["git", "checkout", "-q", "--", "."], project)

@@ -184,7 +184,7 @@ def test_full_size_families_run_the_default_pipeline(tmp_path: Path, toy_path: P
     s = json.loads((root / "results/summary.json").read_text())
     for model in LOCAL.values():
         for emotion in ("gratitude", "anger", "apology"):
-            assert s[f"{model}.{emotion}.patching.emotion_score.n"] == 70
+            assert s[f"{model}.{emotion}.denoising.emotion_score.n"] == 70
             assert 0 <= s[f"{model}.{emotion}.screening.top_layer"] < 12
         doc = json.loads((root / f"results/baseline/alignment/head_scores_{model}.json").read_text())
         assert (doc["n_layers"], doc["n_heads"]) == (12, 12)
