@@ -163,6 +163,18 @@ def _wild_weights(n_clusters: int, n_resamples: int, seed: int) -> np.ndarray:
     return w
 
 
+@functools.lru_cache(maxsize=16)
+def _weight_powers(n_clusters: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W, W², W³) of `_wild_weights`, cached: the bootstrap's sums of squares and cubes expand
+    into matrix–vector products with them, so no (B, G) array is built per effect."""
+    w = _wild_weights(n_clusters, n_resamples, seed)
+    w2 = w * w
+    w3 = w2 * w
+    w2.setflags(write=False)
+    w3.setflags(write=False)
+    return w, w2, w3
+
+
 @dataclass(frozen=True)
 class _Design:
     """Where each value sits: its cluster (0..G−1) and, for two-way clustering, its template."""
@@ -200,7 +212,8 @@ def _design(n: int, clusters: ArrayLike | None, templates: ArrayLike | None) -> 
 
 def _hall(theta: np.ndarray, gamma: np.ndarray, g: int) -> np.ndarray:
     """Hall's (1992) skewness-corrected statistic √G·(θ + γθ²/3 + γ²θ³/27 + γ/(6G)), increasing in θ."""
-    return math.sqrt(g) * (theta + gamma * theta**2 / 3.0 + gamma**2 * theta**3 / 27.0 + gamma / (6.0 * g))
+    gt = gamma * theta  # products, not float powers: this runs on every bootstrap draw
+    return math.sqrt(g) * (theta * (1.0 + gt / 3.0 + gt * gt / 27.0) + gamma / (6.0 * g))
 
 
 def _hall_inverse(t: float, gamma: float, g: int) -> float:
@@ -211,21 +224,29 @@ def _hall_inverse(t: float, gamma: float, g: int) -> float:
     return float(3.0 / gamma * (np.cbrt(1.0 + gamma * y) - 1.0))
 
 
+def _scale_from_sums(ss: np.ndarray, s3: np.ndarray, wss: np.ndarray | None, p: np.ndarray, n: int, g: int, h: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(s, γ) from Σ U_g², Σ U_g³ over the clusters' residual sums, Σ W_t² over the templates'
+    (None: one-way) and Σ e_i² over the prompts: s is the standard error of the mean times √G,
+    from V_E = G/(G−1)·Σ U_g² or the two-way V_E + V_T − V_prompt (Cameron, Gelbach & Miller 2011),
+    never below V_E; γ the skewness of the U_g (0 when they are all 0)."""
+    ss = np.maximum(ss, 0.0)  # the expanded bootstrap sums can round a little below 0
+    v = ss * (g / (g - 1.0))
+    if wss is not None:
+        v = np.maximum(v, v + wss * (h / max(h - 1.0, 1.0)) - p * (n / (n - 1.0)))
+    s = np.sqrt(v) * (math.sqrt(g) / n)
+    safe = np.where(ss > 0.0, ss, 1.0)
+    gamma = np.where(ss > 0.0, math.sqrt(g) * s3 / (safe * np.sqrt(safe)), 0.0)
+    return s, gamma
+
+
 def _scale_and_skew(u: np.ndarray, w: np.ndarray | None, p: np.ndarray, n: int, g: int, h: int
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(s, γ) along the last axes: the standard error of the mean times √G, from the cluster
-    residual sums u (..., G), and with template sums w (..., H) and the prompts' squared residuals
-    p (...) the two-way variance V_E + V_T − V_prompt (Cameron, Gelbach & Miller 2011), never below
-    V_E; γ the skewness of the cluster residuals (0 when they are all 0)."""
-    ss = np.sum(u**2, axis=-1)
-    v = ss * (g / (g - 1.0))
-    if w is not None:
-        two_way = v + np.sum(w**2, axis=-1) * (h / max(h - 1.0, 1.0)) - p * (n / (n - 1.0))
-        v = np.maximum(v, two_way)
-    s = np.sqrt(v) * math.sqrt(g) / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gamma = np.where(ss > 0.0, math.sqrt(g) * np.sum(u**3, axis=-1) / np.where(ss > 0.0, ss, 1.0) ** 1.5, 0.0)
-    return s, gamma
+    """(s, γ) along the last axes from the clusters' residual sums u (..., G), the templates' w
+    (..., H; None: one-way) and the prompts' squared residuals p (...) (see `_scale_from_sums`)."""
+    u2 = u * u
+    return _scale_from_sums(u2.sum(axis=-1), (u2 * u).sum(axis=-1), None if w is None else (w * w).sum(axis=-1),
+                            p, n, g, h)
 
 
 @dataclass(frozen=True)
@@ -236,32 +257,40 @@ class _Fit:
     s: float
     gamma: float
     critical: float  # c: H0 is accepted iff |T| <= c
-    abs_t_star: np.ndarray  # (B,) sorted |T*|
+    abs_t_star: np.ndarray  # (B,) |T*|
 
 
 def _bootstrap(e: np.ndarray, design: _Design, *, n_resamples: int, seed: int, alpha: float) -> tuple[np.ndarray, float]:
-    """(sorted |T*|, c): the wild cluster bootstrap-t of the residuals e (mean 0), and the
-    critical value c, the r-th largest |T*| with r = ⌊α(B + 1)⌋, so that p = (1 + #{|T*| >= |T|})/(B + 1) > α
-    exactly when |T| <= c."""
+    """(|T*|, c): the wild cluster bootstrap-t of the residuals e (mean 0), and the critical
+    value c, the r-th largest |T*| with r = ⌊α(B + 1)⌋, so that p = (1 + #{|T*| >= |T|})/(B + 1) > α
+    exactly when |T| <= c.
+
+    Draw b gives x* = x̄ + v_bg·e, its mean moves by δ_b = Σ_g v_bg U_g / n and its cluster sums
+    are U*_bg = v_bg U_g − δ_b N_g; the sums of their squares and cubes expand into products of
+    the cached W, W², W³ with per-cluster vectors (the same numbers as `_scale_and_skew` on the
+    (B, G) array, at the cost of a few matrix–vector products)."""
     g, h, n = design.n_clusters, design.n_templates, e.size
-    wts = _wild_weights(g, n_resamples, seed)  # (B, G)
+    w1, w2, w3 = _weight_powers(g, n_resamples, seed)
     u = design.cluster_sums(e)
     sizes = np.bincount(design.cluster, minlength=g).astype(float)
-    delta = wts @ u / n  # (B,): bootstrap mean − mean, as x* = x̄ + v_g·e
-    u_star = wts * u - delta[:, None] * sizes
-    w_star = p_star = None
+    u2 = u * u
+    delta = w1 @ u / n
+    d2 = delta * delta
+    ss = w2 @ u2 - 2.0 * delta * (w1 @ (u * sizes)) + d2 * float(sizes @ sizes)
+    s3 = (w3 @ (u2 * u) - 3.0 * delta * (w2 @ (u2 * sizes)) + 3.0 * d2 * (w1 @ (u * sizes * sizes))
+          - d2 * delta * float(np.sum(sizes**3)))
+    wss = p_star = None
     if design.template is not None:
         cells = design.cells(e)
         t_sizes = np.bincount(design.template, minlength=h).astype(float)
-        w_star = wts @ cells - delta[:, None] * t_sizes
-        q = design.cluster_sums(e**2)
-        p_star = wts**2 @ q - 2.0 * delta * (wts @ u) + n * delta**2
-    s_star, gamma_star = _scale_and_skew(u_star, w_star, p_star, n, g, h)
+        wc = w1 @ cells  # (B, H): the templates' sums of v_g·e
+        wss = np.einsum("bh,bh->b", wc, wc) - 2.0 * delta * (wc @ t_sizes) + d2 * float(t_sizes @ t_sizes)
+        p_star = w2 @ design.cluster_sums(e * e) - n * d2  # Σ (v_g e_i − δ)², as Σ v_g e_i = nδ
+    s_star, gamma_star = _scale_from_sums(ss, s3, wss, p_star, n, g, h)
     with np.errstate(divide="ignore", invalid="ignore"):
         t_star = np.abs(_hall(np.where(s_star > 0.0, delta / s_star, 0.0), gamma_star, g))
-    t_star = np.sort(t_star)
     r = math.floor(round(alpha * (n_resamples + 1), 9))  # >= 1 after check_resolution
-    return t_star, float(t_star[n_resamples - r])
+    return t_star, float(np.partition(t_star, n_resamples - r)[n_resamples - r])
 
 
 def _fit(x: np.ndarray, design: _Design, *, n_resamples: int, seed: int, alpha: float) -> _Fit:
@@ -282,8 +311,7 @@ def _observed_scale(e: np.ndarray, design: _Design) -> tuple[float, float]:
 
 def _p_value(t: float, t_star: np.ndarray) -> float:
     """(1 + #{|T*| >= |T|}) / (B + 1), ties within a float tolerance counting as exceeding."""
-    exceed = t_star.size - int(np.searchsorted(t_star, abs(t) * (1.0 - 1e-12), side="left"))
-    return (1 + exceed) / (t_star.size + 1)
+    return (1 + int(np.count_nonzero(t_star >= abs(t) * (1.0 - 1e-12)))) / (t_star.size + 1)
 
 
 def one_sample_effect(
