@@ -142,13 +142,17 @@ def power(n_clusters: int, mu: float, n_sets: int, seed: int) -> float:
 
 def test_power_at_a_halfs_17_clusters() -> None:
     # The benchmark is the cluster t-test on the 17 cluster means with the true scale: sd of a
-    # cluster mean sqrt(1 + 0.5**2 / 2), noncentrality mu / (that / sqrt(17)), t with 16 df.
+    # cluster mean sqrt(1 + 0.5**2 / 2), noncentrality mu / (that / sqrt(17)), t with 16 df: 0.59.
+    # Measured over 2000 sets: 0.52 (the former sign-flip test 0.61, on one-way clusters): the
+    # skew-robust, two-way test pays about 0.07 of power for its calibration. The bar sits 2.5 SE
+    # (600 sets) under 0.52.
     mu = 0.6
     nc = mu / (np.sqrt(1 + SD_PROMPT**2 / 2) / np.sqrt(17))
     crit = sps.t.ppf(0.975, 16)
     t_power = sps.nct.sf(crit, 16, nc) + sps.nct.cdf(-crit, 16, nc)
+    assert abs(t_power - 0.591) < 1e-3
     measured = power(17, mu, 600, seed=17)
-    assert measured >= t_power - 0.08, (measured, t_power)  # SE of the measured rate about 0.02
+    assert measured >= t_power - 0.12, (measured, t_power)
 
 
 def planted_head_q(n_clusters: int, n_resamples: int, seed: int) -> float:
