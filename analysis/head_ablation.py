@@ -24,8 +24,8 @@ at every generation step. Methods:
 Every method asks about necessity: does removing what the head carries remove the emotion?
 
 Metrics per prompt (continuation only): VADER sentiment, keyword counts per lexicon and emotion
-score M (signed: paired effects, n, mean, 95 % CI and p from one inverted cluster sign-flip
-test), and the non-negative continuation changed and KL(clean || ablated) at the last prompt
+score M (signed: paired effects, n, mean, 95 % CI and p from one inverted wild cluster
+bootstrap-t), and the non-negative continuation changed and KL(clean || ablated) at the last prompt
 position (compared with the random-head baseline; changed also as an exact binomial share over
 clusters). M's change is also given as the fraction of the emotion–neutral gap it removes,
 (M_emotion − M_ablated) / (M_emotion − M_neutral), with its Fieller-type interval

@@ -24,7 +24,7 @@ Only prompt positions have a source: the source prompt has no counterpart of the
 patched run generates, so generated positions run clean (the patched prompt positions still act
 on them through the KV cache). The output says so in `patched_positions`.
 
-Metrics and statistics as in analysis.head_ablation (signed metrics with the sign-flip interval
+Metrics and statistics as in analysis.head_ablation (signed metrics with the bootstrap-t interval
 and p; KL and changed against the random-head baseline; the random-head baseline and the
 identity control's noise floor beside every effect). M's change is also the fraction of the
 emotion–neutral gap: denoising (M_patched − M_neutral) / (M_emotion − M_neutral), the share the

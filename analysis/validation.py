@@ -333,7 +333,7 @@ def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mappi
     emotion's mean effect is exactly 0 and every discovery is false.
 
     Each null is screened as the benchmark is on the exact path (every head, the copy control,
-    the identity control's floor, one sign-flip test per head × emotion, one BH family); a
+    the identity control's floor, one bootstrap-t test per head × emotion, one BH family); a
     discovery is a row `significant` (q < Q_LEVEL, above the floor) that the copy control does
     not flag, and FDP is 1 with any, else 0. `planted_exact`: the mean exact effect of the
     benchmark's causal heads in the null (under the signs)."""
@@ -349,7 +349,8 @@ def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mappi
                 block = exact_screening(model, sc, pairs[e], e)
                 rows += signed_rows(e, {h: v.double().cpu().numpy() for h, v in block.exact.items()},
                                     {h: v.double().cpu().numpy() for h, v in block.copy_free.items()},
-                                    cluster_signs(block.clusters, rng), sc, block.clusters, block.floor)
+                                    cluster_signs(block.clusters, rng), sc, block.clusters, block.floor,
+                                    templates=block.templates)
             correct_and_correlate(rows, EMOTIONS)
             found = [r for r in rows if significant(r) and not r["copy_flag"]]
             per.append({

@@ -418,3 +418,16 @@ def test_cli_baseline_writes_prepared_file(tmp_path: Path, tiny_tokenizer) -> No
     assert set(doc["sources"]) == {*EMOTIONS, NEUTRAL}
     assert all(re.fullmatch(r"[0-9a-f]{64}", v["sha256"]) for v in doc["sources"].values())
     assert not [p for p in out.parent.iterdir() if p.name != "prompts.json"]  # no temp file left
+
+
+def test_template_labels_are_the_shared_ending() -> None:
+    # The statistics' second clustering dimension: the text after the span, the same for both
+    # twins, and shared across expressions (each ending holds several of them).
+    from analysis.core.prompts import span_clusters, template_labels
+
+    pairs = load_pairs("gratitude", "baseline")
+    labels = template_labels(pairs)
+    assert labels == [e.after for e in pairs.emotion_prompts] == [n.after for n in pairs.neutral_prompts]
+    assert 1 < len(set(labels)) < len(set(span_clusters(pairs)))
+    by_label = {t: {c for c, u in zip(span_clusters(pairs), labels, strict=True) if u == t} for t in set(labels)}
+    assert max(len(v) for v in by_label.values()) >= 2  # an ending shared by two expressions or more

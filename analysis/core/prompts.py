@@ -356,9 +356,19 @@ def span_clusters(pairs: PromptPairs) -> list[str]:
     """One label per pair: its emotion expression and its neutral twin's (the span texts).
 
     Templates reuse a small set of expressions; pairs sharing one are not independent evidence
-    about the emotion, so statistics resample and sign-flip them as one (analysis.stats).
+    about the emotion, so statistics draw them as one cluster (analysis.stats).
     """
     return [f"{e.span_text}|{n.span_text}" for e, n in zip(pairs.emotion_prompts, pairs.neutral_prompts, strict=True)]
+
+
+def template_labels(pairs: PromptPairs) -> list[str]:
+    """One label per pair: its template ending (the text after the span, shared by the twins).
+
+    Each expression appears in a few templates and each template ending holds many expressions,
+    so a template's own effect is shared across clusters; the statistics cluster by it as well
+    (two-way standard error, analysis.stats).
+    """
+    return [e.after for e in pairs.emotion_prompts]
 
 
 def split_expressions(

@@ -134,8 +134,8 @@ def build_parser(kind: Kind, description: str, params: Params) -> Parser:
         "--no-split", action="store_true",
         help="exploratory run: no held-out confirmation half, every effect over all expressions (params split.enabled)",
     )
-    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the sign-flip patterns and resampling (default {params.seed})")
-    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"sign-flip patterns per effect (default {params.scoring.n_resamples})")
+    p.add_argument("--seed", type=int, default=params.seed, help=f"seed of the bootstrap draws and resampling (default {params.seed})")
+    p.add_argument("--n-resamples", type=int, default=params.scoring.n_resamples, help=f"wild bootstrap draws per effect (default {params.scoring.n_resamples})")
     p.add_compute_flags()
     return p
 

@@ -154,14 +154,14 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             f"the same intervention on {len(r.main.random_sites)} seeded draws of as many random "
             f"{_noun(r.main.sites)} as the arm has, drawn outside the top set (every component an arm of this run "
             "intervenes on); `effects.mean` is the mean over draws of each draw's mean change; `excess` is the arm's "
-            "per-prompt value minus the draws' mean, with the sign-flip interval and p"
+            "per-prompt value minus the draws' mean, with the bootstrap-t interval and p"
         ),
         "min_margin": {"baseline": _margin_stats(r.baseline.min_margin.double().cpu().numpy()), "intervened": _margin_stats(r.main.min_margin)},
         "metrics": {k: m.meaning for k, m in METRICS.items()},
         "effect_definition": (
-            "signed metrics: paired per-prompt difference intervened - baseline: n, mean, 95 % CI from the inverted cluster "
-            "sign-flip test, two-sided sign-flip permutation p; pairs sharing an emotion expression (span) are sign-flipped "
-            "as one cluster (n_clusters). KL and changed are >= 0 by construction and get no test against 0: "
+            "signed metrics: paired per-prompt difference intervened - baseline: n, mean, 95 % CI and two-sided p from the inverted wild "
+            "cluster bootstrap-t (Hall's skew-corrected t, Mammen weights); pairs sharing an emotion expression (span) are "
+            "one cluster (n_clusters), the standard error two-way over expressions and template endings. KL and changed are >= 0 by construction and get no test against 0: "
             "`non_negative` compares them with the random baseline (`vs_random`), and `clusters_changed` is the share of "
             "clusters in which most continuations changed, with its exact binomial (Clopper-Pearson) interval"
         ),

@@ -11,8 +11,8 @@ One experiment = a set of components (`Site`s) × an intervention plan × target
    last prompt position;
 3. per-prompt scores (VADER sentiment and keyword counts of the continuation only, whether
    the continuation changed, emotion score M, KL(clean || intervened)) → paired effects with
-   n, mean, 95 % CI and p from one inverted cluster sign-flip test (`analysis.stats`), pairs that share an emotion
-   expression resampled and flipped as one cluster, as in the screening;
+   n, mean, 95 % CI and p from one inverted wild cluster bootstrap-t (`analysis.stats`), pairs that share an emotion
+   expression drawn as one cluster (two-way with the template endings), as in the screening;
 4. `document` / `table` / `comparison_table` render the JSON summary, the per-prompt Parquet
    table and the console table; `write_outputs` writes both files atomically.
 
@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from analysis.core.cli import progress_disabled
 from analysis.core.loading import check_context, LoadedModel
 from analysis.core.prompt_table import stage_pairs
-from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, TokenBatch
+from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
@@ -255,9 +255,11 @@ def cluster_flags(values: np.ndarray, clusters: Sequence[str]) -> np.ndarray:
 def evidence(
     scores: dict[str, np.ndarray], random_scores: Sequence[dict[str, np.ndarray]], base: dict[str, np.ndarray],
     m_other: np.ndarray, *, targets_neutral: bool, clusters: Sequence[str], n_resamples: int, seed: int,
+    templates: Sequence[str] | None = None,
 ) -> Evidence:
     """Every statistic of one arm from its per-prompt scores (see `Evidence`)."""
-    kw = {"n_resamples": n_resamples, "seed": seed, "clusters": clusters}
+    # templates: each prompt's template ending, the second dimension of the two-way standard error.
+    kw = {"n_resamples": n_resamples, "seed": seed, "clusters": clusters, "templates": templates}
     num, den = gap_parts(scores[M], base[M], m_other, targets_neutral=targets_neutral)
 
     def ratio_of_means(m: np.ndarray) -> float | None:
@@ -364,6 +366,7 @@ def execute(p: Prepared) -> ExperimentResult:
     other_m = emotion_score(last_logits(p.model, other), p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL]).double().cpu().numpy()
     noise = identity_control(p, target, clean, base_scores)
     clusters = span_clusters(p.pairs)
+    templates = template_labels(p.pairs)
     run = {"lex": p.lexicon_ids, "emotion": c.emotion, "words": p.lexicon_words, "max_tokens": c.max_tokens,
            "chunk_size": c.chunk_size}
     stats = {"targets_neutral": targets_neutral, "n_resamples": c.n_resamples, "seed": c.seed}
@@ -377,7 +380,7 @@ def execute(p: Prepared) -> ExperimentResult:
         random_scores = tuple(run_plan(p.model, target, plan, r, clean, **run)[0] for r in p.random_sets[sites])
         done[sites] = Outcome(
             sites, scores, first, margin, n_draws, p.random_sets[sites], random_scores,
-            evidence(scores, random_scores, base_scores, other_m, clusters=clusters, **stats),
+            evidence(scores, random_scores, base_scores, other_m, clusters=clusters, templates=templates, **stats),
         )
     conf_idx: tuple[int, ...] | None = None
     if p.confirmation is not None:
@@ -388,7 +391,7 @@ def execute(p: Prepared) -> ExperimentResult:
         for sites, o in done.items():
             done[sites] = dataclasses.replace(o, evidence_confirmation=evidence(
                 {k: v[sub] for k, v in o.scores.items()}, [{k: v[sub] for k, v in r.items()} for r in o.random_scores],
-                base_sub, other_m[sub], clusters=conf_clusters, **stats,
+                base_sub, other_m[sub], clusters=conf_clusters, templates=[templates[i] for i in conf_idx], **stats,
             ))
     target_side, source_side = (p.pairs.neutral_prompts, p.pairs.emotion_prompts) if targets_neutral else \
         (p.pairs.emotion_prompts, p.pairs.neutral_prompts)

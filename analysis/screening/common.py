@@ -179,11 +179,13 @@ def copy_keep(
     return keep
 
 
-def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters, floor: float, attribution: float) -> dict:
+def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters, floor: float, attribution: float,
+                 templates=None) -> dict:
     """The exact fields of one head's or unit's screening row: ΔM's effect (n, interval, p) over
     the pairs, whether it is at or below the noise `floor` (`no_effect`), the attribution / exact
-    ratio, and the copy control beside it (copy-free M is NaN where a pair has none)."""
-    eff = one_sample_effect(exact, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters)
+    ratio, and the copy control beside it (copy-free M is NaN where a pair has none). `templates` (each
+    pair's template ending) make the standard error two-way, cluster × template (analysis.stats)."""
+    eff = one_sample_effect(exact, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters, templates=templates)
     usable = np.isfinite(copy_free)
     quiet = no_effect(eff, floor)
     return {

@@ -12,13 +12,14 @@ Three scores per head h of layer L, each over the aligned (emotion prompt, neutr
   head from the cached residual before layer L, unembedding only the last position.
 
 M is the emotion score of `analysis.metrics` at the last prompt position. `exact` carries
-n, a 95 % interval and a p from one inverted sign-flip test, and a Benjamini–Hochberg q across all heads × emotions
+n, a 95 % interval and a p from one inverted wild cluster bootstrap-t, and a Benjamini–Hochberg q across all heads × emotions
 (the family, `bh_family`: every head × emotion, tested on the selection half; with a top-k
 exact_top_k the top-k by |attribution| on the selection half, tested on the confirmation half);
 `no_effect` where |exact| is at or below the identity control's noise floor (`noise_floor`), and
 `attribution_ratio` / `ratio_flag` (attribution / exact outside [0.3, 3]) above it;
-pairs that share an emotion expression are resampled and sign-flipped together (one cluster
-per expression, analysis.stats), since the expression is what must generalize.
+pairs that share an emotion expression get one bootstrap weight (one cluster per expression,
+with a two-way standard error over expressions and template endings, analysis.stats), since the
+expression is what must generalize.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch import Tensor
 
 from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score
 from analysis.core.loading import LoadedModel
-from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
+from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site
 from analysis.core.vocabulary import pattern_hook, z_hook
 from analysis.errors import InputError
@@ -168,6 +169,7 @@ class ExactBlock:
     control: tuple[list[Site], np.ndarray]  # the identity control's sites and values [site, pair]
     floor: float  # the noise floor from that control
     clusters: list[str]  # each pair's cluster: its expression
+    templates: list[str]  # each pair's template ending (the second clustering dimension)
 
 
 def exact_block(
@@ -184,7 +186,8 @@ def exact_block(
     sites = control_sites(heads, "head")
     control = identity_control(model, pb, z_neu, sites, ids).double().cpu().numpy()
     clusters = [span_clusters(pairs)[i] for i in pb.kept]
-    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters)
+    templates = [template_labels(pairs)[i] for i in pb.kept]
+    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates)
 
 
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
@@ -254,6 +257,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
             if (layer, head) in exact:
                 row.update(exact_fields(
                     exact[(layer, head)].double().cpu().numpy(), copy_free[(layer, head)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
+                    templates=block.templates,
                 ))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)

@@ -3,7 +3,7 @@
 M = logsumexp(logits[E]) − logsumexp(logits[N]) is exactly antisymmetric in the two lexicons
 (in float too: a − b = −(b − a)), so counting the other lexicon positive turns every pair's ΔM
 into exactly −ΔM. With an independent fair sign per cluster (per expression, the unit the
-sign-flip test resamples), every cluster's effect is symmetric about 0 and the mean effect of
+wild bootstrap draws), every cluster's effect is symmetric about 0 and the mean effect of
 every head is exactly 0, whatever the model does. Nothing weaker is: making an emotion prompt
 and its twin exchangeable (a permuted embedding, or a random orientation of a pair) leaves a
 nonzero mean, since patching a into b is not the negative of b into a in a nonlinear model.
@@ -38,6 +38,7 @@ def signed_rows(
     cfg: ScreeningConfig,
     clusters: Sequence[str],
     floor: float,
+    templates: Sequence[str] | None = None,
 ) -> list[dict]:
     """One emotion's null screening rows: each head's per-pair ΔM (and copy-free ΔM, NaN without
     a copy control) under its pair's sign of M, through the screening's own `exact_fields`.
@@ -47,5 +48,6 @@ def signed_rows(
     for (layer, head), v in exact.items():
         cf = signs * copy_free[(layer, head)] if copy_free is not None else np.full(len(v), np.nan)
         rows.append({"layer": layer, "head": head, "emotion": emotion, "attribution": 0.0,
-                     **exact_fields(signs * v, cf, cfg, list(clusters), floor, 0.0)})
+                     **exact_fields(signs * v, cf, cfg, list(clusters), floor, 0.0,
+                                   templates=None if templates is None else list(templates))})
     return rows

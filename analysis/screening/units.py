@@ -17,7 +17,7 @@ analysis.head_screening does for heads:
   (params `unit_screening.exact_top_k`, 0 = every unit), on the fast path of the head screening
   (plain HF modules from the unit's layer on, the unchanged prefix's KV cache reused, lexicon
   logits only: analysis.interventions.exact.exact_patching_sites). Each exact score carries n, a 95 %
-  interval and a p from one inverted sign-flip test (pairs sharing an emotion expression are one cluster), and a
+  interval and a p from one inverted wild cluster bootstrap-t (pairs sharing an emotion expression are one cluster), and a
   Benjamini–Hochberg q across all exact units × emotions.
 
 The BH family (issue 15; `bh_family` in the JSON). Exact patching of every unit is 110k forwards
@@ -79,7 +79,7 @@ from torch import Tensor
 
 from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score, write_unit_screening
 from analysis.core.loading import LoadedModel, ModelSpec
-from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
+from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import Site, unit_sites
 from analysis.core.vocabulary import mlp_post_name
 from analysis.errors import InputError
@@ -364,6 +364,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         del act_neu
         floor = control_floor(cfg, controls[emotion][1], emotion)
         clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
+        templates = [template_labels(test_pairs)[i] for i in pb.kept]
         per_emotion[emotion] = {
             "n_pairs": len(test_pairs), **halves[emotion],
             "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
@@ -383,7 +384,8 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 values = exact[(layer, neuron)].double().cpu().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
-                row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"]))
+                row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
+                                              templates=templates))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({

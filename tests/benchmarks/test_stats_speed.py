@@ -1,4 +1,5 @@
-"""Per-effect cost of analysis.stats against the BCa bootstrap + sign-flip permutation it replaced.
+"""Per-effect cost of analysis.stats (the inverted wild cluster bootstrap-t) against the BCa bootstrap +
+sign-flip permutation the project used before either inverted test.
 
 The baseline is that procedure as it was (scipy.stats.bootstrap BCa over cluster sums/sizes and
 scipy.stats.permutation_test flipping cluster sums), timed interleaved in the same process.
@@ -25,7 +26,7 @@ def _old_effect(sums: np.ndarray, sizes: np.ndarray) -> tuple[float, float, floa
     return float(ci.confidence_interval.low), float(ci.confidence_interval.high), float(p)
 
 
-def test_inverted_sign_flip_is_faster_than_bca(median_times) -> None:  # type: ignore[no-untyped-def]
+def test_inverted_bootstrap_t_is_faster_than_bca(median_times) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(N_CLUSTERS), rng.integers(2, 9, N_CLUSTERS))
     data = [rng.normal(0.2, 1.0, labels.size) for _ in range(N_EFFECTS)]
