@@ -233,6 +233,27 @@ def _misaligned(n_long: int) -> Setup:
     return setup
 
 
+def _foreign_gguf(p: Path) -> None:
+    """A well-formed vocabulary-only GGUF file, but of a tiny vocabulary, not GPT-NeoX-20B's (issue 23)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(p / "foreign.gguf", arch="gpt2")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["<|endoftext|>", "a", "b", "ab"])
+    writer.add_token_types([3, 1, 1, 1])
+    writer.add_token_merges(["a b"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _cut_gguf(p: Path) -> None:
+    """GPT-NeoX-20B's GGUF vocabulary cut short: not a readable GGUF file."""
+    src = p / "data/tokenizers/gpt-neox/source/ggml-vocab-gpt-neox.gguf"
+    (p / "cut.gguf").write_bytes(src.read_bytes()[:100_000])
+
+
 def _unpaired(p: Path) -> dict[str, str]:
     folder = p / "bad_prompts"
     folder.mkdir()
@@ -488,6 +509,12 @@ ROWS: list[Row] = [
     Row("ablation-max-tokens-0", "promise", "head_ablation", (*ABL, "--max-tokens", "0"), "--max-tokens must be at least 1"),
     Row("emotion-twice", "promise", "head_screening", (*SCREEN, "--emotions", "anger", "anger"), "given twice"),
     Row("params-missing", "promise", "head_screening", (*SCREEN, "--params", "nothing.yaml"), "does not exist"),
+    # the GPT-NeoX tokenizer's builder (issue 23): a source that is not GPT-NeoX-20B's vocabulary
+    Row("neox-tokenizer-foreign-gguf", "input", "gpt_neox_tokenizer",
+        ("--source", "foreign.gguf", "--output", "data/tokenizers/new-neox"),
+        "foreign.gguf is not GPT-NeoX-20B's vocabulary: its tokenizer model is 'gpt2' for architecture 'gpt2'", _foreign_gguf),
+    Row("neox-tokenizer-cut-gguf", "input", "gpt_neox_tokenizer",
+        ("--source", "cut.gguf", "--output", "data/tokenizers/gpt-neox"), "cut.gguf is not a readable GGUF file", _cut_gguf),
     # the benchmark with known answers (issue 16)
     Row("bench-emotion-without-prompts", "input", "bench_model", ("--profile", "partial", "--output", "results/models/newbench"),
         "has no anger prompts", _profile_from_baseline("partial", ("gratitude", "apology", "neutral"))),
