@@ -31,6 +31,7 @@ import torch
 from analysis.architectures import Arch, lookup
 from analysis.device import Precision, device_memory_bytes, resolve
 from analysis.core.cli import Parser, cli
+from analysis.core.vocabulary import EMOTIONS
 from analysis.errors import InputError
 
 if TYPE_CHECKING:
@@ -82,11 +83,13 @@ PER_EMOTION = ("ablate", "patch")  # one DVC stage per model x emotion; the scre
 
 def profile_workload(profile: str, n_emotions: int = 3, prompts_dir: Path = Path("data/prompts")) -> Workload:
     folder = prompts_dir / profile
-    neutral = folder / "neutral.txt"
-    if not neutral.is_file():
+    # the prompts per set: an emotion file's lines (its twins, shared neutral.txt or its own
+    # <emotion>.neutral.txt, have as many)
+    first = next((folder / f"{e}.txt" for e in EMOTIONS if (folder / f"{e}.txt").is_file()), None)
+    if first is None:
         known = ", ".join(sorted(p.name for p in prompts_dir.iterdir() if p.is_dir()))
-        raise InputError(f"profile: {profile!r} has no {neutral}; profiles: {known}")
-    n = sum(1 for line in neutral.read_text().splitlines() if line.strip())
+        raise InputError(f"profile: {profile!r} has no emotion prompts in {folder}; profiles: {known}")
+    n = sum(1 for line in first.read_text().splitlines() if line.strip())
     return Workload(n_prompts=n, n_emotions=n_emotions, batch=n)
 
 

@@ -233,6 +233,40 @@ def _misaligned(n_long: int) -> Setup:
     return setup
 
 
+def _foreign_gguf(p: Path) -> None:
+    """A well-formed vocabulary-only GGUF file, but of a tiny vocabulary, not GPT-NeoX-20B's (issue 23)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(p / "foreign.gguf", arch="gpt2")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["<|endoftext|>", "a", "b", "ab"])
+    writer.add_token_types([3, 1, 1, 1])
+    writer.add_token_merges(["a b"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _cut_gguf(p: Path) -> None:
+    """GPT-NeoX-20B's GGUF vocabulary cut short: not a readable GGUF file."""
+    src = p / "data/tokenizers/gpt-neox/source/ggml-vocab-gpt-neox.gguf"
+    (p / "cut.gguf").write_bytes(src.read_bytes()[:100_000])
+
+
+def _unmatched_twins(p: Path) -> None:
+    """Profile `unmatched`: baseline's gratitude prompts, whose own twin file (issue 23) says "it is
+    late" in every template: no twin has a 1st person word, 0.89 of the gratitude spans do."""
+    import re
+
+    src, dst = p / "data/prompts/baseline", p / "data/prompts/unmatched"
+    dst.mkdir(parents=True)
+    for name in ("gratitude.txt", "neutral.txt"):
+        shutil.copy(src / name, dst / name)
+    lines = (src / "neutral.txt").read_text().splitlines()
+    (dst / "gratitude.neutral.txt").write_text("".join(re.sub(r"\[.*\]", "[it is late]", line) + "\n" for line in lines))
+
+
 def _unpaired(p: Path) -> dict[str, str]:
     folder = p / "bad_prompts"
     folder.mkdir()
@@ -488,6 +522,17 @@ ROWS: list[Row] = [
     Row("ablation-max-tokens-0", "promise", "head_ablation", (*ABL, "--max-tokens", "0"), "--max-tokens must be at least 1"),
     Row("emotion-twice", "promise", "head_screening", (*SCREEN, "--emotions", "anger", "anger"), "given twice"),
     Row("params-missing", "promise", "head_screening", (*SCREEN, "--params", "nothing.yaml"), "does not exist"),
+    # twins that differ from their emotion spans in a word class beyond 0.10 (issue 23)
+    Row("prepare-twins-unmatched", "input", "prepare_prompts",
+        ("--profile", "unmatched", "--emotions", "gratitude", "--output", "results/unmatched/prompts.json"),
+        "the gratitude spans and their neutral twins differ in the 1st person class: 0.89 of the gratitude spans hold a "
+        "1st person word but 0.00 of their twins (gap 0.89 > 0.10)", _unmatched_twins),
+    # the GPT-NeoX tokenizer's builder (issue 23): a source that is not GPT-NeoX-20B's vocabulary
+    Row("neox-tokenizer-foreign-gguf", "input", "gpt_neox_tokenizer",
+        ("--source", "foreign.gguf", "--output", "data/tokenizers/new-neox"),
+        "foreign.gguf is not GPT-NeoX-20B's vocabulary: its tokenizer model is 'gpt2' for architecture 'gpt2'", _foreign_gguf),
+    Row("neox-tokenizer-cut-gguf", "input", "gpt_neox_tokenizer",
+        ("--source", "cut.gguf", "--output", "data/tokenizers/gpt-neox"), "cut.gguf is not a readable GGUF file", _cut_gguf),
     # the benchmark with known answers (issue 16)
     Row("bench-emotion-without-prompts", "input", "bench_model", ("--profile", "partial", "--output", "results/models/newbench"),
         "has no anger prompts", _profile_from_baseline("partial", ("gratitude", "apology", "neutral"))),

@@ -117,6 +117,49 @@ def test_load_pairs_ok(tmp_path: Path) -> None:
     assert pairs.neutral_prompts[1].text == "Yo ok, so"
 
 
+def test_load_pairs_prefers_the_emotions_own_twin_file(tmp_path: Path) -> None:
+    """Issue 23: <profile>/<emotion>.neutral.txt holds that emotion's twins when present; the other
+    emotions keep the shared neutral.txt."""
+    make_profile(tmp_path, "p", ["Hi [I am mad at you]. Now"], ["Hi [it is late]. Now"])
+    write(tmp_path / "p" / "gratitude.txt", ["Hi [thank you]. Now"])
+    write(tmp_path / "p" / "anger.neutral.txt", ["Hi [I am next to you]. Now"])
+    anger = load_pairs("anger", "p", root=tmp_path)
+    assert anger.neutral_prompts[0].span_text == "I am next to you"
+    assert anger.neutral_prompts[0].source == f"{tmp_path / 'p' / 'anger.neutral.txt'}:1"
+    assert load_pairs("gratitude", "p", root=tmp_path).neutral_prompts[0].span_text == "it is late"
+    # an explicit neutral file still overrides both
+    other = write(tmp_path / "other.txt", ["Hi [we are here]. Now"])
+    assert load_pairs("anger", "p", root=tmp_path, neutral_file=other).neutral_prompts[0].span_text == "we are here"
+
+
+def test_prepared_profile_keeps_each_emotions_twin_file(tmp_path: Path) -> None:
+    """prepare() records the per-emotion twin file as a source of its own, and rebuilds the pairs from it;
+    the twins of each emotion pass the class-share check."""
+    from analysis.core.prompt_table import _from_records, prepare
+
+    make_profile(tmp_path, "p", ["Hi [I am mad at you]. Now"], ["Hi [I saw you]. Now"])
+    write(tmp_path / "p" / "gratitude.txt", ["Hi [I thank you]. Now"])
+    write(tmp_path / "p" / "anger.neutral.txt", ["Hi [I am next to you]. Now"])
+    doc = prepare("p", ["gratitude", "anger"], root=tmp_path)
+    assert sorted(doc["sources"]) == ["anger", "anger.neutral", "gratitude", "neutral"]
+    assert doc["sources"]["anger.neutral"]["path"] == (tmp_path / "p" / "anger.neutral.txt").as_posix()
+    pairs = _from_records("anger", doc["pairs"]["anger"], doc["sources"])
+    assert pairs.neutral_prompts[0].span_text == "I am next to you"
+    assert pairs.neutral_prompts[0].source.startswith((tmp_path / "p" / "anger.neutral.txt").as_posix())
+    assert _from_records("gratitude", doc["pairs"]["gratitude"], doc["sources"]).neutral_prompts[0].span_text == "I saw you"
+
+
+def test_prepare_refuses_twins_that_differ_in_a_word_class(tmp_path: Path) -> None:
+    """Every gratitude span says "you", no twin does: 1.00 vs 0.00, past the 0.10 allowed."""
+    from analysis.core.prompt_table import prepare
+
+    make_profile(tmp_path, "p", ["Hi [thank you]. Now", "Yo [thank you all], so"], ["Hi [it is late]. Now", "Yo [it is noon], so"],
+                 emo="gratitude")
+    with pytest.raises(InputError, match=r"gratitude\.txt: the gratitude spans and their neutral twins differ in the 2nd person "
+                                          r"class: 1\.00 of the gratitude spans hold a 2nd person word but 0\.00 of their twins"):
+        prepare("p", ["gratitude"], root=tmp_path)
+
+
 def test_load_pairs_unequal_counts(tmp_path: Path) -> None:
     make_profile(tmp_path, "p", ["Hi [a]. Now", "Yo [b], so"], ["Hi [c]. Now"])
     with pytest.raises(InputError) as err:

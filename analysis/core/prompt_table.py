@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from analysis.contract import PROMPTS_SCHEMA, prompts_file, read_prompts
 from analysis.core.prompts import (
     equal_length_pairs, lexicon_word_ids, LEXICONS_ROOT, load_lexicon, load_pairs, Prompt, PromptPairs, PROMPTS_ROOT,
+    twin_file, twin_file_name,
 )
+from analysis.core.twins import check_matched
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.errors import InputError
 if TYPE_CHECKING:
@@ -97,11 +99,15 @@ def prepare(
     sizes = {len(p) for p in all_pairs.values()}
     if len(sizes) != 1:  # cannot happen with one neutral file, kept as a guard
         raise InputError(f"profile {profile!r}: emotions have different pair counts {sorted(sizes)}")
+    for e, p in all_pairs.items():  # twins that differ from their emotion spans in more than emotion stop here
+        check_matched(e, [x.span_text for x in p.emotion_prompts], [x.span_text for x in p.neutral_prompts], p.origin)
     folder = Path(root) / profile
-    sources = {
-        name: {"path": (folder / f"{name}.txt").as_posix(), "sha256": sha256_file(folder / f"{name}.txt")}
-        for name in (*emotions, NEUTRAL)
-    }
+    # the twins' file per emotion: its own <emotion>.neutral.txt, or the shared neutral.txt
+    files = {e: folder / f"{e}.txt" for e in emotions}
+    for e in emotions:
+        twins = twin_file(e, profile, root)
+        files[twin_source(e, twins)] = twins
+    sources = {name: {"path": f.as_posix(), "sha256": sha256_file(f)} for name, f in files.items()}
     lexicons = {tok_name: lexicon_report(tok_name, tok, emotions) for tok_name, tok in (tokenizers or {}).items()}
     alignment = {
         tok_name: {
@@ -122,6 +128,16 @@ def prepare(
     }
 
 
+def twin_source(emotion: str, twins: Path) -> str:
+    """The `sources` key of an emotion's twins: `<emotion>.neutral` for its own file, else `neutral`."""
+    return twin_file_name(emotion) if twins.name == f"{twin_file_name(emotion)}.txt" else NEUTRAL
+
+
+def twin_key(emotion: str, sources: dict[str, Any]) -> str:
+    """Which `sources` entry of a prepared document holds `emotion`'s twins."""
+    return twin_file_name(emotion) if twin_file_name(emotion) in sources else NEUTRAL
+
+
 def _from_records(emotion: str, records: list[dict[str, Any]], sources: dict[str, Any]) -> PromptPairs:
     def prompt(r: dict[str, Any], side: str, name: str) -> Prompt:
         return Prompt(r[f"{side}_text"], tuple(r[f"{side}_span"]), source=f"{sources[name]['path']}:{r['index'] + 1}")
@@ -129,7 +145,7 @@ def _from_records(emotion: str, records: list[dict[str, Any]], sources: dict[str
     return PromptPairs(
         emotion=emotion,
         emotion_prompts=tuple(prompt(r, "emotion", emotion) for r in records),
-        neutral_prompts=tuple(prompt(r, "neutral", NEUTRAL) for r in records),
+        neutral_prompts=tuple(prompt(r, "neutral", twin_key(emotion, sources)) for r in records),
     )
 
 
@@ -150,7 +166,7 @@ def stage_pairs(
     doc = read_prompts(path)
     if emotion not in doc["pairs"]:
         return load_pairs(emotion, profile)  # prepared for other emotions only: validate here
-    for name in (emotion, NEUTRAL):
+    for name in (emotion, twin_key(emotion, doc["sources"])):
         src = doc["sources"][name]
         if not Path(src["path"]).is_file() or sha256_file(Path(src["path"])) != src["sha256"]:
             raise InputError(

@@ -178,6 +178,23 @@ def _profile_file(name: str, profile: str | None, root: Path) -> Path:
     return path
 
 
+def twin_file_name(emotion: str) -> str:
+    """The per-emotion twin file's stem: `<profile>/<emotion>.neutral.txt` (issue 23)."""
+    return f"{emotion}.{NEUTRAL}"
+
+
+def twin_file(emotion: str, profile: str | None, root: PathLike = PROMPTS_ROOT) -> Path:
+    """The neutral twins of `emotion` in `profile`: its own `<emotion>.neutral.txt` when the profile
+    has one (twins written to match that emotion's spans word class by word class), else the
+    profile's shared `neutral.txt`."""
+    r = Path(root)
+    if profile is not None and Path(profile).name == profile and profile.strip():
+        own = r / profile / f"{twin_file_name(emotion)}.txt"
+        if own.is_file():
+            return own
+    return _profile_file(NEUTRAL, profile, r)
+
+
 def load_pairs(
     emotion: str,
     profile: str | None = "baseline",
@@ -186,11 +203,13 @@ def load_pairs(
     neutral_file: PathLike | None = None,
     root: PathLike = PROMPTS_ROOT,
 ) -> PromptPairs:
-    """Load and validate the (emotion, neutral) pairs of a profile; explicit files override it."""
+    """Load and validate the (emotion, neutral) pairs of a profile; explicit files override it.
+
+    The twins are `<emotion>.neutral.txt` when the profile has that file, else `neutral.txt`."""
     _check_emotion(emotion)
     r = Path(root)
     epath = Path(emotion_file) if emotion_file is not None else _profile_file(emotion, profile, r)
-    npath = Path(neutral_file) if neutral_file is not None else _profile_file(NEUTRAL, profile, r)
+    npath = Path(neutral_file) if neutral_file is not None else twin_file(emotion, profile, r)
     emotion_prompts = load_prompt_file(epath)
     neutral_prompts = load_prompt_file(npath)
     if not emotion_prompts:

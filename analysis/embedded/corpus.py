@@ -28,16 +28,20 @@ def span_phrase(prompt: Prompt) -> str:
 
 
 def load_templates(config: ToyConfig) -> list[tuple[Prompt, ...]]:
-    """One tuple per template line, its prompts in CLASSES order; repeated lines counted once."""
+    """One tuple per template line, its prompts in CLASSES order; repeated lines counted once.
+
+    Each emotion's twins come from its own `<emotion>.neutral.txt` where the profile has one (else
+    the shared neutral.txt): a line whose emotions have different twins gives one row per distinct
+    twin, so that every twin is in the corpus (and gets its span token)."""
     templates: dict[tuple[str, ...], tuple[Prompt, ...]] = {}
     for profile in config.profiles:
-        by_class: dict[str, tuple[Prompt, ...]] = {}
-        for emotion in EMOTIONS:
-            pairs = load_pairs(emotion, profile, root=config.prompts_root)
-            by_class[emotion] = pairs.emotion_prompts
-            by_class[NEUTRAL] = pairs.neutral_prompts  # the same file for every emotion
-        for row in zip(*(by_class[c] for c in CLASSES), strict=True):
-            templates.setdefault(tuple(p.text for p in row), row)
+        by_emotion = {e: load_pairs(e, profile, root=config.prompts_root) for e in EMOTIONS}
+        for i, emotion_row in enumerate(zip(*(by_emotion[e].emotion_prompts for e in EMOTIONS), strict=True)):
+            twins = {by_emotion[e].neutral_prompts[i].text: by_emotion[e].neutral_prompts[i] for e in EMOTIONS}
+            for twin in twins.values():
+                by_class = {NEUTRAL: twin, **dict(zip(EMOTIONS, emotion_row, strict=True))}
+                row = tuple(by_class[c] for c in CLASSES)
+                templates.setdefault(tuple(p.text for p in row), row)
     return list(templates.values())
 
 

@@ -1,0 +1,1 @@
+"""Builders of the tokenizers the project ships under data/tokenizers/, each from its committed source."""
