@@ -511,21 +511,30 @@ def test_report_chunks_on_committed_results(committed: tuple[Any, dict[str, str]
 
 
 def test_report_numbers_match_summary(committed: tuple[Any, dict[str, str], Path]) -> None:
-    """The prose quotes summary.json: each emotion's ΔM, sentiment and top head, formatted."""
-    _, texts, _ = committed
+    """The prose names the heads and the pair counts from summary.json; the effects stand in the
+    overview tables (the confirmation half's, formatted), and no effect of a table is repeated in the
+    prose (issue 23: numbers that stand in tables are not repeated)."""
+    nb, texts, _ = committed
     r = rep.load_results(REPO)
     summary = json.loads((REPO / "results" / "summary.json").read_text())
+    tables = cell_outputs(nb)
+    prose = "\n".join(texts.values())
     p = r.primary
     assert texts["F.primary"] == p
     for e in r.emotions:
-        for kind, short in (("ablation", "abl"), ("denoising", "patch"), ("noising", "noise")):
-            for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw")):
+        for kind in ("ablation", "denoising", "noising"):
+            for metric in ("emotion_score", "sentiment", "keywords"):
                 eff = {f: summary[f"{p}.{e}.{kind}.confirmation.{metric}.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
-                assert rep.fmt_effect(eff) in texts[f"F.{short}_{name}"], (kind, metric, e)
+                assert rep.fmt_effect(eff) in tables, (kind, metric, e)
+                assert rep.fmt_effect(eff) not in prose, (kind, metric, e)
+            gap = {f: summary[f"{p}.{e}.{kind}.confirmation.fraction_of_gap.{f}"] for f in ("ratio", "ci_low", "ci_high")}
+            assert rep.fmt_gap(gap) in tables
         head = f"L{summary[f'{p}.{e}.screening.selection.top_layer']}H{summary[f'{p}.{e}.screening.selection.top_head']}"
-        assert f"{head} for {e}" in texts["F.screen_top"]
+        assert f"{head} for {e}" in texts["F.screen_heads"]
         n = summary[f"{p}.{e}.ablation.all.n_prompts"]
         assert str(n) in texts["F.n_pairs"]
+        # the primary endpoint: in the abstract's table, Holm's p from the summary
+        assert rep.fmt_p(summary[f"{p}.{e}.primary.confirmation.p_holm"]) in tables
     if r.toy is not None:
         for e in r.emotions:
             rank = summary.get(f"toy.{e}.recovery.selection.exact.planted_rank")

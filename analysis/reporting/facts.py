@@ -97,6 +97,10 @@ class Facts:
             else:
                 tops[e] = f"{head} for {e} (attribution {fmt_num(r.s(p, e, 'screening', r.half(p, e), 'top_attribution'), sign=True)})"
         self.screen_top = join_words(tops.values(), "and") if len(tops) > 1 else t(next(iter(tops.values())))
+        # the prose names the heads; their numbers stand in @tbl-screening-overview
+        heads = {e: fmt_head((r.s(p, e, "screening", r.half(p, e), "top_layer"), r.s(p, e, "screening", r.half(p, e), "top_head")))
+                 for e in r.emotions}
+        self.screen_heads = per_emotion(heads)
         if key == "exact":
             n_sig = sum(int(r.s(p, e, "screening", r.half(p, e), "n_significant_q05")) for e in r.emotions)
             self.n_sig = t(str(n_sig))
@@ -135,7 +139,7 @@ class Facts:
         for kind, short in EXPERIMENT_SHORT:
             if kind not in m.experiments:
                 setattr(self, f"{short}_heads", t("not run (params patching.directions)"))
-                for name in ("M", "sent", "kw", "gap"):
+                for name in ("M", "sent", "kw", "gap", "verdict"):
                     setattr(self, f"{short}_{name}", t("not run"))
                 continue
             heads = per_emotion({e: fmt_sites(m.experiment(kind, e)) for e in r.emotions})
@@ -145,6 +149,7 @@ class Facts:
                 val = by_emotion({e: fmt_effect(r.s_effect(p, e, kind, metric)) for e in r.emotions})
                 setattr(self, f"{short}_{name}", val)
             setattr(self, f"{short}_gap", by_emotion({e: fmt_gap(r.s_gap(p, e, kind)) for e in r.emotions}))
+            setattr(self, f"{short}_verdict", self._verdict(kind))
 
         # Cumulative curve (ΔM at each k, per emotion)
         for kind, short in EXPERIMENT_SHORT:
@@ -165,6 +170,31 @@ class Facts:
         self.validation_lead, self.validation_effects = self._validation()
         # The seed's GPT-2 numbers, and this run's
         self.gpt2 = self._gpt2()
+
+    def _verdict(self, kind: str) -> Text:
+        """What the overview table of `kind` shows, in words and counts (its numbers stay in the table):
+        in how many model × emotion cells ΔM's interval excludes 0 in the direction the experiment
+        expects, and in how many the text metrics move, on the findings' half."""
+        r = self._r
+        up = kind == "denoising"  # denoising raises M in the neutral twins; ablation and noising lower it
+        cells = [(m, e) for m in r.models if kind in r.models[m].experiments for e in r.emotions]
+
+        def moved(metric: str, signed: bool) -> int:
+            n = 0
+            for m, e in cells:
+                eff = r.s_effect(m, e, kind, metric)
+                lo, hi = eff["ci_low"], eff["ci_high"]
+                if eff.get("no_effect") or lo is None or hi is None:
+                    continue
+                n += (lo > 0 if up else hi < 0) if signed else (lo > 0 or hi < 0)
+            return n
+
+        direction = "above" if up else "below"
+        return Text(
+            f"ΔM's 95 % interval lies {direction} 0 in {moved('emotion_score', True)} of {len(cells)} model × emotion "
+            f"cells; sentiment moves (interval excluding 0) in {moved('sentiment', False)} and the emotion's own keywords "
+            f"in {moved('keywords', False)} of them, on the {r.finding_half} half"
+        )
 
     def _screening_checks(self, doc: dict, units: dict | None) -> None:
         """The noise floor and "no effect" rule, the BH family of heads and of units, the ratio rule."""

@@ -291,8 +291,8 @@ def endpoints(metrics: dict[str, Any], params: Params) -> dict[str, Any]:
         out[f"{k}.p_holm"] = float(p_holm)
         out[f"{k}.rejected"] = int(p_holm < pr.alpha and not metrics[f"{b}.emotion_score.no_effect"])
     out["families.primary"] = _family_text(
-        f"primary: {pr.experiment} {pr.metric} of the main arm on the {pr.half} half (test of theta = 0, i.e. of the change of M)",
-        len(measured), f"Holm, family-wise error at alpha = {pr.alpha:g}",
+        f"primary: the {pr.experiment} {pr.metric.replace('_', ' ')} of the main arm on the {pr.half} half "
+        f"(the test of θ = 0, i.e. of ΔM = 0)", len(measured), f"Holm, family-wise error at α = {pr.alpha:g},",
     ) if measured else "primary: not measured (no confirmation half: split.enabled is false)"
     out["families.primary.size"] = len(measured)
     # The secondary families: one per (experiment, metric) on the confirmation half.

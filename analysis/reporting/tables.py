@@ -8,6 +8,7 @@ import pandas as pd
 
 from analysis.contract import EXPERIMENT_SCHEMAS, rank
 from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
+from analysis.reporting.endpoints import specific_text, split_delta_m
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ModelResults, ranked, ranking_key, Results, SCORE_KINDS
 
 
@@ -51,8 +52,19 @@ def screening_table(doc: Mapping[str, Any], emotion: str | None = None, top_n: i
             "q (BH)": Text("no effect") if s.get("no_effect") else fmt_p(s.get("exact_q")),
             "Attribution": fmt_num(s["attribution"], sign=True),
             "Δattn": fmt_num(s["delta_attn"], sign=True),
+            "Specific": specific_text(s),
+            "Δ LSE emotion / neutral": Text(" / ".join(fmt_num(v, sign=True) for v in split_delta_m(s)))
+            if split_delta_m(s) else Text("—"),
         })
-    return pd.DataFrame(out, columns=["Rank", "Head", "Emotion", "Exact ΔM (nats)", "95 % CI", "p", "q (BH)", "Attribution", "Δattn"])
+    columns = ["Rank", "Head", "Emotion", "Exact ΔM (nats)", "95 % CI", "p", "q (BH)", "Attribution", "Δattn", "Specific",
+               "Δ LSE emotion / neutral"]
+    table = pd.DataFrame(out, columns=columns)
+    # columns no row of this file has (a screening before the specificity control) are left out,
+    # so the table keeps to the text column
+    for col, field in (("Specific", "specific"), ("Δ LSE emotion / neutral", None)):
+        if not any(s.get(field) is not None if field else split_delta_m(s) for s in rows):
+            table = table.drop(columns=col)
+    return table
 
 
 def distinct_delta_attn(doc: Mapping[str, Any], emotion: str, decimals: int = 6) -> int:
@@ -87,6 +99,8 @@ def screening_overview(r: Results) -> pd.DataFrame:
         for e in r.emotions:
             top = (r.s(model, e, "screening", r.half(model, e), "top_layer"), r.s(model, e, "screening", r.half(model, e), "top_head"))
             row: dict[str, Any] = {"Model": model, "Emotion": e, "Top head": fmt_head(top)}
+            top_row = next((s for s in m.screening["scores"] if s["emotion"] == e and (s["layer"], s["head"]) == tuple(top)), None)
+            row["Specific"] = specific_text(top_row)
             if key == "exact":
                 eff = {
                     "mean": r.s(model, e, "screening", r.half(model, e), "top_exact"),
