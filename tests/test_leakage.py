@@ -99,6 +99,10 @@ def test_a_confirmation_tested_file_without_selection_blocks_is_refused() -> Non
         del r["selection"]
     with pytest.raises(InputError, match="no selection-half copy"):
         choose_top(_doc(rows), "anger", 2, index="neuron", skip_flagged=True)
+    with pytest.raises(InputError, match="no selection-half copy"):
+        choose_top(_doc(rows), "anger", 2, index="neuron", require_specific=True)
+    # a choice that filters on nothing ranks by the selection half's attribution alone
+    assert _chosen(_doc(rows)) == [0, 1]
 
 
 def test_a_selection_tested_file_is_its_own_view() -> None:

@@ -35,8 +35,10 @@ SKIP_FIELDS = {"copy": "copy_flag"}
 REQUIRE_FIELDS = {"specific": "specific"}
 
 
-def selection_rows(doc: Mapping[str, Any], emotion: str) -> list[dict[str, Any]]:
-    """The rows of `emotion` with only their selection-half numbers (see the module docstring)."""
+def selection_rows(doc: Mapping[str, Any], emotion: str, *, strict: bool = True) -> list[dict[str, Any]]:
+    """The rows of `emotion` with only their selection-half numbers (see the module docstring).
+    `strict`: refuse a confirmation-tested file without selection blocks (a choice that filters on
+    their flags needs them); else such rows keep only their selection-half scores."""
     rows = [dict(s) for s in doc["scores"] if s["emotion"] == emotion]
     if exact_half(doc, emotion) != "confirmation":
         return rows
@@ -44,7 +46,7 @@ def selection_rows(doc: Mapping[str, Any], emotion: str) -> list[dict[str, Any]]
     for s in rows:
         view = {k: s[k] for k in SELECTION_FIELDS if k in s}
         sel = s.get("selection")
-        if sel is None and s.get("exact") is not None:
+        if strict and sel is None and s.get("exact") is not None:
             raise InputError(
                 f"screening of {doc.get('model')} ({emotion}) measured its exact effects on the confirmation half and "
                 f"has no selection-half copy of them (`selection`): choosing by its copy flags would choose on the half "
@@ -68,7 +70,7 @@ def selection_ranking(
     """Every component a choice may take, best first, and the score ranked by: the selection half's
     ranking of `emotion`, leaving out copy-flagged ones (`skip_flagged`) and, with
     `require_specific`, keeping only specific ones. Rows as `selection_rows` gives them."""
-    rows = selection_rows(doc, emotion)
+    rows = selection_rows(doc, emotion, strict=skip_flagged or require_specific)
     key = selection_key(doc, emotion, rows)
     kept = [
         r for r in rows
