@@ -146,7 +146,7 @@ def test_summary_has_a_section_per_model_with_intervals(small_families: Path) ->
     for model in LOCAL.values():
         for emotion in ("gratitude", "anger", "apology"):
             for kind in ("ablation", "denoising", "noising"):
-                key = f"{model}.{emotion}.{kind}.emotion_score"
+                key = f"{model}.{emotion}.{kind}.all.emotion_score"
                 assert s[f"{key}.n"] == N_PAIRS
                 assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12
                 assert s[f"{key}.mean"] <= s[f"{key}.ci_high"] + 1e-12
