@@ -270,6 +270,21 @@ def ranking_score(rows: Iterable[Mapping[str, Any]]) -> str:
     return "exact" if any(s.get("exact") is not None for s in rows) else "attribution"
 
 
+def exact_half(doc: Mapping[str, Any], emotion: str) -> str:
+    """The half a screening's exact fields of `emotion` were measured on: selection, confirmation or all."""
+    return str(doc.get("pairs", {}).get(emotion, {}).get("exact_half", doc.get("split", {}).get("half", "all")))
+
+
+def screened_half(doc: Mapping[str, Any]) -> str:
+    """The half a screening ranked on (its attribution and Δattn): selection, or all with the split off."""
+    return str(doc.get("split", {}).get("half", "all"))
+
+
+def score_half(doc: Mapping[str, Any], emotion: str, score: str) -> str:
+    """The half one score of a screening row was measured on (`exact` and its fields: `exact_half`)."""
+    return exact_half(doc, emotion) if score == "exact" else screened_half(doc)
+
+
 def selection_score(doc: Mapping[str, Any], emotion: str, rows: Iterable[Mapping[str, Any]]) -> str:
     """The score `top:N` / `mlp-top:K` choose components by, for `emotion` of a screening file.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
 from analysis.errors import InputError
@@ -89,6 +89,21 @@ class AlignmentParams(_Frozen):
     max_unaligned_share: float = Field(0.2, ge=0.0, lt=1.0)  # < 1: a profile with no aligned pair is always refused
 
 
+class PrimaryParams(_Frozen):
+    """The one primary endpoint (issue 23): every other number the pipeline reports is secondary.
+
+    The fraction of the emotion–neutral gap that the experiment's main arm (its head spec: the
+    top-k heads chosen on the selection half) restores, measured on the confirmation half, one
+    test per model × emotion, Holm-corrected across them (family-wise error at `alpha`).
+    """
+
+    experiment: Literal["denoising", "noising", "ablation"] = "denoising"
+    metric: Literal["fraction_of_gap"] = "fraction_of_gap"
+    half: Literal["confirmation"] = "confirmation"
+    correction: Literal["holm"] = "holm"
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+
+
 class PlotParams(_Frozen):
     top_n: int = Field(20, ge=1)
 
@@ -115,6 +130,16 @@ class Params(_Frozen):
     copy_control: CopyControlParams = CopyControlParams()
     noise_floor: NoiseFloorParams = NoiseFloorParams()
     alignment: AlignmentParams = AlignmentParams()
+    primary: PrimaryParams = PrimaryParams()
+
+    @model_validator(mode="after")
+    def _primary_is_run(self) -> Params:
+        # The primary endpoint must be an experiment the pipeline runs, on a half it measures.
+        e = self.primary.experiment
+        if e != "ablation" and e not in self.patching.directions:
+            raise ValueError(f"primary.experiment {e} is not among patching.directions ({', '.join(self.patching.directions)})")
+        # With split.enabled false there is no confirmation half: the summary says the primary is not measured.
+        return self
 
     @field_validator("profile")
     @classmethod

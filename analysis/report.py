@@ -5,6 +5,7 @@ The code lives in analysis/reporting/ by concern: `results` (finding and reading
 This module only gathers their public names, so the notebook keeps one import.
 """
 
+from analysis.reporting.endpoints import *  # noqa: F403
 from analysis.reporting.facts import *  # noqa: F403
 from analysis.reporting.format import *  # noqa: F403
 from analysis.reporting.markdown import *  # noqa: F403

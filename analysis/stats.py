@@ -567,6 +567,23 @@ def benjamini_hochberg(p_values: Sequence[float | None] | ArrayLike) -> np.ndarr
     return q
 
 
+def holm(p_values: Sequence[float | None] | ArrayLike) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one family (Holm 1979, "A simple sequentially rejective
+    multiple test procedure", Scand. J. Statist. 6:65): the i-th smallest of m p-values times
+    (m − i + 1), made non-decreasing in that order and capped at 1. Rejecting where the adjusted
+    p < α controls the family-wise error at α under any dependence. NaN/None stay NaN and do not
+    count toward m (as in `benjamini_hochberg`)."""
+    p = np.array([np.nan if v is None else v for v in np.ravel(np.asarray(p_values, dtype=object))], dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        m = order.size
+        adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+        out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
 def _drop_nan_pairs(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Equal-length 1-D float arrays with every pair holding a NaN removed."""
     a = np.asarray(x, dtype=float).ravel()

@@ -16,21 +16,9 @@ from analysis.core.sites import head_sites, Site
 from analysis.errors import InputError
 from analysis.experiments.run import cluster_flags, gap_parts, random_site_sets
 from analysis.interventions.edits import _apply, Edit
-from analysis.interventions.plans import MeanPlan, role_positions
+from analysis.interventions.plans import MeanPlan, NO_ROLE, position_roles, role_positions
 
 SITE = Site("head", 0, 1)
-
-
-def test_mean_ablation_excludes_bos() -> None:
-    # Two reference rows, left-padded to width 4: row 0 = [pad, BOS, a, b], row 1 = [BOS, c, d, e].
-    # BOS carries 1000 (an attention-sink outlier); a mean over it would be (1000·2 + 1+2+3+4+5) / 7.
-    z = torch.zeros(2, 4, 2, 1)
-    z[0, 1, 1], z[0, 2, 1], z[0, 3, 1] = 1000.0, 1.0, 2.0
-    z[1, 0, 1], z[1, 1, 1], z[1, 2, 1], z[1, 3, 1] = 1000.0, 3.0, 4.0, 5.0
-    z[0, 0, 1] = -77.0  # padding: never counted either
-    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
-    plan = MeanPlan({SITE.hook_name: z}, mask, n=3)
-    assert plan.value(SITE).item() == pytest.approx((1 + 2 + 3 + 4 + 5) / 5, abs=1e-6)  # 3.0, not 288.1
 
 
 def _batch(rows: list[tuple[int, int, int]], width: int) -> TokenBatch:
@@ -112,3 +100,41 @@ def test_changed_is_flagged_per_cluster_by_majority() -> None:
     changed = np.array([1, 1, 0, 0, 0, 1, 1, 1, 0.5, 0.5])
     clusters = ["a", "a", "a", "b", "b", "c", "c", "c", "d", "d"]  # a: 2/3, b: 0, c: 1, d: a half (not more)
     assert cluster_flags(changed, clusters).tolist() == [True, False, True, False]
+
+
+def test_mean_ablation_holds_each_role_at_its_own_mean_bos_excluded() -> None:
+    """Per-position mean ablation by hand. Reference rows (width 6, left-padded):
+    row 0 = [pad, BOS, b, S, a, a]: before 1 token, span 1, after 2;
+    row 1 = [BOS, b, b, S, S, a]: before 2, span 2, after 1.
+    Values: BOS 1000 (an attention-sink outlier, never in a mean), padding −77 (never counted),
+    before-tokens 1, 2, 3; span 10, 20, 30; after 100, 200, 300."""
+    z = torch.zeros(2, 6, 2, 1)
+    z[0, :, 1, 0] = torch.tensor([-77.0, 1000.0, 1.0, 10.0, 100.0, 200.0])
+    z[1, :, 1, 0] = torch.tensor([1000.0, 2.0, 3.0, 20.0, 30.0, 300.0])
+    ref = _batch([(5, 2, 2), (6, 3, 4)], 6)
+    assert position_roles(ref).tolist() == [[NO_ROLE, NO_ROLE, 0, 1, 2, 2], [NO_ROLE, 0, 0, 1, 1, 2]]
+    # Target (width 6): [pad, pad, BOS, S, a, a]: no text before the span.
+    target = _batch([(4, 1, 1)], 6)
+    plan = MeanPlan({SITE.hook_name: z}, ref, target)
+    means = plan.role_means(SITE)[:, 0].tolist()
+    assert means == pytest.approx([(1 + 2 + 3) / 3, (10 + 20 + 30) / 3, (100 + 200 + 300) / 3])  # 2, 20, 200
+    (edit,) = plan.draws([SITE])[0]
+    # BOS and padding are left alone (mask False); the span gets 20, the text after it 200.
+    assert edit.mask[0].tolist() == [False, False, False, True, True, True]
+    assert edit.value[0, 3:].flatten().tolist() == pytest.approx([20.0, 200.0, 200.0])
+    assert edit.tail.flatten().tolist() == pytest.approx([200.0])  # generated tokens come after the span
+    # Applied to a target activation: BOS keeps its value, every other position its role's mean.
+    x = torch.full((1, 6, 2, 1), 5.0)
+    out = _apply(x, [edit])
+    assert out[0, :, 1, 0].tolist() == pytest.approx([5.0, 5.0, 5.0, 20.0, 200.0, 200.0])
+    assert out[0, :, 0, 0].tolist() == [5.0] * 6  # the other head untouched
+    # A cached generation step (one new position) gets the after-span mean.
+    assert _apply(torch.zeros(1, 1, 2, 1), [edit])[0, 0, 1, 0].item() == pytest.approx(200.0)
+
+
+def test_mean_ablation_role_without_reference_tokens_falls_back_to_the_mean_without_bos() -> None:
+    # No reference has text before its span: that role's mean is the mean over every non-BOS token.
+    z = torch.zeros(1, 4, 2, 1)
+    z[0, :, 1, 0] = torch.tensor([1000.0, 10.0, 100.0, 300.0])  # BOS, span, after, after
+    plan = MeanPlan({SITE.hook_name: z}, _batch([(4, 1, 1)], 4), _batch([(4, 2, 2)], 4))
+    assert plan.role_means(SITE)[:, 0].tolist() == pytest.approx([(10 + 100 + 300) / 3, 10.0, 200.0])

@@ -71,3 +71,17 @@ def test_defaults_match_the_committed_file() -> None:
     # params.yaml and the model defaults must not drift apart: a stage run without the file's
     # section would otherwise silently use other numbers.
     assert load_params(REPO / "params.yaml").model_dump() == Params().model_dump()
+
+
+def test_primary_endpoint_is_declared_and_validated(tmp_path: Path) -> None:
+    p = load_params(REPO / "params.yaml").primary
+    assert (p.experiment, p.metric, p.half, p.correction, p.alpha) == ("denoising", "fraction_of_gap", "confirmation", "holm", 0.05)
+    with pytest.raises(InputError, match=r"key primary\.metric: .*allowed: fraction_of_gap"):
+        load_params(_write(tmp_path, primary={"metric": "sentiment"}))
+    with pytest.raises(InputError, match=r"key primary\.correction: .*allowed: holm"):
+        load_params(_write(tmp_path, primary={"correction": "bh"}))
+    with pytest.raises(InputError, match=r"key primary\.alpha"):
+        load_params(_write(tmp_path, primary={"alpha": 1.5}))
+    # the primary must be an experiment the pipeline runs
+    with pytest.raises(InputError, match="primary.experiment noising is not among patching.directions"):
+        load_params(_write(tmp_path, primary={"experiment": "noising"}, patching={"directions": ["denoising"]}))

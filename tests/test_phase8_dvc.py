@@ -131,7 +131,7 @@ def test_queued_model_by_method_grid_runs_on_dvc_workers(origin: dict[str, Path]
     rows = [r for r in _exp_rows(root) if r["rev"] != "workspace" and r.get("name") != "main" and "data" in r]
     runs = {(tuple(_params(r)["models"]), _params(r)["ablation"]["method"]): _metrics(r) for r in rows if r.get("name")}
     assert set(runs) == {(m, k) for m in (("toy",), (LOCAL_GPT2,)) for k in ("zero", "mean")}, sorted(runs)
-    key = f"{EMOTION}.ablation.emotion_score.mean"
+    key = f"{EMOTION}.ablation.confirmation.emotion_score.mean"
     for model in ("toy", LOCAL_GPT2):
         zero, mean = runs[((model,), "zero")], runs[((model,), "mean")]
         # each run summarises its own model, and the method axis moved the ablation numbers
@@ -169,7 +169,7 @@ def test_two_clones_push_experiments_a_third_pulls_and_compares(origin: dict[str
     diff_r = _sh(["dvc", "metrics", "diff", "exp-machine-a", "exp-machine-b", "--json"], third)
     print(_sh(["dvc", "metrics", "diff", "exp-machine-a", "exp-machine-b"], third).stdout)
     diff = json.loads(diff_r.stdout)["results/summary.json"]
-    key = f"toy.{EMOTION}.ablation.emotion_score.mean"
+    key = f"toy.{EMOTION}.ablation.confirmation.emotion_score.mean"
     assert key in diff, sorted(diff)
     a, b = _metrics(rows["exp-machine-a"])[key], _metrics(rows["exp-machine-b"])[key]
     assert diff[key]["old"] == a and diff[key]["new"] == b and a != b

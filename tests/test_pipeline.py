@@ -71,12 +71,12 @@ def test_repro_is_clean_and_finds_the_planted_heads(project: Path) -> None:
     s = _summary(project)
     planted = json.loads((project / "results/models/toy/planted.json").read_text())["by_emotion"]
     for emotion, heads in planted.items():
-        assert [s[f"toy.{emotion}.screening.top_layer"], s[f"toy.{emotion}.screening.top_head"]] in heads
-        assert s[f"toy.{emotion}.recovery.exact.planted_rank"] == 1
-        assert s[f"toy.{emotion}.recovery.exact.auroc"] >= 0.99
-        assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
-        assert s[f"toy.{emotion}.denoising.emotion_score.ci_low"] > 0  # the planted head is sufficient
-        assert s[f"toy.{emotion}.noising.emotion_score.ci_high"] < 0  # and necessary
+        assert [s[f"toy.{emotion}.screening.selection.top_layer"], s[f"toy.{emotion}.screening.selection.top_head"]] in heads
+        assert s[f"toy.{emotion}.recovery.selection.exact.planted_rank"] == 1
+        assert s[f"toy.{emotion}.recovery.selection.exact.auroc"] >= 0.99
+        assert s[f"toy.{emotion}.ablation.confirmation.emotion_score.ci_high"] < 0
+        assert s[f"toy.{emotion}.denoising.confirmation.emotion_score.ci_low"] > 0  # the planted head is sufficient
+        assert s[f"toy.{emotion}.noising.confirmation.emotion_score.ci_high"] < 0  # and necessary
     for png in ("head_reaction_heatmap", "top_heads", "ablation_sentiment_comparison", "patching_keyword_comparison",
                 "cumulative_topk", "unit_summary"):
         assert (project / f"results/tiny/plots/heads/toy/{png}.png").is_file()
@@ -88,11 +88,11 @@ def test_repro_finds_the_planted_units(project: Path) -> None:
     s = _summary(project)
     planted = json.loads((project / "results/models/toy/planted.json").read_text())["units_by_emotion"]
     for emotion, units in planted.items():
-        assert [s[f"toy.{emotion}.units.top_layer"], s[f"toy.{emotion}.units.top_neuron"]] in units
-        for score in ("attribution", "exact"):
-            assert s[f"toy.{emotion}.recovery.units.{score}.planted_rank"] == 1
-            assert s[f"toy.{emotion}.recovery.units.{score}.auroc"] >= 0.99
-        assert s[f"toy.{emotion}.units.top_exact_ci_low"] > 0 and s[f"toy.{emotion}.units.top_exact_q"] < 0.05
+        assert [s[f"toy.{emotion}.units.confirmation.top_layer"], s[f"toy.{emotion}.units.confirmation.top_neuron"]] in units
+        for half, score in (("selection", "attribution"), ("confirmation", "exact")):
+            assert s[f"toy.{emotion}.recovery.units.{half}.{score}.planted_rank"] == 1
+            assert s[f"toy.{emotion}.recovery.units.{half}.{score}.auroc"] >= 0.99
+        assert s[f"toy.{emotion}.units.confirmation.top_exact_ci_low"] > 0 and s[f"toy.{emotion}.units.confirmation.top_exact_q"] < 0.05
 
 
 def test_exp_run_on_the_top_unit_ablates_and_patches_it(project: Path) -> None:
@@ -106,9 +106,9 @@ def test_exp_run_on_the_top_unit_ablates_and_patches_it(project: Path) -> None:
             doc = json.loads((project / f"results/tiny/patching/{folder}/toy_{emotion}.json").read_text())
             assert doc["units"] == units and doc["heads"] == []
         # the planted unit carries the emotion: ablating or noising it lowers M, denoising it raises M in the twin
-        assert s[f"toy.{emotion}.ablation.emotion_score.ci_high"] < 0
-        assert s[f"toy.{emotion}.noising.emotion_score.ci_high"] < 0
-        assert s[f"toy.{emotion}.denoising.emotion_score.ci_low"] > 0
+        assert s[f"toy.{emotion}.ablation.confirmation.emotion_score.ci_high"] < 0
+        assert s[f"toy.{emotion}.noising.confirmation.emotion_score.ci_high"] < 0
+        assert s[f"toy.{emotion}.denoising.confirmation.emotion_score.ci_low"] > 0
     _sh(["git", "checkout", "-q", "--", "."], project)
     _sh(["dvc", "checkout", "-q"], project, check=False)
 

@@ -146,13 +146,13 @@ def test_summary_has_a_section_per_model_with_intervals(small_families: Path) ->
     for model in LOCAL.values():
         for emotion in ("gratitude", "anger", "apology"):
             for kind in ("ablation", "denoising", "noising"):
-                key = f"{model}.{emotion}.{kind}.emotion_score"
+                key = f"{model}.{emotion}.{kind}.all.emotion_score"
                 assert s[f"{key}.n"] == N_PAIRS
                 assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12
                 assert s[f"{key}.mean"] <= s[f"{key}.ci_high"] + 1e-12
                 assert 0.0 < s[f"{key}.p"] <= 1.0
-            assert 0 <= s[f"{model}.{emotion}.screening.top_layer"] < 2
-            assert 0 <= s[f"{model}.{emotion}.screening.top_head"] < 4
+            assert 0 <= s[f"{model}.{emotion}.screening.selection.top_layer"] < 2
+            assert 0 <= s[f"{model}.{emotion}.screening.selection.top_head"] < 4
 
 
 def test_report_data_layer_reads_every_model(small_families: Path) -> None:
@@ -184,7 +184,7 @@ def test_full_size_families_run_the_default_pipeline(tmp_path: Path, toy_path: P
     s = json.loads((root / "results/summary.json").read_text())
     for model in LOCAL.values():
         for emotion in ("gratitude", "anger", "apology"):
-            assert s[f"{model}.{emotion}.denoising.emotion_score.n"] == 70
-            assert 0 <= s[f"{model}.{emotion}.screening.top_layer"] < 12
+            assert s[f"{model}.{emotion}.denoising.all.emotion_score.n"] == 70
+            assert 0 <= s[f"{model}.{emotion}.screening.selection.top_layer"] < 12
         doc = json.loads((root / f"results/baseline/alignment/head_scores_{model}.json").read_text())
         assert (doc["n_layers"], doc["n_heads"]) == (12, 12)

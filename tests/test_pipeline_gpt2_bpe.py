@@ -184,7 +184,7 @@ def test_experiments_count_all_and_confirmation_prompts(gpt2_bpe: Run) -> None:
             e, c = doc["effects"]["emotion_score"], doc["effects_confirmation"]["emotion_score"]
             assert (e["n"], e["n_clusters"]) == (size.n_pairs, size.n_expressions)
             assert (c["n"], c["n_clusters"]) == (size.n_confirmation_pairs, size.n_confirmation)
-            key = f"{MODEL}.{emotion}.{name}.emotion_score"
+            key = f"{MODEL}.{emotion}.{name}.all.emotion_score"
             assert s[f"{key}.n"] == size.n_pairs
             assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12 <= s[f"{key}.ci_high"] + 2e-12
 

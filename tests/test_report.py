@@ -73,7 +73,8 @@ def _screening(model: str, n_layers: int, n_heads: int, planted: dict[str, tuple
         "n_layers": n_layers, "n_heads": n_heads, "emotions": list(EMOTIONS),
         "params": {"model": model, "profile": "baseline", "emotions": list(EMOTIONS), "positions": "all",
                    "exact_top_k": 0, "n_resamples": 5000, "seed": 0},
-        "metric": "M", "pairs": {e: {"n_pairs": 70, "n_pairs_used": 70, "n_clusters": 14} for e in EMOTIONS},
+        "metric": "M", "pairs": {e: {"n_pairs": 70, "n_pairs_used": 70, "n_clusters": 14, "exact_half": "selection"} for e in EMOTIONS},
+        "split": {"enabled": True, "half": "selection", "seed": 0, "selection_share": 0.5},
         "scores": scores, "attribution_vs_exact": {e: 0.91 for e in EMOTIONS},
     }
 
@@ -100,12 +101,19 @@ def _arm(sign: float, scale: float = 1.0) -> dict[str, Any]:
     }
 
 
+def _halves(sign: float, scale: float = 1.0) -> dict[str, Any]:
+    """An arm over all prompts and, 0.9× as large, over the confirmation half (analysis.experiments.render)."""
+    arm, conf = _arm(sign, scale), _arm(sign, 0.9 * scale)
+    return arm | {"effects_confirmation": conf.pop("effects"), "confirmation": {k: v for k, v in conf.items()
+                                                                                  if k not in ("random_sites", "effects_confirmation", "confirmation")}}
+
+
 def _experiment(name: str, model: str, emotion: str, head: tuple[int, int]) -> dict[str, Any]:
     kind, direction = rep.EXPERIMENTS[name]
     targets_neutral = direction == "denoising"
     sign = 1.0 if targets_neutral else -1.0
     baseline = {m: 0.2 for m in METRICS} | {"emotion_score": -1.0 if targets_neutral else 1.5, "changed": 0.0, "kl": 0.0}
-    arm = _arm(sign)
+    arm = _halves(sign)
     intervened = {m: baseline[m] + arm["effects"][m]["mean"] for m in SIGNED} | {"changed": 0.4, "kl": 0.8}
     doc = {
         "schema": rep.EXPERIMENT_SCHEMAS[kind], "experiment": name, "question": f"the question of {name}",
@@ -115,11 +123,12 @@ def _experiment(name: str, model: str, emotion: str, head: tuple[int, int]) -> d
         "noise_floor": {"control_max": {m: 0.0 for m in METRICS}, "atol": 1e-5, "floor": {m: 1e-5 for m in METRICS}},
         "cumulative": [
             {"k": k, "heads": [list(head)] + [[0, j] for j in range(k - 1)], "intervened": intervened,
-             **_arm(sign, 1 + 0.1 * (k - 1))}
+             **_halves(sign, 1 + 0.1 * (k - 1))}
             for k in (1, 2, 3)
         ],
         "params": {"head_spec": "top:1", "max_tokens": 15, "cumulative_k": 3, "seed": 0, "n_resamples": 5000},
-        "notes": [],
+        "notes": [], "split": {"enabled": True, "effects": "all", "effects_confirmation": "confirmation",
+                               "n_prompts_all": 70, "n_prompts_confirmation": 34},
     }
     doc["method" if kind == "ablation" else "positions"] = "zero" if kind == "ablation" else "all"
     if direction:
@@ -260,7 +269,13 @@ def test_experiment_table_rows() -> None:
     assert gap["Change"] == "0.90 [0.80, ∞]" and gap["Random heads"] == "0.02"
     noised = rep.experiment_table(_experiment("noising", "toy", "anger", (3, 2)))
     assert "Patched" in noised.columns
-    assert rep.experiment_caption(doc).startswith("toy, zero ablation of L3H1 on the gratitude prompts. Question: the question of ablation n = 70")
+    assert rep.experiment_caption(doc).startswith("toy, zero ablation of L3H1 on the gratitude prompts, on all prompts. Question: the question of ablation n = 70")
+    # the report's tables: the held-out half, saying so (its n, its fraction of the gap, 0.9× the hand-made all-prompt arm)
+    conf = rep.experiment_table(doc, "confirmation").set_index("Metric")
+    assert conf.loc["Fraction of the emotion–neutral gap of M", "Change"] == "0.81 [0.72, ∞]"
+    assert rep.experiment_caption(doc, "confirmation").startswith(
+        "toy, zero ablation of L3H1 on the gratitude prompts, on the held-out confirmation half (changes, intervals, p, "
+        "random heads; baseline and intervened: means over all 70 prompts)")
     assert "noising: patching L3H2 from the neutral twins into the anger prompts" in rep.experiment_caption(
         _experiment("noising", "toy", "anger", (3, 2)))
 
@@ -348,7 +363,7 @@ def test_validation_says_when_the_screening_missed(tmp_path: Path) -> None:
     write_json(path, doc)
     facts = rep.Facts(rep.load_results(root))
     assert "the planted heads for gratitude and anger; they are not for apology (L3H0 for apology)" in facts.validation_effects
-    assert "ablating them removes 0.90 [0.80, ∞] (random heads: 0.02) (every emotion)" in facts.validation_effects
+    assert "ablating them removes 0.81 [0.72, ∞] (random heads: 0.02) (every emotion)" in facts.validation_effects  # the confirmation half's
 
 
 def test_markdown_table_escapes_pipes() -> None:
@@ -496,24 +511,33 @@ def test_report_chunks_on_committed_results(committed: tuple[Any, dict[str, str]
 
 
 def test_report_numbers_match_summary(committed: tuple[Any, dict[str, str], Path]) -> None:
-    """The prose quotes summary.json: each emotion's ΔM, sentiment and top head, formatted."""
-    _, texts, _ = committed
+    """The prose names the heads and the pair counts from summary.json; the effects stand in the
+    overview tables (the confirmation half's, formatted), and no effect of a table is repeated in the
+    prose (issue 23: numbers that stand in tables are not repeated)."""
+    nb, texts, _ = committed
     r = rep.load_results(REPO)
     summary = json.loads((REPO / "results" / "summary.json").read_text())
+    tables = cell_outputs(nb)
+    prose = "\n".join(texts.values())
     p = r.primary
     assert texts["F.primary"] == p
     for e in r.emotions:
-        for kind, short in (("ablation", "abl"), ("denoising", "patch"), ("noising", "noise")):
-            for metric, name in (("emotion_score", "M"), ("sentiment", "sent"), ("keywords", "kw")):
-                eff = {f: summary[f"{p}.{e}.{kind}.{metric}.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
-                assert rep.fmt_effect(eff) in texts[f"F.{short}_{name}"], (kind, metric, e)
-        head = f"L{summary[f'{p}.{e}.screening.top_layer']}H{summary[f'{p}.{e}.screening.top_head']}"
-        assert f"{head} for {e}" in texts["F.screen_top"]
-        n = summary[f"{p}.{e}.ablation.n_prompts"]
+        for kind in ("ablation", "denoising", "noising"):
+            for metric in ("emotion_score", "sentiment", "keywords"):
+                eff = {f: summary[f"{p}.{e}.{kind}.confirmation.{metric}.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
+                assert rep.fmt_effect(eff) in tables, (kind, metric, e)
+                assert rep.fmt_effect(eff) not in prose, (kind, metric, e)
+            gap = {f: summary[f"{p}.{e}.{kind}.confirmation.fraction_of_gap.{f}"] for f in ("ratio", "ci_low", "ci_high")}
+            assert rep.fmt_gap(gap) in tables
+        head = f"L{summary[f'{p}.{e}.screening.selection.top_layer']}H{summary[f'{p}.{e}.screening.selection.top_head']}"
+        assert f"{head} for {e}" in texts["F.screen_heads"]
+        n = summary[f"{p}.{e}.ablation.all.n_prompts"]
         assert str(n) in texts["F.n_pairs"]
+        # the primary endpoint: in the abstract's table, Holm's p from the summary
+        assert rep.fmt_p(summary[f"{p}.{e}.primary.confirmation.p_holm"]) in tables
     if r.toy is not None:
         for e in r.emotions:
-            rank = summary.get(f"toy.{e}.recovery.exact.planted_rank")
+            rank = summary.get(f"toy.{e}.recovery.selection.exact.planted_rank")
             if rank is not None:
                 assert rep.ordinal(rank) in texts["F.validation_lead"]
 
@@ -534,20 +558,24 @@ def test_report_missing_results_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_confirmation_table_quotes_each_half_from_the_summary() -> None:
-    """The selection-vs-confirmation table: the screened effect is the selection half's top exact ΔM,
-    and the experiment cells are summary.json's confirmation and all-expression effects of that head."""
+    """The selection-vs-confirmation table, long (it fits the text column): per model and emotion the
+    screened effect under Selection (the selection half's top exact ΔM), then each experiment's ΔM of
+    that head under Confirmation and All, as summary.json has them, with their n."""
     r = rep.load_results(REPO)
     t = rep.confirmation_table(r)
-    assert len(t) == len(r.models) * len(r.emotions)
-    for _, row in t.iterrows():
-        model, e = row["Model"], row["Emotion"]
-        top = {"mean": r.s(model, e, "screening", "top_exact"), "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
-               "ci_high": r.s(model, e, "screening", "top_exact_ci_high")}
-        assert row["Screened (selection)"] == rep.fmt_effect(top, p=False)
+    assert list(t.columns) == ["Model", "Emotion", "Head", "Measure", "Selection", "Confirmation", "All"]
+    assert len(t) == len(r.models) * len(r.emotions) * 4
+    for (model, e), g in t.groupby(["Model", "Emotion"], sort=False):
+        top = {"mean": r.s(model, e, "screening", "selection", "top_exact"), "ci_low": r.s(model, e, "screening", "selection", "top_exact_ci_low"),
+               "ci_high": r.s(model, e, "screening", "selection", "top_exact_ci_high")}
+        first = g.iloc[0]
+        assert first["Measure"].startswith("screening") and first["Selection"] == rep.fmt_effect(top, p=False)
+        assert first["Confirmation"] == first["All"] == "—"
         for kind in ("denoising", "noising", "ablation"):
+            (row,) = [x for _, x in g.iterrows() if x["Measure"] == f"{kind} ΔM"]
+            assert row["Selection"] == "—"
             for half in ("confirmation", "all"):
                 eff = {f: r.s(model, e, kind, half, "emotion_score", f) for f in ("mean", "ci_low", "ci_high")}
-                assert row[f"{kind.capitalize()}, {half}"] == rep.fmt_effect(eff, p=False)
-        n_conf = r.s(model, e, "denoising", "confirmation", "emotion_score", "n")
-        n_all = r.s(model, e, "denoising", "all", "emotion_score", "n")
-        assert row["n (conf. / all)"] == f"{n_conf} / {n_all}" and n_conf < n_all
+                n = r.s(model, e, kind, half, "emotion_score", "n")
+                assert row[half.capitalize()] == f"{rep.fmt_effect(eff, p=False)} (n = {n})"
+            assert r.s(model, e, kind, "confirmation", "emotion_score", "n") < r.s(model, e, kind, "all", "emotion_score", "n")

@@ -75,7 +75,7 @@ def test_quarto_renders_html(published: Path) -> None:
     assert "{python}" not in html
     r = rep.load_results(REPO)
     e = r.emotions[0]
-    eff = {f: summary[f"{r.primary}.{e}.ablation.emotion_score.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
+    eff = {f: summary[f"{r.primary}.{e}.ablation.confirmation.emotion_score.{f}"] for f in ("mean", "ci_low", "ci_high", "p")}
     assert rep.fmt_effect(eff) in html
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import TokenBatch
 from analysis.core.sites import Site
-from analysis.interventions.edits import bos_mask, constant_edits, Edit, patch_edits, site_values, zero_edits
+from analysis.interventions.edits import bos_mask, Edit, patch_edits, site_values, zero_edits
 
 
 class Plan(Protocol):
@@ -35,28 +35,66 @@ class ZeroPlan:
         return [zero_edits(sites, self.n, {s: unit_shape(self.model, s) for s in sites})]
 
 
+# Position roles of a prompt (`position_roles`): the parts `role_positions` aligns, BOS and padding aside.
+ROLES = ("before", "span", "after")  # text before the emotion span, the span, the template text after it
+NO_ROLE = -1  # BOS and padding: no role's mean covers them
+
+
+def position_roles(batch: TokenBatch) -> Int[Tensor, "n pos"]:
+    """Each position's role: 0 text before the span, 1 the span, 2 text after it; NO_ROLE at BOS and padding."""
+    roles = torch.full(batch.input_ids.shape, NO_ROLE, dtype=torch.long)
+    real = batch.attention_mask.bool().cpu() & ~bos_mask(batch.attention_mask).cpu()
+    span = batch.span_mask.bool().cpu()
+    n, width = roles.shape
+    for i in range(n):
+        where = span[i].nonzero().flatten()
+        s0, s1 = (int(where[0]), int(where[-1])) if len(where) else (width, width - 1)
+        cols = torch.arange(width)
+        roles[i] = torch.where(cols < s0, 0, torch.where(cols <= s1, 1, 2))
+        roles[i][~real[i]] = NO_ROLE
+    return roles
+
+
 @dataclass(frozen=True)
 class MeanPlan:
-    """Hold each site at its mean over the real tokens of every reference (neutral) prompt, BOS
-    excluded: BOS is the same token in every prompt and its activation is an outlier (attention
-    sinks), so a mean over it is not the mean of the text's activations."""
+    """Hold each site, position by position, at its mean over the reference (neutral) prompts'
+    tokens of the same role (`position_roles`: text before the span, the span, text after it),
+    BOS excluded: BOS is the same token in every prompt and its activation is an outlier
+    (attention sinks), so a mean over it is not the mean of the text's activations; the target's
+    BOS keeps its own value (which is every prompt's BOS value). One mean for every position would
+    hold the last positions, where M is read, at the average of greeting, span and template
+    tokens: a value no position of any prompt has. Generated positions come after the span and get
+    the after-span mean. A role no reference token has (no prompt with text before its span) falls
+    back to the mean over every reference token, BOS excluded."""
 
     reference: dict[str, Tensor]  # captured hook activations of the reference prompts
-    reference_mask: Int[Tensor, "ref pos"]  # attention mask of the reference prompts
-    n: int
+    reference_batch: TokenBatch  # the reference prompts (their roles)
+    target: TokenBatch  # the prompts the ablation runs on (their roles)
 
-    def value(self, site: Site) -> Float[Tensor, " *unit"]:
+    def role_means(self, site: Site) -> Float[Tensor, "role *unit"]:
+        """The site's mean over the reference tokens of each role (ROLES order), BOS excluded."""
         x = site_values(self.reference, site)  # [ref, pos, *unit]
-        keep = self.reference_mask.bool() & ~bos_mask(self.reference_mask)
-        w = keep.to(x.dtype).view(*keep.shape, *([1] * (x.dim() - 2)))
-        return (x * w).sum((0, 1)) / w.sum()
+        roles = position_roles(self.reference_batch).to(x.device)
+        tail = [1] * (x.dim() - 2)
+        every = (roles != NO_ROLE).to(x.dtype).view(*roles.shape, *tail)
+        fallback = (x * every).sum((0, 1)) / every.sum()
+        out = []
+        for r in range(len(ROLES)):
+            w = (roles == r).to(x.dtype).view(*roles.shape, *tail)
+            out.append((x * w).sum((0, 1)) / w.sum() if w.sum() > 0 else fallback)
+        return torch.stack(out)
 
     def draws(self, sites: Sequence[Site]) -> list[list[Edit]]:
-        values = {}
+        roles = position_roles(self.target)
+        n = roles.shape[0]
+        mask = roles != NO_ROLE  # BOS and padding keep their own values
+        edits = []
         for s in sites:
-            v = self.value(s)  # one value for every prompt and every position
-            values[s] = v.expand(self.n, *v.shape).clone()
-        return [constant_edits(sites, values)]
+            means = self.role_means(s)  # [role, *unit]
+            value = means[roles.clamp(min=0).to(means.device)]  # [n, pos, *unit]
+            tail = means[ROLES.index("after")].expand(n, 1, *means.shape[1:]).clone()
+            edits.append(Edit(s, value, mask, False, tail=tail))
+        return [edits]
 
 
 @dataclass(frozen=True)
@@ -231,7 +269,7 @@ def _zero(x: AblationInputs) -> tuple[Plan, None, list[str]]:
 
 def _mean(x: AblationInputs) -> tuple[Plan, None, list[str]]:
     assert x.reference is not None
-    return MeanPlan(x.reference, x.reference_batch.attention_mask, x.target.input_ids.shape[0]), None, []
+    return MeanPlan(x.reference, x.reference_batch, x.target), None, []
 
 
 def _resample(x: AblationInputs) -> tuple[Plan, Int[np.ndarray, "draw n"], list[str]]:
@@ -248,8 +286,9 @@ def _resample(x: AblationInputs) -> tuple[Plan, Int[np.ndarray, "draw n"], list[
 ABLATIONS: dict[str, AblationMethod] = {
     "zero": AblationMethod(_zero, "necessity (zero): does setting the component's output to 0 remove the emotion score?",
                            needs_reference=False),
-    "mean": AblationMethod(_mean, "necessity (mean): does holding the component at its mean over neutral text (BOS excluded) "
-                           "remove the emotion score?", needs_reference=True),
+    "mean": AblationMethod(_mean, "necessity (mean): does holding the component, position by position, at its mean over "
+                           "the neutral prompts' tokens of the same role (text before the span, span, text after; BOS "
+                           "excluded) remove the emotion score?", needs_reference=True),
     "resample": AblationMethod(
         _resample, "necessity (resample): does giving the component, position by position, its activation on another "
         "neutral prompt of the same template remove the emotion score?",

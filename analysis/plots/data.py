@@ -20,7 +20,8 @@ from analysis.io import read_json
 EXPERIMENTS = ("ablation", "patching")
 
 
-SCORE_COLUMNS = ["model", "layer", "head", "emotion", "score", "kind", "ci_low", "ci_high"]
+# no_effect: an exact effect at or below the identity control's noise floor (float noise; never drawn as a bar)
+SCORE_COLUMNS = ["model", "layer", "head", "emotion", "score", "kind", "ci_low", "ci_high", "no_effect"]
 
 
 EFFECT_COLUMNS = ["model", "experiment", "emotion", "metric", "baseline", "intervened", "change", "ci_low", "ci_high", "p"]
@@ -172,7 +173,8 @@ def load_screening(path: Path, profile: str) -> tuple[str, tuple[int, int], tupl
             score, kind, lo, hi = _need(s, "attribution", path, float, where), "attribution", None, None
         rows.append(
             {"model": model, "layer": layer, "head": head, "emotion": emotion, "score": float(score), "kind": kind,
-             "ci_low": np.nan if lo is None else float(lo), "ci_high": np.nan if hi is None else float(hi)}
+             "ci_low": np.nan if lo is None else float(lo), "ci_high": np.nan if hi is None else float(hi),
+             "no_effect": bool(kind == "exact" and s.get("no_effect"))}
         )
     if not rows:
         raise InputError(f"input file {path} has no scores")

@@ -138,11 +138,20 @@ def top_rows(scores: pd.DataFrame, top_n: int) -> pd.DataFrame:
 
 
 def top_heads_figure(data: PlotData, top_n: int, path: Path) -> Figure:
-    """Horizontal bars of the top-N heads by |score|, colour = emotion, CI whiskers where exact."""
-    top = top_rows(data.scores, top_n)
+    """Horizontal bars of the top-N heads by |score|, colour = emotion, CI whiskers where exact.
+
+    Only effects above the noise floor are drawn: an exact effect at or below it (`no_effect`) is
+    float noise, and a bar for it would be an empty slot (on the toy, 17 of 20 were)."""
+    top = top_rows(data.scores[~data.scores.no_effect.astype(bool)], top_n)
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(7.5, 1.6 + 0.32 * len(top))
+        fig = new_figure(7.5, 1.6 + 0.32 * max(len(top), 1))
         ax = fig.subplots()
+        if top.empty:
+            ax.text(0.5, 0.5, "no head has an effect above the noise floor", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            fig.suptitle(f"Top heads by |ΔM| — {data.title_models(data.models)}")
+            save_png(fig, path)
+            return fig
         y = np.arange(len(top))[::-1]  # rank 1 at the top
         multi = data.scores.model.nunique() > 1
         mixed = set(top.kind) == {"exact", "attribution"}
@@ -168,7 +177,9 @@ def top_heads_figure(data: PlotData, top_n: int, path: Path) -> Figure:
             handles.append(Line2D([], [], linestyle="none", marker="*", color="black", label="planted head"))
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
         n = len(top)
-        fig.suptitle(f"Top {n} heads by |ΔM| — {data.title_models(sorted(set(top.model), key=data.models.index))}")
+        quiet = int(data.scores.no_effect.astype(bool).sum())
+        fig.suptitle(f"Top {n} heads by |ΔM| — {data.title_models(sorted(set(top.model), key=data.models.index))}"
+                     + (f"\n({quiet} head × emotion effects at or below the noise floor not drawn)" if quiet else ""))
         save_png(fig, path)
     return fig
 

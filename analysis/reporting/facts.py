@@ -36,7 +36,7 @@ class Facts:
         self.profile = t(r.profile)
         self.emotions = join_words(r.emotions)
         # All pairs of the profile, as the experiments use them (the screening may see only the selection half)
-        self.n_pairs = count_text({e: r.s(p, e, "ablation", "n_prompts") for e in r.emotions}, "aligned prompt pairs")
+        self.n_pairs = count_text({e: r.s(p, e, "ablation", "all", "n_prompts") for e in r.emotions}, "aligned prompt pairs")
         self.arch = t(f"{doc['n_layers']} layers × {doc['n_heads']} heads = {m.n_heads_total} heads")
         self.n_tests = t(str(m.n_heads_total * len(r.emotions)))
         self.archs = join_words(
@@ -80,29 +80,33 @@ class Facts:
             self.split = t("not split (`split.enabled: false`): screening and experiments use the same expressions, so "
                            "the experiments' effects are exploratory, not a confirmation")
         cc = doc.get("copy_control", {})
-        flagged = sum(int(r.summary.get(f"{name}.{e}.screening.n_copy_flagged", 0)) for name in r.models for e in r.emotions)
+        flagged = sum(int(r.summary.get(f"{name}.{e}.screening.{r.half(name, e)}.n_copy_flagged", 0)) for name in r.models for e in r.emotions)
         self.copy_rule = t(f"below {cc.get('max_share', '?')} of ΔM while ΔM's interval excludes 0")
         self.copy_flagged = t("no head" if flagged == 0 else plural(flagged, "head × emotion"))
-        shares = {e: r.summary.get(f"{p}.{e}.screening.top_copy_share") for e in r.emotions}
+        shares = {e: r.summary.get(f"{p}.{e}.screening.{r.half(p, e)}.top_copy_share") for e in r.emotions}
         self.top_copy_share = per_emotion({e: fmt_num(v, 2) if v is not None else "not measured" for e, v in shares.items()})
 
         # Screening
         key = ranking_key(doc)
         tops = {}
         for e in r.emotions:
-            head = fmt_head((r.s(p, e, "screening", "top_layer"), r.s(p, e, "screening", "top_head")))
+            head = fmt_head((r.s(p, e, "screening", r.half(p, e), "top_layer"), r.s(p, e, "screening", r.half(p, e), "top_head")))
             if key == "exact":
-                eff = {k: r.s(p, e, "screening", f"top_exact{s}") for k, s in (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
-                tops[e] = f"{head} for {e} (ΔM = {fmt_effect(eff, p=False)} nats, q = {fmt_p(r.s(p, e, 'screening', 'top_exact_q'))})"
+                eff = {k: r.s(p, e, "screening", r.half(p, e), f"top_exact{s}") for k, s in (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
+                tops[e] = f"{head} for {e} (ΔM = {fmt_effect(eff, p=False)} nats, q = {fmt_p(r.s(p, e, 'screening', r.half(p, e), 'top_exact_q'))})"
             else:
-                tops[e] = f"{head} for {e} (attribution {fmt_num(r.s(p, e, 'screening', 'top_attribution'), sign=True)})"
+                tops[e] = f"{head} for {e} (attribution {fmt_num(r.s(p, e, 'screening', r.half(p, e), 'top_attribution'), sign=True)})"
         self.screen_top = join_words(tops.values(), "and") if len(tops) > 1 else t(next(iter(tops.values())))
+        # the prose names the heads; their numbers stand in @tbl-screening-overview
+        heads = {e: fmt_head((r.s(p, e, "screening", r.half(p, e), "top_layer"), r.s(p, e, "screening", r.half(p, e), "top_head")))
+                 for e in r.emotions}
+        self.screen_heads = per_emotion(heads)
         if key == "exact":
-            n_sig = sum(int(r.s(p, e, "screening", "n_significant_q05")) for e in r.emotions)
+            n_sig = sum(int(r.s(p, e, "screening", r.half(p, e), "n_significant_q05")) for e in r.emotions)
             self.n_sig = t(str(n_sig))
         else:
             self.n_sig = t("none (no exact scores)")
-        rhos = {e: r.summary.get(f"{p}.{e}.screening.attribution_vs_exact_spearman") for e in r.emotions}
+        rhos = {e: r.summary.get(f"{p}.{e}.screening.{r.half(p, e)}.attribution_vs_exact_spearman") for e in r.emotions}
         self.rho = per_emotion({e: fmt_num(v, 2) if v is not None else "undefined" for e, v in rhos.items()})
         self.dattn_distinct = per_emotion({e: delta_attn_summary(doc, e) for e in r.emotions})
         same = []
@@ -135,7 +139,7 @@ class Facts:
         for kind, short in EXPERIMENT_SHORT:
             if kind not in m.experiments:
                 setattr(self, f"{short}_heads", t("not run (params patching.directions)"))
-                for name in ("M", "sent", "kw", "gap"):
+                for name in ("M", "sent", "kw", "gap", "verdict"):
                     setattr(self, f"{short}_{name}", t("not run"))
                 continue
             heads = per_emotion({e: fmt_sites(m.experiment(kind, e)) for e in r.emotions})
@@ -145,16 +149,18 @@ class Facts:
                 val = by_emotion({e: fmt_effect(r.s_effect(p, e, kind, metric)) for e in r.emotions})
                 setattr(self, f"{short}_{name}", val)
             setattr(self, f"{short}_gap", by_emotion({e: fmt_gap(r.s_gap(p, e, kind)) for e in r.emotions}))
+            setattr(self, f"{short}_verdict", self._verdict(kind))
 
         # Cumulative curve (ΔM at each k, per emotion)
         for kind, short in EXPERIMENT_SHORT:
             parts = []
             for e in r.emotions:
-                ks = sorted({int(k.split(".")[4][1:]) for k in r.summary if k.startswith(f"{p}.{e}.{kind}.cumulative.k")})
+                pre = f"{p}.{e}.{kind}.{r.finding_half}.cumulative.k"
+                ks = sorted({int(k[len(pre):].split(".")[0]) for k in r.summary if k.startswith(pre)})
                 if not ks:
                     continue
                 vals = ", ".join(
-                    f"k = {k}: {fmt_num(r.s(p, e, kind, 'cumulative', f'k{k}', 'emotion_score', 'mean'), sign=True)}"
+                    f"k = {k}: {fmt_num(r.s(p, e, kind, r.finding_half, 'cumulative', f'k{k}', 'emotion_score', 'mean'), sign=True)}"
                     for k in ks
                 )
                 parts.append(f"{e} ({vals})")
@@ -164,6 +170,31 @@ class Facts:
         self.validation_lead, self.validation_effects = self._validation()
         # The seed's GPT-2 numbers, and this run's
         self.gpt2 = self._gpt2()
+
+    def _verdict(self, kind: str) -> Text:
+        """What the overview table of `kind` shows, in words and counts (its numbers stay in the table):
+        in how many model × emotion cells ΔM's interval excludes 0 in the direction the experiment
+        expects, and in how many the text metrics move, on the findings' half."""
+        r = self._r
+        up = kind == "denoising"  # denoising raises M in the neutral twins; ablation and noising lower it
+        cells = [(m, e) for m in r.models if kind in r.models[m].experiments for e in r.emotions]
+
+        def moved(metric: str, signed: bool) -> int:
+            n = 0
+            for m, e in cells:
+                eff = r.s_effect(m, e, kind, metric)
+                lo, hi = eff["ci_low"], eff["ci_high"]
+                if eff.get("no_effect") or lo is None or hi is None:
+                    continue
+                n += (lo > 0 if up else hi < 0) if signed else (lo > 0 or hi < 0)
+            return n
+
+        direction = "above" if up else "below"
+        return Text(
+            f"ΔM's 95 % interval lies {direction} 0 in {moved('emotion_score', True)} of {len(cells)} model × emotion "
+            f"cells; sentiment moves (interval excluding 0) in {moved('sentiment', False)} and the emotion's own keywords "
+            f"in {moved('keywords', False)} of them, on the {r.finding_half} half"
+        )
 
     def _screening_checks(self, doc: dict, units: dict | None) -> None:
         """The noise floor and "no effect" rule, the BH family of heads and of units, the ratio rule."""
@@ -253,8 +284,8 @@ class Facts:
         for score in SCORE_KINDS:
             vals = {}
             for e in r.emotions:
-                rank = r.summary.get(f"{EMBEDDED}.{e}.recovery.{score}.planted_rank")
-                auc = r.summary.get(f"{EMBEDDED}.{e}.recovery.{score}.auroc")
+                rank = r.summary.get(f"{EMBEDDED}.{e}.recovery.{r.half(EMBEDDED, e, score)}.{score}.planted_rank")
+                auc = r.summary.get(f"{EMBEDDED}.{e}.recovery.{r.half(EMBEDDED, e, score)}.{score}.auroc")
                 vals[e] = (f"{ordinal(rank)} of {m.n_heads_total}" if rank is not None else "unranked") + (
                     f" (AUROC {fmt_num(auc, 2)})" if auc is not None else ""
                 )
@@ -303,7 +334,7 @@ class Facts:
             f"This run's GPT-2 ({e}): {abl.get('method', '?')} ablation of {fmt_heads(abl['heads'])} moves sentiment "
             f"from {fmt_num(sa['baseline'])} by {fmt_effect(sa)} (n = {sa['n']}); patching {fmt_heads(pat['heads'])} "
             f"moves it from {fmt_num(sp['baseline'])} by {fmt_effect(sp)} (n = {sp['n']}). The top head by exact "
-            f"patching is {fmt_head((r.s(GPT2, e, 'screening', 'top_layer'), r.s(GPT2, e, 'screening', 'top_head')))}."
+            f"patching is {fmt_head((r.s(GPT2, e, 'screening', r.half(GPT2, e), 'top_layer'), r.s(GPT2, e, 'screening', r.half(GPT2, e), 'top_head')))}."
         )
 
     def as_dict(self) -> dict[str, Text]:

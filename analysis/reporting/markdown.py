@@ -130,7 +130,8 @@ def experiments_markdown(r: Results, kind: str, report_dir: Path, level: int = 4
         parts.append(model_heading(r, model, level))
         for e in r.emotions:
             doc = m.experiment(kind, e)
-            parts.append(markdown_table(experiment_table(doc), experiment_caption(doc), ref_id("tbl", kind, model, e)))
+            parts.append(markdown_table(experiment_table(doc, r.finding_half), experiment_caption(doc, r.finding_half),
+                                        ref_id("tbl", kind, model, e)))
         if kind in FIGURES:  # the plots stage draws ablation and denoising
             what = "sentiment, own keywords and M" if kind == "ablation" else "own keywords, M and sentiment"
             parts.append(figure_markdown(
@@ -148,11 +149,11 @@ def cumulative_markdown(r: Results, report_dir: Path, level: int = 4) -> str:
             report_dir,
         ))
         for kind in KINDS:
-            table = cumulative_overview(m, kind, r.emotions)
+            table = cumulative_overview(m, kind, r.emotions, r.finding_half)
             if len(table):
                 parts.append(markdown_table(
-                    table, f"{model}: {kind} of the top-1..{table['k'].max()} screened heads jointly, per emotion; "
-                    "fraction of the gap beside the same intervention on as many random heads.",
+                    table, f"{model}: {kind} of the top-1..{table['k'].max()} screened heads jointly, per emotion, on the "
+                    f"{r.finding_half} half (secondary); fraction of the gap beside the same intervention on as many random heads.",
                     ref_id("tbl", "cumulative", kind, model),
                 ))
     return "\n".join(p for p in parts if p)
@@ -163,7 +164,7 @@ def model_summary_table(r: Results, model: str) -> pd.DataFrame:
     m = r.models[model]
     rows = []
     for e in r.emotions:
-        top = fmt_head((r.s(model, e, "screening", "top_layer"), r.s(model, e, "screening", "top_head")))
+        top = fmt_head((r.s(model, e, "screening", r.half(model, e), "top_layer"), r.s(model, e, "screening", r.half(model, e), "top_head")))
         rows.append({
             "Emotion": e,
             "Pairs (used)": Text(f"{m.screening['pairs'][e]['n_pairs']} ({m.screening['pairs'][e].get('n_pairs_used', '—')})"),

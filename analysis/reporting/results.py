@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, screening_file, SUMMARY, SUMMARY_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
+from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, score_half, screening_file, SUMMARY, SUMMARY_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
 from analysis.errors import InputError
 from analysis.io import read_json
 from analysis.params import load_params, Params, PARAMS_FILE
@@ -143,16 +143,34 @@ class Results:
             raise InputError(f"{self.root / SUMMARY} has no metric {k}; rerun `dvc repro summarize`")
         return self.summary[k]
 
-    def s_effect(self, model: str, emotion: str, kind: str, metric: str) -> dict[str, Any]:
-        """One effect of summary.json as a dict (mean, ci_low, ci_high, p, n, baseline, no_effect)."""
-        fields = ("mean", "ci_low", "ci_high", "p", "n", "baseline", "no_effect")
-        return {f: self.s(model, emotion, kind, metric, f) for f in fields}
+    @property
+    def finding_half(self) -> str:
+        """The half the report's findings are measured on: the held-out confirmation half (the
+        expressions no choice saw), or all with the split off (exploratory)."""
+        return "confirmation" if self.params.split.enabled else "all"
 
-    def s_gap(self, model: str, emotion: str, kind: str, *half: str) -> dict[str, Any]:
+    def half(self, model: str, emotion: str, score: str = "exact", *, units: bool = False) -> str:
+        """The half a screening score of `model` (its head screening, or with `units` its unit
+        screening) was measured on, as its summary keys name it (analysis.contract.score_half)."""
+        m = self.models[model]
+        doc = m.units if units else m.screening
+        return score_half(doc, emotion, score) if doc is not None else "selection"
+
+    def s_effect(self, model: str, emotion: str, kind: str, metric: str, half: str | None = None) -> dict[str, Any]:
+        """One effect of summary.json as a dict (mean, ci_low, ci_high, p, n, no_effect over `half`,
+        default the findings' half; baseline: the clean mean over all prompts)."""
+        h = half or self.finding_half
+        out = {f: self.s(model, emotion, kind, h, metric, f) for f in ("mean", "ci_low", "ci_high", "p", "n", "no_effect")}
+        out["baseline"] = self.s(model, emotion, kind, "all", metric, "baseline")
+        out["half"] = h
+        return out
+
+    def s_gap(self, model: str, emotion: str, kind: str, half: str | None = None) -> dict[str, Any]:
         """The fraction of the emotion–neutral gap (ratio, ci_low, ci_high; None = unbounded) and
-        the random-head baseline's (random)."""
-        out = {f: self.s(model, emotion, kind, *half, "fraction_of_gap", f) for f in ("ratio", "ci_low", "ci_high")}
-        out["random"] = self.s(model, emotion, kind, *half, "random", "fraction_of_gap")
+        the random-head baseline's (random), over `half` (default the findings' half)."""
+        h = half or self.finding_half
+        out = {f: self.s(model, emotion, kind, h, "fraction_of_gap", f) for f in ("ratio", "ci_low", "ci_high")}
+        out["random"] = self.s(model, emotion, kind, h, "random", "fraction_of_gap")
         return out
 
     def figure(self, model: str, name: str) -> Path:

@@ -1,22 +1,32 @@
 """Stage `summarize`: every stage's output → results/summary.json, one flat file of numbers.
 
-Flat keys (`toy.gratitude.ablation.emotion_score.mean`) are what `dvc metrics diff` and
-`dvc exp show` compare across commits and experiments. Every effect appears with its n, 95 %
-interval and p; on the embedded model, the recovery of the planted heads and units too.
-MLP units are summarised under `<model>.<emotion>.units.*` when the unit screening exists.
+Flat keys (`toy.gratitude.ablation.confirmation.emotion_score.mean`) are what `dvc metrics diff`
+and `dvc exp show` compare across commits and experiments. Every model key names the half of the
+expressions it was measured on (issue 23, no leakage): `selection` (what the screening ranked
+on: its attribution, Δattn, and exact effects where every component was tested there),
+`confirmation` (the held-out half: the experiments' findings, the primary endpoint, and a top-k's
+exact tests) or `all` (every prompt, selection included: descriptive only). Every effect appears
+with its n, 95 % interval and p; on the embedded model, the recovery of the planted heads and units
+too. MLP units are summarised under `<model>.<emotion>.units.<half>.*` when the unit screening
+exists. `<model>.<emotion>.primary.confirmation.*` is the one primary endpoint (params `primary`,
+Holm across models × emotions); every other test is secondary, with a BH q per family
+(`endpoints`), and the `families.*` keys state each family.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from analysis.contract import score_half, screened_half
 from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, significant, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
 from analysis.contract import read_validation, validation_file
 from analysis.errors import InputError
 from analysis.io import read_json, read_parquet
 from analysis.params import Params
 from analysis.reporting.validation import validation_summary
-from analysis.stats import auroc
+import numpy as np
+
+from analysis.stats import auroc, benjamini_hochberg, holm
 
 
 # Signed metrics carried into the summary with their effects; `keywords` is the keyword count of
@@ -57,7 +67,8 @@ def exact_checks(doc: dict[str, Any], rows: list[dict[str, Any]], emotion: str, 
 
 
 def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, int]]] | None) -> dict[str, float]:
-    """Top unit per emotion (with its interval), and the recovery of planted units.
+    """Top unit per emotion (with its interval), and the recovery of planted units, under the half
+    each was measured on (`<emotion>.units.<half>`, `<emotion>.recovery.units.<half>.<score>`).
 
     Recovery by attribution ranks every unit (the full table beside the JSON); by exact, the
     units that were patched (the top-k by |attribution|).
@@ -68,7 +79,7 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
         key = ranking_score(rows)
         top = rank(rows, key, index="neuron")[0]
-        p = f"{emotion}.units"
+        p = f"{emotion}.units.{score_half(doc, emotion, key)}"
         out[f"{p}.top_layer"] = top["layer"]
         out[f"{p}.top_neuron"] = top["neuron"]
         out[f"{p}.top_{key}"] = top[key]
@@ -87,13 +98,13 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
         t = table[table["emotion"] == emotion]
         units = list(zip(t["layer"].astype(int), t["neuron"].astype(int), strict=True))
         is_planted = [int(u in truth) for u in units]
-        r = f"{emotion}.recovery.units.attribution"
+        r = f"{emotion}.recovery.units.{score_half(doc, emotion, 'attribution')}.attribution"
         out[f"{r}.planted_rank"] = int(t["attribution_rank"][[bool(x) for x in is_planted]].min())
         out[f"{r}.auroc"] = auroc(t["attribution"].abs().to_numpy(), is_planted)
         scored = [s for s in rows if s["exact"] is not None]
         if any((s["layer"], s["neuron"]) in truth for s in scored):
             order = rank(scored, "exact", index="neuron")
-            r = f"{emotion}.recovery.units.exact"
+            r = f"{emotion}.recovery.units.{score_half(doc, emotion, 'exact')}.exact"
             out[f"{r}.planted_rank"] = min(i for i, s in enumerate(order, 1) if (s["layer"], s["neuron"]) in truth)
             a = auroc([abs(s["exact"]) for s in scored], [int((s["layer"], s["neuron"]) in truth) for s in scored])
             if a is not None:
@@ -102,13 +113,15 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
 
 
 def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, int]]] | None) -> dict[str, float]:
+    """Top head per emotion, the exact checks, the copy control and the recovery of planted heads,
+    under the half each was measured on (`<emotion>.screening.<half>`, `<emotion>.recovery.<half>.<score>`)."""
     out: dict[str, float] = {}
     key = ranking_score(doc["scores"])
     for emotion in doc["emotions"]:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
         ranked = rank(rows, key)
         top = ranked[0]
-        p = f"{emotion}.screening"
+        p = f"{emotion}.screening.{score_half(doc, emotion, key)}"
         out[f"{p}.top_layer"] = top["layer"]
         out[f"{p}.top_head"] = top["head"]
         out[f"{p}.top_{key}"] = top[key]
@@ -118,8 +131,8 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
             out[f"{p}.top_exact_q"] = top["exact_q"]
             out.update(exact_checks(doc, rows, emotion, top, p))
         # Issue 14: the screening's half, and the copy control (flagged = mostly copying).
-        half = doc.get("split", {}).get("half", "all")
-        out[f"{p}.{half}.n_expressions"] = doc["pairs"][emotion].get("n_expressions", doc["pairs"][emotion]["n_clusters"])
+        half = screened_half(doc)
+        out[f"{emotion}.screening.{half}.n_expressions"] = doc["pairs"][emotion].get("n_expressions", doc["pairs"][emotion]["n_clusters"])
         if "copy_flag" in top:
             out[f"{p}.n_copy_flagged"] = sum(1 for s in rows if s.get("copy_flag"))
             out[f"{p}.top_copy_flag"] = int(bool(top["copy_flag"]))
@@ -127,14 +140,14 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
                 out[f"{p}.top_copy_share"] = top["copy_share"]
         rho = doc["attribution_vs_exact"].get(emotion)
         if rho is not None:
-            out[f"{p}.attribution_vs_exact_spearman"] = rho
+            out[f"{emotion}.screening.{score_half(doc, emotion, 'exact')}.attribution_vs_exact_spearman"] = rho
         if planted and emotion in planted:
             truth = set(planted[emotion])
             for score in ("exact", "attribution", "delta_attn"):
                 scored = [s for s in rows if s[score] is not None]
                 order = rank(scored, score)
                 ranks = [i for i, s in enumerate(order, 1) if (s["layer"], s["head"]) in truth]
-                r = f"{emotion}.recovery.{score}"
+                r = f"{emotion}.recovery.{score_half(doc, emotion, score)}.{score}"
                 if ranks:
                     out[f"{r}.planted_rank"] = min(ranks)
                 a = auroc([abs(s[score]) for s in scored], [int((s["layer"], s["head"]) in truth) for s in scored])
@@ -143,11 +156,15 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
     return out
 
 
+HALVES = ("selection", "confirmation", "all")  # every model key names one (issue 23: no leakage)
+
+
 def experiment_summary(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    """One experiment's flat keys `<emotion>.<name>...` (name: ablation, denoising, noising)."""
+    """One experiment's flat keys `<emotion>.<name>.<half>...` (name: ablation, denoising, noising;
+    half: `all` prompts, selection included, or the held-out `confirmation` half, the findings)."""
     emotion = doc["emotion"]
     pre = f"{emotion}.{name}"
-    out: dict[str, Any] = {f"{pre}.n_prompts": doc["n_prompts"], f"{pre}.noise_floor.emotion_score": doc["noise_floor"]["floor"]["emotion_score"]}
+    out: dict[str, Any] = {}
 
     def signed(prefix: str, block: dict[str, Any]) -> None:
         for metric in SUMMARY_METRICS:
@@ -172,24 +189,29 @@ def experiment_summary(doc: dict[str, Any], name: str) -> dict[str, Any]:
             for field, value in block.get("clusters_changed", {}).items():
                 out[f"{prefix}.{metric}.clusters.{field}"] = value
 
-    signed(pre, doc["effects"])
+    every = f"{pre}.all"
+    out[f"{every}.n_prompts"] = doc["n_prompts"]
+    out[f"{every}.noise_floor.emotion_score"] = doc["noise_floor"]["floor"]["emotion_score"]
+    signed(every, doc["effects"])
     for metric in SUMMARY_METRICS:
-        out[f"{pre}.{metric}.baseline"] = doc["baseline"][f"kw_{emotion}" if metric == "keywords" else metric]
-    gap(pre, doc)
-    non_negative(pre, doc, doc["intervened"])
-    # Issue 14: which half each effect is over. `all` repeats the unlabelled keys above (kept for
-    # the report until it reads the labelled ones); `confirmation` is the held-out half.
-    signed(f"{pre}.all", doc["effects"])
-    gap(f"{pre}.all", doc)
+        out[f"{every}.{metric}.baseline"] = doc["baseline"][f"kw_{emotion}" if metric == "keywords" else metric]
+    gap(every, doc)
+    non_negative(every, doc, doc["intervened"])
+    conf = f"{pre}.confirmation"
     if doc.get("effects_confirmation"):
-        signed(f"{pre}.confirmation", doc["effects_confirmation"])
-        gap(f"{pre}.confirmation", doc["confirmation"])
-        non_negative(f"{pre}.confirmation", doc["confirmation"], None)
+        out[f"{conf}.n_prompts"] = doc["split"]["n_prompts_confirmation"]
+        signed(conf, doc["effects_confirmation"])
+        gap(conf, doc["confirmation"])
+        non_negative(conf, doc["confirmation"], None)
     for entry in doc.get("cumulative", []):
-        effect = entry["effects"]["emotion_score"]
-        for field in ("mean", "ci_low", "ci_high"):
-            out[f"{pre}.cumulative.k{entry['k']}.emotion_score.{field}"] = effect[field]
-        out[f"{pre}.cumulative.k{entry['k']}.fraction_of_gap.ratio"] = entry["fraction_of_gap"]["ratio"]
+        halves = [("all", entry["effects"], entry)]
+        if entry.get("effects_confirmation"):
+            halves.append(("confirmation", entry["effects_confirmation"], entry["confirmation"]))
+        for half, effects, arm in halves:
+            effect = effects["emotion_score"]
+            for field in ("mean", "ci_low", "ci_high"):
+                out[f"{pre}.{half}.cumulative.k{entry['k']}.emotion_score.{field}"] = effect[field]
+            out[f"{pre}.{half}.cumulative.k{entry['k']}.fraction_of_gap.ratio"] = arm["fraction_of_gap"]["ratio"]
     return out
 
 
@@ -228,7 +250,65 @@ def summarize(params: Params) -> dict[str, Any]:
                 doc = read_json(path, EXPERIMENT_SCHEMAS[kind])
                 flat.update(_summarized(path, experiment_summary, doc, name))
         metrics.update({f"{model}.{k}": v for k, v in flat.items()})
+    metrics.update(endpoints(metrics, params))
     path = validation_file(params.profile)
     if path.is_file():  # the benchmark with known answers (issue 16)
         metrics.update({f"bench.{k}": v for k, v in _summarized(path, validation_summary, read_validation(path)).items()})
     return {"schema": SUMMARY_SCHEMA, "profile": params.profile, **metrics}
+
+
+def _family_text(what: str, m: int, rule: str) -> str:
+    return f"{what}; {rule} across emotions × models (m = {m})"
+
+
+def endpoints(metrics: dict[str, Any], params: Params) -> dict[str, Any]:
+    """The primary endpoint (params `primary`) with its Holm-adjusted p, and the secondary families' BH q.
+
+    Primary: per model × emotion, the fraction of the gap of the experiment's main arm on the
+    confirmation half (`<model>.<emotion>.primary.confirmation.*`). Its p is the sign-flip test of
+    θ = 0, which is the test of the numerator's mean = 0, i.e. of ΔM = 0 (the same cluster sums:
+    analysis.stats.ratio_effect at θ0 = 0), so it is read from the arm's emotion_score effect.
+    `p_holm` is Holm over every model × emotion; `rejected`: p_holm < alpha and ΔM above the noise floor.
+
+    Secondary: every other test of the confirmation half (each experiment's signed metrics against
+    0, KL and changed against the random baseline) is its own Benjamini–Hochberg family per
+    (experiment, metric) across emotions × models: `<...>.confirmation.<metric>.q` (or `.excess.q`).
+    The `families.*` keys state every family and its size; the screenings' own BH families are
+    their files' `bh_family` blocks.
+    """
+    pr = params.primary
+    out: dict[str, Any] = {}
+    cells = [(m, e) for m in params.models for e in params.emotions]
+    bases = {c: f"{c[0]}.{c[1]}.{pr.experiment}.{pr.half}" for c in cells}
+    measured = [c for c in cells if f"{bases[c]}.{pr.metric}.ratio" in metrics]
+    adjusted = holm([metrics[f"{bases[c]}.emotion_score.p"] for c in measured])
+    for c, p_holm in zip(measured, adjusted, strict=True):
+        b, k = bases[c], f"{c[0]}.{c[1]}.primary.{pr.half}"
+        for f in ("ratio", "ci_low", "ci_high"):
+            out[f"{k}.{pr.metric}.{f}"] = metrics[f"{b}.{pr.metric}.{f}"]
+        out[f"{k}.n_prompts"] = metrics[f"{b}.n_prompts"]
+        out[f"{k}.p"] = metrics[f"{b}.emotion_score.p"]
+        out[f"{k}.p_holm"] = float(p_holm)
+        out[f"{k}.rejected"] = int(p_holm < pr.alpha and not metrics[f"{b}.emotion_score.no_effect"])
+    out["families.primary"] = _family_text(
+        f"primary: the {pr.experiment} {pr.metric.replace('_', ' ')} of the main arm on the {pr.half} half "
+        f"(the test of θ = 0, i.e. of ΔM = 0)", len(measured), f"Holm, family-wise error at α = {pr.alpha:g},",
+    ) if measured else "primary: not measured (no confirmation half: split.enabled is false)"
+    out["families.primary.size"] = len(measured)
+    # The secondary families: one per (experiment, metric) on the confirmation half.
+    tests: dict[tuple[str, str], list[str]] = {}
+    for key in metrics:
+        parts = key.split(".")
+        if len(parts) >= 6 and parts[3] == "confirmation" and parts[-1] == "p" and parts[4] != "cumulative":
+            metric = ".".join(parts[4:-1])  # emotion_score, keywords, sentiment, kl.excess, changed.excess
+            tests.setdefault((parts[2], metric), []).append(key)
+    for (experiment, metric), keys in sorted(tests.items()):
+        q = benjamini_hochberg([metrics[k] for k in keys])
+        for k, qv in zip(keys, q, strict=True):
+            out[k[: -len(".p")] + ".q"] = None if np.isnan(qv) else float(qv)
+        out[f"families.secondary.{experiment}.{metric}"] = _family_text(
+            f"secondary: {experiment} {metric} on the confirmation half", len(keys), "Benjamini–Hochberg q",
+        )
+    out["families.screening"] = ("secondary: each screening's exact q is Benjamini–Hochberg over its own family "
+                                 "(its file's bh_family: every head × emotion of a model, or the top-k units × emotions)")
+    return out

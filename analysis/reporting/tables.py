@@ -8,6 +8,7 @@ import pandas as pd
 
 from analysis.contract import EXPERIMENT_SCHEMAS, rank
 from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
+from analysis.reporting.endpoints import specific_text, split_delta_m
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ModelResults, ranked, ranking_key, Results, SCORE_KINDS
 
 
@@ -51,8 +52,19 @@ def screening_table(doc: Mapping[str, Any], emotion: str | None = None, top_n: i
             "q (BH)": Text("no effect") if s.get("no_effect") else fmt_p(s.get("exact_q")),
             "Attribution": fmt_num(s["attribution"], sign=True),
             "Δattn": fmt_num(s["delta_attn"], sign=True),
+            "Specific": specific_text(s),
+            "Δ LSE emotion / neutral": Text(" / ".join(fmt_num(v, sign=True) for v in split_delta_m(s)))
+            if split_delta_m(s) else Text("—"),
         })
-    return pd.DataFrame(out, columns=["Rank", "Head", "Emotion", "Exact ΔM (nats)", "95 % CI", "p", "q (BH)", "Attribution", "Δattn"])
+    columns = ["Rank", "Head", "Emotion", "Exact ΔM (nats)", "95 % CI", "p", "q (BH)", "Attribution", "Δattn", "Specific",
+               "Δ LSE emotion / neutral"]
+    table = pd.DataFrame(out, columns=columns)
+    # columns no row of this file has (a screening before the specificity control) are left out,
+    # so the table keeps to the text column
+    for col, field in (("Specific", "specific"), ("Δ LSE emotion / neutral", None)):
+        if not any(s.get(field) is not None if field else split_delta_m(s) for s in rows):
+            table = table.drop(columns=col)
+    return table
 
 
 def distinct_delta_attn(doc: Mapping[str, Any], emotion: str, decimals: int = 6) -> int:
@@ -85,49 +97,54 @@ def screening_overview(r: Results) -> pd.DataFrame:
     for model, m in r.models.items():
         key = ranking_key(m.screening)
         for e in r.emotions:
-            top = (r.s(model, e, "screening", "top_layer"), r.s(model, e, "screening", "top_head"))
+            top = (r.s(model, e, "screening", r.half(model, e), "top_layer"), r.s(model, e, "screening", r.half(model, e), "top_head"))
             row: dict[str, Any] = {"Model": model, "Emotion": e, "Top head": fmt_head(top)}
+            top_row = next((s for s in m.screening["scores"] if s["emotion"] == e and (s["layer"], s["head"]) == tuple(top)), None)
+            row["Specific"] = specific_text(top_row)
             if key == "exact":
                 eff = {
-                    "mean": r.s(model, e, "screening", "top_exact"),
-                    "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
-                    "ci_high": r.s(model, e, "screening", "top_exact_ci_high"),
+                    "mean": r.s(model, e, "screening", r.half(model, e), "top_exact"),
+                    "ci_low": r.s(model, e, "screening", r.half(model, e), "top_exact_ci_low"),
+                    "ci_high": r.s(model, e, "screening", r.half(model, e), "top_exact_ci_high"),
                 }
                 row["Exact ΔM [95 % CI] (nats)"] = fmt_effect(eff, p=False)
-                row["q (BH)"] = fmt_p(r.s(model, e, "screening", "top_exact_q"))
-                row["Heads with q < 0.05"] = Text(f"{r.s(model, e, 'screening', 'n_significant_q05')} of {m.n_heads_total}")
+                row["q (BH)"] = fmt_p(r.s(model, e, "screening", r.half(model, e), "top_exact_q"))
+                row["Heads with q < 0.05"] = Text(f"{r.s(model, e, 'screening', r.half(model, e), 'n_significant_q05')} of {m.n_heads_total}")
             else:
-                row["Attribution (top)"] = fmt_num(r.s(model, e, "screening", "top_attribution"), sign=True)
-            rho = r.summary.get(f"{model}.{e}.screening.attribution_vs_exact_spearman")
+                row["Attribution (top)"] = fmt_num(r.s(model, e, "screening", r.half(model, e), "top_attribution"), sign=True)
+            rho = r.summary.get(f"{model}.{e}.screening.{r.half(model, e)}.attribution_vs_exact_spearman")
             row["ρ(attribution, exact)"] = fmt_num(rho, 2) if rho is not None else Text("—")
             out.append(row)
     return pd.DataFrame(out)
 
 
 def unit_overview(r: Results) -> pd.DataFrame:
-    """Model × emotion: top MLP unit, its exact ΔM [CI], q, n; planted units' ranks where planted."""
+    """Model × emotion: top MLP unit, its exact ΔM [CI], q, n; planted units' ranks where planted.
+    Each number under the half it was measured on (the top-k's exact: the confirmation half)."""
     out = []
-    for model in r.models:
+    for model, m in r.models.items():
         for e in r.emotions:
-            if f"{model}.{e}.units.top_layer" not in r.summary:
+            if m.units is None:
                 continue  # no unit screening for this model
-            unit = f"mlp:{r.s(model, e, 'units', 'top_layer')}:{r.s(model, e, 'units', 'top_neuron')}"
-            row: dict[str, Any] = {"Model": model, "Emotion": e, "Top unit": Text(unit)}
-            if f"{model}.{e}.units.top_exact" in r.summary:
-                eff = {k: r.s(model, e, "units", f"top_exact{suffix}") for k, suffix in
-                       (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
-                row["Exact ΔM [95 % CI] (nats)"] = fmt_effect(eff, p=False)
-                row["q (BH)"] = fmt_p(r.s(model, e, "units", "top_exact_q"))
-                row["n"] = fmt_num(r.s(model, e, "units", "top_exact_n"), 0)
-                row["Units with q < 0.05"] = Text(
-                    f"{r.s(model, e, 'units', 'n_significant_q05')} of {r.s(model, e, 'units', 'n_exact')} patched"
-                )
+            key = "exact" if any(s["emotion"] == e and s.get("exact") is not None for s in m.units["scores"]) else "attribution"
+            half = r.half(model, e, key, units=True)
+
+            def u(field: str) -> Any:
+                return r.s(model, e, "units", half, field)  # noqa: B023 - used within the iteration
+
+            row: dict[str, Any] = {"Model": model, "Emotion": e, "Top unit": Text(f"mlp:{u('top_layer')}:{u('top_neuron')}")}
+            if key == "exact":
+                eff = {k: u(f"top_exact{suffix}") for k, suffix in (("mean", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}
+                row[f"Exact ΔM [95 % CI] (nats), {half}"] = fmt_effect(eff, p=False)
+                row["q (BH)"] = fmt_p(u("top_exact_q"))
+                row["n"] = fmt_num(u("top_exact_n"), 0)
+                row["Units with q < 0.05"] = Text(f"{u('n_significant_q05')} of {u('n_exact')} patched")
             else:
-                row["Attribution (top)"] = fmt_num(r.s(model, e, "units", "top_attribution"), sign=True)
+                row["Attribution (top)"] = fmt_num(u("top_attribution"), sign=True)
             for score in ("attribution", "exact"):
-                rank = r.summary.get(f"{model}.{e}.recovery.units.{score}.planted_rank")
+                rank = r.summary.get(f"{model}.{e}.recovery.units.{r.half(model, e, score, units=True)}.{score}.planted_rank")
                 if rank is not None:
-                    auc = r.summary.get(f"{model}.{e}.recovery.units.{score}.auroc")
+                    auc = r.summary.get(f"{model}.{e}.recovery.units.{r.half(model, e, score, units=True)}.{score}.auroc")
                     row[f"Planted unit: rank, AUROC ({score})"] = Text(f"{rank}, {fmt_num(auc, 3)}")
             out.append(row)
     return pd.DataFrame(out)
@@ -188,12 +205,23 @@ EXPERIMENT_TITLES = {
 }
 
 
-def experiment_table(doc: Mapping[str, Any]) -> pd.DataFrame:
+def arm_half(doc: Mapping[str, Any], half: str = "all") -> Mapping[str, Any]:
+    """An experiment arm's statistics over `half`: the document's own blocks (all prompts), or with
+    half "confirmation" its `effects_confirmation` and `confirmation` blocks (the held-out half),
+    where the run has them (else all)."""
+    if half != "confirmation" or not doc.get("effects_confirmation"):
+        return doc
+    return {**doc, **doc["confirmation"], "effects": doc["effects_confirmation"]}
+
+
+def experiment_table(doc: Mapping[str, Any], half: str = "all") -> pd.DataFrame:
     """The seed's table with statistics: Metric | Baseline | Ablation/Patched | Change | 95 % CI | p |
     random heads' change; KL and changed (non-negative) against the random baseline, no p against 0;
-    the fraction of the emotion–neutral gap of M last."""
+    the fraction of the emotion–neutral gap of M last. Change, interval, p and the random heads over
+    `half` (`arm_half`); baseline and intervened are the means over all prompts."""
     kind = "ablation" if doc["schema"] == EXPERIMENT_SCHEMAS["ablation"] else "patching"
     label = "Ablation" if kind == "ablation" else "Patched"
+    doc = arm_half(doc, half)
     random = doc["random_baseline"]["effects"]
     out = []
     for m in _metrics_in(doc):
@@ -235,10 +263,11 @@ def experiment_table(doc: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["Metric", "Baseline", label, "Change", "95 % CI", "p", "Random heads"])
 
 
-def experiment_caption(doc: Mapping[str, Any]) -> Text:
+def experiment_caption(doc: Mapping[str, Any], half: str = "all") -> Text:
     kind = "ablation" if doc["schema"] == EXPERIMENT_SCHEMAS["ablation"] else "patching"
-    n = doc["n_prompts"]
-    clusters = {e.get("n_clusters") for e in doc["effects"].values()} - {None}
+    shown = arm_half(doc, half)
+    n = shown["effects"]["emotion_score"].get("n", doc["n_prompts"])
+    clusters = {e.get("n_clusters") for e in shown["effects"].values()} - {None}
     cl = f" in {min(clusters)} expression clusters" if clusters else ""
     if kind == "ablation":
         how = f"{doc.get('method', '?')} ablation of {fmt_heads(doc['heads'])} on the {doc['emotion']} prompts"
@@ -250,8 +279,10 @@ def experiment_caption(doc: Mapping[str, Any]) -> Text:
                f"(positions: {doc.get('positions', '?')})")
     floor = doc["noise_floor"]["floor"]["emotion_score"]
     draws = len(doc["random_sites"])
+    where = ("the held-out confirmation half (changes, intervals, p, random heads; baseline and intervened: means over "
+             f"all {doc['n_prompts']} prompts)" if shown is not doc else "all prompts")
     return Text(
-        f"{doc['model']}, {how}. Question: {doc['question']} n = {n} prompts{cl}, {doc.get('max_tokens', '?')} greedy "
+        f"{doc['model']}, {how}, on {where}. Question: {doc['question']} n = {n} prompts{cl}, {doc.get('max_tokens', '?')} greedy "
         f"tokens each; random heads: the same intervention on {draws} seeded draws of as many heads outside the top set; "
         f"noise floor of M (identity control) {floor:.1g} nats."
     )
@@ -266,36 +297,41 @@ def experiment_overview(r: Results, kind: str) -> pd.DataFrame:
             continue
         for e in r.emotions:
             doc = m.experiment(kind, e)
-            row = {"Model": model, "Emotion": e, "Heads": fmt_sites(doc), "n": r.s(model, e, kind, "n_prompts")}
+            row = {"Model": model, "Emotion": e, "Heads": fmt_sites(doc), "n": r.s(model, e, kind, r.finding_half, "n_prompts")}
             row["ΔM (nats)"] = fmt_effect(r.s_effect(model, e, kind, "emotion_score"))
-            row["random heads ΔM"] = fmt_num(r.s(model, e, kind, "random", "emotion_score"), 3, sign=True)
+            # secondary: BH across emotions × models (analysis.reporting.summary.endpoints); the random
+            # heads' ΔM is in the per-emotion tables, their fraction of the gap beside this one's
+            q = r.summary.get(f"{model}.{e}.{kind}.{r.finding_half}.emotion_score.q")
+            row["q (BH)"] = fmt_p(q) if q is not None else Text("—")
             row["Fraction of gap"] = fmt_gap(r.s_gap(model, e, kind))
             for metric, label in (("sentiment", "Δ sentiment"), ("keywords", "Δ own keywords")):
                 row[label] = fmt_effect(r.s_effect(model, e, kind, metric))
-            share = {f: r.s(model, e, kind, "changed", "clusters", f) for f in ("k", "n", "ci_low", "ci_high")}
+            share = {f: r.s(model, e, kind, r.finding_half, "changed", "clusters", f) for f in ("k", "n", "ci_low", "ci_high")}
             row["Changed (clusters)"] = Text(
                 f"{share['k']} of {share['n']} [{fmt_num(share['ci_low'], 2)}, {fmt_num(share['ci_high'], 2)}] "
-                f"(random {fmt_num(r.s(model, e, kind, 'changed', 'random'), 2)})"
+                f"(random {fmt_num(r.s(model, e, kind, r.finding_half, 'changed', 'random'), 2)})"
             )
             out.append(row)
     return pd.DataFrame(out)
 
 
-def cumulative_overview(m: ModelResults, kind: str, emotions: Sequence[str]) -> pd.DataFrame:
+def cumulative_overview(m: ModelResults, kind: str, emotions: Sequence[str], half: str = "all") -> pd.DataFrame:
     """`cumulative_table` of every emotion of one model and kind, with an Emotion column."""
     tables = []
     for e in emotions if kind in m.experiments else ():
-        t = cumulative_table(m.experiment(kind, e))
+        t = cumulative_table(m.experiment(kind, e), half)
         t.insert(0, "Emotion", e)
         tables.append(t)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def cumulative_table(doc: Mapping[str, Any]) -> pd.DataFrame:
-    """k | Heads | ΔM [95 % CI] | Δ own keywords [95 % CI] | Δ sentiment [95 % CI] for the top-1..k heads jointly."""
+def cumulative_table(doc: Mapping[str, Any], half: str = "all") -> pd.DataFrame:
+    """k | Heads | ΔM [95 % CI] | Δ own keywords [95 % CI] | Δ sentiment [95 % CI] for the top-1..k heads
+    jointly, over `half` (`arm_half`)."""
     own = f"kw_{doc['emotion']}"
     out = []
     for entry in doc.get("cumulative", []):
+        entry = arm_half(entry, half)
         eff = entry["effects"]
         out.append({
             "k": entry["k"],
@@ -317,8 +353,8 @@ def recovery_table(r: Results, model: str = EMBEDDED) -> pd.DataFrame:
         planted = m.planted_heads(e)
         row: dict[str, Any] = {"Emotion": e, "Planted head": fmt_heads(planted)}
         for score in SCORE_KINDS:
-            rank = r.summary.get(f"{model}.{e}.recovery.{score}.planted_rank")
-            auc = r.summary.get(f"{model}.{e}.recovery.{score}.auroc")
+            rank = r.summary.get(f"{model}.{e}.recovery.{r.half(model, e, score)}.{score}.planted_rank")
+            auc = r.summary.get(f"{model}.{e}.recovery.{r.half(model, e, score)}.{score}.auroc")
             rank_text = f"{rank} of {m.n_heads_total}" if rank is not None else "—"
             auc_text = f" ({fmt_num(auc, 2)})" if auc is not None else ""
             row[f"{SCORE_LABELS[score]}: rank (AUROC)"] = Text(rank_text + auc_text)
@@ -372,26 +408,31 @@ def _summary_effect(r: Results, *key: str) -> dict[str, Any]:
 
 
 def confirmation_table(r: Results) -> pd.DataFrame:
-    """Model × emotion: the top head's exact ΔM where it was selected (the selection half's screening)
-    beside the same head's denoising, noising and ablation ΔM on the held-out confirmation half and on all
-    expressions, and its copy share (copy-free ΔM / ΔM)."""
+    """Model × emotion × measure, long so that it fits the text column: the top head's exact ΔM where
+    it was selected (the selection half's screening), then the same head's denoising, noising and
+    ablation ΔM on the held-out confirmation half and on all expressions (n prompts of each), and its
+    copy share (copy-free ΔM / ΔM) on the screening's row."""
     out = []
     for model, m in r.models.items():
         split = m.screening.get("split", {})
+        halves = ("confirmation", "all") if split.get("enabled") else ("all",)
         for e in r.emotions:
-            screened = {"mean": r.s(model, e, "screening", "top_exact"), "ci_low": r.s(model, e, "screening", "top_exact_ci_low"),
-                        "ci_high": r.s(model, e, "screening", "top_exact_ci_high"), "p": None}
-            row = {
-                "Model": model, "Emotion": e,
-                "Head": fmt_head((r.s(model, e, "screening", "top_layer"), r.s(model, e, "screening", "top_head"))),
-                f"Screened ({split.get('half', 'all')})": fmt_effect(screened, p=False),
-            }
-            halves = ("confirmation", "all") if split.get("enabled") else ("all",)
-            row["n (" + " / ".join(h[:4] + "." if h == "confirmation" else h for h in halves) + ")"] = " / ".join(str(r.s(model, e, "denoising", h, "emotion_score", "n")) for h in halves)
-            for kind in (k for k in ("denoising", "noising", "ablation") if k in m.experiments):
-                for half in halves:
-                    row[f"{kind.capitalize()}, {half}"] = fmt_effect(_summary_effect(r, model, e, kind, half, "emotion_score"), p=False)
-            share = r.summary.get(f"{model}.{e}.screening.top_copy_share")
-            row["Copy share"] = fmt_num(share, 2) if share is not None else "—"
+            h = r.half(model, e)
+            head = fmt_head((r.s(model, e, "screening", h, "top_layer"), r.s(model, e, "screening", h, "top_head")))
+            screened = {"mean": r.s(model, e, "screening", h, "top_exact"), "ci_low": r.s(model, e, "screening", h, "top_exact_ci_low"),
+                        "ci_high": r.s(model, e, "screening", h, "top_exact_ci_high"), "p": None}
+            share = r.summary.get(f"{model}.{e}.screening.{h}.top_copy_share")
+            base = {"Model": model, "Emotion": e, "Head": head}
+            columns = (h, *halves) if h not in halves else halves
+            row = {**base, "Measure": Text(f"screening exact ΔM (copy share {fmt_num(share, 2) if share is not None else '—'})")}
+            for half in columns:
+                row[half.capitalize()] = fmt_effect(screened, p=False) if half == h else Text("—")
             out.append(row)
+            for kind in (k for k in ("denoising", "noising", "ablation") if k in m.experiments):
+                row = {**base, "Measure": Text(f"{kind} ΔM"), **({h.capitalize(): Text("—")} if h not in halves else {})}
+                for half in halves:
+                    eff = _summary_effect(r, model, e, kind, half, "emotion_score")
+                    n = r.s(model, e, kind, half, "emotion_score", "n")
+                    row[half.capitalize()] = Text(f"{fmt_effect(eff, p=False)} (n = {n})")
+                out.append(row)
     return pd.DataFrame(out)

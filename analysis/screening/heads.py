@@ -20,6 +20,10 @@ exact_top_k the top-k by |attribution| on the selection half, tested on the conf
 pairs that share an emotion expression get one bootstrap weight (one cluster per expression,
 with a two-way standard error over expressions and template endings, analysis.stats), since the
 expression is what must generalize.
+
+No leakage (issue 23): with a top-k tested on the confirmation half, each tested row also carries
+`selection`, its exact fields (effect, copy control) measured again on the selection half; `top:N`
+and the copy control's skip read only those and the attribution (analysis.screening.selection).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score
+from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site
@@ -40,6 +44,7 @@ from analysis.errors import InputError
 from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
+from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
     check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
     floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
@@ -58,8 +63,8 @@ def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     doc = read_screening(path)
     if emotion not in doc["emotions"]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
-    key = selection_score(doc, emotion, doc["scores"])
-    rows = rank((s for s in doc["scores"] if s["emotion"] == emotion and not (skip_flagged and s.get("copy_flag"))), key)
+    # Only selection-half numbers reach the choice (analysis.screening.selection: no leakage).
+    rows, _ = selection_ranking(doc, emotion, skip_flagged=skip_flagged)
     if n > len(rows):
         skipped = " not flagged by the copy control (copy_control.skip_flagged)" if skip_flagged else ""
         raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads{skipped} for {emotion}")
@@ -190,6 +195,14 @@ def exact_block(
     return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates)
 
 
+def selection_fields(block: ExactBlock, key: tuple[int, int], cfg: ScreeningConfig, attribution: float) -> dict:
+    """A row's `selection` block: its exact fields (effect, copy control) measured on the selection half."""
+    return {"half": "selection", **exact_fields(
+        block.exact[key].double().cpu().numpy(), block.copy_free[key].double().cpu().numpy(), cfg, block.clusters, block.floor,
+        attribution, templates=block.templates,
+    )}
+
+
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
     """Compute every score for every head × emotion; returns the JSON document."""
     spec = model.spec
@@ -215,7 +228,11 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         else:
             exact_heads = all_heads
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened[emotion], len(all_heads))
+        selection: ExactBlock | None = None
         if test_pairs is not screened[emotion]:  # the top-k go to the confirmation half (exact_pairs)
+            # ... and are measured again on the selection half, the only numbers a choice (top:N, the
+            # copy control's skip) may read (analysis.screening.selection: no leakage).
+            selection = exact_block(model, cfg, screened[emotion], pb, z_emo, exact_heads, ids, emotion)
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
             with torch.no_grad():
                 z_emo = capture(model, pb.emotion, _z_names(model))
@@ -247,6 +264,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 "exact_copy_free_n": None,
                 "copy_share": None,
                 "copy_flag": False,
+                "selection": None,
             }
             values = {"delta_attn": row["delta_attn"], "attribution": row["attribution"]}
             if (layer, head) in exact:
@@ -259,6 +277,8 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                     exact[(layer, head)].double().cpu().numpy(), copy_free[(layer, head)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
                     templates=block.templates,
                 ))
+                if selection is not None:
+                    row["selection"] = selection_fields(selection, (layer, head), cfg, row["attribution"])
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
     return {

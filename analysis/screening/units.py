@@ -50,7 +50,11 @@ JSON rows in git. So the scores are split in two files:
   committed to git like every output (dvc.yaml `cache: false`).
 
 `mlp-top:K` unit specs (analysis.experiments.run) rank the JSON's rows by |exact| (ties within 1e-6
-keep layer, neuron order), or by |attribution| where a file has no exact scores for the emotion.
+keep layer, neuron order), or by |attribution| where a file has no exact scores for the emotion or
+measured them on the confirmation half. No leakage (issue 23): a choice reads only selection-half
+numbers (analysis.screening.selection), so with the exact tests on the confirmation half each tested
+row also carries `selection`, its exact fields and copy control measured again on the selection half,
+and `copy_control.skip_flagged` skips by those flags, never by the confirmation half's.
 
 Memory (DESIGN §10: caching everything of GPT-2 costs gigabytes). The attribution pass keeps, per
 layer, one [batch, patched columns, d_mlp] tensor, never two: the emotion activations of layer L
@@ -77,7 +81,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score, write_unit_screening
+from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, write_unit_screening
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -87,6 +91,7 @@ from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
 from analysis.io import write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
+from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
     check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
     floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
@@ -118,10 +123,8 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     if emotion not in doc.get("emotions", []):
         raise InputError(f"unit screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc.get('emotions', []))})")
     try:
-        rows = [s for s in doc["scores"] if s["emotion"] == emotion]
-        key = selection_score(doc, emotion, rows)
-        rows = [s for s in rows if not (skip_flagged and s.get("copy_flag"))]
-        ranked = rank(rows, key, index="neuron")
+        # Only selection-half numbers reach the choice (analysis.screening.selection: no leakage).
+        ranked, key = selection_ranking(doc, emotion, index="neuron", skip_flagged=skip_flagged)
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(f"unit screening file {path} is malformed ({type(err).__name__}: {err}); rerun the unit screening") from None
     if key == "attribution":
@@ -309,6 +312,40 @@ def check_has_units(spec: ModelSpec) -> None:
 
 
 @dataclass(frozen=True)
+class UnitBlock:
+    """One emotion's exact patching of its units over one half, with what its statistics need."""
+
+    exact: dict[Unit, Tensor]  # ΔM per unit, per pair
+    copy_free: dict[Unit, Tensor]  # ΔM of the copy-free M per unit (NaN: none usable)
+    control: tuple[list[Site], np.ndarray]  # the identity control's sites and values [site, pair]
+    floor: float  # the noise floor from that control
+    clusters: list[str]  # each pair's cluster: its expression
+    templates: list[str]  # each pair's template ending (the second clustering dimension)
+
+
+def unit_block(
+    model: LoadedModel, cfg: UnitScreeningConfig, pairs: PromptPairs, pb: PairBatches, units: list[Unit],
+    ids: tuple[list[int], list[int]], emotion: str,
+) -> UnitBlock:
+    """Exact patching of `units` over `pairs` (batched as `pb`), the copy control beside it, the
+    identity control's noise floor and the pairs' clusters."""
+    # Recaptured rather than kept from the attribution pass, which consumed them (memory).
+    exact_layers = sorted({layer for layer, _ in units})
+    act_emo = unit_activations(model, pb.emotion, exact_layers)
+    copy_free: dict[Unit, Tensor] = {}
+    keep = copy_keep(model, pairs, pb, emotion, ids)
+    exact = exact_patching(model, pb, act_emo, units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
+    del act_emo
+    sites = control_sites(units, "mlp")
+    act_neu = unit_activations(model, pb.neutral, exact_layers)
+    control = identity_control(model, pb, act_neu, sites, ids).double().cpu().numpy()
+    del act_neu
+    clusters = [span_clusters(pairs)[i] for i in pb.kept]
+    templates = [template_labels(pairs)[i] for i in pb.kept]
+    return UnitBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates)
+
+
+@dataclass(frozen=True)
 class UnitScreening:
     doc: dict  # the JSON document
     table: pd.DataFrame  # attribution of every unit (the Parquet)
@@ -349,22 +386,15 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         exact_units = sorted((int(i // d_mlp), int(i % d_mlp)) for i in order[:k])
         # The top-k by attribution on the selection half are tested on the confirmation half (exact_pairs).
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened, n_units)
+        selection: UnitBlock | None = None
         if test_pairs is not screened:
+            # ... and measured again on the selection half, the only numbers a choice (mlp-top:K, the
+            # copy control's skip) may read (analysis.screening.selection: no leakage).
+            selection = unit_block(model, cfg, screened, pb, exact_units, ids, emotion)
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
-        # Recaptured rather than kept from the attribution pass, which consumed them (memory).
-        exact_layers = sorted({layer for layer, _ in exact_units})
-        act_emo = unit_activations(model, pb.emotion, exact_layers)
-        copy_free: dict[Unit, Tensor] = {}
-        keep = copy_keep(model, test_pairs, pb, emotion, ids)
-        exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
-        del act_emo
-        sites = control_sites(exact_units, "mlp")
-        act_neu = unit_activations(model, pb.neutral, exact_layers)
-        controls[emotion] = (sites, identity_control(model, pb, act_neu, sites, ids).double().cpu().numpy())
-        del act_neu
-        floor = control_floor(cfg, controls[emotion][1], emotion)
-        clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
-        templates = [template_labels(test_pairs)[i] for i in pb.kept]
+        block = unit_block(model, cfg, test_pairs, pb, exact_units, ids, emotion)
+        exact, copy_free, floor, clusters, templates = block.exact, block.copy_free, block.floor, block.clusters, block.templates
+        controls[emotion] = block.control
         per_emotion[emotion] = {
             "n_pairs": len(test_pairs), **halves[emotion],
             "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
@@ -378,14 +408,20 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 "attribution": float(attr[layer, neuron]), "attribution_rank": int(rank[layer, neuron]),
                 "exact": None, "exact_ci_low": None, "exact_ci_high": None, "exact_p": None, "exact_q": None,
                 "exact_n": None, "exact_n_clusters": None, "no_effect": None, "attribution_ratio": None, "ratio_flag": False,
-                "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False,
+                "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False, "selection": None,
             }
             if (layer, neuron) in exact:
                 values = exact[(layer, neuron)].double().cpu().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
                 row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
-                                              templates=templates))
+                                        templates=templates))
+                if selection is not None:
+                    row["selection"] = {"half": "selection", **exact_fields(
+                        selection.exact[(layer, neuron)].double().cpu().numpy(),
+                        selection.copy_free[(layer, neuron)].double().cpu().numpy(), cfg, selection.clusters, selection.floor,
+                        row["attribution"], templates=selection.templates,
+                    )}
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
