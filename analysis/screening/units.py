@@ -89,7 +89,7 @@ from analysis.io import write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
     check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    floor_record, identity_control, pair_batches, PairBatches, pairs_record, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
     unchanged_prefix,
 )
 
@@ -331,9 +331,9 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     tested: dict[str, str] = {}
     for emotion in cfg.emotions:
         screened, halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
+        sel_pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
-        attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
+        attr_t = attribution(model, sel_pb, unit_activations(model, sel_pb.emotion), ids).mean(0)  # [layer, d_mlp]
         attr = attr_t.double().cpu().numpy()
         if not np.isfinite(attr).all():
             layer, neuron = np.argwhere(~np.isfinite(attr))[0]
@@ -349,8 +349,8 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         exact_units = sorted((int(i // d_mlp), int(i % d_mlp)) for i in order[:k])
         # The top-k by attribution on the selection half are tested on the confirmation half (exact_pairs).
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened, n_units)
-        if test_pairs is not screened:
-            pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
+        # Two names, two halves: every exact number below is over `pb`, the record's `n_*` over `sel_pb`.
+        pb = sel_pb if test_pairs is screened else pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         # Recaptured rather than kept from the attribution pass, which consumed them (memory).
         exact_layers = sorted({layer for layer, _ in exact_units})
         act_emo = unit_activations(model, pb.emotion, exact_layers)
@@ -364,10 +364,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         del act_neu
         floor = control_floor(cfg, controls[emotion][1], emotion)
         clusters = [span_clusters(test_pairs)[i] for i in pb.kept]
-        per_emotion[emotion] = {
-            "n_pairs": len(test_pairs), **halves[emotion],
-            "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
-        }
+        per_emotion[emotion] = pairs_record(halves[emotion], sel_pb, tested[emotion], pb)
 
         layers_summary[emotion], top = layer_summary(attr, floor, cfg.top_per_layer)
         listed = set(exact_units) | top
