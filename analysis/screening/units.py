@@ -37,7 +37,9 @@ Storage. GPT-2 small has 12 × 3072 units; with 3 emotions that is 110k scores, 
 JSON rows in git. So the scores are split in two files:
 
 - the JSON (schema `emotion-heads/unit-scores/v1`, small, committed): model, profile, n_layers,
-  d_mlp, emotions, params, metric, pairs, `attribution_vs_exact` (Spearman per emotion), and
+  d_mlp, emotions, params, metric, pairs (per emotion: the screened half and its counts `n_*`, the
+  exact tests' half `exact_half` and its counts `exact_n_*`: screening.common.pairs_record),
+  `attribution_vs_exact` (Spearman per emotion), and
   `scores`: one full row (layer, neuron, emotion, attribution, attribution_rank, exact with CI,
   p, q, n) for every unit that has an exact score or is among the `top_per_layer` (default 10)
   units of its layer by |attribution|; `layers`: per emotion and layer, the largest |attribution|
