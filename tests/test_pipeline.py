@@ -1,7 +1,8 @@
 """The DVC loop a researcher runs: repro, exp run -S, metrics diff, and a fresh clone.
 
-Runs the real dvc.yaml in a temporary git repository on a reduced profile (`tiny`: the first
-12 baseline pairs), reusing the embedded model's committed build so only the cheap stages run.
+Runs the real dvc.yaml in a temporary git repository on a reduced profile (`tiny`: 16 baseline pairs
+whose split halves differ in size and between emotions, tests/uneven_profile.py), reusing the embedded
+model's committed build so only the cheap stages run.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from analysis import contract
+from uneven_profile import halves, write_uneven_profile
+
 REPO = Path(__file__).resolve().parents[1]
-N_PAIRS = 12
 pytestmark = pytest.mark.slow
 
 
@@ -41,10 +44,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> Path:
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, root / f)
     shutil.copytree(toy_path, root / "results/models/toy")
-    tiny = root / "data/prompts/tiny"
-    tiny.mkdir(parents=True)
-    for f in (REPO / "data/prompts/baseline").glob("*.txt"):
-        (tiny / f.name).write_text("\n".join(f.read_text().splitlines()[:N_PAIRS]) + "\n")
+    write_uneven_profile(REPO / "data/prompts/baseline", root / "data/prompts/tiny")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["profile"] = "tiny"
     params["ablation"]["cumulative_k"] = 2
@@ -82,6 +82,29 @@ def test_repro_is_clean_and_finds_the_planted_heads(project: Path) -> None:
         assert (project / f"results/tiny/plots/heads/toy/{png}.png").is_file()
     for f in ("heatmaps.png", "top_heads.csv", "top_heads.md"):
         assert (project / f"results/tiny/plots/models/{f}").is_file()
+
+
+def test_every_count_is_of_its_own_half_and_emotion(project: Path) -> None:
+    """The screenings' `pairs` records and the experiments' counts on a profile whose halves differ in
+    size and between emotions (issue 30: the unit screening once gave the selection half the
+    confirmation half's counts)."""
+    for emotion in ("gratitude", "anger", "apology"):
+        h = halves(project / "data/prompts/tiny", emotion)
+        for doc, exact_half in ((contract.read_screening(project / contract.screening_file("tiny", "toy")), "selection"),
+                                (contract.read_unit_screening(project / contract.unit_screening_file("tiny", "toy")), "confirmation")):
+            n_exact = (h.n_selection_pairs, h.n_selection) if exact_half == "selection" else (h.n_confirmation_pairs, h.n_confirmation)
+            record = {k: v for k, v in doc["pairs"][emotion].items() if not k.startswith("exact_n_")}
+            assert record == {
+                "half": "selection", "n_expressions": h.n_selection, "n_expressions_total": h.n_expressions,
+                "n_pairs": h.n_selection_pairs, "n_pairs_used": h.n_selection_pairs, "n_clusters": h.n_selection, "exact_half": exact_half,
+            }, (doc["schema"], emotion)
+            assert {k: v for k, v in doc["pairs"][emotion].items() if k.startswith("exact_n_")} == {
+                "exact_n_pairs": n_exact[0], "exact_n_pairs_used": n_exact[0], "exact_n_clusters": n_exact[1]}, (doc["schema"], emotion)
+        for name, (kind, _) in contract.EXPERIMENTS.items():
+            doc = contract.read_experiment(kind, project / contract.experiment_file(name, "tiny", "toy", emotion))
+            e, c = doc["effects"]["emotion_score"], doc["effects_confirmation"]["emotion_score"]
+            assert (doc["n_prompts"], e["n"], e["n_clusters"]) == (h.n_pairs, h.n_pairs, h.n_expressions), (name, emotion)
+            assert (c["n"], c["n_clusters"]) == (h.n_confirmation_pairs, h.n_confirmation), (name, emotion)
 
 
 def test_repro_finds_the_planted_units(project: Path) -> None:

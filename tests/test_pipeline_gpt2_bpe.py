@@ -6,7 +6,8 @@ is one token, so alignment is never in question. Here the model carries data/tok
 order, with `positions: all`: a pair whose span and neutral twin differ in token count would be
 dropped, so `n_pairs_used == n_pairs` checks the data's alignment as the pipeline sees it.
 
-- reduced (default suite): 2 layers x 4 heads, d_model 64, on the first 12 pairs of `baseline`.
+- reduced (default suite): 2 layers x 4 heads, d_model 64, on profile `tiny` of tests/uneven_profile.py
+  (16 baseline pairs whose split halves differ in size, and per emotion).
 - full (slow suite): GPT-2-small's architecture exactly (12 layers x 12 heads, d_model 768,
   d_mlp 3072, vocabulary 50257, n_ctx 1024) on the whole `baseline` profile (70 pairs), each
   stage timed (`pytest -m slow -s tests/test_pipeline_gpt2_bpe.py` prints the table).
@@ -30,6 +31,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from test_pipeline_families import cwd, make_project, run_in_process, stage_commands
+from uneven_profile import halves, Halves
 
 from analysis import contract
 from analysis.core.loading import load_model
@@ -46,27 +48,21 @@ TOL = 1e-4  # ΔM, nats: float32 forward passes (~1e-6) and the outputs' 6 signi
 
 @dataclass(frozen=True)
 class Size:
-    """One model size and what the pipeline must count on its prompts.
-
-    The counts are derived by hand from the data: baseline has 35 expressions x 2 templates, the
-    first 35 lines one expression each; split.selection_share 0.5 rounds half of the
-    expressions (Python's round, half to even) into the selection half.
-    """
+    """One model size and the profile it runs on."""
 
     name: str
     arch: dict[str, int]  # analysis.random_models.save_random_model's size arguments
-    profile_pairs: int | None  # first N pairs of baseline as profile `tiny`; None: all of baseline
-    n_pairs: int  # pairs per emotion
-    n_expressions: int
-    n_selection: int  # expressions (= pairs here) the screening ranks on
-    n_selection_pairs: int
-    n_confirmation: int  # expressions the experiments confirm on
-    n_confirmation_pairs: int
+    uneven: bool  # profile `tiny` of tests/uneven_profile.py; False: all of baseline
 
 
-REDUCED = Size("reduced", dict(n_layers=2, n_heads=4, d_model=64), 12, 12, 12, 6, 6, 6, 6)
-# round(17.5) == 18: 18 selection expressions (36 pairs), 17 confirmation (34 pairs)
-FULL = Size("full", dict(n_layers=12, n_heads=12, d_model=768, n_ctx=1024, vocab_size=50257), None, 70, 35, 18, 36, 17, 34)
+# Reduced: the halves differ in size and between emotions (tests/uneven_profile.py), so a count taken
+# from the wrong half or emotion fails here, in the default suite (issue 30).
+REDUCED = Size("reduced", dict(n_layers=2, n_heads=4, d_model=64), True)
+FULL = Size("full", dict(n_layers=12, n_heads=12, d_model=768, n_ctx=1024, vocab_size=50257), False)
+# By hand for baseline: 35 expressions x 2 templates; split.selection_share 0.5 rounds half of the
+# expressions (Python's round, half to even: round(17.5) == 18) into the selection half:
+# 18 selection expressions (36 pairs), 17 confirmation (34 pairs), for every emotion.
+BASELINE = Halves(70, 35, 18, 36, 17, 34)
 
 
 @dataclass(frozen=True)
@@ -75,6 +71,7 @@ class Run:
     size: Size
     profile: str
     seconds: dict[str, float]  # stage name -> wall seconds (in process, this machine)
+    counts: dict[str, Halves]  # per emotion, what the pipeline must count on the profile
 
 
 @pytest.fixture(scope="module", params=[REDUCED, pytest.param(FULL, marks=pytest.mark.slow)], ids=lambda s: getattr(s, "name", None))
@@ -83,7 +80,7 @@ def gpt2_bpe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if size is REDUCED:
         request.getfixturevalue("one_thread")  # tiny matrices: one thread is fastest; full size keeps OMP_NUM_THREADS
     root = make_project(
-        tmp_path_factory.mktemp(f"gpt2_bpe_{size.name}") / "repo", GPT2_TOKENIZER, profile_pairs=size.profile_pairs,
+        tmp_path_factory.mktemp(f"gpt2_bpe_{size.name}") / "repo", GPT2_TOKENIZER, profile_pairs=None, uneven=size.uneven,
         size=size.arch, families=("gpt2",),
     )
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -96,10 +93,13 @@ def gpt2_bpe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             run_in_process(cmd)  # raises unless the stage exits 0
             seconds[name] = time.perf_counter() - start
     width = max(map(len, seconds))
-    print(f"\n{size.name} GPT-2 ({size.arch}), {size.n_pairs} pairs per emotion, {torch.get_num_threads()} torch thread(s):")
+    counts = {e: halves(root / "data/prompts" / params["profile"], e) for e in EMOTIONS}
+    if size is FULL:
+        assert counts == dict.fromkeys(EMOTIONS, BASELINE)
+    print(f"\n{size.name} GPT-2 ({size.arch}), {counts[EMOTIONS[0]].n_pairs} pairs per emotion, {torch.get_num_threads()} torch thread(s):")
     print("\n".join(f"  {name:<{width}}  {s:8.1f} s" for name, s in seconds.items()))
     print(f"  {'total':<{width}}  {sum(seconds.values()):8.1f} s")
-    return Run(root, size, params["profile"], seconds)
+    return Run(root, size, params["profile"], seconds, counts)
 
 
 def test_model_has_the_architecture_and_gpt2s_tokenizer(gpt2_bpe: Run) -> None:
@@ -117,7 +117,7 @@ def test_model_has_the_architecture_and_gpt2s_tokenizer(gpt2_bpe: Run) -> None:
     assert ours.get_vocab() == shipped.get_vocab() and len(ours.get_vocab()) == 50257
     texts = [line.replace("[", "").replace("]", "") for f in sorted((gpt2_bpe.root / "data/prompts" / gpt2_bpe.profile).glob("*.txt"))
              for line in f.read_text().splitlines()]
-    assert len(texts) == 4 * gpt2_bpe.size.n_pairs
+    assert len(texts) == 4 * gpt2_bpe.counts[EMOTIONS[0]].n_pairs  # one shared neutral file: every emotion counts the same
     assert ours(texts, add_special_tokens=False).input_ids == shipped(texts, add_special_tokens=False).input_ids
 
 
@@ -146,46 +146,57 @@ def test_prepare_prompts_finds_every_pair_aligned(gpt2_bpe: Run) -> None:
             f"python -m analysis.prepare_prompts --profile {gpt2_bpe.profile} --tokenizer {MODEL} --output {out}"
         )
     doc = contract.read_prompts(out)
-    n = gpt2_bpe.size.n_pairs
     for emotion in EMOTIONS:
+        n = gpt2_bpe.counts[emotion].n_pairs
         assert doc["token_alignment"][MODEL][emotion] == {"n_pairs": n, "n_equal_length": n}
         assert f"{MODEL}: {emotion}: {n}/{n} pairs aligned" in printed
 
 
 def test_screenings_use_every_pair_of_the_selection_half(gpt2_bpe: Run) -> None:
-    size = gpt2_bpe.size
-    arch = size.arch
+    arch = gpt2_bpe.size.arch
     docs = {
         "head": contract.read_screening(gpt2_bpe.root / contract.screening_file(gpt2_bpe.profile, MODEL)),
         "unit": contract.read_unit_screening(gpt2_bpe.root / contract.unit_screening_file(gpt2_bpe.profile, MODEL)),
     }
+    # heads: exact for every head on the selection half; units: the top-k chosen there, tested on the other
+    exact_half = {"head": "selection", "unit": "confirmation"}
     for component, doc in docs.items():
         assert doc["params"]["positions"] == "all"
         assert doc["split"]["half"] == "selection"
-        for emotion in EMOTIONS:
-            assert doc["pairs"][emotion] == {
-                "half": "selection", "n_pairs": size.n_selection_pairs, "n_pairs_used": size.n_selection_pairs,
-                "n_clusters": size.n_selection, "n_expressions": size.n_selection, "n_expressions_total": size.n_expressions,
-                # heads: exact for every head on the selection half; units: the top-k chosen there, tested on the other
-                "exact_half": {"head": "selection", "unit": "confirmation"}[component],
+        for emotion in EMOTIONS:  # the half the record names, and its counts (issue 30: the units' were the other half's)
+            h = gpt2_bpe.counts[emotion]
+            record = {k: v for k, v in doc["pairs"][emotion].items() if not k.startswith("exact_n_")}
+            assert record == {
+                "half": "selection", "n_pairs": h.n_selection_pairs, "n_pairs_used": h.n_selection_pairs,
+                "n_clusters": h.n_selection, "n_expressions": h.n_selection, "n_expressions_total": h.n_expressions,
+                "exact_half": exact_half[component],
             }, (component, emotion)
+    for component, doc in docs.items():
+        for emotion in EMOTIONS:  # the exact tests' half and its counts, in the record and in every tested row
+            h = gpt2_bpe.counts[emotion]
+            n_exact, n_exact_pairs = (h.n_selection, h.n_selection_pairs) if exact_half[component] == "selection" else \
+                (h.n_confirmation, h.n_confirmation_pairs)
+            tested = {k: v for k, v in doc["pairs"][emotion].items() if k.startswith("exact_n_")}
+            assert tested == {"exact_n_pairs": n_exact_pairs, "exact_n_pairs_used": n_exact_pairs, "exact_n_clusters": n_exact}, (component, emotion)
+            rows = [s for s in doc["scores"] if s["emotion"] == emotion and s["exact"] is not None]
+            assert rows and all((s["exact_n"], s["exact_n_clusters"]) == (n_exact_pairs, n_exact) for s in rows), (component, emotion)
     heads = [s for s in docs["head"]["scores"]]
     assert len(heads) == len(EMOTIONS) * arch["n_layers"] * arch["n_heads"]
-    assert all(s["exact_n"] == size.n_selection_pairs and s["exact_n_clusters"] == size.n_selection for s in heads)
 
 
 def test_experiments_count_all_and_confirmation_prompts(gpt2_bpe: Run) -> None:
-    size = gpt2_bpe.size
     s = contract.read_summary(gpt2_bpe.root / "results/summary.json")
     for emotion in EMOTIONS:
+        h = gpt2_bpe.counts[emotion]
         for name, (kind, _) in contract.EXPERIMENTS.items():
             doc = contract.read_experiment(kind, gpt2_bpe.root / contract.experiment_file(name, gpt2_bpe.profile, MODEL, emotion))
-            assert doc["n_prompts"] == size.n_pairs and doc["notes"] == []  # no pair dropped, nothing else to say
+            assert doc["n_prompts"] == h.n_pairs and doc["notes"] == []  # no pair dropped, nothing else to say
             e, c = doc["effects"]["emotion_score"], doc["effects_confirmation"]["emotion_score"]
-            assert (e["n"], e["n_clusters"]) == (size.n_pairs, size.n_expressions)
-            assert (c["n"], c["n_clusters"]) == (size.n_confirmation_pairs, size.n_confirmation)
+            assert (e["n"], e["n_clusters"]) == (h.n_pairs, h.n_expressions)
+            assert (c["n"], c["n_clusters"]) == (h.n_confirmation_pairs, h.n_confirmation)
+            assert (doc["split"]["n_prompts_confirmation"], doc["split"]["n_expressions_confirmation"]) == (h.n_confirmation_pairs, h.n_confirmation)
             key = f"{MODEL}.{emotion}.{name}.all.emotion_score"
-            assert s[f"{key}.n"] == size.n_pairs
+            assert s[f"{key}.n"] == h.n_pairs
             assert s[f"{key}.ci_low"] <= s[f"{key}.mean"] + 1e-12 <= s[f"{key}.ci_high"] + 2e-12
 
 
@@ -237,7 +248,7 @@ def test_top_head_effects_equal_the_plain_hf_model(gpt2_bpe: Run) -> None:
             assert len(doc["heads"]) == 1 and not doc["units"]
             layer, head = doc["heads"][0]
             table = pd.read_parquet(root / doc["table"]).sort_values("index")
-            assert len(table) == gpt2_bpe.size.n_pairs
+            assert len(table) == gpt2_bpe.counts[emotion].n_pairs
             for row in table.itertuples():
                 i = int(row.index)
                 emo, neu = pairs.emotion_prompts[i], pairs.neutral_prompts[i]

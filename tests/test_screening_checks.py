@@ -145,6 +145,11 @@ def test_units_family_is_chosen_on_selection_and_tested_on_confirmation(toy_path
         assert units_doc["pairs"][e]["exact_half"] == "confirmation" and units_doc["pairs"][e]["n_expressions"] == len(sel)
         held = subset(pairs[e], in_half(pairs[e], conf))
         pb = pair_batches(model, held, "all", max_unaligned_share=0.0)
+        # the record's n_* count the half it names (selection), exact_n_* the tested one (issue 30: the
+        # baseline's halves are 18 and 17 expressions, so a count from the other half differs)
+        chosen = subset(pairs[e], in_half(pairs[e], sel))
+        assert len(sel) != len(conf) and {k: units_doc["pairs"][e][k] for k in ("n_pairs", "n_clusters", "exact_n_pairs", "exact_n_clusters")} == {
+            "n_pairs": len(chosen), "n_clusters": len(sel), "exact_n_pairs": len(held), "exact_n_clusters": len(conf)}
         assert {s["exact_n_clusters"] for s in rows} == {len({span_clusters(held)[i] for i in pb.kept})}
         probe = sorted((s["layer"], s["neuron"]) for s in rows)[:3]
         ref = us_units.exact_patching(model, pb, us_units.unit_activations(model, pb.emotion, [3]), probe, (lex[e], lex["neutral"]))

@@ -217,8 +217,10 @@ def test_screen_document(unit_dirs: dict[str, Path]) -> None:
             assert summary["max_abs_attribution"] == a.abs().max() and abs(summary["sum_attribution"] - a.sum()) < 1e-12
             assert summary["argmax_neuron"] == int(t.neuron[a.abs().idxmax()])
         assert doc["attribution_vs_exact"][e] is not None and doc["attribution_vs_exact"][e] > 0
-    assert doc["pairs"]["gratitude"] == {"n_pairs": 10, "n_pairs_used": 10, "n_clusters": doc["pairs"]["gratitude"]["n_clusters"],
-                                        "half": "all", "exact_half": "all", "n_expressions": 10, "n_expressions_total": 10}
+    n_clusters = doc["pairs"]["gratitude"]["n_clusters"]
+    assert doc["pairs"]["gratitude"] == {"n_pairs": 10, "n_pairs_used": 10, "n_clusters": n_clusters,
+                                        "half": "all", "exact_half": "all", "n_expressions": 10, "n_expressions_total": 10,
+                                        "exact_n_pairs": 10, "exact_n_pairs_used": 10, "exact_n_clusters": n_clusters}
 
 
 def test_exact_top_k_zero_patches_every_unit(tiny_dir: Path) -> None:

@@ -29,6 +29,7 @@ class PairBatches:
     idx: Tensor  # [batch, pos] source position for each target position
     mask: Tensor  # [batch, pos] which target positions are patched
     kept: list[int]  # indices of the pairs used (all pairs unless `all` dropped unequal ones)
+    pairs: PromptPairs | None = None  # the pairs these batches were made from (`kept` indexes them)
 
 
 def pair_batches(model: LoadedModel, pairs: PromptPairs, positions: str, *, max_unaligned_share: float) -> PairBatches:
@@ -41,7 +42,7 @@ def pair_batches(model: LoadedModel, pairs: PromptPairs, positions: str, *, max_
         if len(kept) < len(pairs):
             emo, neu = tokenize_pairs(model, subset(pairs, kept))
     idx, mask = position_map(positions, source=emo, target=neu)
-    return PairBatches(emo, neu, idx, mask, kept)
+    return PairBatches(emo, neu, idx, mask, kept, pairs)
 
 
 def screened_pairs(cfg: ScreeningConfig, pairs: PromptPairs) -> tuple[PromptPairs, dict]:
@@ -52,6 +53,28 @@ def screened_pairs(cfg: ScreeningConfig, pairs: PromptPairs) -> tuple[PromptPair
         return pairs, {"half": "all", "n_expressions": n_total, "n_expressions_total": n_total}
     sel, _ = split_expressions(pairs, seed=cfg.seed, selection_share=cfg.selection_share, need=min_clusters())
     return subset(pairs, in_half(pairs, sel)), {"half": "selection", "n_expressions": len(sel), "n_expressions_total": n_total}
+
+
+def half_counts(pb: PairBatches) -> dict[str, int]:
+    """How many pairs the batches were made from, how many of them they use (`positions: all`
+    leaves out unaligned twins) and how many expressions (clusters) those cover."""
+    assert pb.pairs is not None, "batches made by pair_batches carry their pairs"
+    clusters = span_clusters(pb.pairs)
+    return {"n_pairs": len(pb.pairs), "n_pairs_used": len(pb.kept), "n_clusters": len({clusters[i] for i in pb.kept})}
+
+
+def pairs_record(half: dict, screened: PairBatches, exact_half: str, tested: PairBatches) -> dict:
+    """One emotion's entry of a screening document's `pairs` block.
+
+    Two halves can be in play (exact_pairs): the screened one, which `half` names and every
+    attribution (and delta_attn) is over, and the one the exact tests ran on (`exact_half`). Each
+    count is read from its own half's batches, which carry their pairs: the screenings once took
+    every count after the batches variable had been rebound to the confirmation half, so the
+    unit screening's record said `half: selection` with the confirmation half's counts (issue 30).
+    `n_*`: the screened half; `exact_n_*`: the half of the exact tests (the same half when
+    exact_half equals half).
+    """
+    return {**half, **half_counts(screened), "exact_half": exact_half, **{f"exact_{k}": v for k, v in half_counts(tested).items()}}
 
 
 def exact_pairs(cfg: ScreeningConfig, pairs: PromptPairs, screened: PromptPairs, n_components: int) -> tuple[PromptPairs, str]:

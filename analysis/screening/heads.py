@@ -47,7 +47,7 @@ from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
     check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    floor_record, identity_control, pair_batches, PairBatches, pairs_record, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
     unchanged_prefix,
 )
 
@@ -216,33 +216,32 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     screened, halves = {}, {}
     for emotion in cfg.emotions:
         screened[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, screened[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
+        sel_pb = pair_batches(model, screened[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
         with torch.no_grad():
-            z_emo = capture(model, pb.emotion, _z_names(model))
-        d_attn = delta_attn(model, pb).mean(0)
-        attr = attribution(model, pb, z_emo, ids).mean(0)
+            z_emo = capture(model, sel_pb.emotion, _z_names(model))
+        d_attn = delta_attn(model, sel_pb).mean(0)
+        attr = attribution(model, sel_pb, z_emo, ids).mean(0)
         if cfg.exact_top_k and cfg.exact_top_k < len(all_heads):
             order = sorted(all_heads, key=lambda lh: (-abs(float(attr[lh])), lh))
             exact_heads = sorted(order[: cfg.exact_top_k])
         else:
             exact_heads = all_heads
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened[emotion], len(all_heads))
+        # Two names, two halves: every exact number is over `pb`, the record's `n_*` over `sel_pb`.
+        pb = sel_pb
         selection: ExactBlock | None = None
         if test_pairs is not screened[emotion]:  # the top-k go to the confirmation half (exact_pairs)
             # ... and are measured again on the selection half, the only numbers a choice (top:N, the
             # copy control's skip) may read (analysis.screening.selection: no leakage).
-            selection = exact_block(model, cfg, screened[emotion], pb, z_emo, exact_heads, ids, emotion)
+            selection = exact_block(model, cfg, screened[emotion], sel_pb, z_emo, exact_heads, ids, emotion)
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
             with torch.no_grad():
                 z_emo = capture(model, pb.emotion, _z_names(model))
         block = exact_block(model, cfg, test_pairs, pb, z_emo, exact_heads, ids, emotion)
         exact, copy_free, floor, clusters = block.exact, block.copy_free, block.floor, block.clusters
         controls[emotion] = block.control
-        per_emotion[emotion] = {
-            "n_pairs": len(test_pairs), **halves[emotion],
-            "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
-        }
+        per_emotion[emotion] = pairs_record(halves[emotion], sel_pb, tested[emotion], pb)
         for layer, head in all_heads:
             row = {
                 "layer": layer,

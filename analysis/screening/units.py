@@ -37,7 +37,9 @@ Storage. GPT-2 small has 12 × 3072 units; with 3 emotions that is 110k scores, 
 JSON rows in git. So the scores are split in two files:
 
 - the JSON (schema `emotion-heads/unit-scores/v1`, small, committed): model, profile, n_layers,
-  d_mlp, emotions, params, metric, pairs, `attribution_vs_exact` (Spearman per emotion), and
+  d_mlp, emotions, params, metric, pairs (per emotion: the screened half and its counts `n_*`, the
+  exact tests' half `exact_half` and its counts `exact_n_*`: screening.common.pairs_record),
+  `attribution_vs_exact` (Spearman per emotion), and
   `scores`: one full row (layer, neuron, emotion, attribution, attribution_rank, exact with CI,
   p, q, n) for every unit that has an exact score or is among the `top_per_layer` (default 10)
   units of its layer by |attribution|; `layers`: per emotion and layer, the largest |attribution|
@@ -94,7 +96,7 @@ from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
     check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    floor_record, identity_control, pair_batches, PairBatches, pairs_record, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
     unchanged_prefix,
 )
 
@@ -368,9 +370,9 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     tested: dict[str, str] = {}
     for emotion in cfg.emotions:
         screened, halves[emotion] = screened_pairs(cfg, pairs[emotion])
-        pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
+        sel_pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         ids = (lex[emotion], lex["neutral"])
-        attr_t = attribution(model, pb, unit_activations(model, pb.emotion), ids).mean(0)  # [layer, d_mlp]
+        attr_t = attribution(model, sel_pb, unit_activations(model, sel_pb.emotion), ids).mean(0)  # [layer, d_mlp]
         attr = attr_t.double().cpu().numpy()
         if not np.isfinite(attr).all():
             layer, neuron = np.argwhere(~np.isfinite(attr))[0]
@@ -387,18 +389,17 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         # The top-k by attribution on the selection half are tested on the confirmation half (exact_pairs).
         test_pairs, tested[emotion] = exact_pairs(cfg, pairs[emotion], screened, n_units)
         selection: UnitBlock | None = None
+        pb = sel_pb
         if test_pairs is not screened:
             # ... and measured again on the selection half, the only numbers a choice (mlp-top:K, the
             # copy control's skip) may read (analysis.screening.selection: no leakage).
-            selection = unit_block(model, cfg, screened, pb, exact_units, ids, emotion)
+            selection = unit_block(model, cfg, screened, sel_pb, exact_units, ids, emotion)
+            # Two names, two halves: every exact number below is over `pb`, the record's `n_*` over `sel_pb`.
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
         block = unit_block(model, cfg, test_pairs, pb, exact_units, ids, emotion)
         exact, copy_free, floor, clusters, templates = block.exact, block.copy_free, block.floor, block.clusters, block.templates
         controls[emotion] = block.control
-        per_emotion[emotion] = {
-            "n_pairs": len(test_pairs), **halves[emotion],
-            "exact_half": tested[emotion], "n_pairs_used": len(pb.kept), "n_clusters": len(set(clusters)),
-        }
+        per_emotion[emotion] = pairs_record(halves[emotion], sel_pb, tested[emotion], pb)
 
         layers_summary[emotion], top = layer_summary(attr, floor, cfg.top_per_layer)
         listed = set(exact_units) | top
