@@ -38,6 +38,34 @@ def keyword_count(text: str, words: Sequence[str]) -> int:
     return len(_keyword_pattern(tuple(words)).findall(text))
 
 
+# The copy control's stem rule (issue 23): two words share a stem when they are the same word
+# (lowercase) or both have at least STEM_PREFIX letters and their first STEM_PREFIX letters agree.
+# A common-prefix rule rather than suffix stripping: it needs no suffix list and catches the lexicon's
+# derivations whose suffix lists miss (thank → thanks, thankful, thanked; apology → apologize,
+# apologies; grateful → gratitude; appreciate → appreciation). Its false matches (than → thank,
+# forgot → forgive, delicious → delivery on this data) only drop more lexicon tokens from the
+# copy-free M, which makes it stricter, never lets a copying component through. Words shorter than
+# STEM_PREFIX letters ("mad") match on equality only.
+STEM_PREFIX = 4
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def shares_stem(a: str, b: str) -> bool:
+    """Whether two words share a stem under the copy control's rule (STEM_PREFIX)."""
+    a, b = a.lower(), b.lower()
+    return a == b or (len(a) >= STEM_PREFIX and len(b) >= STEM_PREFIX and a[:STEM_PREFIX] == b[:STEM_PREFIX])
+
+
+def stem_matches(text: str, words: Sequence[str]) -> set[str]:
+    """The `words` that share a stem with some word of `text` (the copy control leaves them out)."""
+    seen = {w.lower() for w in _WORD.findall(text)}
+    prefixes = {w[:STEM_PREFIX] for w in seen if len(w) >= STEM_PREFIX}
+    return {
+        w for w in words
+        if w.lower() in seen or (len(w) >= STEM_PREFIX and w.lower()[:STEM_PREFIX] in prefixes)
+    }
+
+
 @functools.lru_cache(maxsize=1)
 def _vader():  # noqa: ANN202
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer

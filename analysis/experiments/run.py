@@ -101,6 +101,16 @@ def random_site_sets(
     return tuple(tuple(sorted(pool[i] for i in rng.choice(len(pool), size=k, replace=False))) for _ in range(draws))
 
 
+def _n_specific(c: ExperimentConfig, spec: object, top: object, skip: bool) -> int:
+    """How many components `top` (top_heads / top_units) can rank as specific for the emotion."""
+    from analysis.contract import read_screening, read_unit_screening
+
+    assert c.screening_file is not None
+    doc = (read_unit_screening if isinstance(spec, UnitSpec) else read_screening)(c.screening_file)
+    return sum(1 for s in doc.get("scores", []) if s.get("emotion") == c.emotion and s.get("specific")
+               and not (skip and s.get("copy_flag")))
+
+
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
     """The requested sites and the cumulative top-1..K site sets, ranked by the screening of
     the spec's kind (heads: analysis.head_screening; units: analysis.unit_screening)."""
@@ -114,7 +124,8 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
     notes: list[str] = []
     assert c.screening_file is not None
     skip = c.skip_copy_flagged  # the copy control's flagged components are not chosen by rank
-    chosen = top(c.screening_file, c.emotion, spec.top, skip) if spec.is_top else explicit
+    # top:N / mlp-top:K mean emotion components: those the neutral control calls `specific` (issue 23)
+    chosen = top(c.screening_file, c.emotion, spec.top, skip, specific_only=True) if spec.is_top else explicit
     cumulative: tuple[tuple[Site, ...], ...] = ()
     if c.cumulative_k > 0:
         if not Path(c.screening_file).is_file() and not c.cumulative_k_explicit:
@@ -128,8 +139,15 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
                     f"--cumulative-k {c.cumulative_k} needs the {what} {c.screening_file}, which does not "
                     f"exist; run `python -m {stage}` first, pass --screening-file, or --cumulative-k 0"
                 )
-            ranked = top(c.screening_file, c.emotion, c.cumulative_k, skip)
-            cumulative = tuple(to_sites(ranked[:k]) for k in range(1, c.cumulative_k + 1))
+            n_specific = _n_specific(c, spec, top, skip)
+            k_max = min(c.cumulative_k, n_specific)
+            if k_max < c.cumulative_k:
+                notes.append(
+                    f"cumulative curve: top-1..{k_max} only: the {what} has {n_specific} specific components for {c.emotion} "
+                    f"(the neutral control), fewer than cumulative_k={c.cumulative_k}"
+                )
+            ranked = top(c.screening_file, c.emotion, k_max, skip, specific_only=True) if k_max else ()
+            cumulative = tuple(to_sites(ranked[:k]) for k in range(1, k_max + 1))
     return to_sites(chosen), cumulative, notes
 
 

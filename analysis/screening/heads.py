@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score
+from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, selection_score, SPECIFICITY_FIELDS
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import head_sites, Site
@@ -40,15 +40,17 @@ from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
-    check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
-    unchanged_prefix,
+    check_before_work, control_floor, control_patching, control_sites, copy_keep, copy_record, correct_and_correlate, correct_specificity,
+    exact_fields, exact_pairs, family_record, floor_record, identity_control, neutral_control, NeutralControl, pair_batches, PairBatches,
+    ratio_record, ScreeningConfig, screened_pairs, specificity_fields, specificity_record, split_record, top_lines, unchanged_prefix,
 )
 
 
-def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[tuple[int, int], ...]:
+def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False, specific_only: bool = False) -> tuple[tuple[int, int], ...]:
     """The n heads with the largest |score| for `emotion` in a screening file (for `top:N`);
-    `skip_flagged`: leave out the heads the copy control flagged (`copy_flag`)."""
+    `skip_flagged`: leave out the heads the copy control flagged (`copy_flag`); `specific_only`:
+    rank only the heads that passed the neutral control (`specific`, issue 23: the experiments'
+    top:N means emotion heads, not heads that react to any change of the span)."""
     if not Path(path).is_file():
         raise InputError(
             f"head spec top:{n} needs the screening file {path}, which does not exist; run "
@@ -58,9 +60,11 @@ def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     if emotion not in doc["emotions"]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
     key = selection_score(doc, emotion, doc["scores"])
-    rows = rank((s for s in doc["scores"] if s["emotion"] == emotion and not (skip_flagged and s.get("copy_flag"))), key)
+    rows = rank((s for s in doc["scores"] if s["emotion"] == emotion and not (skip_flagged and s.get("copy_flag"))
+                 and not (specific_only and not s.get("specific"))), key)
     if n > len(rows):
         skipped = " not flagged by the copy control (copy_control.skip_flagged)" if skip_flagged else ""
+        skipped += " that are specific (the neutral control: `specific`)" if specific_only else ""
         raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads{skipped} for {emotion}")
     return tuple((int(s["layer"]), int(s["head"])) for s in rows[:n])
 
@@ -143,6 +147,7 @@ def exact_patching(
     ids: tuple[list[int], list[int]],
     desc: str = "exact",
     copy_free: tuple[Tensor, dict] | None = None,
+    parts: dict | None = None,
 ) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
     """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
 
@@ -150,12 +155,15 @@ def exact_patching(
     layer on, positions from the first changed column on, lexicon logits only (DESIGN §10).
     """
     cf: dict = {}
+    two: dict = {}
     out = exact_patching_sites(
         model, pb.neutral, z_emo, pb.idx, pb.mask, unchanged_prefix(pb), head_sites(heads), ids, desc,
-        copy_free=None if copy_free is None else (copy_free[0], cf),
+        copy_free=None if copy_free is None else (copy_free[0], cf), parts=None if parts is None else two,
     )
     if copy_free is not None:
         copy_free[1].update({(s.layer, s.index): v for s, v in cf.items()})
+    if parts is not None:  # ΔM's two terms per head: [pair, 2]
+        parts.update({(s.layer, s.index): v for s, v in two.items()})
     return {(s.layer, s.index): v for s, v in out.items()}
 
 
@@ -168,23 +176,33 @@ class ExactBlock:
     control: tuple[list[Site], np.ndarray]  # the identity control's sites and values [site, pair]
     floor: float  # the noise floor from that control
     clusters: list[str]  # each pair's cluster: its expression
+    parts: dict[tuple[int, int], Float[Tensor, "pair 2"]]  # ΔM's two terms per head (Δ LSE emotion, Δ LSE neutral)
+    neutral: dict[tuple[int, int], Float[Tensor, " pair"]]  # the neutral control's ΔM per head (neutral′ → twin)
+    nc: NeutralControl  # its prompts and the emotion–neutral gap
 
 
 def exact_block(
     model: LoadedModel, cfg: ScreeningConfig, pairs: PromptPairs, pb: PairBatches, z_emo: dict[str, Tensor],
-    heads: list[tuple[int, int]], ids: tuple[list[int], list[int]], emotion: str,
+    heads: list[tuple[int, int]], ids: tuple[list[int], list[int]], emotion: str, loaded: PromptPairs,
 ) -> ExactBlock:
     """Exact patching of `heads` over `pairs` (batched as `pb`, emotion activations `z_emo`), the
-    copy control beside it, the identity control's noise floor and the pairs' clusters."""
+    copy control beside it, the neutral control (each twin patched from its neutral′, drawn from
+    `loaded`'s twins), the identity control's noise floor and the pairs' clusters."""
     copy_free: dict[tuple[int, int], Tensor] = {}
+    parts: dict[tuple[int, int], Tensor] = {}
     keep = copy_keep(model, pairs, pb, emotion, ids)
-    exact = exact_patching(model, pb, z_emo, heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
+    exact = exact_patching(model, pb, z_emo, heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free), parts=parts)
+    nc = neutral_control(model, cfg, loaded, pairs, pb, ids)
+    with torch.no_grad():
+        z_ctl = capture(model, nc.batches.emotion, _z_names(model))
+    neutral = {(s.layer, s.index): v for s, v in control_patching(model, nc, z_ctl, head_sites(heads), ids, f"control {emotion}").items()}
+    del z_ctl
     with torch.no_grad():
         z_neu = capture(model, pb.neutral, _z_names(model))
     sites = control_sites(heads, "head")
     control = identity_control(model, pb, z_neu, sites, ids).double().cpu().numpy()
     clusters = [span_clusters(pairs)[i] for i in pb.kept]
-    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters)
+    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, parts, neutral, nc)
 
 
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
@@ -198,6 +216,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     controls: dict[str, tuple] = {}
     tested: dict[str, str] = {}
     screened, halves = {}, {}
+    ncs: dict[str, NeutralControl] = {}
     for emotion in cfg.emotions:
         screened[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
         pb = pair_batches(model, screened[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
@@ -216,7 +235,8 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
             with torch.no_grad():
                 z_emo = capture(model, pb.emotion, _z_names(model))
-        block = exact_block(model, cfg, test_pairs, pb, z_emo, exact_heads, ids, emotion)
+        block = exact_block(model, cfg, test_pairs, pb, z_emo, exact_heads, ids, emotion, pairs[emotion])
+        ncs[emotion] = block.nc
         exact, copy_free, floor, clusters = block.exact, block.copy_free, block.floor, block.clusters
         controls[emotion] = block.control
         per_emotion[emotion] = {
@@ -244,6 +264,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 "exact_copy_free_n": None,
                 "copy_share": None,
                 "copy_flag": False,
+                **SPECIFICITY_FIELDS,
             }
             values = {"delta_attn": row["delta_attn"], "attribution": row["attribution"]}
             if (layer, head) in exact:
@@ -255,8 +276,13 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 row.update(exact_fields(
                     exact[(layer, head)].double().cpu().numpy(), copy_free[(layer, head)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
                 ))
+                row.update(specificity_fields(
+                    exact[(layer, head)].double().cpu().numpy(), block.neutral[(layer, head)].double().cpu().numpy(),
+                    block.parts[(layer, head)].double().cpu().numpy(), cfg, clusters,
+                ))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
+    correct_specificity(cfg, scores, {e: c.gap for e, c in ncs.items()})
     return {
         "schema": HEAD_SCORES_SCHEMA,
         "model": cfg.model,
@@ -271,6 +297,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         "noise_floor": floor_record(cfg, controls),
         "bh_family": family_record(cfg, scores, len(all_heads), tested),
         "copy_control": copy_record(cfg, scores),
+        "specificity": specificity_record(cfg, scores, ncs),
         "attribution_ratio": ratio_record(cfg, scores),
         "scores": scores,
         "attribution_vs_exact": corr,

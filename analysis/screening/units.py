@@ -77,7 +77,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score, write_unit_screening
+from analysis.contract import (
+    UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, selection_score, SPECIFICITY_FIELDS, write_unit_screening,
+)
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -88,9 +90,9 @@ from analysis.interventions.exact import component_inputs, component_module, exa
 from analysis.io import write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.common import (
-    check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
-    unchanged_prefix,
+    check_before_work, control_floor, control_patching, control_sites, copy_keep, copy_record, correct_and_correlate, correct_specificity,
+    exact_fields, exact_pairs, family_record, floor_record, identity_control, neutral_control, NeutralControl, pair_batches, PairBatches,
+    ratio_record, ScreeningConfig, screened_pairs, specificity_fields, specificity_record, split_record, top_lines, unchanged_prefix,
 )
 
 
@@ -106,9 +108,10 @@ TOP_PER_LAYER = 10
 Unit = tuple[int, int]
 
 
-def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[Unit, ...]:
+def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False, specific_only: bool = False) -> tuple[Unit, ...]:
     """The n units with the largest |score| for `emotion` in a unit screening file (`mlp-top:K`);
-    `skip_flagged`: leave out the units the copy control flagged (`copy_flag`)."""
+    `skip_flagged`: leave out the units the copy control flagged (`copy_flag`); `specific_only`:
+    rank only the units that passed the neutral control (`specific`, issue 23)."""
     if not Path(path).is_file():
         raise InputError(
             f"unit spec mlp-top:{n} needs the unit screening file {path}, which does not exist; run "
@@ -120,7 +123,7 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     try:
         rows = [s for s in doc["scores"] if s["emotion"] == emotion]
         key = selection_score(doc, emotion, rows)
-        rows = [s for s in rows if not (skip_flagged and s.get("copy_flag"))]
+        rows = [s for s in rows if not (skip_flagged and s.get("copy_flag")) and not (specific_only and not s.get("specific"))]
         ranked = rank(rows, key, index="neuron")
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(f"unit screening file {path} is malformed ({type(err).__name__}: {err}); rerun the unit screening") from None
@@ -130,6 +133,8 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
         ranked = ranked[: int(doc.get("params", {}).get("top_per_layer", len(ranked)))]
     if n > len(ranked):
         what = "by exact ΔM; rerun the unit screening with --exact-top-k" if key == "exact" else "by attribution; rerun it with --top-per-layer"
+        if specific_only:
+            what = f"that are specific (the neutral control: `specific`) {what}"
         raise InputError(f"unit spec mlp-top:{n}: unit screening file {path} ranks only {len(ranked)} units for {emotion} {what} >= {n}")
     return tuple((int(s["layer"]), int(s["neuron"])) for s in ranked[:n])
 
@@ -256,17 +261,21 @@ def attribution(
 
 def exact_patching(
     model: LoadedModel, pb: PairBatches, act_emo: dict[str, Tensor], units: list[Unit],
-    ids: tuple[list[int], list[int]], desc: str = "exact", copy_free: tuple[Tensor, dict] | None = None,
+    ids: tuple[list[int], list[int]], desc: str = "exact", copy_free: tuple[Tensor, dict] | None = None, parts: dict | None = None,
 ) -> dict[Unit, Float[Tensor, " batch"]]:
     """Per unit: M(neutral with the unit patched from the emotion prompt) − M(neutral), per pair
-    (and, with `copy_free` = (keep, out), the copy-free M's change into out)."""
+    (and, with `copy_free` = (keep, out), the copy-free M's change into out; with `parts`, ΔM's
+    two terms [pair, 2] into it)."""
     cf: dict = {}
+    two: dict = {}
     res = exact_patching_sites(
         model, pb.neutral, act_emo, pb.idx, pb.mask, unchanged_prefix(pb), unit_sites(units), ids, desc,
-        copy_free=None if copy_free is None else (copy_free[0], cf),
+        copy_free=None if copy_free is None else (copy_free[0], cf), parts=None if parts is None else two,
     )
     if copy_free is not None:
         copy_free[1].update({(s.layer, s.index): v for s, v in cf.items()})
+    if parts is not None:
+        parts.update({(s.layer, s.index): v for s, v in two.items()})
     return {(s.layer, s.index): v for s, v in res.items()}
 
 
@@ -329,6 +338,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     halves: dict[str, dict] = {}
     controls: dict[str, tuple] = {}
     tested: dict[str, str] = {}
+    ncs: dict[str, NeutralControl] = {}
     for emotion in cfg.emotions:
         screened, halves[emotion] = screened_pairs(cfg, pairs[emotion])
         pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
@@ -356,8 +366,14 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         act_emo = unit_activations(model, pb.emotion, exact_layers)
         copy_free: dict[Unit, Tensor] = {}
         keep = copy_keep(model, test_pairs, pb, emotion, ids)
-        exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
+        parts: dict[Unit, Tensor] = {}
+        exact = exact_patching(model, pb, act_emo, exact_units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free), parts=parts)
         del act_emo
+        # The neutral control: each twin patched from its neutral′ (analysis.screening.common.neutral_control).
+        ncs[emotion] = nc = neutral_control(model, cfg, pairs[emotion], test_pairs, pb, ids)
+        act_ctl = unit_activations(model, nc.batches.emotion, exact_layers)
+        neutral = {(s.layer, s.index): v for s, v in control_patching(model, nc, act_ctl, unit_sites(exact_units), ids, f"control {emotion}").items()}
+        del act_ctl
         sites = control_sites(exact_units, "mlp")
         act_neu = unit_activations(model, pb.neutral, exact_layers)
         controls[emotion] = (sites, identity_control(model, pb, act_neu, sites, ids).double().cpu().numpy())
@@ -378,12 +394,15 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 "exact": None, "exact_ci_low": None, "exact_ci_high": None, "exact_p": None, "exact_q": None,
                 "exact_n": None, "exact_n_clusters": None, "no_effect": None, "attribution_ratio": None, "ratio_flag": False,
                 "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False,
+                **SPECIFICITY_FIELDS,
             }
             if (layer, neuron) in exact:
                 values = exact[(layer, neuron)].double().cpu().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
                 row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"]))
+                row.update(specificity_fields(values, neutral[(layer, neuron)].double().cpu().numpy(),
+                                              parts[(layer, neuron)].double().cpu().numpy(), cfg, clusters))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
@@ -391,6 +410,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
             "attribution": attr.ravel(), "attribution_rank": rank.ravel(),
         }))
     corr = correct_and_correlate(scores, cfg.emotions)
+    correct_specificity(cfg, scores, {e: c.gap for e, c in ncs.items()})
     doc = {
         "schema": UNIT_SCORES_SCHEMA,
         "model": cfg.model,
@@ -406,6 +426,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "noise_floor": floor_record(cfg, controls),
         "bh_family": family_record(cfg, scores, n_units, tested),
         "copy_control": copy_record(cfg, scores),
+        "specificity": specificity_record(cfg, scores, ncs),
         "attribution_ratio": ratio_record(cfg, scores),
         "scores": scores,
         "scores_kept": (
