@@ -218,6 +218,18 @@ def experiment_summary(doc: dict[str, Any], name: str) -> dict[str, Any]:
         signed(f"{pre}.confirmation", doc["effects_confirmation"])
         gap(f"{pre}.confirmation", doc["confirmation"])
         non_negative(f"{pre}.confirmation", doc["confirmation"], None)
+    # Issue 23: the specificity control (all prompts and the confirmation half) and the copy-free M.
+    spec = doc.get("specificity_control")
+    for half, block in (("all", spec), ("confirmation", (spec or {}).get("confirmation"))):
+        if block:
+            q = f"{pre}.{half}.specificity"
+            out[f"{q}.control.mean"] = block["control"]["mean"]
+            for field in EFFECT_FIELDS:
+                out[f"{q}.difference.{field}"] = block["difference"][field]
+            out[f"{q}.threshold"], out[f"{q}.specific"] = block["threshold"], int(block["specific"])
+    if "emotion_score_copy_free" in doc["effects"]:
+        for field in EFFECT_FIELDS:
+            out[f"{pre}.all.emotion_score_copy_free.{field}"] = doc["effects"]["emotion_score_copy_free"][field]
     for entry in doc.get("cumulative", []):
         effect = entry["effects"]["emotion_score"]
         for field in ("mean", "ci_low", "ci_high"):

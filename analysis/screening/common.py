@@ -12,14 +12,14 @@ from torch import Tensor
 from analysis.core.loading import LoadedModel
 from analysis.core.sites import Site
 from analysis.core.prompts import (
-    aligned_pairs, in_half, keep_aligned, lexicon_word_ids, load_lexicon, Prompt, PromptPairs, span_clusters, split_expressions, subset, TokenBatch,
+    aligned_pairs, in_half, keep_aligned, Prompt, PromptPairs, span_clusters, split_expressions, subset, TokenBatch,
 )
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL, POSITION_MODES
+from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
 from analysis.interventions.exact import clean_scores, exact_patching_sites
 from analysis.interventions.plans import source_pools, template_groups
-from analysis.metrics import stem_matches
+from analysis.metrics import copy_keep_rows
 from analysis.contract import Q_LEVEL, SPECIFICITY_FIELDS
 from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, no_effect, noise_floor, one_sample_effect, spearman
 
@@ -174,15 +174,11 @@ def copy_keep(
     and " thankful" when "thanks" is (issue 23: a head that turns "thank" into " thanks" copies).
     """
     used = subset(pairs, pb.kept)
-    words = {name: lexicon_word_ids(model.tokenizer, load_lexicon(name)) for name in (emotion, NEUTRAL)}
-    order = [*ids[0], *ids[1]]
-    keep = torch.ones(len(used), len(order), dtype=torch.bool)
-    for r, (e, n) in enumerate(zip(used.emotion_prompts, used.neutral_prompts, strict=True)):
-        gone = {int(t) for b in (pb.emotion, pb.neutral) for t in b.input_ids[r][b.attention_mask[r].bool()]}
-        for table in words.values():
-            gone.update(i for w in stem_matches(f"{e.text} {n.text}", list(table)) for i in table[w])
-        keep[r] = torch.tensor([i not in gone for i in order])
-    return keep
+    texts = [(e.text, n.text) for e, n in zip(used.emotion_prompts, used.neutral_prompts, strict=True)]
+    prompt_ids = [
+        [int(t) for b in (pb.emotion, pb.neutral) for t in b.input_ids[r][b.attention_mask[r].bool()]] for r in range(len(used))
+    ]
+    return copy_keep_rows(model.tokenizer, texts, prompt_ids, emotion, ids)
 
 
 def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters, floor: float, attribution: float) -> dict:
@@ -383,7 +379,9 @@ def spliced(twin: Prompt, span: str) -> Prompt:
     return Prompt(twin.before + span + twin.after, (start, start + len(span)), source=twin.source)
 
 
-def neutral_control_prompts(model: LoadedModel, loaded: PromptPairs, used: PromptPairs, positions: str, seed: int) -> tuple[list[Prompt], int]:
+def neutral_control_prompts(
+    model: LoadedModel, loaded: PromptPairs, used: PromptPairs, positions: str, seed: int, side: str = "neutral",
+) -> tuple[list[Prompt], int]:
     """Per pair of `used` (e_i, n_i), its neutral′: n_i's template around the span of another neutral
     prompt n_j of the emotion's twins (`loaded.neutral_prompts`, the emotion's own twin file or the
     shared one); and how many pairs drew n_j from another template.
@@ -395,7 +393,9 @@ def neutral_control_prompts(model: LoadedModel, loaded: PromptPairs, used: Promp
     the span, where it has one, else any; seeded by `seed`), among the twins whose span differs
     from n_i's (never the twin itself) and, for positions `all` (patched position by position),
     whose spliced prompt has n_i's token count and span position under the model's tokenizer.
-    A pair with no such span is an InputError: the profile has too few neutral spans.
+    A pair with no such span is an InputError: the profile has too few neutral spans. (`side` names
+    the prompts in that message: the noising experiment draws e′ from the emotion prompts this way,
+    passing the pairs with their sides swapped.)
     """
     twins = list(loaded.neutral_prompts)
     groups = template_groups([n.after for n in twins])
@@ -421,10 +421,11 @@ def neutral_control_prompts(model: LoadedModel, loaded: PromptPairs, used: Promp
             n = twins[rows[r]]
             same = sum(g == groups[rows[r]] for g in groups)
             how = f" with its token count under the tokenizer of {model.spec.name}" if positions == "all" else ""
+            control = "neutral" if side == "neutral" else "emotion"
             raise InputError(
-                f"{loaded.origin}: too few neutral spans for the neutral control: the twin {n.text!r} ({n.source or 'pair ' + str(r)}) "
-                f"has no other neutral span{how} among the {len(twins)} {loaded.emotion} twins ({same} of its template); "
-                f"add neutral prompts of that template"
+                f"{loaded.origin}: too few {side} spans for the {control} control: the prompt {n.text!r} ({n.source or 'pair ' + str(r)}) "
+                f"has no other {side} span{how} among the {len(twins)} {side} prompts of {loaded.emotion}'s pairs ({same} of its "
+                f"template); add {side} prompts of that template"
             )
     rng = np.random.default_rng([seed, 23])
     picks = [int(rng.choice(pool)) for pool in pools]
