@@ -84,6 +84,7 @@ class CopyControlParams(_Frozen):
 # Issue 23: the neutral control (analysis.screening.common.is_specific).
 class SpecificityParams(_Frozen):
     min_share: float = Field(0.05, ge=0.0, lt=1.0, allow_inf_nan=False)
+    select: bool = True  # top:k / mlp-top:k and the cumulative curve choose specific components only
 
 
 class NoiseFloorParams(_Frozen):

@@ -122,10 +122,16 @@ def test_specificity_fields_by_hand() -> None:
     control = np.linspace(0.5, 2.0, 16)
     exact = control + 1.0 + wiggle
     parts = np.stack([exact + 3.0, np.full(16, 3.0)], 1)  # Δ LSE(emotion) − Δ LSE(neutral) = exact
-    f = specificity_fields(exact, control, parts, _cfg(), clusters)
+    f = specificity_fields(exact, control, parts, _cfg(), clusters, list(range(16)))
     assert f["control"] == pytest.approx(control.mean()) and f["specificity"] == pytest.approx(1.0)
     assert f["specificity_ci_low"] > 0.85 and f["specificity_ci_high"] < 1.15 and f["specificity_p"] < 0.01
     assert f["exact_lse_emotion"] - f["exact_lse_neutral"] == pytest.approx(exact.mean())
+    # pairs 14 and 15 (cluster c7, wiggle −0.1) have no neutral′: the difference is over the other 14,
+    # 8 pairs at +0.1 and 6 at −0.1 around 1
+    rows = list(range(14))
+    g = specificity_fields(exact, control[rows], parts, _cfg(), clusters, rows)
+    assert g["control"] == pytest.approx(control[rows].mean()) and g["specificity"] == pytest.approx(1.0 + 0.1 * 2 / 14)
+    assert g["exact_lse_emotion"] == f["exact_lse_emotion"]  # ΔM's terms are over every pair
 
 
 def _row(exact: float, lo: float, hi: float, q: float, quiet: bool = False) -> dict:

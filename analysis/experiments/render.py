@@ -178,6 +178,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "neutral_file": str(c.neutral_file) if c.neutral_file else None,
             "screening_file": str(c.screening_file) if c.screening_file else None,
             "skip_copy_flagged": c.skip_copy_flagged,
+            "select_specific": c.select_specific,
             **r.computed_on,
         },
         "notes": list(r.notes),
@@ -314,7 +315,9 @@ def comparison_table(r: ExperimentResult) -> str:
         lines += ["", f"Confirmation half (expressions the screening did not see, n={len(r.confirmation_index)}):", "",
                   *_evidence_lines(r.main.evidence_confirmation, r.noise, base, None, c.label)]
     spec = control_record(r)
-    if spec is not None:
+    if spec is not None and spec["difference"] is None:
+        lines += ["", f"Specificity control: {spec['definition']}", "  untested: too few expressions have a control"]
+    elif spec is not None:
         lines += ["", f"Specificity control: {spec['definition']}",
                   f"  control ΔM {_ci_dict(spec['control'])}; difference {_ci_dict(spec['difference'])} p={_fmt_p(spec['difference']['p'])}; "
                   f"threshold ±{spec['threshold']:.3g} ({spec['min_share']:g} × gap); specific: {'yes' if spec['specific'] else 'no'}"]

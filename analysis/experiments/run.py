@@ -76,7 +76,7 @@ class Prepared:
     confirmation: frozenset[str] | None = None  # expressions of the held-out half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # per lexicon, the words M and the keyword counts use
     random_sets: dict[tuple[Site, ...], tuple[tuple[Site, ...], ...]] = field(default_factory=dict)  # per arm, its random-site draws
-    control_sources: tuple[Prompt, ...] | None = None  # patching: each row's control source (`control_sources`)
+    control_sources: tuple[Prompt | None, ...] | None = None  # patching: each row's control source (`control_sources`)
 
 
 def random_site_sets(
@@ -125,8 +125,10 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
     notes: list[str] = []
     assert c.screening_file is not None
     skip = c.skip_copy_flagged  # the copy control's flagged components are not chosen by rank
-    # top:N / mlp-top:K mean emotion components: those the neutral control calls `specific` (issue 23)
-    chosen = top(c.screening_file, c.emotion, spec.top, skip, specific_only=True) if spec.is_top else explicit
+    # top:N / mlp-top:K mean emotion components: those the neutral control calls `specific` (issue 23;
+    # params specificity.select false: any component, as before)
+    only = c.select_specific
+    chosen = top(c.screening_file, c.emotion, spec.top, skip, specific_only=only) if spec.is_top else explicit
     cumulative: tuple[tuple[Site, ...], ...] = ()
     if c.cumulative_k > 0:
         if not Path(c.screening_file).is_file() and not c.cumulative_k_explicit:
@@ -140,14 +142,14 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
                     f"--cumulative-k {c.cumulative_k} needs the {what} {c.screening_file}, which does not "
                     f"exist; run `python -m {stage}` first, pass --screening-file, or --cumulative-k 0"
                 )
-            n_specific = _n_specific(c, spec, top, skip)
+            n_specific = _n_specific(c, spec, top, skip) if only else c.cumulative_k
             k_max = min(c.cumulative_k, n_specific)
             if k_max < c.cumulative_k:
                 notes.append(
                     f"cumulative curve: top-1..{k_max} only: the {what} has {n_specific} specific components for {c.emotion} "
                     f"(the neutral control), fewer than cumulative_k={c.cumulative_k}"
                 )
-            ranked = top(c.screening_file, c.emotion, k_max, skip, specific_only=True) if k_max else ()
+            ranked = top(c.screening_file, c.emotion, k_max, skip, specific_only=only) if k_max else ()
             cumulative = tuple(to_sites(ranked[:k]) for k in range(1, k_max + 1))
     return to_sites(chosen), cumulative, notes
 
@@ -193,13 +195,14 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     )
 
 
-def control_sources(c: ExperimentConfig, model: LoadedModel, pairs: PromptPairs) -> tuple[Prompt, ...] | None:
+def control_sources(c: ExperimentConfig, model: LoadedModel, pairs: PromptPairs) -> tuple[Prompt | None, ...] | None:
     """The source of the specificity control of a patching run, per pair (issue 23): a prompt of the
     target's own class in the target's template, so that the control changes the span as the real
     patch does but not its class. Denoising (target: the twin n_i): neutral′, n_i's template around
     another twin's span; noising (target: the emotion prompt e_i): e′, e_i's template around another
     of the emotion's spans. Both drawn as the screening draws neutral′ (analysis.screening.common.
-    neutral_control_prompts); too few spans of a template is an InputError here, before any work.
+    neutral_control_prompts; None for a pair with no such span, left out of the control); more such pairs
+    than alignment.max_unaligned_share allows is an InputError here, before any work.
     Ablation: None (its control ablates the same components on the twins)."""
     if c.kind != "patching":
         return None
@@ -207,7 +210,8 @@ def control_sources(c: ExperimentConfig, model: LoadedModel, pairs: PromptPairs)
 
     targets_neutral = KINDS[c.kind].targets_neutral(c)
     own = pairs if targets_neutral else PromptPairs(pairs.emotion, pairs.neutral_prompts, pairs.emotion_prompts)
-    prompts, _ = neutral_control_prompts(model, own, own, c.mode, c.seed, side="neutral" if targets_neutral else c.emotion)
+    prompts, _ = neutral_control_prompts(model, own, own, c.mode, c.seed, side="neutral" if targets_neutral else c.emotion,
+                                         max_missing_share=c.max_unaligned_share)
     return tuple(prompts)
 
 
@@ -363,8 +367,8 @@ class ControlArm:
     """The specificity control of the requested sites, teacher-forced M only (no generation)."""
 
     definition: str
-    delta_m: np.ndarray  # per prompt: M(control target, intervened, mean over draws) − M(control target, clean)
-    sources: tuple[str, ...] | None  # patching: each row's control source prompt
+    delta_m: np.ndarray  # per prompt: M(control target, intervened, mean over draws) − M(control target, clean); NaN: no control
+    sources: tuple[str | None, ...] | None  # patching: each row's control source prompt (None: none, the row has no control)
 
 
 def control_arm(p: Prepared, neutral_batch: TokenBatch) -> ControlArm:
@@ -373,12 +377,14 @@ def control_arm(p: Prepared, neutral_batch: TokenBatch) -> ControlArm:
     names = sorted({s.hook_name for s in p.sites})
     ids = (p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL])
     sources = None
+    rows = list(range(len(p.pairs)))
     if c.kind == "patching":
         assert p.control_sources is not None
+        rows = [i for i, x in enumerate(p.control_sources) if x is not None]
         own = p.pairs.neutral_prompts if KINDS[c.kind].targets_neutral(c) else p.pairs.emotion_prompts
-        src, target = tokenize_pairs(p.model, PromptPairs(c.emotion, p.control_sources, own))
+        src, target = tokenize_pairs(p.model, PromptPairs(c.emotion, tuple(p.control_sources[i] for i in rows), tuple(own[i] for i in rows)))
         plan: Plan = PatchPlan(capture(p.model, src, names), *position_map(c.mode, src, target))
-        sources = tuple(x.text for x in p.control_sources)
+        sources = tuple(None if x is None else x.text for x in p.control_sources)
     else:
         target = neutral_batch
         method = ABLATIONS[c.mode]
@@ -387,7 +393,8 @@ def control_arm(p: Prepared, neutral_batch: TokenBatch) -> ControlArm:
         plan, _, _ = method.build(AblationInputs(p.model, reference, neutral_batch, neutral_batch, groups, c.resample_draws, c.seed))
     clean = emotion_score(last_logits(p.model, target), *ids)
     arms = [emotion_score(last_logits(p.model, target, hooks_for(edits)), *ids) for edits in plan.draws(p.sites)]
-    delta = (torch.stack(arms).mean(0) - clean).double().cpu().numpy()
+    delta = np.full(len(p.pairs), np.nan)
+    delta[rows] = (torch.stack(arms).mean(0) - clean).double().cpu().numpy()
     return ControlArm(CONTROL_DEFINITIONS[c.name], delta, sources)
 
 
@@ -427,12 +434,17 @@ def control_record(r: ExperimentResult) -> dict | None:
     clusters = span_clusters(r.pairs)
 
     def block(idx: np.ndarray, main_effect: Effect) -> dict:
+        n_all = len(idx)
+        idx = idx[np.isfinite(ctl[idx])]  # the pairs with a control (patching: those with a source)
         kw = {"n_resamples": c.n_resamples, "seed": c.seed, "clusters": [clusters[i] for i in idx]}
+        threshold = c.specificity_min_share * abs(float(gap[idx].mean())) if len(idx) else 0.0
+        if len(set(kw["clusters"])) < min_clusters():  # too few expressions with a control for a 95 % test
+            return {"n_without_control": int(n_all - len(idx)), "control": None, "difference": None,
+                    "gap": float(gap[idx].mean()) if len(idx) else None, "threshold": threshold, "specific": False}
         e_ctl, diff = one_sample_effect(ctl[idx], **kw), one_sample_effect(main[idx] - ctl[idx], **kw)
-        threshold = c.specificity_min_share * abs(float(gap[idx].mean()))
         row = {"specificity_q": diff.p, "specificity_ci_low": diff.ci_low, "specificity_ci_high": diff.ci_high,
                "exact": main_effect.mean, "no_effect": no_effect(main_effect, r.noise.floor[M])}
-        return {"control": e_ctl.to_dict(), "difference": diff.to_dict(), "gap": float(gap[idx].mean()),
+        return {"n_without_control": int(n_all - len(idx)), "control": e_ctl.to_dict(), "difference": diff.to_dict(), "gap": float(gap[idx].mean()),
                 "threshold": threshold, "specific": is_specific(row, threshold)}
 
     conf = r.main.evidence_confirmation

@@ -221,7 +221,7 @@ def experiment_summary(doc: dict[str, Any], name: str) -> dict[str, Any]:
     # Issue 23: the specificity control (all prompts and the confirmation half) and the copy-free M.
     spec = doc.get("specificity_control")
     for half, block in (("all", spec), ("confirmation", (spec or {}).get("confirmation"))):
-        if block:
+        if block and block["difference"] is not None:
             q = f"{pre}.{half}.specificity"
             out[f"{q}.control.mean"] = block["control"]["mean"]
             for field in EFFECT_FIELDS:

@@ -3,6 +3,7 @@ the FDR family and correction, attribution / exact ratios and the top-list forma
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -333,7 +334,8 @@ def check_before_work(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str,
         clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
         check_resolution(len(set(clusters)), n_resamples=cfg.n_resamples, seed=cfg.seed)
         # every pair the screening may use has a neutral′ (InputError naming the first that has none)
-        neutral_control_prompts(model, pairs[emotion], subset(pairs[emotion], pb.kept), cfg.positions, cfg.seed)
+        neutral_control_prompts(model, pairs[emotion], subset(pairs[emotion], pb.kept), cfg.positions, cfg.seed,
+                                max_missing_share=cfg.max_unaligned_share)
 
 
 def correct_and_correlate(scores: list[dict], emotions: tuple[str, ...]) -> dict[str, float | None]:
@@ -381,10 +383,11 @@ def spliced(twin: Prompt, span: str) -> Prompt:
 
 def neutral_control_prompts(
     model: LoadedModel, loaded: PromptPairs, used: PromptPairs, positions: str, seed: int, side: str = "neutral",
-) -> tuple[list[Prompt], int]:
+    max_missing_share: float | None = None,
+) -> tuple[list[Prompt | None], int]:
     """Per pair of `used` (e_i, n_i), its neutral′: n_i's template around the span of another neutral
     prompt n_j of the emotion's twins (`loaded.neutral_prompts`, the emotion's own twin file or the
-    shared one); and how many pairs drew n_j from another template.
+    shared one), None where there is none; and how many pairs drew n_j from another template.
 
     The control patch (neutral′ → n_i) then changes what the emotion patch (e_i → n_i) changes,
     the span and what reads it, with a neutral span instead of an emotional one, so a component
@@ -393,9 +396,12 @@ def neutral_control_prompts(
     the span, where it has one, else any; seeded by `seed`), among the twins whose span differs
     from n_i's (never the twin itself) and, for positions `all` (patched position by position),
     whose spliced prompt has n_i's token count and span position under the model's tokenizer.
-    A pair with no such span is an InputError: the profile has too few neutral spans. (`side` names
-    the prompts in that message: the noising experiment draws e′ from the emotion prompts this way,
-    passing the pairs with their sides swapped.)
+    A pair with no such span has no control and is left out of the specificity test (as an
+    unaligned pair is left out of patching at positions all); more of them than `max_missing_share`
+    of the pairs (alignment.max_unaligned_share, checked on the whole profile before any work; None:
+    not checked) is an InputError: the profile has too few neutral spans. (`side` names the prompts
+    in that message: the noising experiment draws e′ from the emotion prompts this way, passing the
+    pairs with their sides swapped.)
     """
     twins = list(loaded.neutral_prompts)
     groups = template_groups([n.after for n in twins])
@@ -416,28 +422,31 @@ def neutral_control_prompts(
         return fits[i]
 
     pools, fell_back = source_pools(groups, rows, lambda i, j: j in admitted(i))
-    for r, pool in enumerate(pools):
-        if not pool:
-            n = twins[rows[r]]
-            same = sum(g == groups[rows[r]] for g in groups)
-            how = f" with its token count under the tokenizer of {model.spec.name}" if positions == "all" else ""
-            control = "neutral" if side == "neutral" else "emotion"
-            raise InputError(
-                f"{loaded.origin}: too few {side} spans for the {control} control: the prompt {n.text!r} ({n.source or 'pair ' + str(r)}) "
-                f"has no other {side} span{how} among the {len(twins)} {side} prompts of {loaded.emotion}'s pairs ({same} of its "
-                f"template); add {side} prompts of that template"
-            )
+    missing = [r for r, pool in enumerate(pools) if not pool]
+    allowed = math.floor(max_missing_share * len(rows) + 1e-9) if max_missing_share is not None else len(rows)
+    if len(missing) > allowed or (missing and len(missing) == len(rows)):
+        n = twins[rows[missing[0]]]
+        how = f" with its token count under the tokenizer of {model.spec.name}" if positions == "all" else ""
+        control = "neutral" if side == "neutral" else "emotion"
+        raise InputError(
+            f"{loaded.origin}: too few {side} spans for the {control} control: {len(missing)} of {len(rows)} {side} prompts of "
+            f"{loaded.emotion}'s pairs have no other {side} span{how} (first: {n.text!r}), more than "
+            f"alignment.max_unaligned_share {max_missing_share or 0:g} allows (at most {allowed}); add {side} prompts of their templates"
+        )
     rng = np.random.default_rng([seed, 23])
-    picks = [int(rng.choice(pool)) for pool in pools]
-    return [spliced(n, twins[j].span_text) for n, j in zip(used.neutral_prompts, picks, strict=True)], int(fell_back.sum())
+    picks = [int(rng.choice(pool)) if pool else None for pool in pools]
+    out = [None if j is None else spliced(n, twins[j].span_text) for n, j in zip(used.neutral_prompts, picks, strict=True)]
+    return out, int(sum(f for f, pool in zip(fell_back, pools, strict=True) if pool))
 
 
 @dataclass(frozen=True)
 class NeutralControl:
     """The neutral′ → twin patch of one emotion's screened pairs (rows as the emotion patch's)."""
 
-    batches: PairBatches  # emotion: the neutral′ prompts (the source), neutral: the twins (the target)
+    batches: PairBatches  # emotion: the neutral′ prompts (the source), neutral: the twins (the target); rows `rows`
+    rows: list[int]  # the emotion patch's rows (pb) that have a neutral′ (neutral_control_prompts), in order
     fallbacks: int  # pairs whose template had no usable neutral span (drawn from every template)
+    n_used: int  # the emotion patch's pairs (those of `rows` and those without a neutral′)
     gap: float  # the emotion–neutral gap: mean over the pairs of M(emotion prompt) − M(twin)
 
 
@@ -447,11 +456,12 @@ def neutral_control(model: LoadedModel, cfg: ScreeningConfig, loaded: PromptPair
     as the source, the same twins as the target, patched at the same positions rule."""
     used = subset(pairs, pb.kept)
     prompts, fallbacks = neutral_control_prompts(model, loaded, used, cfg.positions, cfg.seed)
-    control = PromptPairs(pairs.emotion, tuple(prompts), used.neutral_prompts)
+    rows = [r for r, x in enumerate(prompts) if x is not None]
+    control = PromptPairs(pairs.emotion, tuple(prompts[r] for r in rows), tuple(used.neutral_prompts[r] for r in rows))
     emo, neu = tokenize_pairs(model, control)
     idx, mask = position_map(cfg.positions, source=emo, target=neu)
     gap = float((clean_scores(model, pb.emotion, ids) - clean_scores(model, pb.neutral, ids)).mean())
-    return NeutralControl(PairBatches(emo, neu, idx, mask, list(range(len(used)))), fallbacks, gap)
+    return NeutralControl(PairBatches(emo, neu, idx, mask, list(range(len(rows)))), rows, fallbacks, len(used), gap)
 
 
 def control_patching(
@@ -462,16 +472,26 @@ def control_patching(
     return exact_patching_sites(model, pb.neutral, source_acts, pb.idx, pb.mask, unchanged_prefix(pb), sites, ids, desc)
 
 
-def specificity_fields(exact: np.ndarray, control: np.ndarray, parts: np.ndarray, cfg: ScreeningConfig, clusters) -> dict:
+def specificity_fields(
+    exact: np.ndarray, control: np.ndarray, parts: np.ndarray, cfg: ScreeningConfig, clusters: list[str], rows: list[int],
+) -> dict:
     """A row's neutral-control and specificity fields: the control's ΔM (neutral′ → twin), the
     test of the difference (emotion → twin) − (neutral′ → twin) per pair, clustered as the exact
     effect (q and `specific` are set over the family by `correct_specificity`), and ΔM split into
-    its two terms (Δ logsumexp of the emotion lexicon, of the neutral lexicon; ΔM = first − second)."""
-    eff = one_sample_effect(exact - control, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters)
+    its two terms (Δ logsumexp of the emotion lexicon, of the neutral lexicon; ΔM = first − second).
+    `exact`, `parts`, `clusters`: every pair; `control`: the pairs `rows` (those with a neutral′),
+    over which the difference is taken."""
+    split = {"exact_lse_emotion": float(parts[:, 0].mean()), "exact_lse_neutral": float(parts[:, 1].mean())}
+    kept = [clusters[r] for r in rows]
+    diff = exact[rows] - control
+    if len(set(kept)) < min_clusters():
+        # Fewer expressions with a neutral′ than any 95 % test can use (a small half that lost a pair):
+        # the difference is given, untested, and the row is not specific.
+        return {"control": float(control.mean()), "specificity": float(diff.mean()), **split}
+    eff = one_sample_effect(diff, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=kept)
     return {
         "control": float(control.mean()), "specificity": eff.mean, "specificity_ci_low": eff.ci_low,
-        "specificity_ci_high": eff.ci_high, "specificity_p": eff.p,
-        "exact_lse_emotion": float(parts[:, 0].mean()), "exact_lse_neutral": float(parts[:, 1].mean()),
+        "specificity_ci_high": eff.ci_high, "specificity_p": eff.p, **split,
     }
 
 
@@ -517,7 +537,8 @@ def specificity_record(cfg: ScreeningConfig, scores: list[dict], controls: dict[
         "and over the neutral lexicon",
         "by_emotion": {
             e: {"gap": c.gap, "threshold": specificity_threshold(cfg, c.gap), "fallbacks": c.fallbacks,
-                "n_pairs": len(c.batches.kept),
+                "n_pairs": len(c.rows), "n_without_control": c.n_used - len(c.rows),
+                "tested": any(s.get("specificity_p") is not None for s in scores if s["emotion"] == e),
                 "n_specific": sum(1 for s in scores if s["emotion"] == e and s.get("specific"))}
             for e, c in controls.items()
         },

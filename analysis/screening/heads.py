@@ -278,7 +278,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 ))
                 row.update(specificity_fields(
                     exact[(layer, head)].double().cpu().numpy(), block.neutral[(layer, head)].double().cpu().numpy(),
-                    block.parts[(layer, head)].double().cpu().numpy(), cfg, clusters,
+                    block.parts[(layer, head)].double().cpu().numpy(), cfg, clusters, block.nc.rows,
                 ))
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)

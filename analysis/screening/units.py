@@ -402,7 +402,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
                 row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"]))
                 row.update(specificity_fields(values, neutral[(layer, neuron)].double().cpu().numpy(),
-                                              parts[(layer, neuron)].double().cpu().numpy(), cfg, clusters))
+                                              parts[(layer, neuron)].double().cpu().numpy(), cfg, clusters, nc.rows))
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
