@@ -9,7 +9,8 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | source.json (where a hub/local model's weights were found)    |
 | prepare_prompts  | data/prompts/P/*.txt               | results/P/prompts.json: validated pairs, spans, file hashes   |
 | screen@M         | pairs × model M                    | results/P/alignment/head_scores_M.json: per layer × head ×    |
-|                  |                                    | emotion Δattn, attribution, exact ΔM with CI, p, q            |
+|                  |                                    | emotion Δattn, attribution, exact ΔM with CI, p, q; the       |
+|                  |                                    | neutral control and `specific` (SPECIFICITY_FIELDS)           |
 | screen_units@M   | pairs × model M                    | results/P/alignment/unit_scores_M.json: attribution for every |
 |                  |                                    | MLP unit; exact ΔM with CI, p, q for the top-k units          |
 | ablate@M-E       | emotion-E prompts × heads of M     | results/P/patching/head_ablation/M_E.json (effects with CIs)  |
@@ -247,6 +248,19 @@ def rank(rows: Iterable[T], score: str | Callable[[T], float | None], *, index: 
     get = score if callable(score) else (lambda r: _field(r, score))
     kept = [r for r in rows if get(r) is not None and not math.isnan(float(get(r)))]
     return sorted(kept, key=lambda r: rank_key(get(r), _field(r, "layer"), _field(r, index)))
+
+
+# --- the screening rows' specificity fields (issue 23) ----------------------------------------
+
+# Every head and unit screening row carries these (None where the row has no exact score, `specific`
+# False): `control` the neutral′ → twin ΔM; `specificity` (with interval, p, q) the per-pair
+# difference (emotion → twin) − (neutral′ → twin); `specific` the rule of analysis.screening.common.
+# is_specific; exact_lse_emotion − exact_lse_neutral = exact (ΔM's two terms). "Emotion head" (the
+# summary, the report, top:N / mlp-top:K) means `specific`.
+SPECIFICITY_FIELDS: dict[str, Any] = {
+    "control": None, "specificity": None, "specificity_ci_low": None, "specificity_ci_high": None, "specificity_p": None,
+    "specificity_q": None, "specific": False, "exact_lse_emotion": None, "exact_lse_neutral": None,
+}
 
 
 # --- the one significance rule ------------------------------------------------------------------

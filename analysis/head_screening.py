@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         selection_share=p.split.selection_share,
         copy_max_share=p.copy_control.max_share,
         noise_atol=p.noise_floor.atol,
+        specificity_min_share=p.specificity.min_share,
         max_unaligned_share=p.alignment.max_unaligned_share,
     )
     check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])

@@ -38,6 +38,34 @@ def keyword_count(text: str, words: Sequence[str]) -> int:
     return len(_keyword_pattern(tuple(words)).findall(text))
 
 
+# The copy control's stem rule (issue 23): two words share a stem when they are the same word
+# (lowercase) or both have at least STEM_PREFIX letters and their first STEM_PREFIX letters agree.
+# A common-prefix rule rather than suffix stripping: it needs no suffix list and catches the lexicon's
+# derivations whose suffix lists miss (thank → thanks, thankful, thanked; apology → apologize,
+# apologies; grateful → gratitude; appreciate → appreciation). Its false matches (than → thank,
+# forgot → forgive, delicious → delivery on this data) only drop more lexicon tokens from the
+# copy-free M, which makes it stricter, never lets a copying component through. Words shorter than
+# STEM_PREFIX letters ("mad") match on equality only.
+STEM_PREFIX = 4
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def shares_stem(a: str, b: str) -> bool:
+    """Whether two words share a stem under the copy control's rule (STEM_PREFIX)."""
+    a, b = a.lower(), b.lower()
+    return a == b or (len(a) >= STEM_PREFIX and len(b) >= STEM_PREFIX and a[:STEM_PREFIX] == b[:STEM_PREFIX])
+
+
+def stem_matches(text: str, words: Sequence[str]) -> set[str]:
+    """The `words` that share a stem with some word of `text` (the copy control leaves them out)."""
+    seen = {w.lower() for w in _WORD.findall(text)}
+    prefixes = {w[:STEM_PREFIX] for w in seen if len(w) >= STEM_PREFIX}
+    return {
+        w for w in words
+        if w.lower() in seen or (len(w) >= STEM_PREFIX and w.lower()[:STEM_PREFIX] in prefixes)
+    }
+
+
 @functools.lru_cache(maxsize=1)
 def _vader():  # noqa: ANN202
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -113,11 +141,42 @@ def copy_free_emotion_score(
     return torch.where(usable, m, torch.full_like(m, float("nan")))
 
 
+def copy_keep_rows(
+    tokenizer, texts: Sequence[Sequence[str]], prompt_ids: Sequence[Sequence[int]], emotion: str,  # noqa: ANN001
+    ids: tuple[Sequence[int], Sequence[int]],
+) -> Bool[Tensor, "row lexicon"]:
+    """Per row, which lexicon tokens (`ids`: emotion then neutral) the copy-free M keeps: every token
+    id of the row's prompts (`prompt_ids`) is left out, and every single-token spelling of a lexicon
+    word that shares a stem (`shares_stem`) with a word of the row's prompt `texts`. The screening and
+    the experiments use this one rule (analysis.screening.common.copy_keep)."""
+    words = {name: lexicon_word_ids(tokenizer, load_lexicon(name)) for name in (emotion, NEUTRAL)}
+    order = [*ids[0], *ids[1]]
+    keep = torch.ones(len(texts), len(order), dtype=torch.bool)
+    for r, (row_texts, row_ids) in enumerate(zip(texts, prompt_ids, strict=True)):
+        gone = {int(t) for t in row_ids}
+        for table in words.values():
+            gone.update(i for w in stem_matches(" ".join(row_texts), list(table)) for i in table[w])
+        keep[r] = torch.tensor([i not in gone for i in order])
+    return keep
+
+
 def kl_divergence(clean: Float[Tensor, "batch vocab"], intervened: Float[Tensor, "batch vocab"]) -> Float[Tensor, " batch"]:
     """KL(clean || intervened) of the next-token distributions, in nats (0 when unchanged)."""
     dtype = torch.promote_types(clean.dtype, torch.float32)
     lp, lq = clean.to(dtype).log_softmax(-1), intervened.to(dtype).log_softmax(-1)
     return (lp.exp() * (lp - lq)).sum(-1).clamp(min=0.0)
+
+
+def _copy_free(a: ArmOutput) -> np.ndarray:
+    if a.keep is None:
+        return emotion_score(a.logits, a.emotion_ids, a.neutral_ids).double().cpu().numpy()
+    m = copy_free_emotion_score(a.logits, a.emotion_ids, a.neutral_ids, a.keep.to(a.logits.device)).double().cpu().numpy()
+    if not np.isfinite(m).all():
+        raise InputError(
+            f"the copy-free M of {int((~np.isfinite(m)).sum())} prompts keeps no emotion or no neutral lexicon token "
+            "(their prompts hold every lexicon word's stem); add lexicon words"
+        )
+    return m
 
 
 # --- the registries: one entry per metric ------------------------------------------------------
@@ -153,6 +212,9 @@ class ArmOutput:
     # Per lexicon, the words with a single-token form under the model's tokenizer (lexicon_words):
     # the keyword counts use them, as M does; None: the whole lexicon file.
     words: dict[str, Sequence[str]] | None = None
+    # Per prompt, the lexicon tokens the copy-free M keeps (copy_keep_rows; emotion then neutral
+    # ids); None: no copy control (the copy-free M is then M itself).
+    keep: Bool[Tensor, "batch lexicon"] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +255,13 @@ GENERATION_METRICS: dict[str, GenerationMetric] = {
         "logsumexp of next-token logits over the emotion lexicon's token ids minus the same over "
         "the neutral lexicon's, at the last prompt position (teacher-forced), in nats",
         lambda a: emotion_score(a.logits, a.emotion_ids, a.neutral_ids).double().cpu().numpy(),
+    ),
+    # Issue 23: the experiments' M with the copy control, beside M (as the screening's exact_copy_free).
+    "emotion_score_copy_free": GenerationMetric(
+        "Emotion score M (copy-free)",
+        "M over the lexicon tokens that neither prompt of the pair contains and that share no stem with a word of "
+        "either prompt (the screening's copy control, analysis.metrics.copy_keep_rows), in nats",
+        lambda a: _copy_free(a),
     ),
     "kl": GenerationMetric(
         "KL(clean||intervened)",

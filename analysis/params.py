@@ -81,6 +81,12 @@ class CopyControlParams(_Frozen):
     skip_flagged: bool = True
 
 
+# Issue 23: the neutral control (analysis.screening.common.is_specific).
+class SpecificityParams(_Frozen):
+    min_share: float = Field(0.05, ge=0.0, lt=1.0, allow_inf_nan=False)
+    select: bool = True  # top:k / mlp-top:k and the cumulative curve choose specific components only
+
+
 class NoiseFloorParams(_Frozen):
     atol: float = Field(1.0e-5, ge=0.0, allow_inf_nan=False)
 
@@ -128,6 +134,7 @@ class Params(_Frozen):
     plots: PlotParams = PlotParams()
     split: SplitParams = SplitParams()
     copy_control: CopyControlParams = CopyControlParams()
+    specificity: SpecificityParams = SpecificityParams()
     noise_floor: NoiseFloorParams = NoiseFloorParams()
     alignment: AlignmentParams = AlignmentParams()
     primary: PrimaryParams = PrimaryParams()

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         selection_share=p.split.selection_share,
         copy_max_share=p.copy_control.max_share,
         noise_atol=p.noise_floor.atol,
+        specificity_min_share=p.specificity.min_share,
         max_unaligned_share=p.alignment.max_unaligned_share,
         top_per_layer=a.top_per_layer,
     )

@@ -84,7 +84,7 @@ def exact_screening(model: LoadedModel, sc: ScreeningConfig, pairs: PromptPairs,
     heads = [(layer, head) for layer in range(model.spec.n_layers) for head in range(model.spec.n_heads)]
     with torch.no_grad():
         z_emo = capture(model, pb.emotion, [z_hook(layer) for layer in range(model.spec.n_layers)])
-    return exact_block(model, sc, pairs, pb, z_emo, heads, (lex[emotion], lex[NEUTRAL]), emotion)
+    return exact_block(model, sc, pairs, pb, z_emo, heads, (lex[emotion], lex[NEUTRAL]), emotion, pairs)
 
 
 def _score(row: Mapping[str, Any], metric: str) -> float:

@@ -267,6 +267,18 @@ def _unmatched_twins(p: Path) -> None:
     (dst / "gratitude.neutral.txt").write_text("".join(re.sub(r"\[.*\]", "[it is late]", line) + "\n" for line in lines))
 
 
+def _one_neutral_span(p: Path) -> None:
+    """Profile `onespan` (issue 23): the first 12 baseline gratitude pairs, every twin's span replaced
+    by the first twin's, so no twin has another neutral span for the neutral control."""
+    folder = p / "data/prompts/onespan"
+    folder.mkdir(parents=True)
+    emo = (p / "data/prompts/baseline/gratitude.txt").read_text().splitlines()[:12]
+    neu = (p / "data/prompts/baseline/neutral.txt").read_text().splitlines()[:12]
+    span = neu[0][neu[0].index("[") : neu[0].index("]") + 1]
+    (folder / "gratitude.txt").write_text("\n".join(emo) + "\n")
+    (folder / "neutral.txt").write_text("\n".join(line[: line.index("[")] + span + line[line.index("]") + 1 :] for line in neu) + "\n")
+
+
 def _unpaired(p: Path) -> dict[str, str]:
     folder = p / "bad_prompts"
     folder.mkdir()
@@ -465,6 +477,15 @@ ROWS: list[Row] = [
         "12 of 12 gratitude pairs do not align under the tokenizer of toy", _misaligned(12)),
     Row("params-unaligned-share-1", "upfront", "head_screening", SCREEN, "key alignment.max_unaligned_share",
         _yaml_set("alignment", "max_unaligned_share", "1.0")),
+    # issue 23: the neutral control's min_share outside [0, 1), a profile with too few neutral spans for it
+    Row("params-specificity-min-share-1", "upfront", "head_screening", SCREEN, "key specificity.min_share",
+        _yaml_set("specificity", "min_share", "1.0")),
+    Row("units-params-specificity-min-share-negative", "upfront", "unit_screening", UNITS, "key specificity.min_share",
+        _yaml_set("specificity", "min_share", "-0.1")),
+    Row("screening-too-few-neutral-spans", "input", "head_screening", (*SCREEN, "--profile", "onespan", "--emotions", "gratitude"),
+        "data/prompts/onespan/gratitude.txt: too few neutral spans for the neutral control", _one_neutral_span),
+    Row("units-too-few-neutral-spans", "input", "unit_screening", (*UNITS, "--profile", "onespan", "--emotions", "gratitude"),
+        "too few neutral spans for the neutral control", _one_neutral_span),
     Row("lexicon-no-single-token-word", "upfront", "head_screening", (*SCREEN, "--emotions", "gratitude"),
         "data/lexicons/gratitude.txt has no word with a single-token form under the tokenizer of",
         _lexicon(lambda n: ["qzxjvw", "vwkqzx"])),

@@ -272,12 +272,14 @@ def test_spec_tag_follows_the_seed_file_names() -> None:
 
 
 def _screening(path: Path, ranked: list[tuple[int, int]], n_layers: int = 2, n_heads: int = 4) -> Path:
-    """A screening file ranking `ranked` first (by |attribution|) for gratitude."""
+    """A screening file ranking `ranked` first (by |attribution|) for gratitude; the ranked heads are
+    the specific ones (top:N ranks only those, issue 23)."""
     scores = []
     for layer in range(n_layers):
         for head in range(n_heads):
             rank = ranked.index((layer, head)) if (layer, head) in ranked else len(ranked)
-            scores.append({"layer": layer, "head": head, "emotion": "gratitude", "attribution": -(10.0 - rank), "exact": None, "delta_attn": 0.0})
+            scores.append({"layer": layer, "head": head, "emotion": "gratitude", "attribution": -(10.0 - rank), "exact": None,
+                           "delta_attn": 0.0, "specific": (layer, head) in ranked})
     path.write_text(json.dumps({"schema": SCREENING_SCHEMA, "model": "m", "profile": "baseline", "emotions": ["gratitude"], "scores": scores}))
     return path
 
@@ -471,7 +473,7 @@ def _unit_screening(path: Path, ranked: list[tuple[int, int]]) -> Path:
 
     scores = [
         {"layer": layer, "neuron": neuron, "emotion": "gratitude", "attribution": 0.1, "attribution_rank": i + 1,
-         "exact": -(5.0 - i)}
+         "exact": -(5.0 - i), "specific": True}
         for i, (layer, neuron) in enumerate(ranked)
     ]
     path.write_text(json.dumps({"schema": UNIT_SCHEMA, "model": "m", "profile": "baseline", "emotions": ["gratitude"],

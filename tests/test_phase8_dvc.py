@@ -65,6 +65,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> dict[str
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["profile"] = "tiny"
     params["emotions"] = [EMOTION]
+    params["specificity"]["select"] = False  # 6 expressions per half: no q < 0.05, no component `specific` (issue 23)
     for section in ("screening", "unit_screening", "scoring"):
         params[section]["n_resamples"] = 100
     params["unit_screening"]["exact_top_k"] = 2

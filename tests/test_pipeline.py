@@ -49,6 +49,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> Path:
     params["profile"] = "tiny"
     params["ablation"]["cumulative_k"] = 2
     params["patching"]["cumulative_k"] = 2
+    # 6 expressions per half: no p below 2/64, so no q < 0.05 among 48 heads and no head `specific`
+    params["specificity"]["select"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(["git", "init", "-q"], root)
     _sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], root)

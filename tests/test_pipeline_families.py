@@ -73,6 +73,8 @@ def make_project(
         for f in (REPO / "data/prompts/baseline").glob("*.txt"):
             (tiny / f.name).write_text("\n".join(f.read_text().splitlines()[:profile_pairs]) + "\n")
         params["profile"] = "tiny"
+    # random-weight models carry no emotion: no component is `specific`, so top:k ranks every one (issue 23)
+    params["specificity"]["select"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text((root / ".gitignore").read_text() + "/local/\n")
     _sh(["git", "init", "-q"], root)  # DVC resolves dvc.yaml inside a git repository

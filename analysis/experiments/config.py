@@ -55,6 +55,8 @@ class ExperimentConfig:
     direction: str | None = None  # patching: denoising | noising (analysis.interventions.plans.PATCH_DIRECTIONS)
     noise_atol: float = 1.0e-5  # params noise_floor.atol: added to the identity control's max |effect|
     random_draws: int = 5  # params random_baseline.draws: random site sets per arm
+    specificity_min_share: float = 0.05  # params specificity.min_share: the control's `specific` threshold (share of the gap)
+    select_specific: bool = True  # params specificity.select: top:N / mlp-top:K and the cumulative curve rank specific components only
     precision: Precision | None = None  # device and dtype (analysis.device.from_args); None: CPU, float32
 
     @property
@@ -170,6 +172,8 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
         direction=direction,
         noise_atol=params.noise_floor.atol,
         random_draws=params.random_baseline.draws,
+        specificity_min_share=params.specificity.min_share,
+        select_specific=params.specificity.select,
         max_unaligned_share=params.alignment.max_unaligned_share,
         precision=from_args(args, params),
     )

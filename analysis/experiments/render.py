@@ -12,7 +12,7 @@ from analysis.contract import EXPERIMENT_TABLE_SCHEMAS, write_experiment
 from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
-from analysis.experiments.run import Evidence, ExperimentResult, M, NoiseFloor, NON_NEGATIVE, Outcome
+from analysis.experiments.run import control_record, Evidence, ExperimentResult, M, NoiseFloor, NON_NEGATIVE, Outcome
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.io import write_parquet
 from analysis.stats import no_effect
@@ -138,6 +138,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
         "other_clean": {"prompts": c.emotion if kind.targets_neutral(c) else "neutral", M: float(np.mean(r.other_m))},
         **main,
         "fraction_of_gap_definition": GAP_DEFINITION[kind.targets_neutral(c)],
+        "specificity_control": control_record(r),
         "split": _split(r),
         "cumulative": [
             {"k": k, "heads": _heads(o.sites), "units": _units(o.sites), "sites": [s.label for s in o.sites],
@@ -177,6 +178,7 @@ def document(r: ExperimentResult) -> dict[str, Any]:
             "neutral_file": str(c.neutral_file) if c.neutral_file else None,
             "screening_file": str(c.screening_file) if c.screening_file else None,
             "skip_copy_flagged": c.skip_copy_flagged,
+            "select_specific": c.select_specific,
             **r.computed_on,
         },
         "notes": list(r.notes),
@@ -201,6 +203,10 @@ def table(r: ExperimentResult) -> pd.DataFrame:
         data[f"intervened_{k}"] = r.main.scores[k]
         data[f"random_{k}"] = np.mean([x[k] for x in r.main.random_scores], axis=0)
     data[f"other_clean_{M}"] = r.other_m
+    if r.control is not None:  # the specificity control (issue 23): its source (patching) and its ΔM per prompt
+        if r.control.sources is not None:
+            data["control_source_prompt"] = list(r.control.sources)
+        data[f"control_delta_{M}"] = r.control.delta_m
     if r.confirmation_index is None:
         data["half"] = ["all"] * len(r.target_prompts)
     else:
@@ -229,11 +235,16 @@ def write_outputs(r: ExperimentResult) -> dict[str, Any]:
         "params": doc["params"],
         "columns": "intervened_text/_token_ids are draw 0 of resample ablation; intervened_<metric> is the mean over draws; "
         "random_<metric> the mean over the random-site draws; other_clean_emotion_score: M of the clean other prompt "
-        "(denoising: the emotion prompt, else the neutral twin)",
+        "(denoising: the emotion prompt, else the neutral twin); control_delta_emotion_score: the specificity control's ΔM "
+        "(its source control_source_prompt where patched)",
     }
     write_parquet(c.table, table(r), meta)
     write_experiment(c.kind, c.output, doc)  # the contract checks the schema and the device/dtype record
     return doc
+
+
+def _ci_dict(e: dict[str, Any]) -> str:
+    return f"{_fmt(e['mean'])} [{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"
 
 
 def _fmt(x: float) -> str:
@@ -303,6 +314,13 @@ def comparison_table(r: ExperimentResult) -> str:
         assert r.confirmation_index is not None
         lines += ["", f"Confirmation half (expressions the screening did not see, n={len(r.confirmation_index)}):", "",
                   *_evidence_lines(r.main.evidence_confirmation, r.noise, base, None, c.label)]
+    spec = control_record(r)
+    if spec is not None and spec["difference"] is None:
+        lines += ["", f"Specificity control: {spec['definition']}", "  untested: too few expressions have a control"]
+    elif spec is not None:
+        lines += ["", f"Specificity control: {spec['definition']}",
+                  f"  control ΔM {_ci_dict(spec['control'])}; difference {_ci_dict(spec['difference'])} p={_fmt_p(spec['difference']['p'])}; "
+                  f"threshold ±{spec['threshold']:.3g} ({spec['min_share']:g} × gap); specific: {'yes' if spec['specific'] else 'no'}"]
     if r.cumulative:
         kw = f"kw_{c.emotion}"
         noun = _noun(r.main.sites)

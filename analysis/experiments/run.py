@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from analysis.core.cli import progress_disabled
 from analysis.core.loading import check_context, LoadedModel
 from analysis.core.prompt_table import stage_pairs
-from analysis.core.prompts import in_half, PromptPairs, span_clusters, split_expressions, template_labels, TokenBatch
+from analysis.core.prompts import in_half, Prompt, PromptPairs, span_clusters, split_expressions, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
 from analysis.core.vocabulary import NEUTRAL
@@ -50,13 +50,13 @@ from analysis.device import resolve
 from analysis.errors import InputError
 from analysis.experiments.config import _check_config_values, ExperimentConfig
 from analysis.experiments.kinds import KINDS
-from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, tokenize_pairs
+from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, position_map, tokenize_pairs
 from analysis.interventions.generation import decode, greedy_generate
-from analysis.interventions.plans import identity_plan, Plan
+from analysis.interventions.plans import AblationInputs, ABLATIONS, identity_plan, PatchPlan, Plan, template_groups
 from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.metrics import ArmOutput, emotion_score, lexicon_ids, lexicon_words
+from analysis.metrics import ArmOutput, copy_keep_rows, emotion_score, lexicon_ids, lexicon_words
 from analysis.stats import (
-    baseline_excess, check_resolution, Effect, min_clusters, noise_floor, paired_effect, Ratio, ratio_effect, Share,
+    baseline_excess, check_resolution, Effect, min_clusters, no_effect, noise_floor, one_sample_effect, paired_effect, Ratio, ratio_effect, Share,
     share_interval,
 )
 from analysis.plan import load_planned
@@ -76,6 +76,7 @@ class Prepared:
     confirmation: frozenset[str] | None = None  # expressions of the held-out half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # per lexicon, the words M and the keyword counts use
     random_sets: dict[tuple[Site, ...], tuple[tuple[Site, ...], ...]] = field(default_factory=dict)  # per arm, its random-site draws
+    control_sources: tuple[Prompt | None, ...] | None = None  # patching: each row's control source (`control_sources`)
 
 
 def random_site_sets(
@@ -101,6 +102,19 @@ def random_site_sets(
     return tuple(tuple(sorted(pool[i] for i in rng.choice(len(pool), size=k, replace=False))) for _ in range(draws))
 
 
+def _n_specific(c: ExperimentConfig, spec: object, top: object, skip: bool) -> int:
+    """How many components `top` (top_heads / top_units) can rank as specific for the emotion: counted
+    on the selection half's view of the rows, as the choice itself is (analysis.screening.selection)."""
+    from analysis.contract import read_screening, read_unit_screening
+    from analysis.screening.selection import selection_ranking
+
+    assert c.screening_file is not None
+    unit = isinstance(spec, UnitSpec)
+    doc = (read_unit_screening if unit else read_screening)(c.screening_file)
+    rows, _ = selection_ranking(doc, c.emotion, index="neuron" if unit else "head", skip_flagged=skip, require_specific=True)
+    return len(rows)
+
+
 def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple[Site, ...], ...], list[str]]:
     """The requested sites and the cumulative top-1..K site sets, ranked by the screening of
     the spec's kind (heads: analysis.head_screening; units: analysis.unit_screening)."""
@@ -114,7 +128,10 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
     notes: list[str] = []
     assert c.screening_file is not None
     skip = c.skip_copy_flagged  # the copy control's flagged components are not chosen by rank
-    chosen = top(c.screening_file, c.emotion, spec.top, skip) if spec.is_top else explicit
+    # top:N / mlp-top:K mean emotion components: those the neutral control calls `specific` (issue 23;
+    # params specificity.select false: any component, as before)
+    only = c.select_specific
+    chosen = top(c.screening_file, c.emotion, spec.top, skip, specific_only=only) if spec.is_top else explicit
     cumulative: tuple[tuple[Site, ...], ...] = ()
     if c.cumulative_k > 0:
         if not Path(c.screening_file).is_file() and not c.cumulative_k_explicit:
@@ -128,8 +145,15 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
                     f"--cumulative-k {c.cumulative_k} needs the {what} {c.screening_file}, which does not "
                     f"exist; run `python -m {stage}` first, pass --screening-file, or --cumulative-k 0"
                 )
-            ranked = top(c.screening_file, c.emotion, c.cumulative_k, skip)
-            cumulative = tuple(to_sites(ranked[:k]) for k in range(1, c.cumulative_k + 1))
+            n_specific = _n_specific(c, spec, top, skip) if only else c.cumulative_k
+            k_max = min(c.cumulative_k, n_specific)
+            if k_max < c.cumulative_k:
+                notes.append(
+                    f"cumulative curve: top-1..{k_max} only: the {what} has {n_specific} specific components for {c.emotion} "
+                    f"(the neutral control), fewer than cumulative_k={c.cumulative_k}"
+                )
+            ranked = top(c.screening_file, c.emotion, k_max, skip, specific_only=only) if k_max else ()
+            cumulative = tuple(to_sites(ranked[:k]) for k in range(1, k_max + 1))
     return to_sites(chosen), cumulative, notes
 
 
@@ -169,8 +193,29 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
                 f"(add expressions, use --no-split or split.enabled false)"
             )
     return Prepared(
-        c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation, lexicon_words(model.tokenizer), random_sets
+        c, model, pairs, sites, cumulative, lex, tuple(notes), confirmation, lexicon_words(model.tokenizer), random_sets,
+        control_sources(c, model, pairs),
     )
+
+
+def control_sources(c: ExperimentConfig, model: LoadedModel, pairs: PromptPairs) -> tuple[Prompt | None, ...] | None:
+    """The source of the specificity control of a patching run, per pair (issue 23): a prompt of the
+    target's own class in the target's template, so that the control changes the span as the real
+    patch does but not its class. Denoising (target: the twin n_i): neutral′, n_i's template around
+    another twin's span; noising (target: the emotion prompt e_i): e′, e_i's template around another
+    of the emotion's spans. Both drawn as the screening draws neutral′ (analysis.screening.common.
+    neutral_control_prompts; None for a pair with no such span, left out of the control); more such pairs
+    than alignment.max_unaligned_share allows is an InputError here, before any work.
+    Ablation: None (its control ablates the same components on the twins)."""
+    if c.kind != "patching":
+        return None
+    from analysis.screening.common import neutral_control_prompts
+
+    targets_neutral = KINDS[c.kind].targets_neutral(c)
+    own = pairs if targets_neutral else PromptPairs(pairs.emotion, pairs.neutral_prompts, pairs.emotion_prompts)
+    prompts, _ = neutral_control_prompts(model, own, own, c.mode, c.seed, side="neutral" if targets_neutral else c.emotion,
+                                         max_missing_share=c.max_unaligned_share)
+    return tuple(prompts)
 
 
 @dataclass(frozen=True)
@@ -190,11 +235,13 @@ def run_arm(model: LoadedModel, batch: TokenBatch, edits: Sequence[Edit], max_to
 
 
 def score_arm(
-    arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str, words: dict[str, tuple[str, ...]] | None = None
+    arm: Arm, clean: Arm, lex: dict[str, list[int]], emotion: str, words: dict[str, tuple[str, ...]] | None = None,
+    keep: Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it).
-    `words`: the model's lexicon words (analysis.metrics.lexicon_words), for the keyword counts."""
-    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL], words)
+    `words`: the model's lexicon words (analysis.metrics.lexicon_words), for the keyword counts;
+    `keep`: per prompt, the lexicon tokens of the copy-free M (`copy_keep`)."""
+    out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL], words, keep)
     return {k: m.score(out) for k, m in METRICS.items()}
 
 
@@ -279,7 +326,7 @@ def evidence(
 def run_plan(
     model: LoadedModel, batch: TokenBatch, plan: Plan, sites: tuple[Site, ...], clean: Arm, *,
     lex: dict[str, list[int]], emotion: str, words: dict[str, tuple[str, ...]] | None = None, max_tokens: int,
-    chunk_size: int = 64,
+    chunk_size: int = 64, keep: Tensor | None = None,
 ) -> tuple[dict[str, np.ndarray], Arm, np.ndarray, int]:
     """(per-prompt scores averaged over the plan's draws, draw 0's arm, per-prompt min margin, draws)."""
     per_draw: list[dict[str, np.ndarray]] = []
@@ -290,7 +337,7 @@ def run_plan(
     for d, edits in enumerate(draws):
         arm = run_arm(model, batch, edits, max_tokens, chunk_size=chunk_size, desc=f"{label} draw {d + 1}/{len(draws)}")
         first = first or arm
-        per_draw.append(score_arm(arm, clean, lex, emotion, words))
+        per_draw.append(score_arm(arm, clean, lex, emotion, words, keep))
         margins.append(arm.min_margin.double().cpu().numpy())
     assert first is not None
     return {k: np.mean([s[k] for s in per_draw], axis=0) for k in METRICS}, first, np.min(margins, axis=0), len(draws)
@@ -305,6 +352,55 @@ class NoiseFloor:
     control_max: dict[str, float]
     floor: dict[str, float]
     atol: float
+
+
+# What the specificity control of each experiment is (issue 23): the same intervention where the
+# emotion should not matter, so a component that reacts to any change moves M alike in both arms.
+CONTROL_DEFINITIONS = {
+    "denoising": "neutral′ → twin: each twin patched from neutral′ (its own template around another twin's span of the "
+    "same template) instead of from the emotion prompt; difference = (emotion → twin ΔM) − (neutral′ → twin ΔM)",
+    "noising": "e′ → emotion prompt: each emotion prompt patched from e′ (its own template around another span of the same "
+    "emotion) instead of from the twin, a change of span that keeps the emotion; difference = (twin → emotion ΔM) − "
+    "(e′ → emotion ΔM): an emotion component removes M only when the emotion goes",
+    "ablation": "the same ablation on the neutral twins; difference = (ΔM on the emotion prompts) − (ΔM on the twins): a "
+    "component that raises M whatever the prompt is ablated alike in both",
+}
+
+
+@dataclass(frozen=True)
+class ControlArm:
+    """The specificity control of the requested sites, teacher-forced M only (no generation)."""
+
+    definition: str
+    delta_m: np.ndarray  # per prompt: M(control target, intervened, mean over draws) − M(control target, clean); NaN: no control
+    sources: tuple[str | None, ...] | None  # patching: each row's control source prompt (None: none, the row has no control)
+
+
+def control_arm(p: Prepared, neutral_batch: TokenBatch) -> ControlArm:
+    """Run the specificity control (CONTROL_DEFINITIONS) of the requested sites."""
+    c = p.config
+    names = sorted({s.hook_name for s in p.sites})
+    ids = (p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL])
+    sources = None
+    rows = list(range(len(p.pairs)))
+    if c.kind == "patching":
+        assert p.control_sources is not None
+        rows = [i for i, x in enumerate(p.control_sources) if x is not None]
+        own = p.pairs.neutral_prompts if KINDS[c.kind].targets_neutral(c) else p.pairs.emotion_prompts
+        src, target = tokenize_pairs(p.model, PromptPairs(c.emotion, tuple(p.control_sources[i] for i in rows), tuple(own[i] for i in rows)))
+        plan: Plan = PatchPlan(capture(p.model, src, names), *position_map(c.mode, src, target))
+        sources = tuple(None if x is None else x.text for x in p.control_sources)
+    else:
+        target = neutral_batch
+        method = ABLATIONS[c.mode]
+        reference = capture(p.model, neutral_batch, names) if method.needs_reference else None
+        groups = template_groups([x.after for x in p.pairs.neutral_prompts])
+        plan, _, _ = method.build(AblationInputs(p.model, reference, neutral_batch, neutral_batch, groups, c.resample_draws, c.seed))
+    clean = emotion_score(last_logits(p.model, target), *ids)
+    arms = [emotion_score(last_logits(p.model, target, hooks_for(edits)), *ids) for edits in plan.draws(p.sites)]
+    delta = np.full(len(p.pairs), np.nan)
+    delta[rows] = (torch.stack(arms).mean(0) - clean).double().cpu().numpy()
+    return ControlArm(CONTROL_DEFINITIONS[c.name], delta, sources)
 
 
 @dataclass(frozen=True)
@@ -324,6 +420,49 @@ class ExperimentResult:
     confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
     computed_on: dict[str, str] = field(default_factory=dict)  # device and dtype (analysis.device.Precision.record)
+    control: ControlArm | None = None  # the specificity control of the requested sites (issue 23)
+
+
+def control_record(r: ExperimentResult) -> dict | None:
+    """The JSON's `specificity_control` block: the control arm's ΔM, the per-prompt difference
+    (intervention ΔM) − (control ΔM), both with the clustered interval and p (analysis.stats), and
+    `specific` (the screening's rule, analysis.screening.common.is_specific, with the difference's p
+    for its q: one test per run), over all prompts and over the confirmation half."""
+    from analysis.screening.common import is_specific
+
+    if r.control is None:
+        return None
+    c = r.config
+    main = r.main.scores[M] - r.baseline_scores[M]
+    ctl = r.control.delta_m
+    gap = r.other_m - r.baseline_scores[M] if KINDS[c.kind].targets_neutral(c) else r.baseline_scores[M] - r.other_m
+    clusters, templates = span_clusters(r.pairs), template_labels(r.pairs)
+
+    def block(idx: np.ndarray, main_effect: Effect) -> dict:
+        n_all = len(idx)
+        idx = idx[np.isfinite(ctl[idx])]  # the pairs with a control (patching: those with a source)
+        kw = {"n_resamples": c.n_resamples, "seed": c.seed, "clusters": [clusters[i] for i in idx],
+              "templates": [templates[i] for i in idx]}
+        threshold = c.specificity_min_share * abs(float(gap[idx].mean())) if len(idx) else 0.0
+        if len(set(kw["clusters"])) < min_clusters():  # too few expressions with a control for a 95 % test
+            return {"n_without_control": int(n_all - len(idx)), "control": None, "difference": None,
+                    "gap": float(gap[idx].mean()) if len(idx) else None, "threshold": threshold, "specific": False}
+        e_ctl, diff = one_sample_effect(ctl[idx], **kw), one_sample_effect(main[idx] - ctl[idx], **kw)
+        row = {"specificity_q": diff.p, "specificity_ci_low": diff.ci_low, "specificity_ci_high": diff.ci_high,
+               "exact": main_effect.mean, "no_effect": no_effect(main_effect, r.noise.floor[M])}
+        return {"n_without_control": int(n_all - len(idx)), "control": e_ctl.to_dict(), "difference": diff.to_dict(), "gap": float(gap[idx].mean()),
+                "threshold": threshold, "specific": is_specific(row, threshold)}
+
+    conf = r.main.evidence_confirmation
+    return {
+        "definition": r.control.definition,
+        "rule": f"specific: the difference's p < 0.05, the intervention's ΔM above the noise floor, and the difference's "
+        f"interval beyond min_share ({c.specificity_min_share:g}) × |gap| on the side of the intervention's ΔM",
+        "min_share": c.specificity_min_share,
+        **block(np.arange(len(r.pairs)), r.main.evidence.effects[M]),
+        "confirmation": None if conf is None or r.confirmation_index is None else
+        block(np.asarray(r.confirmation_index, dtype=int), conf.effects[M]),
+    }
 
 
 def build_plan(
@@ -336,13 +475,21 @@ def build_plan(
     return KINDS[c.kind].plan(p.model, c, p.pairs, names, emotion_batch, neutral_batch)
 
 
-def identity_control(p: Prepared, target: TokenBatch, clean: Arm, base: dict[str, np.ndarray]) -> NoiseFloor:
+def copy_keep(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> Tensor:
+    """Per pair, the lexicon tokens the experiments' copy-free M keeps: the screening's rule
+    (analysis.metrics.copy_keep_rows) over both prompts of the pair, whichever one is the target."""
+    texts = [(e.text, n.text) for e, n in zip(p.pairs.emotion_prompts, p.pairs.neutral_prompts, strict=True)]
+    ids = [[int(t) for b in (emotion_batch, neutral_batch) for t in b.input_ids[r][b.attention_mask[r].bool()]] for r in range(len(texts))]
+    return copy_keep_rows(p.model.tokenizer, texts, ids, p.config.emotion, (p.lexicon_ids[p.config.emotion], p.lexicon_ids[NEUTRAL]))
+
+
+def identity_control(p: Prepared, target: TokenBatch, clean: Arm, base: dict[str, np.ndarray], keep: Tensor | None = None) -> NoiseFloor:
     """Run the identity control on the requested sites and turn it into the noise floor."""
     c = p.config
     acts = capture(p.model, target, sorted({s.hook_name for s in p.sites}))
     scores, *_ = run_plan(
         p.model, target, identity_plan(acts, target), p.sites, clean, lex=p.lexicon_ids, emotion=c.emotion,
-        words=p.lexicon_words, max_tokens=c.max_tokens, chunk_size=c.chunk_size,
+        words=p.lexicon_words, max_tokens=c.max_tokens, chunk_size=c.chunk_size, keep=keep,
     )
     diff = {k: scores[k] - base[k] for k in METRICS}
     return NoiseFloor(
@@ -362,13 +509,14 @@ def execute(p: Prepared) -> ExperimentResult:
     targets_neutral = KINDS[c.kind].targets_neutral(c)
     other = emotion_batch if targets_neutral else neutral_batch
     clean = run_arm(p.model, target, (), c.max_tokens, chunk_size=c.chunk_size, desc="baseline")
-    base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion, p.lexicon_words)
+    keep = copy_keep(p, emotion_batch, neutral_batch)
+    base_scores = score_arm(clean, clean, p.lexicon_ids, c.emotion, p.lexicon_words, keep)
     other_m = emotion_score(last_logits(p.model, other), p.lexicon_ids[c.emotion], p.lexicon_ids[NEUTRAL]).double().cpu().numpy()
-    noise = identity_control(p, target, clean, base_scores)
+    noise = identity_control(p, target, clean, base_scores, keep)
     clusters = span_clusters(p.pairs)
     templates = template_labels(p.pairs)
     run = {"lex": p.lexicon_ids, "emotion": c.emotion, "words": p.lexicon_words, "max_tokens": c.max_tokens,
-           "chunk_size": c.chunk_size}
+           "chunk_size": c.chunk_size, "keep": keep}
     stats = {"targets_neutral": targets_neutral, "n_resamples": c.n_resamples, "seed": c.seed}
 
     done: dict[tuple[Site, ...], Outcome] = {}
@@ -393,6 +541,7 @@ def execute(p: Prepared) -> ExperimentResult:
                 {k: v[sub] for k, v in o.scores.items()}, [{k: v[sub] for k, v in r.items()} for r in o.random_scores],
                 base_sub, other_m[sub], clusters=conf_clusters, templates=[templates[i] for i in conf_idx], **stats,
             ))
+    control = control_arm(p, neutral_batch)
     target_side, source_side = (p.pairs.neutral_prompts, p.pairs.emotion_prompts) if targets_neutral else \
         (p.pairs.emotion_prompts, p.pairs.neutral_prompts)
     return ExperimentResult(
@@ -411,4 +560,5 @@ def execute(p: Prepared) -> ExperimentResult:
         confirmation_index=conf_idx,
         lexicon_words=p.lexicon_words,
         computed_on=p.model.precision.record(),
+        control=control,
     )

@@ -205,6 +205,36 @@ def lexicon_scorer(
     return score
 
 
+def lexicon_parts(
+    hf: torch.nn.Module, ids: tuple[Sequence[int], Sequence[int]]
+) -> Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, "batch 2"]]:
+    """The two terms of M at the last position: logsumexp over the emotion lexicon's logits and over
+    the neutral lexicon's (M = the first minus the second), so a change of M can be read as more
+    emotion mass or less neutral mass (issue 23). Same rows and precision as `lexicon_scorer`."""
+    emo_ids, neu_ids = ids
+    unembed = hf.get_output_embeddings()
+    rows = torch.tensor([*emo_ids, *neu_ids], device=unembed.weight.device)
+    dt = torch.promote_types(unembed.weight.dtype, torch.float32)
+    w_u = unembed.weight[rows].to(dt)
+    b_u = unembed.bias[rows].to(dt) if getattr(unembed, "bias", None) is not None else None
+    n_e = len(emo_ids)
+
+    def parts(hidden: Tensor) -> Tensor:
+        logits = torch.nn.functional.linear(hidden[:, -1].to(dt), w_u, b_u)
+        return torch.stack([logits[:, :n_e].logsumexp(-1), logits[:, n_e:].logsumexp(-1)], -1)
+
+    return parts
+
+
+def clean_scores(model: LoadedModel, batch: TokenBatch, ids: tuple[list[int], list[int]]) -> Float[Tensor, " batch"]:
+    """M of each prompt of `batch`, unpatched, on the fast path (the emotion–neutral gap of the
+    specificity rule is M(emotion prompt) − M(neutral twin))."""
+    hf = plain_hf(model)
+    _, hidden = block_inputs(hf, model.spec.family, batch)
+    with torch.no_grad():
+        return lexicon_scorer(hf, ids)(hidden)
+
+
 def sites_per_forward(model: LoadedModel, hf: torch.nn.Module, rows: int, new: int, total: int) -> int:
     """How many sites' patched runs of `rows` prompts (`new` recomputed columns of `total`) fit the
     model's memory budget in one forward (analysis.device: memory_budget_gb); at least 1, and 1
@@ -231,6 +261,7 @@ def exact_patching_sites(
     desc: str = "exact",
     copy_free: tuple[Bool[Tensor, "batch lexicon"], dict[Site, Tensor]] | None = None,
     batch: int | None = None,
+    parts: dict[Site, Float[Tensor, "batch 2"]] | None = None,
 ) -> dict[Site, Float[Tensor, " batch"]]:
     """Per site: M(target with the site patched from `source_acts`) − M(target), per row.
 
@@ -248,6 +279,8 @@ def exact_patching_sites(
 
     `copy_free` = (keep, out): also put each site's change of the copy-free M (analysis.metrics.
     copy_free_emotion_score over the lexicon rows `keep` marks per row) into `out`, from the same runs.
+    `parts`: also put each site's change of M's two terms (`lexicon_parts`: Δ logsumexp of the
+    emotion lexicon, of the neutral lexicon; ΔM is the first minus the second) into it.
     """
     import copy
 
@@ -262,6 +295,7 @@ def exact_patching_sites(
     resid, clean_hidden = block_inputs(hf, family, target)
     score = lexicon_scorer(hf, ids)
     cf_score = lexicon_scorer(hf, ids, copy_free[0]) if copy_free is not None else None
+    part_score = lexicon_parts(hf, ids) if parts is not None else None
     k_max = batch if batch is not None else sites_per_forward(model, hf, n_rows, width - p, width)
     by_layer: dict[int, list[Site]] = defaultdict(list)  # start_at_layer: one start layer per forward
     for site in sites:
@@ -271,6 +305,7 @@ def exact_patching_sites(
     with torch.no_grad(), tqdm(total=len(sites), desc=desc, disable=progress_disabled(), leave=False) as bar:
         clean = score(clean_hidden)
         cf_clean = cf_score(clean_hidden) if cf_score is not None else None
+        parts_clean = part_score(clean_hidden) if part_score is not None else None
         cache0 = None
         if p > 0:
             cache0 = base(input_ids=target.input_ids[:, :p], attention_mask=attn[:, :p], position_ids=pos[:, :p], use_cache=True).cache
@@ -295,9 +330,12 @@ def exact_patching_sites(
                     ).last_hidden_state
                 m = score(hidden).view(n_rows, k)
                 cf = cf_score(hidden).view(n_rows, k) if cf_score is not None else None
+                two = part_score(hidden).view(n_rows, k, 2) if part_score is not None else None
                 for i, site in enumerate(chunk):
                     done[site] = m[:, i] - clean
                     if cf is not None:
                         copy_free[1][site] = cf[:, i] - cf_clean
+                    if two is not None:
+                        parts[site] = two[:, i] - parts_clean
                 bar.update(k)
     return {site: done[site] for site in sites}

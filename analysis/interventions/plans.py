@@ -142,15 +142,37 @@ def resample_sources(groups: Sequence[str], draws: int, seed: int) -> tuple[Int[
     """
     rng = np.random.default_rng(seed)
     n = len(groups)
-    members: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    pools = [[j for j in members[g] if j != i] or [j for j in range(n) if j != i] for i, g in enumerate(groups)]
-    fallbacks = sum(len(members[g]) == 1 for g in groups)
+    pools, fell_back = source_pools(groups, range(n))
+    fallbacks = int(fell_back.sum())
     out = np.empty((draws, n), dtype=np.int64)
     for i, pool in enumerate(pools):
         out[:, i] = rng.choice(pool, size=draws)
     return out, fallbacks
+
+
+def source_pools(
+    groups: Sequence[str], rows: Sequence[int], allowed: Callable[[int, int], bool] | None = None,
+) -> tuple[list[list[int]], Bool[np.ndarray, " rows"]]:
+    """For each row i of `rows`, the rows j != i of its template group that `allowed(i, j)` admits,
+    or where there are none, every admitted row j != i of any group; and which rows fell back so.
+
+    The one rule by which a prompt draws another of its template: the resample ablation
+    (`resample_sources`) and the screening's neutral control (analysis.screening.common.
+    neutral_control_prompts) use it. A pool may come out empty (no admitted row at all): the
+    caller says what that means.
+    """
+    members: dict[str, list[int]] = {}
+    for j, g in enumerate(groups):
+        members.setdefault(g, []).append(j)
+    ok = allowed or (lambda i, j: True)
+    pools, fell_back = [], np.zeros(len(rows), dtype=bool)
+    for r, i in enumerate(rows):
+        pool = [j for j in members[groups[i]] if j != i and ok(i, j)]
+        if not pool:
+            fell_back[r] = True
+            pool = [j for j in range(len(groups)) if j != i and ok(i, j)]
+        pools.append(pool)
+    return pools, fell_back
 
 
 def role_positions(target: TokenBatch, source: TokenBatch, rows: Int[np.ndarray, " n"]) -> Int[Tensor, "n pos"]:

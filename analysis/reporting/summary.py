@@ -60,9 +60,33 @@ def exact_checks(doc: dict[str, Any], rows: list[dict[str, Any]], emotion: str, 
     out[f"{p}.bh_family_size"] = doc["bh_family"]["size"]
     out[f"{p}.bh_family_valid"] = int(doc["bh_family"]["valid_fdr"])
     out[f"{p}.n_ratio_flagged"] = sum(1 for s in rows if s["ratio_flag"])
+    out.update(specific_checks(doc, rows, emotion, p))
     if top.get("attribution_ratio") is not None:
         out[f"{p}.top_attribution_ratio"] = top["attribution_ratio"]
         out[f"{p}.top_ratio_flag"] = int(top["ratio_flag"])
+    return out
+
+
+def specific_checks(doc: dict[str, Any], rows: list[dict[str, Any]], emotion: str, p: str) -> dict[str, float]:
+    """Issue 23: the emotion heads (or units) are the `specific` rows (the neutral control): their
+    count, the emotion–neutral gap and threshold, and the top specific component (by |exact|)
+    with its neutral-control effect and the specificity difference's interval and q."""
+    if "specificity" not in doc:  # a screening written before the neutral control existed
+        return {}
+    index = "head" if rows and "head" in rows[0] else "neuron"
+    block = doc["specificity"]["by_emotion"][emotion]
+    out: dict[str, float] = {
+        f"{p}.n_specific": sum(1 for s in rows if s.get("specific")),
+        f"{p}.specificity_gap": block["gap"], f"{p}.specificity_threshold": block["threshold"],
+    }
+    ranked = rank([s for s in rows if s.get("specific")], "exact", index=index)
+    if ranked:
+        top = ranked[0]
+        q = f"{p}.top_specific"
+        out[f"{q}_layer"], out[f"{q}_{index}"] = top["layer"], top[index]
+        for field in ("exact", "control", "specificity", "specificity_ci_low", "specificity_ci_high", "specificity_q",
+                      "exact_lse_emotion", "exact_lse_neutral"):
+            out[f"{q}.{field}"] = top[field]
     return out
 
 
@@ -93,6 +117,10 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
         if not planted or emotion not in planted:
             continue
         truth = set(planted[emotion])
+        if "specificity" in doc:  # issue 23: among the units with an exact score
+            r = f"{emotion}.recovery.units.specific"
+            out[f"{r}.n_planted_specific"] = sum(1 for s in rows if s.get("specific") and (s["layer"], s["neuron"]) in truth)
+            out[f"{r}.n_other_specific"] = sum(1 for s in rows if s.get("specific") and (s["layer"], s["neuron"]) not in truth)
         if table is None:
             table, _ = read_parquet(doc["attribution_table"], UNIT_ATTRIBUTION_SCHEMA)
         t = table[table["emotion"] == emotion]
@@ -153,6 +181,11 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
                 a = auroc([abs(s[score]) for s in scored], [int((s["layer"], s["head"]) in truth) for s in scored])
                 if a is not None:
                     out[f"{r}.auroc"] = a
+            if "specificity" in doc:  # issue 23: the planted heads are emotion heads, no other head is
+                out[f"{emotion}.recovery.specific.n_planted_specific"] = sum(
+                    1 for s in rows if s.get("specific") and (s["layer"], s["head"]) in truth)
+                out[f"{emotion}.recovery.specific.n_other_specific"] = sum(
+                    1 for s in rows if s.get("specific") and (s["layer"], s["head"]) not in truth)
     return out
 
 
@@ -203,6 +236,19 @@ def experiment_summary(doc: dict[str, Any], name: str) -> dict[str, Any]:
         signed(conf, doc["effects_confirmation"])
         gap(conf, doc["confirmation"])
         non_negative(conf, doc["confirmation"], None)
+    # Issue 23: the specificity control (all prompts and the confirmation half) and the copy-free M.
+    spec = doc.get("specificity_control")
+    for half, block in (("all", spec), ("confirmation", (spec or {}).get("confirmation"))):
+        if block and block["difference"] is not None:
+            q = f"{pre}.{half}.specificity"
+            out[f"{q}.control.mean"] = block["control"]["mean"]
+            for field in EFFECT_FIELDS:
+                out[f"{q}.difference.{field}"] = block["difference"][field]
+            out[f"{q}.threshold"], out[f"{q}.specific"] = block["threshold"], int(block["specific"])
+    for half, effects in (("all", doc["effects"]), ("confirmation", doc.get("effects_confirmation") or {})):
+        if "emotion_score_copy_free" in effects:
+            for field in EFFECT_FIELDS:
+                out[f"{pre}.{half}.emotion_score_copy_free.{field}"] = effects["emotion_score_copy_free"][field]
     for entry in doc.get("cumulative", []):
         halves = [("all", entry["effects"], entry)]
         if entry.get("effects_confirmation"):

@@ -174,12 +174,13 @@ def ratio_table(r: Results, per_model: int = 10) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["Model", "Emotion", "Component", "Planted", "Attribution", "Exact ΔM (nats)", "Attribution / exact"])
 
 
-METRIC_ORDER = ("emotion_score", "kl", "sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed")
+METRIC_ORDER = ("emotion_score", "emotion_score_copy_free", "kl", "sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed")
 
 
 def metric_label(metric: str, emotion: str | None = None) -> Text:
     labels = {
         "emotion_score": "Emotion score M (nats)",
+        "emotion_score_copy_free": "Emotion score M, copy-free (nats)",
         "kl": "KL(clean ‖ intervened) (nats)",
         "sentiment": "Sentiment (VADER compound)",
         "changed": "Changed continuations (share)",

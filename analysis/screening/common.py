@@ -3,6 +3,7 @@ the FDR family and correction, attribution / exact ratios and the top-list forma
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -11,12 +12,16 @@ from torch import Tensor
 
 from analysis.core.loading import LoadedModel
 from analysis.core.sites import Site
-from analysis.core.prompts import in_half, keep_aligned, lexicon_word_ids, load_lexicon, PromptPairs, span_clusters, split_expressions, subset, TokenBatch
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL, POSITION_MODES
+from analysis.core.prompts import (
+    aligned_pairs, in_half, keep_aligned, Prompt, PromptPairs, span_clusters, split_expressions, subset, TokenBatch,
+)
+from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
 from analysis.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
-from analysis.interventions.exact import exact_patching_sites
-from analysis.metrics import keyword_count
+from analysis.interventions.exact import clean_scores, exact_patching_sites
+from analysis.interventions.plans import source_pools, template_groups
+from analysis.metrics import copy_keep_rows
+from analysis.contract import Q_LEVEL, SPECIFICITY_FIELDS
 from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, no_effect, noise_floor, one_sample_effect, spearman
 
 
@@ -188,18 +193,16 @@ def copy_keep(
     The copy control (issue 14): a head that copies an earlier token raises M when a lexicon
     word is in the prompt, with no emotion at all. Left out for a pair: every token id of its
     emotion prompt or neutral twin, and every single-token spelling of a lexicon word that
-    occurs in either prompt's text (a whole word, either case), so " Sorry" goes when "sorry" is there.
+    shares a stem with a word of either prompt's text (analysis.metrics.shares_stem: the same
+    word in either case, or the same first 4 letters), so " Sorry" goes when "sorry" is there
+    and " thankful" when "thanks" is (issue 23: a head that turns "thank" into " thanks" copies).
     """
     used = subset(pairs, pb.kept)
-    words = {name: lexicon_word_ids(model.tokenizer, load_lexicon(name)) for name in (emotion, NEUTRAL)}
-    order = [*ids[0], *ids[1]]
-    keep = torch.ones(len(used), len(order), dtype=torch.bool)
-    for r, (e, n) in enumerate(zip(used.emotion_prompts, used.neutral_prompts, strict=True)):
-        gone = {int(t) for b in (pb.emotion, pb.neutral) for t in b.input_ids[r][b.attention_mask[r].bool()]}
-        for table in words.values():
-            gone.update(i for w, w_ids in table.items() if keyword_count(e.text, [w]) or keyword_count(n.text, [w]) for i in w_ids)
-        keep[r] = torch.tensor([i not in gone for i in order])
-    return keep
+    texts = [(e.text, n.text) for e, n in zip(used.emotion_prompts, used.neutral_prompts, strict=True)]
+    prompt_ids = [
+        [int(t) for b in (pb.emotion, pb.neutral) for t in b.input_ids[r][b.attention_mask[r].bool()]] for r in range(len(used))
+    ]
+    return copy_keep_rows(model.tokenizer, texts, prompt_ids, emotion, ids)
 
 
 def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig, clusters, floor: float, attribution: float,
@@ -273,8 +276,8 @@ def copy_record(cfg: ScreeningConfig, scores: list[dict]) -> dict:
     comp = cfg.component if cfg.component == "head" else "neuron"
     return {
         "score": "exact_copy_free: the exact patching effect on M over the lexicon tokens that occur in neither "
-        "prompt of the pair (every token id of both prompts and every spelling of a lexicon word found in "
-        "their text left out), mean over the pairs with a usable copy-free M (exact_copy_free_n)",
+        "prompt of the pair (every token id of both prompts and every spelling of a lexicon word that shares "
+        "a stem with a word of their text, the same word or the same first 4 letters, left out), mean over the pairs with a usable copy-free M (exact_copy_free_n)",
         "rule": f"copy_flag: exact's 95 % interval excludes 0 and exact_copy_free / exact < {cfg.copy_max_share:g} (copy_share)",
         "max_share": cfg.copy_max_share,
         "flagged": [
@@ -315,6 +318,7 @@ class ScreeningConfig:
     copy_max_share: float = 0.5  # copy control: flag when the copy-free effect is below this share of ΔM
     noise_atol: float = 1.0e-5  # noise floor: the identity control's max |effect| plus this (params noise_floor.atol)
     max_unaligned_share: float = 0.2  # positions all: most of an emotion's pairs that may be left out (keep_aligned)
+    specificity_min_share: float = 0.05  # `specific`: the (emotion − neutral′) interval clears this share of the gap
 
     component = "head"  # what exact_top_k counts (a class attribute, not a field)
 
@@ -330,6 +334,8 @@ class ScreeningConfig:
             raise InputError(f"--exact-top-k must be >= 0 (0 = every {self.component}; got {self.exact_top_k})")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0 (got {self.seed})")
+        if not (np.isfinite(self.specificity_min_share) and 0 <= self.specificity_min_share < 1):
+            raise InputError(f"specificity.min_share must be in [0, 1) (got {self.specificity_min_share})")
         if not (np.isfinite(self.noise_atol) and self.noise_atol >= 0):
             raise InputError(f"noise floor atol must be a finite number >= 0 (got {self.noise_atol})")
         need = min_resamples()
@@ -352,6 +358,9 @@ def check_before_work(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str,
         check_context(model, longest, 0, what=f"the longest {emotion} prompt (with BOS)")
         clusters = [span_clusters(pairs[emotion])[i] for i in pb.kept]
         check_resolution(len(set(clusters)), n_resamples=cfg.n_resamples, seed=cfg.seed)
+        # every pair the screening may use has a neutral′ (InputError naming the first that has none)
+        neutral_control_prompts(model, pairs[emotion], subset(pairs[emotion], pb.kept), cfg.positions, cfg.seed,
+                                max_missing_share=cfg.max_unaligned_share)
 
 
 def correct_and_correlate(scores: list[dict], emotions: tuple[str, ...]) -> dict[str, float | None]:
@@ -385,3 +394,183 @@ def top_lines(doc: dict, rows: list[dict], n: int, key: str, component: str, ci_
             f"{key}: {s[key]:+.6f}{extra}"
         )
     return "\n".join(lines)
+
+
+# --- the neutral control and specificity (issue 23) -------------------------------------------
+
+
+def spliced(twin: Prompt, span: str) -> Prompt:
+    """The twin with its span replaced by `span`: the same template (greeting, text before and
+    after) around another neutral span."""
+    start = twin.span[0]
+    return Prompt(twin.before + span + twin.after, (start, start + len(span)), source=twin.source)
+
+
+def neutral_control_prompts(
+    model: LoadedModel, loaded: PromptPairs, used: PromptPairs, positions: str, seed: int, side: str = "neutral",
+    max_missing_share: float | None = None,
+) -> tuple[list[Prompt | None], int]:
+    """Per pair of `used` (e_i, n_i), its neutral′: n_i's template around the span of another neutral
+    prompt n_j of the emotion's twins (`loaded.neutral_prompts`, the emotion's own twin file or the
+    shared one), None where there is none; and how many pairs drew n_j from another template.
+
+    The control patch (neutral′ → n_i) then changes what the emotion patch (e_i → n_i) changes,
+    the span and what reads it, with a neutral span instead of an emotional one, so a component
+    that reacts to ANY change of the span moves M alike in both. n_j is drawn as the resample
+    ablation draws (analysis.interventions.plans.source_pools: the same template, i.e. text after
+    the span, where it has one, else any; seeded by `seed`), among the twins whose span differs
+    from n_i's (never the twin itself) and, for positions `all` (patched position by position),
+    whose spliced prompt has n_i's token count and span position under the model's tokenizer.
+    A pair with no such span has no control and is left out of the specificity test (as an
+    unaligned pair is left out of patching at positions all); more of them than `max_missing_share`
+    of the pairs (alignment.max_unaligned_share, checked on the whole profile before any work; None:
+    not checked) is an InputError: the profile has too few neutral spans. (`side` names the prompts
+    in that message: the noising experiment draws e′ from the emotion prompts this way, passing the
+    pairs with their sides swapped.)
+    """
+    twins = list(loaded.neutral_prompts)
+    groups = template_groups([n.after for n in twins])
+    try:
+        rows = [twins.index(n) for n in used.neutral_prompts]
+    except ValueError:
+        raise ValueError("neutral_control_prompts: a used twin is not among the loaded twins") from None
+    fits: dict[int, set[int]] = {}
+
+    def admitted(i: int) -> set[int]:
+        if i not in fits:
+            cands = [j for j in range(len(twins)) if twins[j].span_text != twins[i].span_text]
+            if positions == "all" and cands:
+                made = [spliced(twins[i], twins[j].span_text) for j in cands]
+                ok = aligned_pairs(model.tokenizer, PromptPairs(loaded.emotion, tuple(made), (twins[i],) * len(made)))
+                cands = [cands[k] for k in ok]
+            fits[i] = set(cands)
+        return fits[i]
+
+    pools, fell_back = source_pools(groups, rows, lambda i, j: j in admitted(i))
+    missing = [r for r, pool in enumerate(pools) if not pool]
+    allowed = math.floor(max_missing_share * len(rows) + 1e-9) if max_missing_share is not None else len(rows)
+    if len(missing) > allowed or (missing and len(missing) == len(rows)):
+        n = twins[rows[missing[0]]]
+        how = f" with its token count under the tokenizer of {model.spec.name}" if positions == "all" else ""
+        control = "neutral" if side == "neutral" else "emotion"
+        raise InputError(
+            f"{loaded.origin}: too few {side} spans for the {control} control: {len(missing)} of {len(rows)} {side} prompts of "
+            f"{loaded.emotion}'s pairs have no other {side} span{how} (first: {n.text!r}), more than "
+            f"alignment.max_unaligned_share {max_missing_share or 0:g} allows (at most {allowed}); add {side} prompts of their templates"
+        )
+    rng = np.random.default_rng([seed, 23])
+    picks = [int(rng.choice(pool)) if pool else None for pool in pools]
+    out = [None if j is None else spliced(n, twins[j].span_text) for n, j in zip(used.neutral_prompts, picks, strict=True)]
+    return out, int(sum(f for f, pool in zip(fell_back, pools, strict=True) if pool))
+
+
+@dataclass(frozen=True)
+class NeutralControl:
+    """The neutral′ → twin patch of one emotion's screened pairs (rows as the emotion patch's)."""
+
+    batches: PairBatches  # emotion: the neutral′ prompts (the source), neutral: the twins (the target); rows `rows`
+    rows: list[int]  # the emotion patch's rows (pb) that have a neutral′ (neutral_control_prompts), in order
+    fallbacks: int  # pairs whose template had no usable neutral span (drawn from every template)
+    n_used: int  # the emotion patch's pairs (those of `rows` and those without a neutral′)
+    gap: float  # the emotion–neutral gap: mean over the pairs of M(emotion prompt) − M(twin)
+
+
+def neutral_control(model: LoadedModel, cfg: ScreeningConfig, loaded: PromptPairs, pairs: PromptPairs, pb: PairBatches,
+                    ids: tuple[list[int], list[int]]) -> NeutralControl:
+    """The neutral control of `pairs` (batched as `pb`): neutral′ prompts (neutral_control_prompts)
+    as the source, the same twins as the target, patched at the same positions rule."""
+    used = subset(pairs, pb.kept)
+    prompts, fallbacks = neutral_control_prompts(model, loaded, used, cfg.positions, cfg.seed)
+    rows = [r for r, x in enumerate(prompts) if x is not None]
+    control = PromptPairs(pairs.emotion, tuple(prompts[r] for r in rows), tuple(used.neutral_prompts[r] for r in rows))
+    emo, neu = tokenize_pairs(model, control)
+    idx, mask = position_map(cfg.positions, source=emo, target=neu)
+    gap = float((clean_scores(model, pb.emotion, ids) - clean_scores(model, pb.neutral, ids)).mean())
+    return NeutralControl(PairBatches(emo, neu, idx, mask, list(range(len(rows)))), rows, fallbacks, len(used), gap)
+
+
+def control_patching(
+    model: LoadedModel, nc: NeutralControl, source_acts: dict[str, Tensor], sites: list[Site], ids: tuple[list[int], list[int]], desc: str,
+) -> dict[Site, Tensor]:
+    """Per site: M(twin with the site patched from its neutral′) − M(twin), per pair (the fast path)."""
+    pb = nc.batches
+    return exact_patching_sites(model, pb.neutral, source_acts, pb.idx, pb.mask, unchanged_prefix(pb), sites, ids, desc)
+
+
+def specificity_fields(
+    exact: np.ndarray, control: np.ndarray, parts: np.ndarray, cfg: ScreeningConfig, clusters: list[str], rows: list[int],
+    templates: list[str] | None = None,
+) -> dict:
+    """A row's neutral-control and specificity fields: the control's ΔM (neutral′ → twin), the
+    test of the difference (emotion → twin) − (neutral′ → twin) per pair, clustered as the exact
+    effect (q and `specific` are set over the family by `correct_specificity`), and ΔM split into
+    its two terms (Δ logsumexp of the emotion lexicon, of the neutral lexicon; ΔM = first − second).
+    `exact`, `parts`, `clusters`: every pair; `control`: the pairs `rows` (those with a neutral′),
+    over which the difference is taken; `templates` (every pair's), the second clustering dimension."""
+    split = {"exact_lse_emotion": float(parts[:, 0].mean()), "exact_lse_neutral": float(parts[:, 1].mean())}
+    kept = [clusters[r] for r in rows]
+    diff = exact[rows] - control
+    if len(set(kept)) < min_clusters():
+        # Fewer expressions with a neutral′ than any 95 % test can use (a small half that lost a pair):
+        # the difference is given, untested, and the row is not specific.
+        return {"control": float(control.mean()), "specificity": float(diff.mean()), **split}
+    eff = one_sample_effect(diff, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=kept,
+                            templates=None if templates is None else [templates[r] for r in rows])
+    return {
+        "control": float(control.mean()), "specificity": eff.mean, "specificity_ci_low": eff.ci_low,
+        "specificity_ci_high": eff.ci_high, "specificity_p": eff.p, **split,
+    }
+
+
+def specificity_threshold(cfg: ScreeningConfig, gap: float) -> float:
+    return cfg.specificity_min_share * abs(gap)
+
+
+def is_specific(row: dict, threshold: float) -> bool:
+    """The specificity rule: the difference is significant (q < Q_LEVEL in the family), the exact
+    effect is above the noise floor, and the difference's interval lies beyond `threshold`
+    (specificity.min_share × |gap|) on the side of the exact effect's sign: the emotion patch moves
+    M further, in its own direction, than a neutral span patched the same way. (A difference of
+    the other sign means the neutral′ patch moved M more: not an emotion component.)"""
+    q, lo, hi, ex = row.get("specificity_q"), row.get("specificity_ci_low"), row.get("specificity_ci_high"), row.get("exact")
+    if q is None or lo is None or hi is None or ex is None or row.get("no_effect") or not q < Q_LEVEL:
+        return False
+    return bool(lo > threshold) if ex > 0 else bool(hi < -threshold) if ex < 0 else False
+
+
+def correct_specificity(cfg: ScreeningConfig, scores: list[dict], gaps: dict[str, float]) -> None:
+    """Set each row's `specificity_q` (Benjamini–Hochberg over the family's specificity p, all
+    emotions together, as exact_q) and `specific` (in place)."""
+    q = benjamini_hochberg([s.get("specificity_p") if s.get("specificity_p") is not None else np.nan for s in scores])
+    for s, qv in zip(scores, q, strict=True):
+        s["specificity_q"] = None if np.isnan(qv) else float(qv)
+        s["specific"] = is_specific(s, specificity_threshold(cfg, gaps[s["emotion"]]))
+
+
+def specificity_record(cfg: ScreeningConfig, scores: list[dict], controls: dict[str, NeutralControl]) -> dict:
+    """The screening document's `specificity` block: the control, the rule, per emotion the gap,
+    the threshold and the count of specific components."""
+    comp = cfg.component if cfg.component == "head" else "neuron"
+    return {
+        "control": "neutral′ → twin: each twin patched (same component, same positions rule) from its neutral′, the twin's "
+        "template around the span of another neutral twin of the emotion (same template text after the span where one "
+        "exists, never the twin's own span; positions all: the same token count), seeded",
+        "score": "specificity: per pair (emotion → twin ΔM) − (neutral′ → twin ΔM), mean, 95 % interval and p of the "
+        "clustered sign-flip test (by expression, as exact); specificity_q: Benjamini–Hochberg over the family (as exact_q)",
+        "rule": f"specific: specificity_q < {Q_LEVEL:g}, exact above the noise floor, and the specificity interval beyond "
+        f"min_share ({cfg.specificity_min_share:g}) × |gap| on the side of exact's sign",
+        "min_share": cfg.specificity_min_share,
+        "split_dm": "exact_lse_emotion − exact_lse_neutral = exact: ΔM's two terms, Δ logsumexp over the emotion lexicon "
+        "and over the neutral lexicon",
+        "by_emotion": {
+            e: {"gap": c.gap, "threshold": specificity_threshold(cfg, c.gap), "fallbacks": c.fallbacks,
+                "n_pairs": len(c.rows), "n_without_control": c.n_used - len(c.rows),
+                "tested": any(s.get("specificity_p") is not None for s in scores if s["emotion"] == e),
+                "n_specific": sum(1 for s in scores if s["emotion"] == e and s.get("specific"))}
+            for e, c in controls.items()
+        },
+        "specific": [{"layer": s["layer"], comp: s[comp], "emotion": s["emotion"], "exact": s["exact"], "control": s["control"],
+                      "specificity": s["specificity"], "specificity_q": s["specificity_q"]}
+                     for s in scores if s.get("specific")],
+    }
+

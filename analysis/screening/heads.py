@@ -35,7 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening
+from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, SPECIFICITY_FIELDS
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site
@@ -46,15 +46,18 @@ from analysis.interventions.exact import exact_patching_sites
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
-    check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, pairs_record, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    check_before_work, control_floor, control_patching, control_sites, copy_keep, copy_record, correct_and_correlate, correct_specificity,
+    exact_fields, exact_pairs, family_record, floor_record, identity_control, neutral_control, NeutralControl, pair_batches, PairBatches,
+    pairs_record, ratio_record, ScreeningConfig, screened_pairs, specificity_fields, specificity_record, split_record, top_lines,
     unchanged_prefix,
 )
 
 
-def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[tuple[int, int], ...]:
+def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False, specific_only: bool = False) -> tuple[tuple[int, int], ...]:
     """The n heads with the largest |score| for `emotion` in a screening file (for `top:N`);
-    `skip_flagged`: leave out the heads the copy control flagged (`copy_flag`)."""
+    `skip_flagged`: leave out the heads the copy control flagged (`copy_flag`); `specific_only`:
+    rank only the heads that passed the neutral control (`specific`, issue 23: the experiments'
+    top:N means emotion heads, not heads that react to any change of the span)."""
     if not Path(path).is_file():
         raise InputError(
             f"head spec top:{n} needs the screening file {path}, which does not exist; run "
@@ -64,9 +67,10 @@ def top_heads(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
     if emotion not in doc["emotions"]:
         raise InputError(f"screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc['emotions'])})")
     # Only selection-half numbers reach the choice (analysis.screening.selection: no leakage).
-    rows, _ = selection_ranking(doc, emotion, skip_flagged=skip_flagged)
+    rows, _ = selection_ranking(doc, emotion, skip_flagged=skip_flagged, require_specific=specific_only)
     if n > len(rows):
         skipped = " not flagged by the copy control (copy_control.skip_flagged)" if skip_flagged else ""
+        skipped += " that are specific (the neutral control: `specific`)" if specific_only else ""
         raise InputError(f"head spec top:{n}: screening file {path} ranks only {len(rows)} heads{skipped} for {emotion}")
     return tuple((int(s["layer"]), int(s["head"])) for s in rows[:n])
 
@@ -149,6 +153,7 @@ def exact_patching(
     ids: tuple[list[int], list[int]],
     desc: str = "exact",
     copy_free: tuple[Tensor, dict] | None = None,
+    parts: dict | None = None,
 ) -> dict[tuple[int, int], Float[Tensor, " batch"]]:
     """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
 
@@ -156,12 +161,15 @@ def exact_patching(
     layer on, positions from the first changed column on, lexicon logits only (DESIGN §10).
     """
     cf: dict = {}
+    two: dict = {}
     out = exact_patching_sites(
         model, pb.neutral, z_emo, pb.idx, pb.mask, unchanged_prefix(pb), head_sites(heads), ids, desc,
-        copy_free=None if copy_free is None else (copy_free[0], cf),
+        copy_free=None if copy_free is None else (copy_free[0], cf), parts=None if parts is None else two,
     )
     if copy_free is not None:
         copy_free[1].update({(s.layer, s.index): v for s, v in cf.items()})
+    if parts is not None:  # ΔM's two terms per head: [pair, 2]
+        parts.update({(s.layer, s.index): v for s, v in two.items()})
     return {(s.layer, s.index): v for s, v in out.items()}
 
 
@@ -175,32 +183,45 @@ class ExactBlock:
     floor: float  # the noise floor from that control
     clusters: list[str]  # each pair's cluster: its expression
     templates: list[str]  # each pair's template ending (the second clustering dimension)
+    parts: dict[tuple[int, int], Float[Tensor, "pair 2"]]  # ΔM's two terms per head (Δ LSE emotion, Δ LSE neutral)
+    neutral: dict[tuple[int, int], Float[Tensor, " pair"]]  # the neutral control's ΔM per head (neutral′ → twin)
+    nc: NeutralControl  # its prompts and the emotion–neutral gap
 
 
 def exact_block(
     model: LoadedModel, cfg: ScreeningConfig, pairs: PromptPairs, pb: PairBatches, z_emo: dict[str, Tensor],
-    heads: list[tuple[int, int]], ids: tuple[list[int], list[int]], emotion: str,
+    heads: list[tuple[int, int]], ids: tuple[list[int], list[int]], emotion: str, loaded: PromptPairs,
 ) -> ExactBlock:
     """Exact patching of `heads` over `pairs` (batched as `pb`, emotion activations `z_emo`), the
-    copy control beside it, the identity control's noise floor and the pairs' clusters."""
+    copy control beside it, the neutral control (each twin patched from its neutral′, drawn from
+    `loaded`'s twins), the identity control's noise floor and the pairs' clusters."""
     copy_free: dict[tuple[int, int], Tensor] = {}
+    parts: dict[tuple[int, int], Tensor] = {}
     keep = copy_keep(model, pairs, pb, emotion, ids)
-    exact = exact_patching(model, pb, z_emo, heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
+    exact = exact_patching(model, pb, z_emo, heads, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free), parts=parts)
+    nc = neutral_control(model, cfg, loaded, pairs, pb, ids)
+    with torch.no_grad():
+        z_ctl = capture(model, nc.batches.emotion, _z_names(model))
+    neutral = {(s.layer, s.index): v for s, v in control_patching(model, nc, z_ctl, head_sites(heads), ids, f"control {emotion}").items()}
+    del z_ctl
     with torch.no_grad():
         z_neu = capture(model, pb.neutral, _z_names(model))
     sites = control_sites(heads, "head")
     control = identity_control(model, pb, z_neu, sites, ids).double().cpu().numpy()
     clusters = [span_clusters(pairs)[i] for i in pb.kept]
     templates = [template_labels(pairs)[i] for i in pb.kept]
-    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates)
+    return ExactBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates, parts, neutral, nc)
 
 
-def selection_fields(block: ExactBlock, key: tuple[int, int], cfg: ScreeningConfig, attribution: float) -> dict:
-    """A row's `selection` block: its exact fields (effect, copy control) measured on the selection half."""
-    return {"half": "selection", **exact_fields(
-        block.exact[key].double().cpu().numpy(), block.copy_free[key].double().cpu().numpy(), cfg, block.clusters, block.floor,
-        attribution, templates=block.templates,
-    )}
+def block_fields(block: ExactBlock, key: tuple[int, int], cfg: ScreeningConfig, attribution: float) -> dict:
+    """A head's exact fields (effect, copy control) and its neutral-control fields over one block's half."""
+    exact = block.exact[key].double().cpu().numpy()
+    return {
+        **exact_fields(exact, block.copy_free[key].double().cpu().numpy(), cfg, block.clusters, block.floor, attribution,
+                       templates=block.templates),
+        **specificity_fields(exact, block.neutral[key].double().cpu().numpy(), block.parts[key].double().cpu().numpy(), cfg,
+                             block.clusters, block.nc.rows, templates=block.templates),
+    }
 
 
 def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPairs]) -> dict:
@@ -214,6 +235,8 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
     controls: dict[str, tuple] = {}
     tested: dict[str, str] = {}
     screened, halves = {}, {}
+    ncs: dict[str, NeutralControl] = {}
+    sel_ncs: dict[str, NeutralControl] = {}  # the selection half's, where the exact half is the other
     for emotion in cfg.emotions:
         screened[emotion], halves[emotion] = screened_pairs(cfg, pairs[emotion])
         sel_pb = pair_batches(model, screened[emotion], cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
@@ -234,11 +257,13 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         if test_pairs is not screened[emotion]:  # the top-k go to the confirmation half (exact_pairs)
             # ... and are measured again on the selection half, the only numbers a choice (top:N, the
             # copy control's skip) may read (analysis.screening.selection: no leakage).
-            selection = exact_block(model, cfg, screened[emotion], sel_pb, z_emo, exact_heads, ids, emotion)
+            selection = exact_block(model, cfg, screened[emotion], sel_pb, z_emo, exact_heads, ids, emotion, pairs[emotion])
+            sel_ncs[emotion] = selection.nc
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
             with torch.no_grad():
                 z_emo = capture(model, pb.emotion, _z_names(model))
-        block = exact_block(model, cfg, test_pairs, pb, z_emo, exact_heads, ids, emotion)
+        block = exact_block(model, cfg, test_pairs, pb, z_emo, exact_heads, ids, emotion, pairs[emotion])
+        ncs[emotion] = block.nc
         exact, copy_free, floor, clusters = block.exact, block.copy_free, block.floor, block.clusters
         controls[emotion] = block.control
         per_emotion[emotion] = pairs_record(halves[emotion], sel_pb, tested[emotion], pb)
@@ -264,6 +289,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 "copy_share": None,
                 "copy_flag": False,
                 "selection": None,
+                **SPECIFICITY_FIELDS,
             }
             values = {"delta_attn": row["delta_attn"], "attribution": row["attribution"]}
             if (layer, head) in exact:
@@ -272,14 +298,15 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
                 if not np.isfinite(v):
                     raise InputError(f"{k} of head {layer}:{head} ({emotion}) is {v}; refusing to write {cfg.model}'s screening")
             if (layer, head) in exact:
-                row.update(exact_fields(
-                    exact[(layer, head)].double().cpu().numpy(), copy_free[(layer, head)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
-                    templates=block.templates,
-                ))
+                row.update(block_fields(block, (layer, head), cfg, row["attribution"]))
                 if selection is not None:
-                    row["selection"] = selection_fields(selection, (layer, head), cfg, row["attribution"])
+                    # The same fields measured on the selection half: the only ones a choice reads.
+                    row["selection"] = {"half": "selection", "emotion": emotion, **block_fields(selection, (layer, head), cfg, row["attribution"])}
             scores.append(row)
     corr = correct_and_correlate(scores, cfg.emotions)
+    correct_specificity(cfg, scores, {e: c.gap for e, c in ncs.items()})
+    # The selection half's verdicts, in their own family, for the choices (analysis.screening.selection).
+    correct_specificity(cfg, [s["selection"] for s in scores if s.get("selection")], {e: c.gap for e, c in sel_ncs.items()})
     return {
         "schema": HEAD_SCORES_SCHEMA,
         "model": cfg.model,
@@ -294,6 +321,7 @@ def screen(model: LoadedModel, cfg: ScreeningConfig, pairs: dict[str, PromptPair
         "noise_floor": floor_record(cfg, controls),
         "bh_family": family_record(cfg, scores, len(all_heads), tested),
         "copy_control": copy_record(cfg, scores),
+        "specificity": specificity_record(cfg, scores, ncs),
         "attribution_ratio": ratio_record(cfg, scores),
         "scores": scores,
         "attribution_vs_exact": corr,

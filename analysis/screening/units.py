@@ -83,7 +83,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, write_unit_screening
+from analysis.contract import (
+    UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, SPECIFICITY_FIELDS, write_unit_screening,
+)
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import Site, unit_sites
@@ -95,8 +97,9 @@ from analysis.io import write_parquet
 from analysis.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
-    check_before_work, control_floor, control_sites, copy_keep, copy_record, correct_and_correlate, exact_fields, exact_pairs, family_record,
-    floor_record, identity_control, pair_batches, PairBatches, pairs_record, ratio_record, ScreeningConfig, screened_pairs, split_record, top_lines,
+    check_before_work, control_floor, control_patching, control_sites, copy_keep, copy_record, correct_and_correlate, correct_specificity,
+    exact_fields, exact_pairs, family_record, floor_record, identity_control, neutral_control, NeutralControl, pair_batches, PairBatches,
+    pairs_record, ratio_record, ScreeningConfig, screened_pairs, specificity_fields, specificity_record, split_record, top_lines,
     unchanged_prefix,
 )
 
@@ -113,9 +116,10 @@ TOP_PER_LAYER = 10
 Unit = tuple[int, int]
 
 
-def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> tuple[Unit, ...]:
+def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False, specific_only: bool = False) -> tuple[Unit, ...]:
     """The n units with the largest |score| for `emotion` in a unit screening file (`mlp-top:K`);
-    `skip_flagged`: leave out the units the copy control flagged (`copy_flag`)."""
+    `skip_flagged`: leave out the units the copy control flagged (`copy_flag`); `specific_only`:
+    rank only the units that passed the neutral control (`specific`, issue 23)."""
     if not Path(path).is_file():
         raise InputError(
             f"unit spec mlp-top:{n} needs the unit screening file {path}, which does not exist; run "
@@ -126,7 +130,7 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
         raise InputError(f"unit screening file {path} has no scores for emotion {emotion!r} (it has {', '.join(doc.get('emotions', []))})")
     try:
         # Only selection-half numbers reach the choice (analysis.screening.selection: no leakage).
-        ranked, key = selection_ranking(doc, emotion, index="neuron", skip_flagged=skip_flagged)
+        ranked, key = selection_ranking(doc, emotion, index="neuron", skip_flagged=skip_flagged, require_specific=specific_only)
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(f"unit screening file {path} is malformed ({type(err).__name__}: {err}); rerun the unit screening") from None
     if key == "attribution":
@@ -135,6 +139,8 @@ def top_units(path: Path, emotion: str, n: int, skip_flagged: bool = False) -> t
         ranked = ranked[: int(doc.get("params", {}).get("top_per_layer", len(ranked)))]
     if n > len(ranked):
         what = "by exact ΔM; rerun the unit screening with --exact-top-k" if key == "exact" else "by attribution; rerun it with --top-per-layer"
+        if specific_only:
+            what = f"that are specific (the neutral control: `specific`) {what}"
         raise InputError(f"unit spec mlp-top:{n}: unit screening file {path} ranks only {len(ranked)} units for {emotion} {what} >= {n}")
     return tuple((int(s["layer"]), int(s["neuron"])) for s in ranked[:n])
 
@@ -261,17 +267,21 @@ def attribution(
 
 def exact_patching(
     model: LoadedModel, pb: PairBatches, act_emo: dict[str, Tensor], units: list[Unit],
-    ids: tuple[list[int], list[int]], desc: str = "exact", copy_free: tuple[Tensor, dict] | None = None,
+    ids: tuple[list[int], list[int]], desc: str = "exact", copy_free: tuple[Tensor, dict] | None = None, parts: dict | None = None,
 ) -> dict[Unit, Float[Tensor, " batch"]]:
     """Per unit: M(neutral with the unit patched from the emotion prompt) − M(neutral), per pair
-    (and, with `copy_free` = (keep, out), the copy-free M's change into out)."""
+    (and, with `copy_free` = (keep, out), the copy-free M's change into out; with `parts`, ΔM's
+    two terms [pair, 2] into it)."""
     cf: dict = {}
+    two: dict = {}
     res = exact_patching_sites(
         model, pb.neutral, act_emo, pb.idx, pb.mask, unchanged_prefix(pb), unit_sites(units), ids, desc,
-        copy_free=None if copy_free is None else (copy_free[0], cf),
+        copy_free=None if copy_free is None else (copy_free[0], cf), parts=None if parts is None else two,
     )
     if copy_free is not None:
         copy_free[1].update({(s.layer, s.index): v for s, v in cf.items()})
+    if parts is not None:
+        parts.update({(s.layer, s.index): v for s, v in two.items()})
     return {(s.layer, s.index): v for s, v in res.items()}
 
 
@@ -323,28 +333,49 @@ class UnitBlock:
     floor: float  # the noise floor from that control
     clusters: list[str]  # each pair's cluster: its expression
     templates: list[str]  # each pair's template ending (the second clustering dimension)
+    parts: dict[Unit, Tensor]  # ΔM's two terms per unit (Δ LSE emotion, Δ LSE neutral) [pair, 2]
+    neutral: dict[Unit, Tensor]  # the neutral control's ΔM per unit (neutral′ → twin)
+    nc: NeutralControl  # its prompts and the emotion–neutral gap
 
 
 def unit_block(
     model: LoadedModel, cfg: UnitScreeningConfig, pairs: PromptPairs, pb: PairBatches, units: list[Unit],
-    ids: tuple[list[int], list[int]], emotion: str,
+    ids: tuple[list[int], list[int]], emotion: str, loaded: PromptPairs,
 ) -> UnitBlock:
     """Exact patching of `units` over `pairs` (batched as `pb`), the copy control beside it, the
+    neutral control (each twin patched from its neutral′, drawn from `loaded`'s twins), the
     identity control's noise floor and the pairs' clusters."""
     # Recaptured rather than kept from the attribution pass, which consumed them (memory).
     exact_layers = sorted({layer for layer, _ in units})
     act_emo = unit_activations(model, pb.emotion, exact_layers)
     copy_free: dict[Unit, Tensor] = {}
+    parts: dict[Unit, Tensor] = {}
     keep = copy_keep(model, pairs, pb, emotion, ids)
-    exact = exact_patching(model, pb, act_emo, units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free))
+    exact = exact_patching(model, pb, act_emo, units, ids, desc=f"exact {emotion}", copy_free=(keep, copy_free), parts=parts)
     del act_emo
+    # The neutral control: each twin patched from its neutral′ (analysis.screening.common.neutral_control).
+    nc = neutral_control(model, cfg, loaded, pairs, pb, ids)
+    act_ctl = unit_activations(model, nc.batches.emotion, exact_layers)
+    neutral = {(s.layer, s.index): v for s, v in control_patching(model, nc, act_ctl, unit_sites(units), ids, f"control {emotion}").items()}
+    del act_ctl
     sites = control_sites(units, "mlp")
     act_neu = unit_activations(model, pb.neutral, exact_layers)
     control = identity_control(model, pb, act_neu, sites, ids).double().cpu().numpy()
     del act_neu
     clusters = [span_clusters(pairs)[i] for i in pb.kept]
     templates = [template_labels(pairs)[i] for i in pb.kept]
-    return UnitBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates)
+    return UnitBlock(exact, copy_free, (sites, control), control_floor(cfg, control, emotion), clusters, templates, parts, neutral, nc)
+
+
+def block_fields(block: UnitBlock, key: Unit, cfg: UnitScreeningConfig, attribution: float) -> dict:
+    """A unit's exact fields (effect, copy control) and its neutral-control fields over one block's half."""
+    exact = block.exact[key].double().cpu().numpy()
+    return {
+        **exact_fields(exact, block.copy_free[key].double().cpu().numpy(), cfg, block.clusters, block.floor, attribution,
+                       templates=block.templates),
+        **specificity_fields(exact, block.neutral[key].double().cpu().numpy(), block.parts[key].double().cpu().numpy(), cfg,
+                             block.clusters, block.nc.rows, templates=block.templates),
+    }
 
 
 @dataclass(frozen=True)
@@ -368,6 +399,8 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
     halves: dict[str, dict] = {}
     controls: dict[str, tuple] = {}
     tested: dict[str, str] = {}
+    ncs: dict[str, NeutralControl] = {}
+    sel_ncs: dict[str, NeutralControl] = {}  # the selection half's, where the exact half is the other
     for emotion in cfg.emotions:
         screened, halves[emotion] = screened_pairs(cfg, pairs[emotion])
         sel_pb = pair_batches(model, screened, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
@@ -393,12 +426,15 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         if test_pairs is not screened:
             # ... and measured again on the selection half, the only numbers a choice (mlp-top:K, the
             # copy control's skip) may read (analysis.screening.selection: no leakage).
-            selection = unit_block(model, cfg, screened, sel_pb, exact_units, ids, emotion)
+            selection = unit_block(model, cfg, screened, sel_pb, exact_units, ids, emotion, pairs[emotion])
+            sel_ncs[emotion] = selection.nc
             # Two names, two halves: every exact number below is over `pb`, the record's `n_*` over `sel_pb`.
             pb = pair_batches(model, test_pairs, cfg.positions, max_unaligned_share=cfg.max_unaligned_share)
-        block = unit_block(model, cfg, test_pairs, pb, exact_units, ids, emotion)
-        exact, copy_free, floor, clusters, templates = block.exact, block.copy_free, block.floor, block.clusters, block.templates
+        block = unit_block(model, cfg, test_pairs, pb, exact_units, ids, emotion, pairs[emotion])
+        ncs[emotion] = block.nc
+        exact = block.exact
         controls[emotion] = block.control
+        floor = block.floor
         per_emotion[emotion] = pairs_record(halves[emotion], sel_pb, tested[emotion], pb)
 
         layers_summary[emotion], top = layer_summary(attr, floor, cfg.top_per_layer)
@@ -410,19 +446,16 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
                 "exact": None, "exact_ci_low": None, "exact_ci_high": None, "exact_p": None, "exact_q": None,
                 "exact_n": None, "exact_n_clusters": None, "no_effect": None, "attribution_ratio": None, "ratio_flag": False,
                 "exact_copy_free": None, "exact_copy_free_n": None, "copy_share": None, "copy_flag": False, "selection": None,
+                **SPECIFICITY_FIELDS,
             }
             if (layer, neuron) in exact:
                 values = exact[(layer, neuron)].double().cpu().numpy()
                 if not np.isfinite(values).all():
                     raise InputError(f"exact of unit mlp:{layer}:{neuron} ({emotion}) is not finite; refusing to write {cfg.model}'s unit screening")
-                row.update(exact_fields(values, copy_free[(layer, neuron)].double().cpu().numpy(), cfg, clusters, floor, row["attribution"],
-                                        templates=templates))
+                row.update(block_fields(block, (layer, neuron), cfg, row["attribution"]))
                 if selection is not None:
-                    row["selection"] = {"half": "selection", **exact_fields(
-                        selection.exact[(layer, neuron)].double().cpu().numpy(),
-                        selection.copy_free[(layer, neuron)].double().cpu().numpy(), cfg, selection.clusters, selection.floor,
-                        row["attribution"], templates=selection.templates,
-                    )}
+                    # The same fields measured on the selection half: the only ones a choice reads.
+                    row["selection"] = {"half": "selection", "emotion": emotion, **block_fields(selection, (layer, neuron), cfg, row["attribution"])}
             scores.append(row)
         grid_layer, grid_neuron = np.divmod(np.arange(n_units), d_mlp)
         tables.append(pd.DataFrame({
@@ -430,6 +463,9 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
             "attribution": attr.ravel(), "attribution_rank": rank.ravel(),
         }))
     corr = correct_and_correlate(scores, cfg.emotions)
+    correct_specificity(cfg, scores, {e: c.gap for e, c in ncs.items()})
+    # The selection half's verdicts, in their own family, for the choices (analysis.screening.selection).
+    correct_specificity(cfg, [s["selection"] for s in scores if s.get("selection")], {e: c.gap for e, c in sel_ncs.items()})
     doc = {
         "schema": UNIT_SCORES_SCHEMA,
         "model": cfg.model,
@@ -445,6 +481,7 @@ def screen(model: LoadedModel, cfg: UnitScreeningConfig, pairs: dict[str, Prompt
         "noise_floor": floor_record(cfg, controls),
         "bh_family": family_record(cfg, scores, n_units, tested),
         "copy_control": copy_record(cfg, scores),
+        "specificity": specificity_record(cfg, scores, ncs),
         "attribution_ratio": ratio_record(cfg, scores),
         "scores": scores,
         "scores_kept": (
