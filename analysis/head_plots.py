@@ -42,7 +42,7 @@ import matplotlib
 
 from analysis.core.cli import Parser, cli
 from analysis.errors import InputError
-from analysis.io import check_output_dir
+from analysis.contract import check_output_folder
 from analysis.plots.data import load, PlotConfig
 from analysis.plots.figures import render
 
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     for note in config.notes:
         print(f"note: {note}", file=sys.stderr)
     inputs = [*config.head_scores, *config.ablation_files, *config.patching_files, *config.unit_scores]
-    check_output_dir(config.output_dir, inputs=[*inputs, *([config.planted] if config.planted else [])])
+    check_output_folder(config.output_dir, inputs=[*inputs, *([config.planted] if config.planted else [])])
     data = load(config)
     out = render(data, config.output_dir, config.top_n)
     for p in out.values():

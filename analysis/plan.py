@@ -270,10 +270,34 @@ class Plan:
     text: str
 
 
+def embedded_arch(name: str) -> tuple[Arch, str] | None:
+    """The architecture of an embedded model (toy, bench): from its folder when built, else from the
+    numbers its builder constructs it with; None for any other name."""
+    from analysis.core.loading import EMBEDDED
+
+    if name not in EMBEDDED:
+        return None
+    folder, _ = EMBEDDED[name]
+    if (folder / "config.json").is_file():
+        return lookup(str(folder))
+    from analysis.embedded.config import ToyConfig
+
+    toy = ToyConfig()  # both embedded models take the toy's corpus tokenizer: its BPE target + the span tokens
+    if name == "toy":
+        n_layers, n_heads, d_model, n_ctx = toy.n_layer, toy.n_head, toy.n_embd, toy.n_positions
+    else:
+        from analysis.embedded.benchmark import N_EMBD, N_HEAD, N_LAYER, N_POSITIONS
+
+        n_layers, n_heads, d_model, n_ctx = N_LAYER, N_HEAD, N_EMBD, N_POSITIONS
+    arch = Arch(family="gpt2", n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_mlp=4 * d_model, vocab=toy.vocab_size,
+                n_ctx=n_ctx, tied=False, learned_pos=True, qkv_bias=True)
+    return arch, f"construction params ({folder} is not built yet; vocab: the BPE target, before the span tokens)"
+
+
 def plan(model: str, device: str = "auto", dtype: str = "float32", profile: str = "baseline", batch: int | None = None,
          available: float | None = None) -> Plan:
     """The plan of a run, before anything runs; `check_fits` on it says whether the run fits."""
-    arch, source = lookup(model)
+    arch, source = embedded_arch(model) or lookup(model)
     precision = resolve(device, dtype)
     w = profile_workload(profile)
     if batch is not None:

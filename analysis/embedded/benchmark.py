@@ -49,13 +49,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA
+from analysis.contract import check_model_output, PLANTED_FILE, PLANTED_SCHEMA
 from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, load_pairs, PromptPairs, split_expressions, subset
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.embedded.config import CLASS_VECTORS, CLASSES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.errors import InputError
-from analysis.io import check_output_dir, write_json
+from analysis.io import write_json
 from analysis.stats import min_clusters
 
 N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = 6, 8, 128, 64
@@ -606,7 +606,7 @@ def build_benchmark(config: BenchConfig, output: Path) -> Path:
     by `write_null`); inputs are checked first, so a bad input writes nothing."""
     from analysis.embedded.build import _replace_dir
 
-    output = check_output_dir(output)
+    output = check_model_output(output, "bench")
     for name in config.planted:  # every emotion a structure serves needs prompts and two halves
         halves(config, config.emotion(name))
     with torch.random.fork_rng(devices=[]):
