@@ -388,7 +388,7 @@ ROWS: list[Row] = [
     Row("prepare-output-over-toy-config", "output", "prepare_prompts",
         ("--profile", "baseline", "--output", "results/models/toy/config.json"),
         "is in the folder of the toy model (results/models/toy)"),
-    Row("summarize-output-over-prompts", "output", "summarize", ("--output", "results/baseline/prompts.json"),
+    Row("screening-output-over-prompts", "output", "head_screening", SCREEN[:-1] + ("results/baseline/prompts.json",),
         "is the prepared prompts (emotion-heads/prompts/v1), written by python -m analysis.prepare_prompts"),
     Row("screening-output-not-ours", "output", "head_screening", SCREEN[:-1] + ("results/notes.json",),
         "is not an output of this pipeline", _write("results/notes.json", '{"mine": 1}\n')),
