@@ -218,8 +218,8 @@ def check_output(path: str | Path, schema: str, *, inputs: Iterable[str | Path] 
                              f"{mine} replaces only its own outputs, choose another path")
         if schema_kind(found) != schema_kind(schema):
             what, command = WRITERS.get(schema_kind(found), (f"a {found} document", "another command"))
-            raise InputError(f"output {p} is {what} ({found}), written by {command}; {mine} replaces only "
-                             f"{WRITERS[schema_kind(schema)][0]}s ({schema}), choose another path")
+            raise InputError(f"output {p} is {what} ({found}), written by {command}; {mine} writes "
+                             f"{WRITERS[schema_kind(schema)][0]} ({schema}) and replaces only that kind, choose another path")
     return p
 
 
