@@ -7,7 +7,7 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |------------------|------------------------------------|---------------------------------------------------------------|
 | model@M          | a model name                       | results/models/M/: the toy's HF folder + planted.json, or     |
 |                  |                                    | source.json (where a hub/local model's weights were found)    |
-| prepare_prompts  | data/prompts/P/*.txt               | results/P/prompts.json: validated pairs, spans, file hashes   |
+| prepare_prompts  | data/prompts/P/*.txt               | results/P/prompts.json: checked pairs, spans, file hashes     |
 | screen@M         | pairs × model M                    | results/P/alignment/head_scores_M.json: per layer × head ×    |
 |                  |                                    | emotion Δattn, attribution, exact ΔM with CI, p, q            |
 | screen_units@M   | pairs × model M                    | results/P/alignment/unit_scores_M.json: attribution for every |

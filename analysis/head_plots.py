@@ -63,7 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
     ap.add_argument(
         "--from-params", action="store_true",
         help="the pipeline's mode: take profile, emotions and the input files of --model from params.yaml "
-        "and the layout of analysis.outputs",
+        "and the layout of analysis.contract",
     )
     ap.add_argument("--model", default=None, help="with --from-params: the model whose outputs to draw")
     a = ap.parse_args(argv)

@@ -82,7 +82,7 @@ def _is_within(p: Path, folder: Path) -> bool:
 
 
 def check_output_path(path: PathLike, *, suffix: str | None = None, inputs: Iterable[PathLike] = ()) -> Path:
-    """Validate an output path before any work is done; create nothing. Returns it as a Path.
+    """Check an output path before any work is done; create nothing. Returns it as a Path.
 
     `inputs`: the files and folders this run reads; the output may be none of them, nor inside one.
     """

@@ -53,12 +53,12 @@ VOCAB_COPIES = 1.4  # vocabulary-wide float tensors per token alive at the peak 
 # Model FLOP/s over the matmul FLOP/s measured alongside: 0.86, 0.66, 0.65 for the three sizes
 # (the smallest is unembedding-bound); the larger models are what plans are for.
 MATMUL_SHARE = 0.65
-# KV-cached greedy decoding, one position a step: DESIGN §10's GPT-2-small numbers (forward of
+# KV-cached greedy decoding, one position a step: docs/DESIGN.md §10's GPT-2-small numbers (forward of
 # 70 x 20 tokens 1.3 s, 15-token greedy generation 2.7 s) put its FLOP rate at 0.84 x a forward's.
 GENERATION_SHARE = 0.55
 # Whole-stage time over the FLOP model's, from the README's measured per-model stage times of
 # random GPT-2-small on 2 cores (screen_units 1.2-1.4 min, ablate/patch 4.1-4.4 min for six
-# stages) at the rate that makes DESIGN's 1.3 s forward: the FLOP model gives 0.61 min and 13 s,
+# stages) at the rate that makes docs/DESIGN.md's 1.3 s forward: the FLOP model gives 0.61 min and 13 s,
 # so what it leaves out (unit captures, scoring, starting the process) is fitted here. `screen`
 # is not fitted: the FLOP model gives 3.9 min against the 4.1-4.4 min measured.
 STAGE_FIT = {"screen": 1.0, "screen_units": 2.1, "ablate": 3.2, "patch": 3.2}

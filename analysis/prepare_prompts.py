@@ -1,4 +1,4 @@
-"""Stage `prepare_prompts`: validate a profile's prompt pairs into results/<profile>/prompts.json."""
+"""Stage `prepare_prompts`: check a profile's prompt pairs into results/<profile>/prompts.json."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def report(doc: dict) -> str:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI entry point: parse, validate everything, then write one file atomically."""
+    """CLI entry point: parse, check everything, then write one file atomically."""
     args = _parser().parse_args(argv)
     # toy names the model folder; any other tokenizer is a folder of its own (tokenizer.json, no config needed)
     tokenizer_dirs = [Path(resolve_model_path(t)) if t == TOY else Path(t) for t in args.tokenizers if t == TOY or Path(t).is_dir()]

@@ -3,7 +3,7 @@
 No hub is reachable where this project is built, so GPT-2, Pythia (GPT-NeoX) and GPT-Neo are
 exercised through the same loading code on random weights: same architecture, same FLOPs,
 no download. Biases are drawn non-zero on purpose: a zero bias would hide the value-bias
-folding trap (DESIGN §4).
+folding trap (docs/DESIGN.md §4).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def test_peaks_by_hand_for_gpt2_small() -> None:
 
 def test_gpt2_small_check_points() -> None:
     """The previous session measured the GPT-2-small screening (144 heads x 3 emotions, 70 pairs,
-    2 cores) at 3.0-3.4 GB peak and ~4.2 min; DESIGN §10 a plain forward of 70 x 20 tokens at 1.3 s
+    2 cores) at 3.0-3.4 GB peak and ~4.2 min; docs/DESIGN.md §10 a plain forward of 70 x 20 tokens at 1.3 s
     on the same cores. Neither was used to fit the memory model, MATMUL_SHARE or the screen's time."""
     peak = P.stage_peaks(GPT2, BASELINE, torch.float32)["screen"]
     assert 3.0e9 <= peak <= 3.4e9 * 1.1, peak  # within 10 % above the measured range (an overestimate is the safe side)

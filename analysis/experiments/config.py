@@ -1,4 +1,4 @@
-"""An experiment's validated config and its command line."""
+"""An experiment's checked config and its command line."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Literal
 
 from analysis.core.cli import Parser
 from analysis.device import from_args, Precision
-from analysis.contract import EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, screening_file, unit_screening_file
+from analysis.contract import check_output, EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, EXPERIMENT_TABLE_SCHEMAS, screening_file, unit_screening_file
 from analysis.core.specs import is_unit_spec, parse_unit_spec
 from analysis.core.vocabulary import EMOTIONS
 from analysis.errors import InputError
 from analysis.experiments.kinds import KINDS
-from analysis.contract import check_output, EXPERIMENT_SCHEMAS, EXPERIMENT_TABLE_SCHEMAS
 from analysis.params import Params
 from analysis.stats import min_resamples
 
@@ -28,7 +27,7 @@ Kind = Literal["ablation", "patching"]  # a key of analysis.experiments.kinds.KI
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything one run needs; built by a CLI from flags and params.yaml, then validated."""
+    """Everything one run needs; built by a CLI from flags and params.yaml, then checked."""
 
     kind: Kind
     model: str

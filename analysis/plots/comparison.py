@@ -82,7 +82,7 @@ class ComparisonConfig:
     def planted_path(self, model: str) -> Path:
         return self.root / model_dir(model) / "planted.json"
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.top_n < 1:
             raise InputError(f"--top-n must be at least 1 (got {self.top_n})")
         for flag, names in (("--models", self.models), ("--emotions", self.emotions)):
@@ -191,7 +191,7 @@ def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
 
 def load(config: ComparisonConfig) -> Comparison:
     """Read and check every input (InputError on the first problem); nothing is written."""
-    config.validate()
+    config.check()
     absent = [m for m in config.models if not config.screening_path(m).is_file()]
     if absent:
         m = absent[0]
