@@ -155,7 +155,6 @@ MODEL_BUILDERS: dict[str, tuple[str, str]] = {
     "located": ("a located model's record", "python -m analysis.models"),
     "random": ("a random-weight model", "python -m analysis.random_models"),
 }
-_MODEL_MARKERS = (PLANTED_FILE, SOURCE_FILE, RANDOM_MODEL_FILE, "config.json")
 
 
 def model_builder(folder: str | Path) -> str | None:
@@ -163,7 +162,7 @@ def model_builder(folder: str | Path) -> str | None:
     model's config.json but no record of ours, None for no model folder. Read leniently: a damaged
     planted.json still names an embedded model (by its benchmark block, else the toy)."""
     f = Path(folder)
-    if (f / PLANTED_FILE).is_file():
+    if (f / PLANTED_FILE).is_file() and (f / "config.json").is_file():  # a planted.json alone is a copy, not a model
         try:
             import json
 
