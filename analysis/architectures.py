@@ -182,7 +182,7 @@ def reduced(arch: Arch, *, vocab: int, n_layers: int = 2, d_head: int = 16, n_ct
 def save_random(arch: Arch, out_dir: Path, *, tokenizer_dir: Path, seed: int = 0, bias_std: float = 0.1, init_std: float = 0.02) -> Path:
     """Random weights for `arch`, saved with the tokenizer of `tokenizer_dir` as a local HF folder.
 
-    Biases are drawn non-zero: a zero bias would hide the value-bias folding trap (DESIGN §4).
+    Biases are drawn non-zero: a zero bias would hide the value-bias folding trap (docs/DESIGN.md §4).
     """
     from transformers import AutoTokenizer
 

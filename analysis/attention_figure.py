@@ -12,12 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from analysis.contract import prompts_file, screening_file
+from analysis.contract import check_output_folder, prompts_file, screening_file
 from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
 from analysis.core.prompts import PROMPTS_ROOT
 from analysis.device import from_args
-from analysis.io import check_output_dir
 from analysis.plots.attention import AttentionConfig, attention_pattern, write_attention
 
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     config = AttentionConfig(model=a.model, profile=a.profile or p.profile, emotions=tuple(p.emotions), top_n=a.top_n)
     inputs = [resolve_model_path(config.model), a.params, PROMPTS_ROOT / config.profile,
               prompts_file(config.profile), screening_file(config.profile, config.model)]
-    check_output_dir(a.output_dir, inputs=inputs)  # before any work; creates nothing
+    check_output_folder(a.output_dir, inputs=inputs)  # before any work; creates nothing
     table = attention_pattern(config, precision)
     out = write_attention(table, a.model, a.output_dir)
     print(f"wrote {out['png']} and {out['csv']}", file=sys.stderr)

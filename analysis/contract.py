@@ -7,7 +7,7 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |------------------|------------------------------------|---------------------------------------------------------------|
 | model@M          | a model name                       | results/models/M/: the toy's HF folder + planted.json, or     |
 |                  |                                    | source.json (where a hub/local model's weights were found)    |
-| prepare_prompts  | data/prompts/P/*.txt               | results/P/prompts.json: validated pairs, spans, file hashes   |
+| prepare_prompts  | data/prompts/P/*.txt               | results/P/prompts.json: checked pairs, spans, file hashes     |
 | screen@M         | pairs × model M                    | results/P/alignment/head_scores_M.json: per layer × head ×    |
 |                  |                                    | emotion Δattn, attribution, exact ΔM with CI, p, q; the       |
 |                  |                                    | neutral control and `specific` (SPECIFICITY_FIELDS)           |
@@ -42,12 +42,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from analysis.io import read_json, write_json
+from analysis.errors import InputError
+from analysis.io import check_output_dir, check_output_path, existing_schema, read_json, schema_kind, write_json
 
 RESULTS = Path("results")
 SUMMARY = RESULTS / "summary.json"
 PLANTED_FILE = "planted.json"
 SOURCE_FILE = "source.json"
+RANDOM_MODEL_FILE = "random_model.json"  # analysis.random_models' record of what it drew
 
 # --- schema strings: each output's `schema` field, defined here and nowhere else --------------
 PROMPTS_SCHEMA = "emotion-heads/prompts/v1"
@@ -57,6 +59,7 @@ UNIT_ATTRIBUTION_SCHEMA = "emotion-heads/unit-attribution/v1"  # the Parquet bes
 PLANTED_SCHEMA = "emotion-heads/planted/v1"
 TOY_CONTINUATIONS_SCHEMA = "emotion-heads/toy-continuations/v1"
 MODEL_SOURCE_SCHEMA = "emotion-heads/model-source/v1"
+RANDOM_MODEL_SCHEMA = "emotion-heads/random-model/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
 VALIDATION_SCHEMA = "emotion-heads/validation/v1"
 # v2 (issue 15): interventions named by their question, fraction of the gap, random-head baseline,
@@ -123,6 +126,132 @@ def comparison_dir(profile: str) -> Path:
     return RESULTS / profile / "plots" / "models"
 
 
+# --- an output replaces only its own kind (issue 22) -------------------------------------------
+# Every output names the command that writes it, so a command pointed at another command's output
+# refuses before any work, in one line that says what the file is and who writes it.
+
+TOY_BUILDER = "python -m analysis.toy_model (stage model@toy)"
+BENCH_BUILDER = "python -m analysis.bench_model (stage benchmark)"
+# schema kind (analysis.io.schema_kind) -> (what the output is, the command that writes it)
+WRITERS: dict[str, tuple[str, str]] = {
+    schema_kind(PROMPTS_SCHEMA): ("the prepared prompts", "python -m analysis.prepare_prompts"),
+    schema_kind(HEAD_SCORES_SCHEMA): ("a head screening", "python -m analysis.head_screening"),
+    schema_kind(UNIT_SCORES_SCHEMA): ("a unit screening", "python -m analysis.unit_screening"),
+    schema_kind(UNIT_ATTRIBUTION_SCHEMA): ("a unit screening's attribution table", "python -m analysis.unit_screening"),
+    schema_kind(PLANTED_SCHEMA): ("an embedded model's planted answers", f"{TOY_BUILDER} or {BENCH_BUILDER}"),
+    schema_kind(TOY_CONTINUATIONS_SCHEMA): ("the toy's continuation bank (data)", "no command (it is written by hand)"),
+    schema_kind(MODEL_SOURCE_SCHEMA): ("a model's source record", "python -m analysis.models"),
+    schema_kind(RANDOM_MODEL_SCHEMA): ("a random model's record", "python -m analysis.random_models"),
+    schema_kind(SUMMARY_SCHEMA): ("the summary", "python -m analysis.summarize"),
+    schema_kind(VALIDATION_SCHEMA): ("the benchmark's scores", "python -m analysis.validate"),
+    schema_kind(EXPERIMENT_SCHEMAS["ablation"]): ("an ablation", "python -m analysis.head_ablation"),
+    schema_kind(EXPERIMENT_SCHEMAS["patching"]): ("a patching run", "python -m analysis.head_patching"),
+    schema_kind(EXPERIMENT_TABLE_SCHEMAS["ablation"]): ("an ablation's per-prompt table", "python -m analysis.head_ablation"),
+    schema_kind(EXPERIMENT_TABLE_SCHEMAS["patching"]): ("a patching run's per-prompt table", "python -m analysis.head_patching"),
+}
+# The model folders, by their record: builder name -> (what the folder is, the command that writes it)
+MODEL_BUILDERS: dict[str, tuple[str, str]] = {
+    "toy": ("the toy model", TOY_BUILDER),
+    "bench": ("the benchmark model", BENCH_BUILDER),
+    "located": ("a located model's record", "python -m analysis.models"),
+    "random": ("a random-weight model", "python -m analysis.random_models"),
+}
+
+
+def model_builder(folder: str | Path) -> str | None:
+    """Which builder wrote the model folder `folder` (a key of MODEL_BUILDERS), "" for a folder with a
+    model's config.json but no record of ours, None for no model folder. Read leniently: a damaged
+    planted.json still names an embedded model (by its benchmark block, else the toy)."""
+    f = Path(folder)
+    if (f / PLANTED_FILE).is_file() and (f / "config.json").is_file():  # a planted.json alone is a copy, not a model
+        try:
+            import json
+
+            return "bench" if "benchmark" in json.loads((f / PLANTED_FILE).read_text(encoding="utf-8")) else "toy"
+        except (OSError, ValueError, TypeError):
+            return "toy"
+    if (f / SOURCE_FILE).is_file():
+        return "located"
+    if (f / RANDOM_MODEL_FILE).is_file():
+        return "random"
+    return "" if (f / "config.json").is_file() else None
+
+
+def _describe_model(folder: Path, builder: str) -> str:
+    if builder == "":
+        return f"the folder of a model this project did not write ({folder}/config.json, no record of ours)"
+    what, command = MODEL_BUILDERS[builder]
+    return f"the folder of {what} ({folder}), which only {command} writes"
+
+
+def _enclosing_model(path: Path) -> tuple[Path, str] | None:
+    """The model folder `path` lies in (or is), with its builder; None when it lies in none."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            builder = model_builder(folder)
+            if builder is not None:
+                return folder, builder
+    return None
+
+
+def _command(schema: str) -> str:
+    return WRITERS[schema_kind(schema)][1]
+
+
+def check_output(path: str | Path, schema: str, *, inputs: Iterable[str | Path] = ()) -> Path:
+    """A command's check of the output it will write as `schema`, before any work; creates nothing.
+
+    On top of analysis.io.check_output_path: the file lies in no model folder, and an existing file
+    holds the same kind of output (its schema, any version). Refused in one line naming what the
+    file is and which command writes it.
+    """
+    suffix = ".parquet" if schema in (UNIT_ATTRIBUTION_SCHEMA, *EXPERIMENT_TABLE_SCHEMAS.values()) else ".json"
+    p = check_output_path(path, suffix=suffix, inputs=inputs)
+    mine = _command(schema)
+    inside = _enclosing_model(p.parent)
+    if inside is not None:
+        raise InputError(f"output {p} is in {_describe_model(*inside)}; {mine} writes no file there, choose another path")
+    if p.exists():
+        found = existing_schema(p)
+        if found is None:
+            raise InputError(f"output {p} exists and is not an output of this pipeline (no emotion-heads schema); "
+                             f"{mine} replaces only its own outputs, choose another path")
+        if schema_kind(found) != schema_kind(schema):
+            what, command = WRITERS.get(schema_kind(found), (f"a {found} document", "another command"))
+            raise InputError(f"output {p} is {what} ({found}), written by {command}; {mine} writes "
+                             f"{WRITERS[schema_kind(schema)][0]} ({schema}) and replaces only that kind, choose another path")
+    return p
+
+
+def check_output_folder(path: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
+    """A command's check of a folder of figures and tables it will write (plots, attention, the
+    comparison): analysis.io.check_output_dir, and the folder is no model folder nor inside one."""
+    p = check_output_dir(path, inputs=inputs)
+    inside = _enclosing_model(p)
+    if inside is not None:
+        raise InputError(f"output folder {p} is in {_describe_model(*inside)}; choose another folder")
+    return p
+
+
+def check_model_output(path: str | Path, builder: str, *, inputs: Iterable[str | Path] = ()) -> Path:
+    """A model builder's check of its output folder, before any work; creates nothing. The folder is
+    replaced only when it is absent or empty, or holds the model this builder writes."""
+    p = check_output_dir(path, inputs=inputs)
+    what, command = MODEL_BUILDERS[builder]
+    inside = _enclosing_model(p.parent) if p.parent != p else None
+    if inside is not None:
+        raise InputError(f"output {p} is in {_describe_model(*inside)}; {command} writes a model folder of its own")
+    if p.is_dir() and any(not f.name.startswith(".") for f in p.iterdir()):
+        found = model_builder(p)
+        if found is None:
+            raise InputError(f"output {p} is a folder that holds no model ({', '.join(sorted(f.name for f in p.iterdir())[:4])}, ...); "
+                             f"{command} replaces only {what} or an empty folder, choose another path")
+        if found != builder:
+            raise InputError(f"output {p} is {_describe_model(p, found)}; {command} replaces only {what} "
+                             f"or an empty folder, choose another path")
+    return p
+
+
 # --- typed readers and writers: the schema is checked on every read and every write ------------
 
 
@@ -179,6 +308,11 @@ def read_source(folder: str | Path) -> dict[str, Any]:
 
 def write_source(folder: str | Path, doc: dict[str, Any]) -> Path:
     return write_json(Path(folder) / SOURCE_FILE, _checked(doc, MODEL_SOURCE_SCHEMA, folder))
+
+
+def write_random_record(folder: str | Path, fields: Mapping[str, Any]) -> Path:
+    """A random-weight model folder's record: what was drawn, and that analysis.random_models wrote it."""
+    return write_json(Path(folder) / RANDOM_MODEL_FILE, {"schema": RANDOM_MODEL_SCHEMA, **fields})
 
 
 def read_experiment(kind: str, path: str | Path) -> dict[str, Any]:

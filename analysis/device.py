@@ -28,7 +28,7 @@ from analysis.errors import InputError
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Max |log p - log p_float32| over every real position and every vocabulary entry that an
-# exactness check may allow, per dtype. float32 keeps the project's 1e-5 (DESIGN §5). The others
+# exactness check may allow, per dtype. float32 keeps the project's 1e-5 (docs/DESIGN.md §5). The others
 # come from `python -m analysis.device --measure` (CPU, torch 2.13, 16 baseline prompts): random
 # GPT-2 configs 2x4x64, 4x8x256 and GPT-2-small's 12x12x768 with vocab 50257 gave at most 0.024
 # (bfloat16) and 0.0034 (float16); the trained toy, whose logits are sharper, 0.075 and 0.0096.

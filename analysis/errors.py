@@ -1,4 +1,4 @@
-"""One exception type for bad input, and the CLI wrapper that turns it into one line.
+"""One exception type for bad input; analysis.core.cli's wrapper turns it into one line.
 
 Bad input (a malformed head spec, a missing file, an unavailable model, ...) must reach the
 user as a single line on stderr and a non-zero exit, never as a traceback.

@@ -103,7 +103,7 @@ def random_config(family_name: str, vocab_size: int, n_layers: int, n_heads: int
 def save_random_weights(config: Any, tokenizer: Any, out_dir: Path, *, seed: int, bias_std: float, init_std: float) -> Path:
     """Save a randomly initialised model of `config` with `tokenizer` into `out_dir`.
 
-    Biases are drawn non-zero: a zero bias would hide the value-bias folding trap (DESIGN §4).
+    Biases are drawn non-zero: a zero bias would hide the value-bias folding trap (docs/DESIGN.md §4).
     HF keeps attention scores in float32 and is exact under eager attention; the bridge forces
     eager anyway, so the saved default matches it.
     """

@@ -42,7 +42,7 @@ import matplotlib
 
 from analysis.core.cli import Parser, cli
 from analysis.errors import InputError
-from analysis.io import check_output_dir
+from analysis.contract import check_output_folder
 from analysis.plots.data import load, PlotConfig
 from analysis.plots.figures import render
 
@@ -63,7 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
     ap.add_argument(
         "--from-params", action="store_true",
         help="the pipeline's mode: take profile, emotions and the input files of --model from params.yaml "
-        "and the layout of analysis.outputs",
+        "and the layout of analysis.contract",
     )
     ap.add_argument("--model", default=None, help="with --from-params: the model whose outputs to draw")
     a = ap.parse_args(argv)
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     for note in config.notes:
         print(f"note: {note}", file=sys.stderr)
     inputs = [*config.head_scores, *config.ablation_files, *config.patching_files, *config.unit_scores]
-    check_output_dir(config.output_dir, inputs=[*inputs, *([config.planted] if config.planted else [])])
+    check_output_folder(config.output_dir, inputs=[*inputs, *([config.planted] if config.planted else [])])
     data = load(config)
     out = render(data, config.output_dir, config.top_n)
     for p in out.values():

@@ -10,9 +10,8 @@ from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PROMPTS_ROOT
-from analysis.contract import write_screening
+from analysis.contract import check_output, HEAD_SCORES_SCHEMA, write_screening
 from analysis.device import from_args
-from analysis.io import check_output_path
 from analysis.plan import load_planned
 from analysis.screening.common import ScreeningConfig
 from analysis.screening.heads import format_top, screen
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         specificity_min_share=p.specificity.min_share,
         max_unaligned_share=p.alignment.max_unaligned_share,
     )
-    check_output_path(a.output, suffix=".json", inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
+    check_output(a.output, HEAD_SCORES_SCHEMA, inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)

@@ -17,7 +17,10 @@ that fails creates no folder. Every file is written to a temporary sibling `.<na
 and moved into place with `os.replace`, so an interrupted stage leaves the old file or the new
 one, never half of one. A temporary file that a SIGKILL left behind is ignored by git and DVC
 (`.gitignore`, `.dvcignore`: `.*.tmp`) and deleted by the next write of the same output. Every
-JSON document carries a `schema` string that readers check.
+JSON document carries a `schema` string that readers check, and a JSON document or Parquet table
+replaces an existing file only if that file holds the same kind of output (`schema_kind`: the
+schema without its version); analysis.contract checks the same before any work, naming what the
+file is and which command writes it.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def _is_within(p: Path, folder: Path) -> bool:
 
 
 def check_output_path(path: PathLike, *, suffix: str | None = None, inputs: Iterable[PathLike] = ()) -> Path:
-    """Validate an output path before any work is done; create nothing. Returns it as a Path.
+    """Check an output path before any work is done; create nothing. Returns it as a Path.
 
     `inputs`: the files and folders this run reads; the output may be none of them, nor inside one.
     """
@@ -149,6 +152,41 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def schema_kind(schema: str) -> str:
+    """`emotion-heads/ablation/v2` -> `emotion-heads/ablation`: a new version replaces the old one."""
+    head, _, version = schema.rpartition("/")
+    return head if version[:1] == "v" and version[1:].isdigit() else schema
+
+
+def existing_schema(path: PathLike) -> str | None:
+    """The `schema` tag of an existing JSON document or Parquet table at `path`; None when the file
+    is absent, is neither, or carries no emotion-heads schema (read leniently: this only names it)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        if p.suffix.lower() == ".parquet":
+            meta = json.loads((pq.read_schema(p).metadata or {}).get(b"emotion_heads", b"{}"))
+        else:
+            meta = json.loads(p.read_text(encoding="utf-8"))
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError):
+        return None
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    return schema if isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX) else None
+
+
+def _check_same_kind(path: PathLike, schema: str) -> None:
+    """At the write, the last line of defence (analysis.contract checks before any work): an
+    existing file is replaced only by the same kind of output."""
+    p = Path(path)
+    if not p.exists():
+        return
+    found = existing_schema(p)
+    if found is None or schema_kind(found) != schema_kind(schema):
+        what = f"a {found} document" if found else "not an emotion-heads output"
+        raise InputError(f"output {p} exists and is {what}; a {schema} output replaces only its own kind, nothing written")
+
+
 def _rounded(obj: Any, where: str = "$") -> Any:
     """`obj` with every float rounded (round_float); NaN and infinity are refused, naming where."""
     if isinstance(obj, float):
@@ -166,6 +204,7 @@ def write_json(path: PathLike, doc: dict[str, Any]) -> Path:
     """Write `doc` atomically as sorted, indented JSON, floats rounded; NaN and infinity are refused."""
     if not str(doc.get("schema", "")).startswith(SCHEMA_PREFIX):
         raise ValueError(f"document for {path} has no emotion-heads schema")
+    _check_same_kind(path, doc["schema"])
     text = json.dumps(_rounded(doc), indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -208,6 +247,7 @@ def write_parquet(path: PathLike, table: pd.DataFrame, metadata: dict[str, Any])
     if not str(metadata.get("schema", "")).startswith(SCHEMA_PREFIX):
         raise ValueError(f"table for {path} has no emotion-heads schema")
     check_output_path(path, suffix=".parquet")
+    _check_same_kind(path, metadata["schema"])
     rounded = table.apply(_rounded_column) if len(table.columns) else table
     arrow = pa.Table.from_pandas(rounded, preserve_index=False)
     meta = dict(arrow.schema.metadata or {})

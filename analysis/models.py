@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.core.cli import Parser, cli
-from analysis.core.loading import materialize
-from analysis.io import check_output_dir
+from analysis.contract import check_model_output
+from analysis.core.loading import materialize, TOY
 
 
 @cli
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     a = ap.parse_args(argv)
     p = load_params(a.params)  # the first stage: a bad params.yaml fails here, in one line
-    check_output_dir(a.output, inputs=[a.params])
+    check_model_output(a.output, "toy" if a.model == TOY else "located", inputs=[a.params])
     materialize(a.model, a.output, seed=p.seed, toy_steps=p.toy.steps)
     print(f"wrote {a.output}")
 

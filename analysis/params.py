@@ -1,7 +1,7 @@
-"""Typed, validated parameters: `params.yaml` is read once per stage into frozen models.
+"""Typed, checked parameters: `params.yaml` is read once per stage into frozen models.
 
 A wrong type or an out-of-range value fails in the first stage that reads it, with one line
-naming the key and the allowed values (DESIGN §7), rather than deep inside a computation.
+naming the key and the allowed values (docs/DESIGN.md §7), rather than deep inside a computation.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def _allowed(field_path: tuple[str | int, ...]) -> str:
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml; any problem is one InputError line naming the key."""
+    """Read and check params.yaml; any problem is one InputError line naming the key."""
     if not path.is_file():
         raise InputError(f"parameter file {path} does not exist")
     try:
@@ -258,7 +258,7 @@ def _model_folder(name: str) -> Path:
 def model_context(name: str) -> int | None:
     """The context length of a model whose config is here (the built toy, a local folder), else None.
 
-    Read from config.json alone (no weights, no tokenizer), so params validation stays cheap.
+    Read from config.json alone (no weights, no tokenizer), so the params checks stay cheap.
     """
     import json
 

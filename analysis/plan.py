@@ -53,12 +53,12 @@ VOCAB_COPIES = 1.4  # vocabulary-wide float tensors per token alive at the peak 
 # Model FLOP/s over the matmul FLOP/s measured alongside: 0.86, 0.66, 0.65 for the three sizes
 # (the smallest is unembedding-bound); the larger models are what plans are for.
 MATMUL_SHARE = 0.65
-# KV-cached greedy decoding, one position a step: DESIGN §10's GPT-2-small numbers (forward of
+# KV-cached greedy decoding, one position a step: docs/DESIGN.md §10's GPT-2-small numbers (forward of
 # 70 x 20 tokens 1.3 s, 15-token greedy generation 2.7 s) put its FLOP rate at 0.84 x a forward's.
 GENERATION_SHARE = 0.55
 # Whole-stage time over the FLOP model's, from the README's measured per-model stage times of
 # random GPT-2-small on 2 cores (screen_units 1.2-1.4 min, ablate/patch 4.1-4.4 min for six
-# stages) at the rate that makes DESIGN's 1.3 s forward: the FLOP model gives 0.61 min and 13 s,
+# stages) at the rate that makes docs/DESIGN.md's 1.3 s forward: the FLOP model gives 0.61 min and 13 s,
 # so what it leaves out (unit captures, scoring, starting the process) is fitted here. `screen`
 # is not fitted: the FLOP model gives 3.9 min against the 4.1-4.4 min measured.
 STAGE_FIT = {"screen": 1.0, "screen_units": 2.1, "ablate": 3.2, "patch": 3.2}
@@ -270,10 +270,34 @@ class Plan:
     text: str
 
 
+def embedded_arch(name: str) -> tuple[Arch, str] | None:
+    """The architecture of an embedded model (toy, bench): from its folder when built, else from the
+    numbers its builder constructs it with; None for any other name."""
+    from analysis.core.loading import EMBEDDED
+
+    if name not in EMBEDDED:
+        return None
+    folder, _ = EMBEDDED[name]
+    if (folder / "config.json").is_file():
+        return lookup(str(folder))
+    from analysis.embedded.config import ToyConfig
+
+    toy = ToyConfig()  # both embedded models take the toy's corpus tokenizer: its BPE target + the span tokens
+    if name == "toy":
+        n_layers, n_heads, d_model, n_ctx = toy.n_layer, toy.n_head, toy.n_embd, toy.n_positions
+    else:
+        from analysis.embedded.benchmark import N_EMBD, N_HEAD, N_LAYER, N_POSITIONS
+
+        n_layers, n_heads, d_model, n_ctx = N_LAYER, N_HEAD, N_EMBD, N_POSITIONS
+    arch = Arch(family="gpt2", n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_mlp=4 * d_model, vocab=toy.vocab_size,
+                n_ctx=n_ctx, tied=False, learned_pos=True, qkv_bias=True)
+    return arch, f"construction params ({folder} is not built yet; vocab: the BPE target, before the span tokens)"
+
+
 def plan(model: str, device: str = "auto", dtype: str = "float32", profile: str = "baseline", batch: int | None = None,
          available: float | None = None) -> Plan:
     """The plan of a run, before anything runs; `check_fits` on it says whether the run fits."""
-    arch, source = lookup(model)
+    arch, source = embedded_arch(model) or lookup(model)
     precision = resolve(device, dtype)
     w = profile_workload(profile)
     if batch is not None:

@@ -1,4 +1,4 @@
-"""Stage `prepare_prompts`: validate a profile's prompt pairs into results/<profile>/prompts.json."""
+"""Stage `prepare_prompts`: check a profile's prompt pairs into results/<profile>/prompts.json."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from analysis.core.prompt_table import load_tokenizer, prepare
 from analysis.core.prompts import PROMPTS_ROOT
 from analysis.core.vocabulary import EMOTIONS
 from analysis.errors import InputError
-from analysis.io import check_output_path, write_json
+from analysis.contract import check_output, PROMPTS_SCHEMA, write_prompts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,17 +48,17 @@ def report(doc: dict) -> str:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI entry point: parse, validate everything, then write one file atomically."""
+    """CLI entry point: parse, check everything, then write one file atomically."""
     args = _parser().parse_args(argv)
     # toy names the model folder; any other tokenizer is a folder of its own (tokenizer.json, no config needed)
     tokenizer_dirs = [Path(resolve_model_path(t)) if t == TOY else Path(t) for t in args.tokenizers if t == TOY or Path(t).is_dir()]
-    check_output_path(args.output, suffix=".json", inputs=[Path(args.prompts_root) / args.profile, *tokenizer_dirs])
+    check_output(args.output, PROMPTS_SCHEMA, inputs=[Path(args.prompts_root) / args.profile, *tokenizer_dirs])
     for e in args.emotions:
         if e not in EMOTIONS:
             raise InputError(f"unknown emotion {e!r}; allowed: {', '.join(EMOTIONS)}")
     tokenizers = {name: load_tokenizer(name) for name in dict.fromkeys(args.tokenizers)}
     doc = prepare(args.profile, args.emotions, tokenizers, root=Path(args.prompts_root))
-    write_json(args.output, doc)
+    write_prompts(args.output, doc)
     print(report(doc))
 
 

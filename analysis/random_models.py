@@ -3,7 +3,7 @@
 No hub is reachable where this project is built, so GPT-2, Pythia (GPT-NeoX) and GPT-Neo are
 exercised through the same loading code on random weights: same architecture, same FLOPs,
 no download. Biases are drawn non-zero on purpose: a zero bias would hide the value-bias
-folding trap (DESIGN §4).
+folding trap (docs/DESIGN.md §4).
 """
 
 from __future__ import annotations
@@ -56,10 +56,17 @@ def save_random_model(
     """
     from transformers import AutoTokenizer
 
+    from analysis.contract import check_model_output, write_random_record
+
+    check_model_output(out_dir, "random", inputs=[tokenizer_dir])
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocab = max(vocab_size or 0, len(tok))
     config = random_config(family, vocab, n_layers, n_heads, d_model, n_ctx)
-    return save_random_weights(config, tok, out_dir, seed=seed, bias_std=bias_std, init_std=init_std)
+    out = save_random_weights(config, tok, Path(out_dir), seed=seed, bias_std=bias_std, init_std=init_std)
+    # the record that names this folder's writer (analysis.contract.model_builder)
+    write_random_record(out, {"family": family, "n_layers": n_layers, "n_heads": n_heads, "d_model": d_model, "n_ctx": n_ctx,
+                              "vocab_size": vocab, "seed": seed, "bias_std": bias_std, "init_std": init_std})
+    return out
 
 
 @cli

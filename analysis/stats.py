@@ -1,4 +1,4 @@
-"""The statistics every headline effect carries (DESIGN.md section 6).
+"""The statistics every headline effect carries (docs/DESIGN.md §6).
 
 Every effect is a set of paired per-prompt differences d = intervened − baseline, clustered by
 emotion expression (and template ending), reported as n, mean, a 95 % confidence interval and a two-sided p-value;

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.contract import RESULTS, SUMMARY
+from analysis.contract import check_output, RESULTS, SUMMARY, SUMMARY_SCHEMA, write_summary
 from analysis.core.cli import Parser, cli
-from analysis.io import check_output_path, write_json
 from analysis.params import load_params
 from analysis.reporting.summary import summarize
 
@@ -18,9 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output", type=Path, default=SUMMARY)
     a = ap.parse_args(argv)
     params = load_params(a.params)
-    check_output_path(a.output, suffix=".json", inputs=[a.params, RESULTS / params.profile, RESULTS / "models"])
+    check_output(a.output, SUMMARY_SCHEMA, inputs=[a.params, RESULTS / params.profile, RESULTS / "models"])
     doc = summarize(params)
-    write_json(a.output, doc)
+    write_summary(a.output, doc)
     print(f"wrote {a.output} ({len(doc) - 2} metrics)")
 
 

@@ -8,12 +8,11 @@ import torch
 
 from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
-from analysis.contract import unit_screening_file
+from analysis.contract import check_output, UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PROMPTS_ROOT
 from analysis.device import from_args
 from analysis.errors import InputError
-from analysis.io import check_output_path
 from analysis.plan import load_planned
 from analysis.screening.units import check_has_units, format_top, screen, TOP_PER_LAYER, UnitScreeningConfig, write_outputs
 
@@ -58,8 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     output = a.output or unit_screening_file(cfg.profile, cfg.model)
     table = a.table or output.with_suffix(".parquet")
     inputs = [resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile]
-    check_output_path(output, suffix=".json", inputs=inputs)
-    check_output_path(table, suffix=".parquet", inputs=inputs)
+    check_output(output, UNIT_SCORES_SCHEMA, inputs=inputs)
+    check_output(table, UNIT_ATTRIBUTION_SCHEMA, inputs=inputs)
     if output.resolve() == table.resolve():
         raise InputError(f"--output and --table are the same file {output}")
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}

@@ -16,10 +16,9 @@ from analysis.core.cli import Parser, cli
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.contract import write_validation
+    from analysis.contract import check_output, VALIDATION_SCHEMA, write_validation
     from analysis.core.loading import resolve_model_path
     from analysis.core.prompts import PROMPTS_ROOT
-    from analysis.io import check_output_path
     from analysis.params import load_params
     from analysis.validation import validate, ValidationConfig
 
@@ -32,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = load_params(a.params)
     folder = resolve_model_path(a.model)
     profile = a.profile or p.profile
-    check_output_path(a.output, suffix=".json", inputs=[folder, a.params, PROMPTS_ROOT / profile])
+    check_output(a.output, VALIDATION_SCHEMA, inputs=[folder, a.params, PROMPTS_ROOT / profile])
     cfg = ValidationConfig(
         folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, n_resamples=p.benchmark.n_resamples, seed=p.seed,
         selection_share=p.split.selection_share, copy_max_share=p.copy_control.max_share,

@@ -87,7 +87,7 @@ def test_with_hook_equals_uncached_generation(family: str, spiky_models: dict[st
 
 
 def test_unfixed_bridge_cache_is_wrong_upstream(spiky_models: dict[str, Path]) -> None:
-    """The trap we work around (DESIGN §4), measured: without the fix, cached generation drifts.
+    """The trap we work around (docs/DESIGN.md §4), measured: without the fix, cached generation drifts.
 
     If this starts failing, transformer-lens or transformers fixed the cache hand-off and
     `install_kv_cache_fix` has become a no-op that can be dropped.

@@ -35,6 +35,9 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
+OLD = '{"schema": "emotion-heads/test/v1"}\n'
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git work tree with the project's ignore files, a tracked README and a tracked result."""
@@ -43,7 +46,7 @@ def repo(tmp_path: Path) -> Path:
     for f in (".gitignore", ".dvcignore"):
         shutil.copy(REPO / f, root / f)
     (root / "README.md").write_text("readme\n")
-    (root / "results/old.json").write_text("{}\n")
+    (root / "results/old.json").write_text(OLD)  # a committed result: a document of the kind its writer writes
     _git(root, "init", "-q")
     _git(root, "add", "-A")
     _git(root, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
@@ -227,7 +230,7 @@ def test_a_sigkill_in_the_write_window_leaves_an_ignored_temp_that_the_next_writ
     assert r.returncode == -signal.SIGKILL
     stray = [p for p in (repo / "results").iterdir() if p.name != "old.json"]
     assert len(stray) == 1 and stray[0].name.startswith(".old.json.") and stray[0].suffix == ".tmp"
-    assert target.read_text() == "{}\n"  # the old file is untouched
+    assert target.read_text() == OLD  # the old file is untouched
     assert _git(repo, "status", "--porcelain") == ""  # git does not see the stray
     dvc = Path(sys.executable).parent / "dvc"
     subprocess.run([str(dvc), "init", "-q", "--subdir"], cwd=repo, check=True)
@@ -261,3 +264,21 @@ def test_garbage_parquet_is_one_error_line(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: input file {bad} is not a readable Parquet table: "), err
+
+
+def test_a_write_replaces_only_its_own_kind(tmp_path: Path) -> None:
+    """Issue 22, at the write (the commands check the same before any work): a document replaces a
+    file of its own schema kind, any version; another kind, or a file that is no output, stays."""
+    from analysis.io import read_json, schema_kind, write_json
+
+    assert schema_kind("emotion-heads/ablation/v2") == "emotion-heads/ablation"
+    f = tmp_path / "a.json"
+    write_json(f, {"schema": "emotion-heads/ablation/v1", "x": 1})
+    write_json(f, {"schema": "emotion-heads/ablation/v2", "x": 2})  # a new version of the same kind
+    assert read_json(f)["x"] == 2
+    with pytest.raises(InputError, match="emotion-heads/ablation/v2 document"):
+        write_json(f, {"schema": "emotion-heads/summary/v1"})
+    (tmp_path / "mine.json").write_text('{"note": 1}\n')
+    with pytest.raises(InputError, match="not an emotion-heads output"):
+        write_json(tmp_path / "mine.json", {"schema": "emotion-heads/summary/v1"})
+    assert read_json(f)["x"] == 2 and (tmp_path / "mine.json").read_text() == '{"note": 1}\n'

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis.core.loading import load_model, ModelSpec
-from analysis.core.specs import HeadSpec, is_unit_spec, parse_head_spec, parse_site_spec, parse_unit_spec, UnitSpec, validate_heads, validate_units
+from analysis.core.specs import HeadSpec, is_unit_spec, parse_head_spec, parse_site_spec, parse_unit_spec, UnitSpec, check_heads, check_units
 from analysis.errors import InputError
 from analysis.families import component_input
 
@@ -26,13 +26,13 @@ def test_parse_head_spec_rejects(bad: str) -> None:
     assert "\n" not in str(err.value) and "head spec" in str(err.value)
 
 
-def test_validate_heads_out_of_range(random_model_dirs: dict[str, Path]) -> None:
+def test_check_heads_out_of_range(random_model_dirs: dict[str, Path]) -> None:
     spec = load_model(str(random_model_dirs["gpt2"])).spec  # 2 layers x 4 heads
-    assert validate_heads(((1, 3),), spec) == ((1, 3),)
+    assert check_heads(((1, 3),), spec) == ((1, 3),)
     with pytest.raises(InputError, match=r"layer 2 is out of range .*\(layers 0\.\.1\)"):
-        validate_heads(((2, 0),), spec)
+        check_heads(((2, 0),), spec)
     with pytest.raises(InputError, match=r"head 4 is out of range .*\(heads 0\.\.3\)"):
-        validate_heads(((0, 4),), spec)
+        check_heads(((0, 4),), spec)
 
 
 def test_unknown_model_offline_is_one_line() -> None:
@@ -104,28 +104,28 @@ def test_head_spec_with_a_unit_says_mixing() -> None:
         parse_site_spec("0:0,mlp:1:2")
 
 
-def test_validate_units_ranges_name_the_model_and_the_range() -> None:
+def test_check_units_ranges_name_the_model_and_the_range() -> None:
     spec = _spec()
-    assert validate_units(((1, 255), (0, 0)), spec) == ((1, 255), (0, 0))
+    assert check_units(((1, 255), (0, 0)), spec) == ((1, 255), (0, 0))
     with pytest.raises(InputError, match=r"neuron 256 is out of range for m \(neurons 0\.\.255 in each of its 2 MLP layers\)"):
-        validate_units(((0, 256),), spec)
+        check_units(((0, 256),), spec)
     with pytest.raises(InputError, match=r"layer 2 is out of range for m \(layers 0\.\.1\)"):
-        validate_units(((2, 0),), spec)
+        check_units(((2, 0),), spec)
 
 
 @pytest.mark.parametrize("d_mlp", [0, None])
 def test_unit_spec_on_attention_only_model(d_mlp: int | None) -> None:
     with pytest.raises(InputError, match="has no MLP units") as err:
-        validate_units(((0, 0),), _spec(d_mlp))
+        check_units(((0, 0),), _spec(d_mlp))
     assert "\n" not in str(err.value)
-    assert validate_units((), _spec(d_mlp)) == ()  # a head spec on such a model is fine
+    assert check_units((), _spec(d_mlp)) == ()  # a head spec on such a model is fine
 
 
 def test_loaded_spec_has_d_mlp(random_model_dirs: dict[str, Path]) -> None:
     for family, path in random_model_dirs.items():
         model = load_model(str(path))
         assert model.spec.d_mlp == 256, family  # 4 x d_model 64
-        assert validate_units(((1, 255),), model.spec)
+        assert check_units(((1, 255),), model.spec)
         from analysis.interventions.exact import plain_hf
 
         # the down-projection reads d_mlp features (GPT-2's Conv1D stores its weight as [in, out])

@@ -39,7 +39,7 @@ def test_peaks_by_hand_for_gpt2_small() -> None:
 
 def test_gpt2_small_check_points() -> None:
     """The previous session measured the GPT-2-small screening (144 heads x 3 emotions, 70 pairs,
-    2 cores) at 3.0-3.4 GB peak and ~4.2 min; DESIGN §10 a plain forward of 70 x 20 tokens at 1.3 s
+    2 cores) at 3.0-3.4 GB peak and ~4.2 min; docs/DESIGN.md §10 a plain forward of 70 x 20 tokens at 1.3 s
     on the same cores. Neither was used to fit the memory model, MATMUL_SHARE or the screen's time."""
     peak = P.stage_peaks(GPT2, BASELINE, torch.float32)["screen"]
     assert 3.0e9 <= peak <= 3.4e9 * 1.1, peak  # within 10 % above the measured range (an overestimate is the safe side)
@@ -123,3 +123,19 @@ def test_plan_reads_a_local_config(tmp_path: Path, chdir_repo: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(arch.hf_config().to_dict()))
     text = P.plan(str(tmp_path), device="cpu", available=64e9).text
     assert f"[config: {tmp_path / 'config.json'}]" in text and f"parameters {arch.n_params:,};" in text
+
+
+def test_the_embedded_models_are_planned_from_their_folders_or_their_construction(
+        chdir_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 22: `plan --model toy` / `--model bench`. Built: the folder's config (toy: 4 x 4, d 128,
+    vocab 1393, untied). By hand: per layer 4 d^2 + 2 d 4d + 3d + d + 4d + d + 4d = 198,272; the toy
+    4 x 198,272 + 1393 x 128 x 2 + 64 x 128 + 2 x 128 = 1,158,144. Not built (folder moved away): the
+    builder's numbers, vocab the BPE target 1024; the bench 6 x 198,272 + 1024 x 128 x 2 + 8,192 + 256
+    = 1,460,224."""
+    from analysis.core import loading
+
+    toy = P.plan("toy", device="cpu", available=64e9).text
+    assert "[config: results/models/toy/config.json]" in toy and "parameters 1,158,144;" in toy
+    monkeypatch.setitem(loading.EMBEDDED, "bench", (tmp_path / "bench", loading.EMBEDDED["bench"][1]))
+    bench = P.plan("bench", device="cpu", available=64e9).text
+    assert "6 layers x 8 heads" in bench and "construction params" in bench and "parameters 1,460,224;" in bench

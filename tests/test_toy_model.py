@@ -24,7 +24,8 @@ from safetensors.torch import load_file
 
 from analysis.core.prompts import load_lexicon, load_pairs, Prompt, tokenize
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.embedded.build import build_toy_model, load_planted
+from analysis.contract import read_planted as load_planted
+from analysis.embedded.build import build_toy_model
 from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA as SCHEMA
 from analysis.embedded.config import ToyConfig
 from analysis.embedded.plant import constraint_violations, plant_from_doc

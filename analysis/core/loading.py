@@ -2,7 +2,7 @@
 
 Every model goes through `TransformerBridge.boot_transformers` with raw Hugging Face weights
 (no compatibility mode): folding value biases into the output bias would make a zeroed
-`hook_z` leave part of the head behind (DESIGN §4), so we never process weights.
+`hook_z` leave part of the head behind (docs/DESIGN.md §4), so we never process weights.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ EMBEDDED: dict[str, tuple[Path, str]] = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Shape facts every stage validates specs against."""
+    """Shape facts every stage checks specs against."""
 
     name: str
     family: str
@@ -168,7 +168,7 @@ def _weight_files(name: str, folder: Path) -> list[Path]:
     return []
 
 
-def validate_model_folder(name: str, folder: Path, hf_config) -> None:  # noqa: ANN001
+def check_model_folder(name: str, folder: Path, hf_config) -> None:  # noqa: ANN001
     """Weights that do not match the config are one InputError line, never a random init.
 
     Reads only the safetensors headers (names, shapes) and compares them with the tensors the
@@ -304,7 +304,7 @@ def load_model(
             f"{', '.join(SUPPORTED_FAMILIES)}"
         )
     if Path(path).is_dir():
-        validate_model_folder(name, Path(path), hf_config)
+        check_model_folder(name, Path(path), hf_config)
     tokenizer = load_tokenizer(name, toy_dir)
     try:
         with warnings.catch_warnings():
@@ -343,7 +343,7 @@ def install_kv_cache_fix(bridge: TransformerBridge) -> int:
 
     transformers 5 blocks pass the cache as `cache=`; the bridge's attention looks only for
     `past_key_values` / `layer_past`, so under `generate` every new token attended to itself
-    alone (DESIGN §4). A pre-hook copies `cache` to `past_key_values` when the latter is absent;
+    alone (docs/DESIGN.md §4). A pre-hook copies `cache` to `past_key_values` when the latter is absent;
     where a later release passes the right name, it does nothing. Returns the modules patched.
     """
 
@@ -370,7 +370,8 @@ def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
     """
     import hashlib
 
-    from analysis.io import check_output_path, write_json
+    from analysis.contract import write_source
+    from analysis.io import check_output_path
 
     check_output_path(output / "x")
     if name == TOY:
@@ -394,8 +395,8 @@ def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
         for f in sorted(folder.iterdir()):
             if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".model"):
                 digests[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
-    write_json(
-        output / "source.json",
+    write_source(
+        output,
         {
             "schema": MODEL_SOURCE_SCHEMA,
             "model": name,

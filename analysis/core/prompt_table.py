@@ -1,4 +1,4 @@
-"""The prepared profile: validate a prompt profile into one JSON file, and read the pairs back from it.
+"""The prepared profile: check a prompt profile into one JSON file, and read the pairs back from it.
 
 Later stages read the pairs from this file (`stage_pairs`), so a broken profile fails here, once, with one line.
 The file records a sha256 of every source file (so a changed prompt set is visible in a diff) and,
@@ -90,7 +90,7 @@ def prepare(
     *,
     root: Path = PROMPTS_ROOT,
 ) -> dict[str, Any]:
-    """Validate every requested emotion of `profile` and build the prepared document."""
+    """Check every requested emotion of `profile` and build the prepared document."""
     if not emotions:
         raise InputError("no emotions given")
     if len(set(emotions)) != len(emotions):
@@ -154,18 +154,18 @@ def stage_pairs(
 ) -> PromptPairs:
     """The pairs a stage runs on: from results/<profile>/prompts.json, the prepared profile.
 
-    The file is the input (not a by-product): its pairs were validated once, by
+    The file is the input (not a by-product): its pairs were checked once, by
     `prepare_prompts`, and its sha256 of each source file must match the file on disk, or the
-    stage stops (one line) instead of running on a profile nobody validated. Explicit prompt
+    stage stops (one line) instead of running on a profile nobody checked. Explicit prompt
     files, or a profile that was never prepared (ad-hoc runs of the seed commands), are read
-    and validated from data/prompts directly.
+    and checked from data/prompts directly.
     """
     path = prompts_file(profile)
     if emotion_file is not None or neutral_file is not None or not path.is_file():
         return load_pairs(emotion, profile, emotion_file=emotion_file, neutral_file=neutral_file)
     doc = read_prompts(path)
     if emotion not in doc["pairs"]:
-        return load_pairs(emotion, profile)  # prepared for other emotions only: validate here
+        return load_pairs(emotion, profile)  # prepared for other emotions only: check here
     for name in (emotion, twin_key(emotion, doc["sources"])):
         src = doc["sources"][name]
         if not Path(src["path"]).is_file() or sha256_file(Path(src["path"])) != src["sha256"]:

@@ -203,7 +203,7 @@ def load_pairs(
     neutral_file: PathLike | None = None,
     root: PathLike = PROMPTS_ROOT,
 ) -> PromptPairs:
-    """Load and validate the (emotion, neutral) pairs of a profile; explicit files override it.
+    """Load and check the (emotion, neutral) pairs of a profile; explicit files override it.
 
     The twins are `<emotion>.neutral.txt` when the profile has that file, else `neutral.txt`."""
     _check_emotion(emotion)

@@ -58,7 +58,7 @@ _UNIT_HINT = 'expected "mlp:L:N", "mlp:L:N1,N2" (neurons of layer L), "mlp:L1:N1
 
 
 def is_unit_spec(spec: str | None) -> bool:
-    """Whether a spec names MLP units (it starts with `mlp`); cheap, no validation."""
+    """Whether a spec names MLP units (it starts with `mlp`); cheap, no checks."""
     return spec is not None and spec.strip().lower().startswith("mlp")
 
 
@@ -121,7 +121,7 @@ def parse_site_spec(spec: str) -> HeadSpec | UnitSpec:
     return parse_unit_spec(spec) if is_unit_spec(spec) else parse_head_spec(spec)
 
 
-def validate_heads(heads: tuple[Head, ...], spec: ModelSpec) -> tuple[Head, ...]:
+def check_heads(heads: tuple[Head, ...], spec: ModelSpec) -> tuple[Head, ...]:
     for layer, head in heads:
         if not 0 <= layer < spec.n_layers:
             raise InputError(
@@ -136,8 +136,8 @@ def validate_heads(heads: tuple[Head, ...], spec: ModelSpec) -> tuple[Head, ...]
     return heads
 
 
-def validate_units(units: tuple[Unit, ...], spec: ModelSpec) -> tuple[Unit, ...]:
-    """Check MLP units against the loaded model's shape (like `validate_heads`)."""
+def check_units(units: tuple[Unit, ...], spec: ModelSpec) -> tuple[Unit, ...]:
+    """Check MLP units against the loaded model's shape (like `check_heads`)."""
     if units and not spec.d_mlp:
         raise InputError(
             f"unit mlp:{units[0][0]}:{units[0][1]}: model {spec.name} has no MLP units (d_mlp = {spec.d_mlp}: "

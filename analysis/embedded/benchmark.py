@@ -49,13 +49,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA
+from analysis.contract import check_model_output, PLANTED_FILE, PLANTED_SCHEMA, write_planted
 from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, load_pairs, PromptPairs, split_expressions, subset
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.embedded.config import CLASS_VECTORS, CLASSES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.errors import InputError
-from analysis.io import check_output_dir, write_json
 from analysis.stats import min_clusters
 
 N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = 6, 8, 128, 64
@@ -567,7 +566,7 @@ def _save(folder: Path, sd: Mapping[str, torch.Tensor], corpus: Corpus, doc: dic
         if bars:
             hf_logging.enable_progress_bar()
     corpus.tokenizer.save_pretrained(folder)
-    write_json(folder / PLANTED_FILE, doc)
+    write_planted(folder, doc)
     folder.chmod(0o755)
     for f in folder.iterdir():
         if f.is_file():
@@ -597,7 +596,7 @@ def write_null(folder: str | Path, k: int, output: Path) -> Path:
     save_file({**sd, "transformer.wte.weight": wte.contiguous()}, output / "model.safetensors", metadata={"format": "pt"})
     null = {**doc, "heads": [], "by_emotion": {e: [] for e in EMOTIONS}, "units": [], "units_by_emotion": {e: [] for e in EMOTIONS},
             "benchmark": {**bench, "null_seed": k}}
-    write_json(output / PLANTED_FILE, null)
+    write_planted(output, null)
     return output
 
 
@@ -606,7 +605,7 @@ def build_benchmark(config: BenchConfig, output: Path) -> Path:
     by `write_null`); inputs are checked first, so a bad input writes nothing."""
     from analysis.embedded.build import _replace_dir
 
-    output = check_output_dir(output)
+    output = check_model_output(output, "bench")
     for name in config.planted:  # every emotion a structure serves needs prompts and two halves
         halves(config, config.emotion(name))
     with torch.random.fork_rng(devices=[]):

@@ -40,18 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from analysis.core.vocabulary import EMOTIONS
-from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA
+from analysis.contract import check_model_output, PLANTED_SCHEMA, write_planted
 from analysis.embedded.config import CLASS_VECTORS, CLASSES, CONSTRUCTION, PICKLE_SUFFIXES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, encode_corpus, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.embedded.plant import constraint_violations, Plant, plant_from_doc
 from analysis.embedded.train import _deterministic, train
 from analysis.errors import InputError
-from analysis.io import check_output_dir, read_json, write_json
-
-
-def load_planted(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The planted.json of a toy model folder (schema checked)."""
-    return read_json(Path(folder) / PLANTED_FILE, schema=PLANTED_SCHEMA)
 
 
 def _verify_folder(folder: Path, doc: Mapping[str, Any], texts: Sequence[str]) -> None:
@@ -90,7 +84,7 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
             f"output {output} ends in {Path(output).suffix}: the toy model is a Hugging Face folder "
             f"(safetensors); pickled outputs are refused because loading them runs code"
         )
-    output = check_output_dir(output)
+    output = check_model_output(output, "toy")
 
     templates = load_templates(config)
     phrases = span_classes(templates)
@@ -162,7 +156,7 @@ def build_toy_model(config: ToyConfig, output: Path) -> Path:
     try:
         model.save_pretrained(tmp)
         wrap_tokenizer(tok).save_pretrained(tmp)
-        write_json(tmp / PLANTED_FILE, doc)
+        write_planted(tmp, doc)
         _verify_folder(tmp, doc, texts)
         tmp.chmod(0o755)  # mkdtemp and the atomic writers create owner-only modes; a model is shared
         for f in tmp.iterdir():

@@ -1,4 +1,4 @@
-"""The embedded toy model's construction: classes, planted heads and units, and its validated config."""
+"""The embedded toy model's construction: classes, planted heads and units, and its checked config."""
 
 from __future__ import annotations
 

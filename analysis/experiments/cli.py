@@ -21,7 +21,7 @@ def run_experiment(kind: Kind, argv: Sequence[str], *, model: LoadedModel | None
 
 
 def run_cli(kind: Kind, description: str, argv: Sequence[str] | None) -> dict[str, Any]:
-    """parse → validate → run → write → print; shared body of both CLIs' `main`."""
+    """parse → check → run → write → print; shared body of both CLIs' `main`."""
     config = parse_config(kind, argv, description)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(config.seed)

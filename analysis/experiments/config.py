@@ -1,4 +1,4 @@
-"""An experiment's validated config and its command line."""
+"""An experiment's checked config and its command line."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Literal
 
 from analysis.core.cli import Parser
 from analysis.device import from_args, Precision
-from analysis.contract import EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, screening_file, unit_screening_file
+from analysis.contract import check_output, EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, EXPERIMENT_TABLE_SCHEMAS, screening_file, unit_screening_file
 from analysis.core.specs import is_unit_spec, parse_unit_spec
 from analysis.core.vocabulary import EMOTIONS
 from analysis.errors import InputError
 from analysis.experiments.kinds import KINDS
-from analysis.io import check_output_path
 from analysis.params import Params
 from analysis.stats import min_resamples
 
@@ -28,7 +27,7 @@ Kind = Literal["ablation", "patching"]  # a key of analysis.experiments.kinds.KI
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything one run needs; built by a CLI from flags and params.yaml, then validated."""
+    """Everything one run needs; built by a CLI from flags and params.yaml, then checked."""
 
     kind: Kind
     model: str
@@ -216,7 +215,7 @@ def _check_config_values(c: ExperimentConfig) -> None:
         raise InputError(f"unknown {c.mode_key} {c.mode!r}; allowed: {', '.join(modes)}")
     # Checked before any work and creating nothing (the folders are made at the write).
     inputs = [p for p in (_model_folder(c.model), c.screening_file, c.emotion_file, c.neutral_file) if p is not None]
-    check_output_path(c.output, suffix=".json", inputs=inputs)
-    check_output_path(c.table, suffix=".parquet", inputs=inputs)
+    check_output(c.output, EXPERIMENT_SCHEMAS[c.kind], inputs=inputs)
+    check_output(c.table, EXPERIMENT_TABLE_SCHEMAS[c.kind], inputs=inputs)
     if c.output.resolve() == c.table.resolve():
         raise InputError(f"--output and --table are the same file {c.output}")

@@ -113,7 +113,7 @@ def _split(r: ExperimentResult) -> dict[str, Any]:
 
 
 def document(r: ExperimentResult) -> dict[str, Any]:
-    """The summary JSON (schema emotion-heads/<kind>/v1)."""
+    """The summary JSON (schema contract.EXPERIMENT_SCHEMAS[kind], emotion-heads/<kind>/v2)."""
     c = r.config
     kind = KINDS[c.kind]
     main = _arm(r.main, r.noise)

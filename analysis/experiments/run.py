@@ -2,7 +2,7 @@
 
 One experiment = a set of components (`Site`s) × an intervention plan × target prompts:
 
-1. `prepare` validates every input (output paths, prompts, head spec, screening file, model,
+1. `prepare` checks every input (output paths, prompts, head spec, screening file, model,
    head ranges, lexicons, position alignment) before anything heavy runs, so bad input is one
    `error:` line and leaves no file;
 2. `execute` runs the baseline (clean target prompts) once, and each intervened arm (the
@@ -44,7 +44,7 @@ from analysis.core.loading import check_context, LoadedModel
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import in_half, Prompt, PromptPairs, span_clusters, split_expressions, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
-from analysis.core.specs import parse_site_spec, UnitSpec, validate_heads, validate_units
+from analysis.core.specs import parse_site_spec, UnitSpec, check_heads, check_units
 from analysis.core.vocabulary import NEUTRAL
 from analysis.device import resolve
 from analysis.errors import InputError
@@ -64,7 +64,7 @@ from analysis.plan import load_planned
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated config with everything cheap already loaded."""
+    """A checked config with everything cheap already loaded."""
 
     config: ExperimentConfig
     model: LoadedModel
@@ -158,7 +158,7 @@ def _sites_from_spec(c: ExperimentConfig) -> tuple[tuple[Site, ...], tuple[tuple
 
 
 def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
-    """Validate every input in order of cost; raise InputError (one line) on the first problem.
+    """Check every input in order of cost; raise InputError (one line) on the first problem.
 
     `model`: an already loaded `c.model` (several runs in one process skip reloading it).
     """
@@ -172,8 +172,8 @@ def prepare(c: ExperimentConfig, model: LoadedModel | None = None) -> Prepared:
     sites, cumulative, notes = _sites_from_spec(c)
     model = model if model is not None else load_planned(c.model, c.precision or resolve("cpu"), c.profile, 1)
     for group in (sites, *cumulative):
-        validate_heads(tuple((s.layer, s.index) for s in group if s.kind == "head"), model.spec)
-        validate_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
+        check_heads(tuple((s.layer, s.index) for s in group if s.kind == "head"), model.spec)
+        check_units(tuple((s.layer, s.index) for s in group if s.kind == "mlp"), model.spec)
     top = {s for group in (sites, *cumulative) for s in group}
     random_sets = {g: random_site_sets(g, top, model, draws=c.random_draws, seed=c.seed) for g in (sites, *cumulative)}
     lex = lexicon_ids(model.tokenizer)

@@ -182,7 +182,7 @@ def lexicon_scorer(
     """M at the last position from the final hidden state, unembedding the lexicon rows only.
 
     M reads the logits of the lexicon tokens alone; unembedding 50k tokens to keep ~50 was most
-    of a last-layer component's cost (DESIGN §10).
+    of a last-layer component's cost (docs/DESIGN.md §10).
     """
     emo_ids, neu_ids = ids
     unembed = hf.get_output_embeddings()
@@ -266,7 +266,7 @@ def exact_patching_sites(
     """Per site: M(target with the site patched from `source_acts`) − M(target), per row.
 
     Heads and MLP units alike. Only what patching one component at layer L can change is
-    recomputed (DESIGN §10): blocks from L on (the cached residual enters there), columns from
+    recomputed (docs/DESIGN.md §10): blocks from L on (the cached residual enters there), columns from
     `prefix` on (the clean run's keys and values serve the unchanged prefix; the caller proves
     nothing before `prefix` changes, e.g. analysis.head_screening.unchanged_prefix), and the
     lexicon logits at the last position. It runs on the plain HF modules (the fast path),

@@ -3,7 +3,7 @@
 We drive Hugging Face's own `generate` on the model the bridge wraps, with the bridge's hooks
 attached: the hooks fire inside the wrapped modules, HF handles left padding, position ids
 and the cache. The bridge's own cached `generate` passes the cache under a name GPT-2
-attention no longer reads with transformers 5 (DESIGN §4) and goes wrong after the first new
+attention no longer reads with transformers 5 (docs/DESIGN.md §4) and goes wrong after the first new
 token; `tests/test_generation.py` measures that and pins this path to plain HF greedy output.
 """
 
@@ -26,21 +26,8 @@ from analysis.interventions.edits import Edit, hooks_for, slice_edits
 class Generation:
     tokens: Int[Tensor, "batch new"]
     # Smallest top-1 minus top-2 logit gap over the generated steps: where it is tiny, another
-    # machine's float rounding may pick the other token (DESIGN §8).
+    # machine's float rounding may pick the other token (docs/DESIGN.md §8).
     min_margin: Float[Tensor, " batch"]
-
-
-def _rows(batch: TokenBatch, rows: slice) -> TokenBatch:
-    ids, mask = batch.input_ids[rows], batch.attention_mask[rows]
-    # Drop columns that are padding in every row of the chunk, so chunks match unchunked runs.
-    keep = int(mask.sum(1).max())
-    t = ids.shape[1]
-    return TokenBatch(
-        input_ids=ids[:, t - keep :],
-        attention_mask=mask[:, t - keep :],
-        span_mask=batch.span_mask[rows][:, t - keep :],
-        lengths=batch.lengths[rows],
-    )
 
 
 @torch.no_grad()

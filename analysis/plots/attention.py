@@ -26,14 +26,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from analysis.contract import ATTENTION_COLUMNS, ATTENTION_CSV, ATTENTION_PNG, check_attention_columns, screening_file
+from analysis.contract import ATTENTION_COLUMNS, ATTENTION_CSV, ATTENTION_PNG, check_attention_columns, check_output_folder, screening_file
 from analysis.core.loading import LoadedModel
 from analysis.device import Precision
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PromptPairs, TokenBatch
 from analysis.core.vocabulary import pattern_hook
 from analysis.errors import InputError
-from analysis.io import check_output_dir
 from analysis.plan import load_planned
 from analysis.interventions.edits import last_logits, tokenize_pairs
 from analysis.plots.style import DPI, emotion_colour, save_png, write_csv
@@ -157,7 +156,7 @@ def attention_figure(table: pd.DataFrame, model_name: str, path: Path) -> Figure
 
 def write_attention(table: pd.DataFrame, model_name: str, output_dir: Path) -> dict[str, Path]:
     """The table (its columns checked) and its figure, each written atomically into output_dir."""
-    output_dir = check_output_dir(output_dir)
+    output_dir = check_output_folder(output_dir)
     check_attention_columns(table.columns, output_dir / ATTENTION_CSV)
     output_dir.mkdir(parents=True, exist_ok=True)
     csv = write_csv(table, output_dir / ATTENTION_CSV)

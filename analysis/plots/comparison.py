@@ -39,9 +39,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from analysis.contract import model_dir, Q_LEVEL, rank, ranking_score, read_screening, screening_file, significant
+from analysis.contract import check_output_folder, model_dir, Q_LEVEL, rank, ranking_score, read_screening, screening_file, significant
 from analysis.errors import InputError
-from analysis.io import atomic_path, check_output_dir
+from analysis.io import atomic_path
 from analysis.plots.data import load_planted, load_screening
 from analysis.plots.style import ANNOT_PT, emotion_colour, new_figure, save_png, STYLE, write_csv
 from analysis.reporting.format import fmt_change, fmt_ci, fmt_head, fmt_num, fmt_p
@@ -82,7 +82,7 @@ class ComparisonConfig:
     def planted_path(self, model: str) -> Path:
         return self.root / model_dir(model) / "planted.json"
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.top_n < 1:
             raise InputError(f"--top-n must be at least 1 (got {self.top_n})")
         for flag, names in (("--models", self.models), ("--emotions", self.emotions)):
@@ -191,7 +191,7 @@ def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
 
 def load(config: ComparisonConfig) -> Comparison:
     """Read and check every input (InputError on the first problem); nothing is written."""
-    config.validate()
+    config.check()
     absent = [m for m in config.models if not config.screening_path(m).is_file()]
     if absent:
         m = absent[0]
@@ -349,7 +349,7 @@ def write_text(text: str, path: Path) -> Path:
 def compare(config: ComparisonConfig) -> dict[str, Path]:
     """Load and check everything, then write the figure and both tables; returns name → path."""
     inputs = [f(m) for m in config.models for f in (config.screening_path, config.planted_path)]
-    check_output_dir(config.output_dir, inputs=inputs)  # before any work; creates nothing
+    check_output_folder(config.output_dir, inputs=inputs)  # before any work; creates nothing
     comp = load(config)
     table = top_heads_table(comp, config.top_n)
     md = markdown_table(comp, table)

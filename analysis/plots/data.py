@@ -51,7 +51,7 @@ class PlotConfig:
     unit_scores: tuple[Path, ...] = ()
     notes: tuple[str, ...] = ()  # printed by the CLI (e.g. why unit_summary.png is not drawn)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.top_n < 1:
             raise InputError(f"--top-n must be at least 1 (got {self.top_n})")
         for flag, files in (
@@ -309,7 +309,7 @@ def _is_toy(model: str, planted: Path) -> bool:
 
 def load(config: PlotConfig) -> PlotData:
     """Read and check every input (InputError on the first problem); nothing is written."""
-    config.validate()
+    config.check()
     models: list[str] = []
     dims: dict[str, tuple[int, int]] = {}
     emotions: dict[str, tuple[str, ...]] = {}

@@ -199,13 +199,6 @@ def _metrics_in(doc: Mapping[str, Any]) -> list[str]:
     return [m for m in METRIC_ORDER if m in present] + [m for m in present if m not in METRIC_ORDER]
 
 
-EXPERIMENT_TITLES = {
-    "ablation": "ablation",
-    "denoising": "denoising patching (emotion → neutral twin: is it sufficient?)",
-    "noising": "noising patching (neutral twin → emotion prompt: is it necessary?)",
-}
-
-
 def arm_half(doc: Mapping[str, Any], half: str = "all") -> Mapping[str, Any]:
     """An experiment arm's statistics over `half`: the document's own blocks (all prompts), or with
     half "confirmation" its `effects_confirmation` and `confirmation` blocks (the held-out half),

@@ -158,7 +158,7 @@ def exact_patching(
     """Per head: M(neutral with z_h patched from the emotion prompt) − M(neutral), per pair.
 
     The shared fast path (analysis.interventions.exact_patching_sites): blocks from the head's
-    layer on, positions from the first changed column on, lexicon logits only (DESIGN §10).
+    layer on, positions from the first changed column on, lexicon logits only (docs/DESIGN.md §10).
     """
     cf: dict = {}
     two: dict = {}

@@ -58,7 +58,7 @@ numbers (analysis.screening.selection), so with the exact tests on the confirmat
 row also carries `selection`, its exact fields and copy control measured again on the selection half,
 and `copy_control.skip_flagged` skips by those flags, never by the confirmation half's.
 
-Memory (DESIGN §10: caching everything of GPT-2 costs gigabytes). The attribution pass keeps, per
+Memory (docs/DESIGN.md §10: caching everything of GPT-2 costs gigabytes). The attribution pass keeps, per
 layer, one [batch, patched columns, d_mlp] tensor, never two: the emotion activations of layer L
 are turned into (patched − clean) in the neutral forward as it passes layer L and dropped there;
 the difference is dropped when the backward pass reaches L, where a tensor hook reduces

@@ -1,7 +1,7 @@
 """Unit screening memory on GPT-2-small architecture (12 layers × 3072 neurons), baseline prompts.
 
 Attribution for all 36,864 units comes from one forward and one backward pass; its peak RSS must
-stay within 4 GB (DESIGN §10: caching every hook of GPT-2 costs ~3 GB). Measured in a fresh
+stay within 4 GB (docs/DESIGN.md §10: caching every hook of GPT-2 costs ~3 GB). Measured in a fresh
 subprocess, the model load alone beside it, so the number says what the attribution adds.
 Run: pytest -m benchmark -s tests/benchmarks/test_unit_screening_memory.py
 """
