@@ -280,15 +280,13 @@ def embedded_arch(name: str) -> tuple[Arch, str] | None:
     folder, _ = EMBEDDED[name]
     if (folder / "config.json").is_file():
         return lookup(str(folder))
-    from analysis.embedded.config import ToyConfig
+    from analysis.embedded.config import BENCH_SHAPE, ToyConfig
 
     toy = ToyConfig()  # both embedded models take the toy's corpus tokenizer: its BPE target + the span tokens
     if name == "toy":
         n_layers, n_heads, d_model, n_ctx = toy.n_layer, toy.n_head, toy.n_embd, toy.n_positions
     else:
-        from analysis.embedded.benchmark import N_EMBD, N_HEAD, N_LAYER, N_POSITIONS
-
-        n_layers, n_heads, d_model, n_ctx = N_LAYER, N_HEAD, N_EMBD, N_POSITIONS
+        n_layers, n_heads, d_model, n_ctx = (BENCH_SHAPE[k] for k in ("n_layer", "n_head", "n_embd", "n_positions"))
     arch = Arch(family="gpt2", n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_mlp=4 * d_model, vocab=toy.vocab_size,
                 n_ctx=n_ctx, tied=False, learned_pos=True, qkv_bias=True)
     return arch, f"construction params ({folder} is not built yet; vocab: the BPE target, before the span tokens)"

@@ -52,12 +52,12 @@ import torch
 from analysis.contract import check_model_output, PLANTED_FILE, PLANTED_SCHEMA, write_planted
 from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, load_pairs, PromptPairs, split_expressions, subset
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.embedded.config import CLASS_VECTORS, CLASSES, ToyConfig
+from analysis.embedded.config import BENCH_SHAPE, CLASS_VECTORS, CLASSES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.errors import InputError
 from analysis.stats import min_clusters
 
-N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = 6, 8, 128, 64
+N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = (BENCH_SHAPE[k] for k in ("n_layer", "n_head", "n_embd", "n_positions"))
 D_HEAD, D_MLP = N_EMBD // N_HEAD, 4 * N_EMBD
 N_NOISE = 16  # token/position identity dims the background reads
 

@@ -24,6 +24,11 @@ PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".joblib"}
 DEFAULT_CONTINUATIONS = Path("data/toy/continuations.yaml")
 
 
+# The benchmark model's shape: analysis.embedded.benchmark builds it, analysis.plan plans it before
+# it is built (here, not in benchmark.py, which imports the interventions that import the planner).
+BENCH_SHAPE = {"n_layer": 6, "n_head": 8, "n_embd": 128, "n_positions": 64}
+
+
 EOT = "<|endoftext|>"  # id 0: BOS, EOS and PAD at once, as in GPT-2
 
 
