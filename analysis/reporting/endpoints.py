@@ -1,6 +1,5 @@
 """The report's primary endpoint, its abstract, the test families, and the columns other branches of
-issue 23 fill (specificity, the split ΔM, the matched-twins table): one place each, so connecting them
-is one edit.
+issue 23 fill (specificity, the split ΔM, the matched-twins table): one place each.
 
 Everything here reads results/summary.json (the `primary.*` and `families.*` keys written by
 analysis.reporting.summary.endpoints) or the screening documents; nothing is computed anew.
@@ -22,8 +21,8 @@ from analysis.reporting.results import Results
 # neutral effect beats the neutral′ → neutral control by more than specificity.min_share of the gap.
 SPECIFIC_FIELD = "specific"
 # ΔM split into its two terms (issue 23 item 2): the change of logsumexp over the emotion lexicon and
-# over the neutral lexicon (ΔM = Δ LSE emotion − Δ LSE neutral). CONNECT AT MERGE: the field names the
-# specificity branch gives its screening rows.
+# over the neutral lexicon (ΔM = Δ LSE emotion − Δ LSE neutral), as the screening rows name them
+# (analysis.screening.common.specificity_fields).
 SPLIT_FIELDS = ("exact_lse_emotion", "exact_lse_neutral")
 
 
@@ -41,10 +40,27 @@ def split_delta_m(row: Mapping[str, Any]) -> tuple[float, float] | None:
 
 
 def matched_twins_table(r: Results) -> pd.DataFrame | None:
-    """Per emotion and word class, the share of emotion spans and of their twins with a word of the
-    class (issue 23 item 1: within 0.10). CONNECT AT MERGE: the prompt-data branch (i23data) provides
-    the function that measures these shares; until it lands there is no table (None)."""
-    return None
+    """Per word class and emotion, the share of emotion spans and of their twins with a word of the
+    class (analysis.core.twins; issue 23 item 1: within 0.10), from the profile's prompt files under
+    the results' root (None where that tree has none: a results folder copied alone)."""
+    from analysis.core.prompts import load_pairs, PROMPTS_ROOT
+    from analysis.core.twins import class_gaps, CLASS_NAMES
+
+    root = r.root / PROMPTS_ROOT
+    if not (root / r.profile).is_dir():
+        return None
+    gaps = {}
+    for e in r.emotions:
+        pairs = load_pairs(e, r.profile, root=root)
+        gaps[e] = class_gaps(e, [p.span_text for p in pairs.emotion_prompts], [p.span_text for p in pairs.neutral_prompts])
+    rows = []
+    for i, name in enumerate(CLASS_NAMES):
+        row: dict[str, Any] = {"Word class": name}
+        for e in r.emotions:
+            g = gaps[e][i]
+            row[f"{e}: spans"], row[f"{e}: twins"] = fmt_num(g.emotion_share, 2), fmt_num(g.twin_share, 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # --- the primary endpoint -------------------------------------------------------------------------
