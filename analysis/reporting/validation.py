@@ -46,11 +46,24 @@ def criteria(doc: dict[str, Any]) -> list[tuple[str, float | None, str, bool]]:
         rows.append(("attribution: the saturation trap's attribution / exact (flagged)", s["saturation"]["trap_ratio"],
                      f"< {a['ratio_flag']}", s["saturation"]["trap_ratio"] < a["ratio_flag"]))
     if n["n_nulls"]:
-        rows += [
-            (f"null models ({n['n_nulls']}): mean false-discovery proportion", n["mean_fdp"], "<= 0.05", n["mean_fdp"] <= 0.05),
-            ("null models: share with any discovery", n["share_with_discovery"], "<= 0.05", n["share_with_discovery"] <= 0.05),
-        ]
+        rows.append((f"null models ({n['n_nulls']}): share with any discovery (one-sided binomial test against 0.05)",
+                     n["share_with_discovery"], "p >= 0.05", null_criterion_met(n)))
     return rows
+
+
+def null_criterion_p(nulls: dict[str, Any]) -> float:
+    """One-sided exact binomial p of "the share of null screenings with any discovery exceeds
+    alpha" (issue 24's criterion, fixed in the issue before this measurement: the share may exceed
+    0.05 only by as much as its binomial interval allows). Under a global null a screening's
+    FDP is 1 or 0, so the mean FDP is this same share and is not a second criterion."""
+    from scipy.stats import binomtest
+
+    k = sum(1 for p in nulls["per_null"] if p["n_discoveries"] > 0)
+    return float(binomtest(k, nulls["n_nulls"], p=nulls["alpha"], alternative="greater").pvalue)
+
+
+def null_criterion_met(nulls: dict[str, Any]) -> bool:
+    return null_criterion_p(nulls) >= 0.05
 
 
 def validation_summary(doc: dict[str, Any]) -> dict[str, float]:
@@ -194,6 +207,6 @@ def validation_facts(doc: dict[str, Any] | None) -> Facts:
                    null_planted=fmt_num(n["planted_exact_mean"]),
                    null_discoveries="; ".join(f"null {p['null']}: {d['emotion']} {d['layer']}:{d['head']} ({fmt_num(d['exact'])} nats)"
                                               for p in n["per_null"] for d in p["discoveries"]) or "none",
-                   null_verdict="The criterion is met." if n["mean_fdp"] <= 0.05 and n["share_with_discovery"] <= 0.05
-                   else "The criterion is not met as measured; the tests keep it, marked as the known failure it is.")
+                   null_verdict=(f"The criterion (the share exceeds 0.05 by no more than a one-sided binomial test at 0.05 allows) is "
+                                 f"{'met' if null_criterion_met(n) else 'not met'} (p = {null_criterion_p(n):.3g})."))
     return Facts({k: Text(v) for k, v in out.items()})
