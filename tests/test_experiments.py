@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from analysis import head_ablation, head_patching
-from analysis.core.prompts import load_prompt_file
+from analysis.core.prompts import load_pairs, load_prompt_file, span_clusters, split_expressions
 from analysis.experiments.config import spec_tag
 from analysis.metrics import GENERATION_METRICS as METRICS
 from analysis.experiments.kinds import PATCHED_POSITIONS
@@ -81,10 +81,15 @@ def prompt_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[name] = root / f"{name}.txt"
         out[name].write_text("\n".join(lines) + "\n")
     # Pairs whose emotion span is longer than its twin's: they no longer align token by token.
-    # N_UNEQUAL of them (allowed), one more (3 of 12 > the share 0.2 allows), and all of them.
+    # N_UNEQUAL of them (allowed), one more (3 of 12 > the share 0.2 allows), and all of them;
+    # taken from the confirmation half first (params seed 0), so that half loses an expression.
+    pairs = load_pairs("gratitude", "baseline", emotion_file=out["gratitude"], neutral_file=out["neutral"])
+    _, conf = split_expressions(pairs, seed=0, selection_share=0.5, need=1)
+    labels = span_clusters(pairs)
+    order = sorted(range(N_PROMPTS), key=lambda i: (labels[i] not in conf, i))
     for name, n_long in (("gratitude_long", N_UNEQUAL), ("gratitude_too_long", N_UNEQUAL + 1)):
         lines = out["gratitude"].read_text().splitlines()
-        for i in range(n_long):
+        for i in order[:n_long]:
             lines[i] = lines[i].replace("]", " and honestly much more than I can say]")
         out[name] = root / f"{name}.txt"
         out[name].write_text("\n".join(lines) + "\n")
@@ -180,7 +185,8 @@ def test_zero_ablation_equals_hf_with_head_slice_zeroed(
     # Not vacuous: removing the head changed some continuation.
     assert ours_ablated != ours_clean
     doc = json.loads(out.read_text())
-    assert abs(doc["intervened"]["changed"] - float(np.mean([a != b for a, b in zip(ours_ablated, ours_clean)]))) < 1e-12
+    # stored at 6 significant digits (analysis/io.py)
+    assert doc["intervened"]["changed"] == pytest.approx(float(np.mean([a != b for a, b in zip(ours_ablated, ours_clean)])), rel=1e-6)
     assert "| Sentiment mean |" in stdout and "Change [95% CI]" in stdout
 
 

@@ -249,11 +249,14 @@ def test_a_hand_built_copy_head_is_flagged(tmp_path, chdir_repo) -> None:  # noq
 
     path = _copy_head_model(tmp_path / "copy", chdir_repo / "data/tokenizers/gpt2")
     pairs = {"apology": load_pairs("apology", "baseline", root=PROMPTS_ROOT)}
-    cfg = ScreeningConfig(model="copy", profile="baseline", emotions=("apology",), n_resamples=2000)
+    # All 35 expressions (no split): with the matched twins only the spans holding an apology word
+    # give the copy head something to copy, and on the selection half's 18 its interval reaches 0
+    # (measured: +3.23 [−0.29, +6.13]); the test is of the copy flag, not of the split.
+    cfg = ScreeningConfig(model="copy", profile="baseline", emotions=("apology",), n_resamples=2000, split=False)
     doc = screen(load_model(str(path)), cfg, pairs)
     (row,) = doc["scores"]
-    assert row["exact"] > 1.0 and row["exact_ci_low"] > 0  # seed 0: +5.57 [+2.43, +8.69]
-    assert row["copy_share"] < 0.2 and row["copy_flag"] is True  # copy-free +0.30: share 0.05
+    assert row["exact"] > 1.0 and row["exact_ci_low"] > 0  # seed 0: +4.21 [+1.36, +6.98]
+    assert row["copy_share"] < 0.2 and row["copy_flag"] is True  # copy-free −1.12: share −0.27
     assert doc["copy_control"]["flagged"] == [
         {"layer": 0, "head": 0, "emotion": "apology", "exact": row["exact"], "exact_copy_free": row["exact_copy_free"], "copy_share": row["copy_share"]}
     ]

@@ -37,8 +37,9 @@ def test_stem_rule_by_hand() -> None:
 
 
 def test_copy_keep_drops_variants(toy_path: Path, chdir_repo: Path) -> None:
-    """On the toy: a pair whose prompt says "thank" keeps none of thanks / thankful / thanked /
-    thanking in its copy-free M, and keeps the gratitude words that share no stem with it."""
+    """On the toy: a pair whose prompt has a "thank" word (the matched twins' spans say "thankful",
+    "thanks") keeps none of thanks / thankful / thanked / thanking in its copy-free M, and keeps the
+    gratitude words that share no stem with it."""
     from analysis.core.loading import load_model
     from analysis.core.prompts import lexicon_word_ids, load_lexicon
     from analysis.metrics import lexicon_ids
@@ -46,8 +47,8 @@ def test_copy_keep_drops_variants(toy_path: Path, chdir_repo: Path) -> None:
 
     model = load_model(str(toy_path))
     pairs = load_pairs("gratitude", "baseline")
-    rows = [i for i, e in enumerate(pairs.emotion_prompts) if "thank you" in e.text.lower()][:3]
-    assert rows, "the baseline has gratitude spans with 'thank you'"
+    rows = [i for i, e in enumerate(pairs.emotion_prompts) if "thank" in e.text.lower()][:3]
+    assert rows, "the baseline has gratitude spans with a 'thank' word"
     sub = subset(pairs, rows)
     pb = pair_batches(model, sub, "all", max_unaligned_share=0.2)
     lex = lexicon_ids(model.tokenizer)

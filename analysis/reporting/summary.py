@@ -118,7 +118,7 @@ def unit_screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[in
             continue
         truth = set(planted[emotion])
         if "specificity" in doc:  # issue 23: among the units with an exact score
-            r = f"{emotion}.recovery.units.specific"
+            r = f"{emotion}.recovery.units.{score_half(doc, emotion, 'exact')}.specific"
             out[f"{r}.n_planted_specific"] = sum(1 for s in rows if s.get("specific") and (s["layer"], s["neuron"]) in truth)
             out[f"{r}.n_other_specific"] = sum(1 for s in rows if s.get("specific") and (s["layer"], s["neuron"]) not in truth)
         if table is None:
@@ -182,9 +182,10 @@ def screening_summary(doc: dict[str, Any], planted: dict[str, list[tuple[int, in
                 if a is not None:
                     out[f"{r}.auroc"] = a
             if "specificity" in doc:  # issue 23: the planted heads are emotion heads, no other head is
-                out[f"{emotion}.recovery.specific.n_planted_specific"] = sum(
+                r = f"{emotion}.recovery.{score_half(doc, emotion, 'exact')}.specific"
+                out[f"{r}.n_planted_specific"] = sum(
                     1 for s in rows if s.get("specific") and (s["layer"], s["head"]) in truth)
-                out[f"{emotion}.recovery.specific.n_other_specific"] = sum(
+                out[f"{r}.n_other_specific"] = sum(
                     1 for s in rows if s.get("specific") and (s["layer"], s["head"]) not in truth)
     return out
 
