@@ -10,8 +10,8 @@ the merge that creates token t (rank r) is the pair left after running byte-pair
 own bytes with only the ranks below r allowed, which is how tiktoken would have built t.
 
 The command is `python -m analysis.gpt2_tokenizer` (a thin CLI over this module). This module
-imports nothing from `analysis` but the one error type: a data-building tool that runs (and is
-checked) on its own.
+imports nothing from `analysis` but the one error type and the tokenizer room's atomic file writer
+(shared with the GPT-NeoX builder): a data-building tool that runs (and is checked) on its own.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from analysis.errors import InputError
+from analysis.tokenizers.files import save_tokenizer
 
 SOURCE = Path("data/tokenizers/gpt2/source/gpt2.tiktoken")
 OUTPUT = Path("data/tokenizers/gpt2")
@@ -142,17 +140,4 @@ def build_tokenizer(ranks: dict[bytes, int]) -> Any:
 
 def write_tokenizer(source: Path, output: Path) -> list[Path]:
     """Build from `source` and replace FILES in `output` atomically (other files there are kept)."""
-    tokenizer = build_tokenizer(read_ranks(source))
-    output.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gpt2-tokenizer.", dir=output))
-    try:
-        tokenizer.save_pretrained(tmp)
-        written = sorted(f.name for f in tmp.iterdir())
-        if written != sorted(FILES):
-            raise RuntimeError(f"save_pretrained wrote {written}, expected {sorted(FILES)}")
-        for name in FILES:
-            (tmp / name).chmod(0o644)
-            os.replace(tmp / name, output / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [output / name for name in FILES]
+    return save_tokenizer(build_tokenizer(read_ranks(source)), output, FILES, "gpt2-tokenizer")

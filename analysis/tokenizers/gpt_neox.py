@@ -20,13 +20,11 @@ GPT-2 builder, this module imports nothing from `analysis` but the one error typ
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from analysis.errors import InputError
+from analysis.tokenizers.files import save_tokenizer
 
 FOLDER = Path("data/tokenizers/gpt-neox")
 SOURCE = FOLDER / "source" / "ggml-vocab-gpt-neox.gguf"
@@ -124,17 +122,4 @@ def build_tokenizer(tokens: list[str], merges: list[str]) -> Any:
 
 def write_tokenizer(source: Path, output: Path) -> list[Path]:
     """Build from `source` and replace FILES in `output` atomically (other files there are kept)."""
-    tokenizer = build_tokenizer(*read_vocabulary(source))
-    output.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gpt-neox-tokenizer.", dir=output))
-    try:
-        tokenizer.save_pretrained(tmp)
-        written = sorted(f.name for f in tmp.iterdir())
-        if written != sorted(FILES):
-            raise RuntimeError(f"save_pretrained wrote {written}, expected {sorted(FILES)}")
-        for name in FILES:
-            (tmp / name).chmod(0o644)
-            os.replace(tmp / name, output / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [output / name for name in FILES]
+    return save_tokenizer(build_tokenizer(*read_vocabulary(source)), output, FILES, "gpt-neox-tokenizer")
