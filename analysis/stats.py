@@ -5,8 +5,8 @@ emotion expression (and template ending), reported as n, mean, a 95 % confidence
 p-values of one family (all heads × emotions of one model and metric) are then corrected with
 Benjamini–Hochberg.
 
-One procedure for the interval and the p-value: the inverted wild cluster bootstrap-t
-----------------------------------------------------------------------------------------
+One procedure for the interval and the p-value: the wild cluster bootstrap-t and the sign-flip test, inverted together
+--------------------------------------------------------------------------------------------------------------------
 H0(μ0): "the mean per-prompt effect is μ0". The statistic is Hall's skewness-corrected t
 (Hall 1992, "On the removal of skewness by transformation", JRSS B 54:221):
 
@@ -21,28 +21,47 @@ the t statistic's distribution. Its reference distribution is the wild cluster b
 (Cameron, Gelbach & Miller 2008, "Bootstrap-based improvements for inference with clustered
 errors", REStat 90:414): draws x* = mean + v_g·(x − mean) with one Mammen weight v_g per cluster
 (Mammen 1993; mean 0, variance 1, third moment 1, so the draws keep the clusters' skewness, which
-Rademacher signs cannot), each tested against the mean, n_resamples seeded draws. The p-value is
-p(μ0) = (1 + #{|T*| >= |T(μ0)|}) / (B + 1) at μ0 = 0 (Phipson & Smyth 2010: valid, never 0), and
-the interval is {μ0 : p(μ0) > α}: |T(μ0)| <= c, c the ⌊α(B + 1)⌋-th largest |T*|, which Hall's
-closed-form inverse turns into [mean − s·h⁻¹(c), mean − s·h⁻¹(−c)]. So p ≤ α ⇔ 0 ∉ CI by
-construction, the interval is asymmetric where the clusters are skewed, and the cost per effect is
-a few matrix–vector products with the cached (B × G) weights and one partition, no root search.
+Rademacher signs cannot), each tested against the mean, n_resamples seeded draws. The
+bootstrap's p(μ0) = (1 + #{|T*| >= |T(μ0)|}) / (B + 1) (Phipson & Smyth 2010: valid, never 0),
+and its accepted set {μ0 : p(μ0) > α} is |T(μ0)| <= c, c the ⌊α(B + 1)⌋-th largest |T*|, which
+Hall's closed-form inverse turns into [mean − s·h⁻¹(c), mean − s·h⁻¹(−c)]: asymmetric where the
+clusters are skewed, at the cost of a few matrix–vector products with the cached (B × G) weights.
 
-Why this one (issue 23): the former cluster sign-flip test assumes each cluster's effect is
+Beside it, the cluster sign-flip test of H0(μ0) with the same statistic: x* = s_g·(x − μ0) with
+one random sign per cluster (B seeded draws of a stream of their own), each T* of x* against 0,
+p_flip(μ0) = (1 + #{|T*| >= |T(μ0)|}) / (B + 1). Under H0 with clusters symmetric about μ0 every
+sign pattern is equally likely, so this test is exact in finite samples whatever the clusters'
+magnitudes (Fisher's randomization argument; Canay, Romano & Shaikh 2017, "Randomization tests
+under an approximate symmetry assumption", Econometrica 85:1013). **A μ0 is rejected only when
+both tests reject it**: the reported p is max(p_boot(0), p_flip(0)) and the interval is the hull of
+the union of their accepted sets, found from the bootstrap's closed-form ends by following the
+flip's accepted run outward (doubling steps, then bisection to 2**-24 of the bracket; never across
+0 where the flip rejects 0). The union holds its level under either test's conditions: where
+clusters are symmetric (the flip is exact) and where they are skewed or share template effects (the
+bootstrap-t is calibrated, below). p ≤ α ⇔ 0 ∉ CI holds exactly.
+
+Why this one (issue 23): the former cluster sign-flip test alone assumes each cluster's effect is
 symmetric about the mean; on the lognormal (σ = 1) data of tests/test_stats_simulation.py its type
 I error was 0.10 at 17 and 35 clusters (0.14 in the issue's harsher version), and with a template
 effect shared by the clusters (each expression in 2–3 of 13–24 template endings) 0.16 (0.215 in
-the issue's), since one-way clustering by expression ignores that correlation. On the same data
-the procedure here keeps type I error within [0.03, 0.07] and coverage ≥ 0.93 for symmetric,
-lognormal and template-effect data at 17 and 35 clusters (tests/stats_simulation.csv). Of the
-procedures measured (sign flips, the CR t-test one- and two-way, restricted and unrestricted wild
-bootstraps with Rademacher or Mammen weights, the pairs cluster bootstrap-t, Hall's statistic
-against the normal, t and pairs-bootstrap references) only the skew-corrected statistic with
-Mammen weights brought the lognormal case under 0.07 at 17 clusters, and only the two-way standard
-error the template case. The price: on symmetric data it is slightly conservative (0.033).
+the issue's), since one-way clustering by expression ignores that correlation. Of the procedures
+measured (sign flips with the t or Hall's statistic, the CR t-test one- and two-way, restricted
+and unrestricted wild bootstraps with Rademacher, Webb or Mammen weights, the pairs cluster
+bootstrap-t, Hall's statistic against the normal, t and pairs-bootstrap references) only the
+skew-corrected statistic with unrestricted Mammen draws brought the lognormal case under 0.07 at
+17 clusters, and only the two-way standard error the template case. But the bootstrap-t alone
+over-rejects in the far tail on symmetric clusters of similar magnitudes (the random-weight null
+models of tests/test_screening_null.py: p ≤ 0.001 in 0.25 % of null tests, 22 of 200 null
+screenings with a BH discovery where 18 is the most a calibrated test allows): with sign-symmetric
+data of near-equal sizes the t statistic's tail is the binomial one (15 of 17 positive gives
+t ≈ 4.7 with probability 0.002, Student's t16 says 0.0002), which residual draws do not see. The
+union with the exact flip test fixes that (11 of 200) and keeps the simulations within [0.03,
+0.07] (tests/stats_simulation.csv). The price: the interval can be a little wider than either
+alone, and with very few clusters the flip's own resolution shows (6 clusters: the interval of
+1..6 reaches 6, where all signs but one agree).
 
-Resolution limits (checked before any work, InputError): a two-point wild bootstrap over G
-clusters has only 2**G distinct draws, so a (1 − α) interval needs G ≥ 1 + log2(1/α) clusters
+Resolution limits (checked before any work, InputError): a two-point draw (wild weights or
+signs) over G clusters has only 2**G distinct patterns, so a (1 − α) interval needs G ≥ 1 + log2(1/α) clusters
 (6 at 95 %); a Monte-Carlo p cannot be below 1/(B + 1), so it needs n_resamples ≥ ⌈1/α⌉ − 1 (19
 at 95 %). The same floor limits BH: among m tests one true effect can only reach q < 0.05 when
 p ≈ 1/(B + 1) < 0.05/m, e.g. n_resamples ≥ 8640 for GPT-2-small's 432 heads × 1 emotion.
@@ -52,7 +71,7 @@ cluster would reach the floor): `share_interval` gives a Clopper–Pearson inter
 over clusters and `baseline_excess` compares a metric with a random-head baseline by the
 procedure above. `noise_floor` / `no_effect` turn an identity/self-patch control into the
 "no effect" rule. `ratio_effect` gives a ratio of means (the fraction of the emotion–neutral gap)
-the interval of the same test, inverted for the ratio (Fieller type).
+the interval of the same union of tests, inverted for the ratio (Fieller type).
 
 **Benjamini–Hochberg q** (`scipy.stats.false_discovery_control(method="bh")`): screening tests
 hundreds of heads; controlling the false discovery rate rather than the family-wise error keeps
@@ -67,7 +86,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,10 +184,23 @@ def _wild_weights(n_clusters: int, n_resamples: int, seed: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _weight_powers(n_clusters: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(W, W², W³) of `_wild_weights`, cached: the bootstrap's sums of squares and cubes expand
-    into matrix–vector products with them, so no (B, G) array is built per effect."""
-    w = _wild_weights(n_clusters, n_resamples, seed)
+def _sign_weights(n_clusters: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The (B, G) seeded random signs of the sign-flip test, from a stream of their own
+    (`default_rng([seed, 1])`), so that they are not the Mammen draws in disguise."""
+    w = np.random.default_rng([seed, 1]).choice(np.array([-1.0, 1.0]), (n_resamples, n_clusters))
+    w.setflags(write=False)
+    return w
+
+
+_WEIGHTS = {"mammen": _wild_weights, "sign": _sign_weights}
+
+
+@functools.lru_cache(maxsize=16)
+def _weight_powers(kind: str, n_clusters: int, n_resamples: int, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W, W², W³) of the `kind` weights ("mammen" or "sign"), cached: the bootstrap's sums of
+    squares and cubes expand into matrix products with them, so no (B, G, n) array is built."""
+    w = _WEIGHTS[kind](n_clusters, n_resamples, seed)
     w2 = w * w
     w3 = w2 * w
     w2.setflags(write=False)
@@ -188,6 +220,17 @@ class _Design:
 
     def cluster_sums(self, x: np.ndarray) -> np.ndarray:
         return np.bincount(self.cluster, weights=x, minlength=self.n_clusters)
+
+    @functools.cached_property
+    def members(self) -> np.ndarray:
+        """(n, G) one-hot: rows of values (K, n) @ members are their cluster sums (K, G)."""
+        return np.eye(self.n_clusters)[self.cluster]
+
+    @functools.cached_property
+    def template_members(self) -> np.ndarray:
+        """(n, H) one-hot of the templates (two-way designs only)."""
+        assert self.template is not None
+        return np.eye(self.n_templates)[self.template]
 
     def cells(self, x: np.ndarray) -> np.ndarray | None:
         """(G, H) sums of x per cluster × template (None when one-way)."""
@@ -261,37 +304,95 @@ class _Fit:
     abs_t_star: np.ndarray  # (B,) |T*|
 
 
-def _bootstrap(e: np.ndarray, design: _Design, *, n_resamples: int, seed: int, alpha: float) -> tuple[np.ndarray, float]:
-    """(|T*|, c): the wild cluster bootstrap-t of the residuals e (mean 0), and the critical
-    value c, the r-th largest |T*| with r = ⌊α(B + 1)⌋, so that p = (1 + #{|T*| >= |T|})/(B + 1) > α
-    exactly when |T| <= c.
+def _abs_t_star(e: np.ndarray, design: _Design, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                skew: bool = True) -> np.ndarray:
+    """(B, K) |T*|: for each row e_k of e (K, n) and each draw v_b of `weights`' W (B, G), Hall's
+    statistic of x* = v_b·e_k (one weight per cluster) against 0, with x*'s own scale and skewness
+    (`skew` False: the t statistic, γ = 0; a draw with no spread and a non-zero mean is then ∞).
 
-    Draw b gives x* = x̄ + v_bg·e, its mean moves by δ_b = Σ_g v_bg U_g / n and its cluster sums
-    are U*_bg = v_bg U_g − δ_b N_g; the sums of their squares and cubes expand into products of
-    the cached W, W², W³ with per-cluster vectors (the same numbers as `_scale_and_skew` on the
-    (B, G) array, at the cost of a few matrix–vector products)."""
-    g, h, n = design.n_clusters, design.n_templates, e.size
-    w1, w2, w3 = _weight_powers(g, n_resamples, seed)
-    u = design.cluster_sums(e)
-    sizes = np.bincount(design.cluster, minlength=g).astype(float)
+    With e the residuals x − x̄ this is the wild bootstrap-t of the mean (x* − x̄ tested against
+    0); with e = x − μ0 and random signs, the sign-flip test of H0(μ0). The mean of x* is
+    δ_bk = Σ_g v_bg U_kg / n and its cluster sums are U*_bg = v_bg U_kg − δ_bk N_g, so the sums of
+    their squares and cubes expand into products of the cached W, W², W³ with per-cluster rows
+    (the same numbers as `_scale_and_skew` on the (B, K, G) array, which is never built)."""
+    g, h, n = design.n_clusters, design.n_templates, e.shape[1]
+    w1, w2, w3 = weights
+    u = e @ design.members  # (K, G) cluster sums
+    sizes = design.members.sum(axis=0)  # (G,) N_g
     u2 = u * u
-    delta = w1 @ u / n
+    delta = w1 @ u.T / n  # (B, K)
     d2 = delta * delta
-    ss = w2 @ u2 - 2.0 * delta * (w1 @ (u * sizes)) + d2 * float(sizes @ sizes)
-    s3 = (w3 @ (u2 * u) - 3.0 * delta * (w2 @ (u2 * sizes)) + 3.0 * d2 * (w1 @ (u * sizes * sizes))
+    ss = w2 @ u2.T - 2.0 * delta * (w1 @ (u * sizes).T) + d2 * float(sizes @ sizes)
+    s3 = (w3 @ (u2 * u).T - 3.0 * delta * (w2 @ (u2 * sizes).T) + 3.0 * d2 * (w1 @ (u * sizes * sizes).T)
           - d2 * delta * float(np.sum(sizes**3)))
     wss = p_star = None
     if design.template is not None:
-        cells = design.cells(e)
-        t_sizes = np.bincount(design.template, minlength=h).astype(float)
-        wc = w1 @ cells  # (B, H): the templates' sums of v_g·e
-        wss = np.einsum("bh,bh->b", wc, wc) - 2.0 * delta * (wc @ t_sizes) + d2 * float(t_sizes @ t_sizes)
-        p_star = w2 @ design.cluster_sums(e * e) - n * d2  # Σ (v_g e_i − δ)², as Σ v_g e_i = nδ
+        cells = np.einsum("kn,ng,nh->kgh", e, design.members, design.template_members)  # (K, G, H)
+        t_sizes = design.template_members.sum(axis=0)
+        k = cells.shape[0]
+        wc = (w1 @ cells.transpose(1, 0, 2).reshape(g, k * h)).reshape(-1, k, h)  # (B, K, H): the templates' sums of v_g·e
+        wss = (wc * wc).sum(axis=2) - 2.0 * delta * (wc @ t_sizes) + d2 * float(t_sizes @ t_sizes)
+        p_star = w2 @ ((e * e) @ design.members).T - n * d2  # Σ (v_g e_i − δ)², as Σ v_g e_i = nδ
     s_star, gamma_star = _scale_from_sums(ss, s3, wss, p_star, n, g, h)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_star = np.abs(_hall(np.where(s_star > 0.0, delta / s_star, 0.0), gamma_star, g))
+        if not skew:
+            return math.sqrt(g) * np.where(s_star > 0.0, np.abs(delta) / s_star, np.where(delta == 0.0, 0.0, np.inf))
+        return np.abs(_hall(np.where(s_star > 0.0, delta / s_star, 0.0), gamma_star, g))
+
+
+def _bootstrap(e: np.ndarray, design: _Design, *, n_resamples: int, seed: int, alpha: float) -> tuple[np.ndarray, float]:
+    """(|T*|, c): the wild cluster bootstrap-t (Mammen draws) of the residuals e (mean 0), and the
+    critical value c, the r-th largest |T*| with r = ⌊α(B + 1)⌋, so that
+    p = (1 + #{|T*| >= |T|})/(B + 1) > α exactly when |T| <= c."""
+    t_star = _abs_t_star(e[None, :], design, _weight_powers("mammen", design.n_clusters, n_resamples, seed))[:, 0]
     r = math.floor(round(alpha * (n_resamples + 1), 9))  # >= 1 after check_resolution
     return t_star, float(np.partition(t_star, n_resamples - r)[n_resamples - r])
+
+
+def _sign_flip_p(values: np.ndarray, abs_t: np.ndarray, design: _Design, *, n_resamples: int, seed: int) -> np.ndarray:
+    """(K,) p-values of the cluster sign-flip test of "mean of values_k = 0", for rows values (K, n)
+    whose observed |t| (the t statistic, no skew term) are abs_t (K,): (1 + #{|t*| >= |t|}) / (B + 1)
+    over random sign draws. The t statistic, not Hall's: under sign symmetry there is no skewness
+    to remove, and Hall's term would rank a pattern with every sign alike below milder ones.
+
+    Exact in finite samples whenever the clusters' effects are symmetric about 0 (Fisher's
+    randomization argument: every sign pattern is equally likely under H0), whatever their
+    magnitudes: the case where the bootstrap-t's reference misses the t statistic's tail."""
+    t_star = _abs_t_star(values, design, _weight_powers("sign", design.n_clusters, n_resamples, seed), skew=False)
+    return (1 + np.count_nonzero(t_star >= abs_t * (1.0 - 1e-12), axis=0)) / (n_resamples + 1)
+
+
+def _extend(inside: float, direction: float, accepts: Callable[[np.ndarray], np.ndarray], scale: float,
+            stop: float | None = None) -> float | None:
+    """The far end of the run of points accepted by `accepts` that starts at the accepted point
+    `inside` and goes `direction`-ward (±1); None where no rejected point is found within 2**60
+    scales (the run is unbounded). `stop` is a rejected point the run must not cross. The far end
+    is bracketed by doubling steps from `scale`, then bisected to 2**-_BISECTIONS of its bracket;
+    the accepted side of the last bracket is returned."""
+    outside, step = None, scale
+    for _ in range(60):
+        point = inside + direction * step
+        if stop is not None and (point - stop) * direction >= 0.0:
+            outside = stop
+            break
+        if not accepts(np.array([point]))[0]:
+            outside = point
+            break
+        inside, step = point, 2.0 * step
+    if outside is None:
+        return None
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (inside + outside)
+        if accepts(np.array([mid]))[0]:
+            inside = mid
+        else:
+            outside = mid
+    return inside
+
+
+# Bisections of an interval end's bracket (one standard error wide or a few): 2**-24 of it, far
+# below the 6 significant digits the results are stored with.
+_BISECTIONS = 24
 
 
 def _fit(x: np.ndarray, design: _Design, *, n_resamples: int, seed: int, alpha: float) -> _Fit:
@@ -344,14 +445,33 @@ def one_sample_effect(
         # is consistent with the data; p is 1 for a mean of 0, else the floor 1/(B + 1).
         return Effect(n=int(d.size), mean=mean, ci_low=mean, ci_high=mean,
                       p=1.0 if mean == 0.0 else 1.0 / (n_resamples + 1), n_clusters=n_clusters)
-    # |T(μ0)| <= c ⇔ θ(μ0) = (mean − μ0)/s lies in [h⁻¹(−c), h⁻¹(c)] (T increases with θ).
+    # The bootstrap-t: |T(μ0)| <= c ⇔ θ(μ0) = (mean − μ0)/s lies in [h⁻¹(−c), h⁻¹(c)] (T increases with θ).
     low = mean - fit.s * _hall_inverse(fit.critical, fit.gamma, g)
     high = mean - fit.s * _hall_inverse(-fit.critical, fit.gamma, g)
-    p = _p_value(float(_hall(np.array(mean / fit.s), np.array(fit.gamma), g)), fit.abs_t_star)
-    # The interval holds the mean whenever c exceeds |γ|/(6√G) (always in practice); min/max keeps
-    # the promise "the mean lies in its interval" without moving a real end.
-    return Effect(n=int(d.size), mean=mean, ci_low=min(low, mean), ci_high=max(high, mean), p=p,
-                  n_clusters=n_clusters)
+    p_boot = _p_value(float(_hall(np.array(mean / fit.s), np.array(fit.gamma), g)), fit.abs_t_star)
+
+    # The sign-flip test of H0(μ0) on x − μ0, with the t statistic √G·(mean − μ0)/s.
+    def flip_p(mu0: np.ndarray) -> np.ndarray:
+        abs_t = math.sqrt(g) * np.abs(mean - mu0) / fit.s
+        return _sign_flip_p(d[None, :] - mu0[:, None], abs_t, design, n_resamples=n_resamples, seed=seed)
+
+    def flip_accepts(mu0: np.ndarray) -> np.ndarray:
+        return flip_p(mu0) > alpha
+
+    low, high = min(low, mean), max(high, mean)
+    p_zero, p_low, p_high = flip_p(np.array([0.0, low, high]))
+    # A μ0 is rejected only when both tests reject it: the accepted set is the union of the two,
+    # whose hull is the bootstrap's interval widened by the flip's accepted runs from its ends
+    # (never across 0 where the flip rejects 0, so that p <= α ⇔ 0 ∉ interval holds exactly).
+    se = fit.s / math.sqrt(g)
+    if p_low > alpha:
+        low = _extend(low, -1.0, flip_accepts, se, stop=0.0 if p_zero <= alpha and 0.0 < low else None)
+    if p_high > alpha:
+        high = _extend(high, 1.0, flip_accepts, se, stop=0.0 if p_zero <= alpha and 0.0 > high else None)
+    assert low is not None and high is not None  # |T(μ0)| grows without bound, the flips' |T*| do not
+    if p_zero > alpha:  # 0 is accepted, whether or not a run from the ends reaches it
+        low, high = min(low, 0.0), max(high, 0.0)
+    return Effect(n=int(d.size), mean=mean, ci_low=low, ci_high=high, p=max(p_boot, float(p_zero)), n_clusters=n_clusters)
 
 
 def paired_effect(
@@ -442,7 +562,9 @@ def ratio_effect(
     under H0(θ0) the per-prompt residual R(θ0) = num − θ0·den has mean 0, so |T(θ0)|, the
     statistic of `one_sample_effect` for R(θ0) against 0 (its mean, scale and skewness all move
     with θ0), is compared with the critical value c of the wild bootstrap of R(θ̂) (the fitted
-    residuals, mean 0); the interval is the hull of {θ0 : |T(θ0)| <= c}. As θ0 → ±∞, T tends to the
+    residuals, mean 0), and with the sign-flip test of R(θ0) against 0; the interval is the hull of
+    the θ0 either test accepts (the flip's runs followed outward from the bootstrap's finite ends,
+    as in `one_sample_effect`). As θ0 → ±∞, T tends to the
     statistic of den itself, so the set reaches ±∞ (an end None) exactly when the denominator is
     not clearly away from 0. With den ≡ c it is one_sample_effect(num) / c.
     """
@@ -466,7 +588,7 @@ def ratio_effect(
     paa, pab, pbb = float(ea @ ea), float(ea @ eb), float(eb @ eb)
     mean_a, mean_b = float(a.mean()), float(b.mean())
 
-    def abs_t(theta0: np.ndarray) -> np.ndarray:
+    def abs_t(theta0: np.ndarray, skew: bool = True) -> np.ndarray:
         t0 = theta0[:, None]
         u = ua - t0 * ub
         w = None if cells_a is None else (cells_a.sum(axis=0) - t0 * cells_b.sum(axis=0))
@@ -475,7 +597,7 @@ def ratio_effect(
         m = mean_a - theta0 * mean_b
         with np.errstate(divide="ignore", invalid="ignore"):
             theta = np.where(s > 0.0, m / np.where(s > 0.0, s, 1.0), np.where(m == 0.0, 0.0, np.inf * np.sign(m)))
-            return np.abs(_hall(theta, gamma, g))
+            return np.abs(_hall(theta, gamma, g)) if skew else math.sqrt(g) * np.abs(theta)
 
     # Scale of the scan: the delta-method standard error of θ̂ (any positive number would do).
     s_hat, _ = _observed_scale(ea - ratio * eb, design)
@@ -499,6 +621,17 @@ def ratio_effect(
     first, last = int(idx[0]), int(idx[-1])
     low = None if first == 0 else end(first, first - 1)
     high = None if last == _RATIO_GRID - 1 else end(last, last + 1)
+
+    # θ0 is rejected only when the sign-flip test of R(θ0) against 0 rejects it too (as in
+    # `one_sample_effect`): each finite end is widened by the flip's accepted run from it.
+    def flip_accepts(theta0: np.ndarray) -> np.ndarray:
+        values = a[None, :] - theta0[:, None] * b[None, :]
+        return _sign_flip_p(values, abs_t(theta0, skew=False), design, n_resamples=n_resamples, seed=seed) > alpha
+
+    if low is not None and flip_accepts(np.array([low]))[0]:
+        low = _extend(low, -1.0, flip_accepts, width)
+    if high is not None and flip_accepts(np.array([high]))[0]:
+        high = _extend(high, 1.0, flip_accepts, width)
     return Ratio(n, ratio, low, high, n_clusters)
 
 

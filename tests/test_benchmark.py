@@ -200,8 +200,9 @@ def test_null_models_criterion(bench: dict) -> None:
     """Issue 24's criterion (fixed in the issue before this measurement), which replaced issue 16's
     two point estimates (mean FDP <= 0.05 and share <= 0.05: one number twice under a global null,
     and undecidable with 20 nulls): the share of null screenings with any discovery may exceed
-    0.05 only as far as a one-sided exact binomial test at 0.05 allows. Measured with the wild
-    cluster bootstrap-t (issue 23): 2 of 20 nulls with a discovery (share 0.10, one-sided p 0.26).
+    0.05 only as far as a one-sided exact binomial test at 0.05 allows. Measured 2026-12-07: with
+    the wild cluster bootstrap-t alone (issue 23) 2 of 20 nulls with a discovery (share 0.10,
+    one-sided p 0.26); with the bootstrap-t and sign-flip union 1 of 20 (share 0.05, p 0.64).
     The test checks the criterion against a binomial reference computed here, and that it can fail."""
     from scipy.stats import binom
 

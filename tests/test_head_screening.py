@@ -243,8 +243,8 @@ def test_no_plant_control_finds_nothing(tmp_path: Path, toy_path: Path) -> None:
     """Same shape and tokenizer as toy, random weights: no head has a material effect.
 
     Random weights are not a null of zero effect: every head reads the span's tokens, so
-    each has some tiny real exact effect. With 35 expression clusters the sign-flip test
-    can detect one (seed 0: L3H3 anger, 1.6e-5 nats, q 0.019). The control's claim is that
+    each has some tiny real exact effect, which the test (analysis.stats) can detect with
+    enough expression clusters. The control's claim is that
     nothing of the size of an emotion head appears: every head that survives the FDR is
     below 1e-3 nats, four orders under the planted heads' 9-11 nats. The null models of
     the benchmark (issue 16) are where a zero-effect null belongs."""

@@ -266,13 +266,13 @@ def test_experiment_table_rows() -> None:
     changed = rows.loc["Changed continuations (share)"]
     assert changed["Change"] == "0.400 − random 0.010; 10 of 14 clusters [0.42, 0.92]: excess +0.400" and changed["p"] == "0.0002"
     gap = rows.loc["Fraction of the emotion–neutral gap of M"]
-    assert gap["Change"] == "0.90 [0.80, ∞]" and gap["Random heads"] == "0.02"
+    assert (gap["Change"], gap["95 % CI"], gap["Random heads"]) == ("0.90", "[0.80, ∞]", "0.02")
     noised = rep.experiment_table(_experiment("noising", "toy", "anger", (3, 2)))
     assert "Patched" in noised.columns
     assert rep.experiment_caption(doc).startswith("toy, zero ablation of L3H1 on the gratitude prompts, on all prompts. Question: the question of ablation n = 70")
     # the report's tables: the held-out half, saying so (its n, its fraction of the gap, 0.9× the hand-made all-prompt arm)
     conf = rep.experiment_table(doc, "confirmation").set_index("Metric")
-    assert conf.loc["Fraction of the emotion–neutral gap of M", "Change"] == "0.81 [0.72, ∞]"
+    assert tuple(conf.loc["Fraction of the emotion–neutral gap of M", ["Change", "95 % CI"]]) == ("0.81", "[0.72, ∞]")
     assert rep.experiment_caption(doc, "confirmation").startswith(
         "toy, zero ablation of L3H1 on the gratitude prompts, on the held-out confirmation half (changes, intervals, p, "
         "random heads; baseline and intervened: means over all 70 prompts)")

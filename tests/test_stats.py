@@ -43,7 +43,7 @@ def _mammen(g: int, b: int, seed: int) -> np.ndarray:
     return np.where(np.random.default_rng(seed).random((b, g)) < P_LOW, LOW, HIGH)
 
 
-def _ref_stat(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: float) -> float:
+def _ref_stat(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: float, skew: bool = True) -> float:
     """Hall's statistic for H0 "mean = mu0", straight from the definitions (loops, no algebra).
 
     se² = (V_E + V_T − V_P) / n², never below V_E / n², with V_E = G/(G−1) Σ_g U_g² over the
@@ -60,7 +60,10 @@ def _ref_stat(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: f
         h = w.size
         v = max(v, v + h / (h - 1) * np.sum(w**2) - n / (n - 1) * np.sum(e**2))
     se = math.sqrt(v) / n
-    gamma = float(np.mean(u**3) / np.mean(u**2) ** 1.5) if np.any(u != 0) else 0.0
+    gamma = float(np.mean(u**3) / np.mean(u**2) ** 1.5) if np.any(u != 0) and skew else 0.0
+    if se == 0.0:  # no spread: only the t statistic (skew False) is defined, ∞ unless the mean is mu0
+        assert not skew
+        return 0.0 if m == mu0 else math.inf
     th = (m - mu0) / (se * math.sqrt(g))
     return math.sqrt(g) * (th + gamma * th**2 / 3 + gamma**2 * th**3 / 27 + gamma / (6 * g))
 
@@ -73,10 +76,24 @@ def _ref_star(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, b: int
     return np.array([abs(_ref_stat(m + w[codes] * (x - m), g_lab, t_lab, m)) for w in weights])
 
 
-def _ref_p(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: float, b: int, seed: int) -> float:
-    """(1 + #{|T*| >= |T(mu0)|}) / (b + 1)."""
+def _ref_boot_p(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: float, b: int, seed: int) -> float:
+    """The bootstrap-t's (1 + #{|T*| >= |T(mu0)|}) / (b + 1)."""
     star = _ref_star(x, g_lab, t_lab, b, seed)
     return (1 + int(np.sum(star >= abs(_ref_stat(x, g_lab, t_lab, mu0)) * (1 - 1e-12)))) / (b + 1)
+
+
+def _ref_flip_p(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: float, b: int, seed: int) -> float:
+    """The sign-flip test of H0(mu0): x* = s_g·(x − mu0) with one random sign per cluster (the
+    stream default_rng([seed, 1])), the t statistic of each x* against 0 with its own scale."""
+    codes = np.unique(g_lab, return_inverse=True)[1].ravel()
+    signs = np.random.default_rng([seed, 1]).choice(np.array([-1.0, 1.0]), (b, codes.max() + 1))
+    star = np.array([abs(_ref_stat(s[codes] * (x - mu0), g_lab, t_lab, 0.0, skew=False)) for s in signs])
+    return (1 + int(np.sum(star >= abs(_ref_stat(x, g_lab, t_lab, mu0, skew=False)) * (1 - 1e-12)))) / (b + 1)
+
+
+def _ref_p(x: np.ndarray, g_lab: np.ndarray, t_lab: np.ndarray | None, mu0: float, b: int, seed: int) -> float:
+    """H0(mu0) is rejected only when both tests reject it: the larger of their p-values."""
+    return max(_ref_boot_p(x, g_lab, t_lab, mu0, b, seed), _ref_flip_p(x, g_lab, t_lab, mu0, b, seed))
 
 
 # --- the inverted wild cluster bootstrap-t: hand examples and references -------------------
@@ -117,17 +134,24 @@ def test_two_way_variance_by_hand() -> None:
 
 
 def test_one_to_six_by_hand() -> None:
-    # γ = 0 for these symmetric residuals, so T(μ0) is the t statistic (3.5 − μ0)/(sd/√6),
-    # sd = √(17.5/5), and the interval is symmetric: mean ± c·sd/√6, c = r-th largest |T*|,
-    # r = ⌊0.05·(B + 1)⌋ = 5 for B = 99.
+    # The bootstrap-t: γ = 0 for these symmetric residuals, so T(μ0) is the t statistic
+    # (3.5 − μ0)/(sd/√6), sd = √(17.5/5), and its interval is mean ± c·sd/√6, c the r-th largest
+    # |T*|, r = ⌊0.05·(B + 1)⌋ = 5 for B = 99: [1.368, 5.632].
+    # The sign flips of x − μ0 accept every μ0 below 6: there one of the six values is the only
+    # positive one, and the observed pattern, its negation and the two one-sign patterns reach
+    # |T| (4 of 64 patterns, p ≈ 0.06 > 0.05); above 6 every value is negative and only the two
+    # one-sign patterns do (2 of 64). So the union's upper end is 6 (the flips of these 99 draws
+    # agree), and the lower end stays the bootstrap's (below 1 the flips reject likewise, and at
+    # 1.368 already).
     x = np.arange(1.0, 7.0)
     e = one_sample_effect(x, n_resamples=99, seed=4)
     assert (e.n, e.n_clusters) == (6, None) and abs(e.mean - 3.5) < TOL
     star = np.sort(_ref_star(x, np.arange(6), None, 99, 4))
     c, half = star[-5], star[-5] * math.sqrt(17.5 / 5) / math.sqrt(6)
-    assert abs(e.ci_low - (3.5 - half)) < 1e-9 and abs(e.ci_high - (3.5 + half)) < 1e-9
+    assert abs(e.ci_low - (3.5 - half)) < 1e-9 and abs(e.ci_high - 6.0) < 1e-6
+    assert _ref_flip_p(x, np.arange(6), None, 5.999, 99, 4) > 0.05 >= _ref_flip_p(x, np.arange(6), None, 6.001, 99, 4)
     assert abs(e.p - _ref_p(x, np.arange(6), None, 0.0, 99, 4)) < TOL
-    assert c < 3.5 / math.sqrt(17.5 / 5 / 6) and e.p < 0.05  # t = 4.58 beyond c: rejected
+    assert c < 3.5 / math.sqrt(17.5 / 5 / 6) and e.p < 0.05  # t = 4.58 beyond c, and all six positive: rejected
 
 
 CASES = [  # (seed, clusters, sizes up to, templates or not)
@@ -153,7 +177,7 @@ def test_p_matches_the_reference(case: tuple) -> None:
 def _inversion_holds(e: Effect, d: np.ndarray, labels: np.ndarray, templates: np.ndarray | None, b: int, seed: int,
                      alpha: float = 0.05) -> None:
     """Each CI end is where the reference test switches from rejecting to accepting."""
-    eps = 1e-7 * max(1.0, abs(e.ci_high - e.ci_low))
+    eps = 1e-6 * max(1.0, abs(e.ci_high - e.ci_low))
     assert _ref_p(d, labels, templates, e.ci_low + eps, b, seed) > alpha
     assert _ref_p(d, labels, templates, e.ci_high - eps, b, seed) > alpha
     assert _ref_p(d, labels, templates, e.ci_low - eps, b, seed) <= alpha
@@ -197,6 +221,23 @@ def test_p_and_interval_agree() -> None:
         assert e.ci_low <= e.mean <= e.ci_high
         rejected += outside
     assert 100 < rejected < 300  # both sides of the boundary were exercised
+
+
+def test_sign_flips_of_equal_sizes_give_the_exact_binomial_p_and_the_union_the_larger_p() -> None:
+    # 14 of 17 clusters at +1, 3 at −1: under "symmetric about 0" every sign pattern is equally
+    # likely and |t| only grows with how many agree, so the flip's exact p is the two-sided
+    # binomial tail P(#positive >= 14 or <= 3) = 2·(C(17,14) + C(17,15) + C(17,16) + 1) / 2**17
+    # = 0.01273 (the Monte-Carlo p within 3 SE of it, SE 0.0008 at B = 20000). Hall's statistic
+    # reads the three −1 as skewness (γ = −1.70, T = 1.99 where t = 3.39), so the bootstrap-t says
+    # 0.087; the union rejects only what both reject and reports the larger p.
+    x = np.array([1.0] * 14 + [-1.0] * 3)
+    exact = 2 * (math.comb(17, 14) + math.comb(17, 15) + math.comb(17, 16) + 1) / 2**17
+    assert abs(exact - 0.012726) < 1e-6
+    flip = _ref_flip_p(x, np.arange(17), None, 0.0, 4000, 0)
+    assert abs(flip - exact) < 3 * math.sqrt(exact * (1 - exact) / 4000), flip
+    e = one_sample_effect(x, n_resamples=4000, seed=0)
+    assert abs(e.p - max(_ref_boot_p(x, np.arange(17), None, 0.0, 4000, 0), flip)) < TOL
+    assert 0.08 < e.p < 0.095 and e.ci_low < 0.0 < e.ci_high
 
 
 def test_paired_equals_one_sample_of_differences() -> None:
@@ -405,10 +446,12 @@ def test_clusters_stop_pseudo_replication() -> None:
 def _ref_ratio_interval(num: np.ndarray, den: np.ndarray, clusters: np.ndarray, templates: np.ndarray | None,
                         grid: np.ndarray, b: int, seed: int) -> tuple[float, float]:
     """The reference: |T(θ0)| of the residual num − θ0·den against 0 at every grid point, the
-    critical value c from the wild draws of num − θ̂·den, and the extremes of the accepted points."""
+    critical value c from the wild draws of num − θ̂·den, or the sign-flip test of num − θ0·den;
+    the extremes of the points either accepts."""
     ratio = num.sum() / den.sum()
     c = np.sort(_ref_star(num - ratio * den, clusters, templates, b, seed))[-math.floor(0.05 * (b + 1))]
-    ok = [t for t in grid if abs(_ref_stat(num - t * den, clusters, templates, 0.0)) <= c]
+    ok = [t for t in grid if abs(_ref_stat(num - t * den, clusters, templates, 0.0)) <= c
+          or _ref_flip_p(num - t * den, clusters, templates, 0.0, b, seed) > 0.05]
     return float(min(ok)), float(max(ok))
 
 
@@ -421,7 +464,7 @@ def test_ratio_effect_matches_the_reference_inversion(two_way: bool) -> None:
     num = 0.4 * den + rng.exponential(0.3, clusters.size)
     r = ratio_effect(num, den, clusters=clusters, templates=templates, n_resamples=199, seed=2)
     assert r.ratio == pytest.approx(num.sum() / den.sum(), rel=1e-12)
-    step = 1e-3
+    step = 2e-3
     lo, hi = _ref_ratio_interval(num, den, clusters, templates, np.arange(0.0, 1.0, step), 199, 2)
     assert r.ci_low is not None and r.ci_high is not None
     assert abs(r.ci_low - lo) <= step and abs(r.ci_high - hi) <= step

@@ -101,7 +101,7 @@ def fmt_change(effect: Mapping[str, Any]) -> Text:
 
 
 def fmt_effect(effect: Mapping[str, Any], *, p: bool = True) -> Text:
-    """`−1.23 [−1.40, −1.05], p = 0.0005`: mean change, 95 % CI, bootstrap-t p; an effect at or below
+    """`−1.23 [−1.40, −1.05], p = 0.0005`: mean change, 95 % CI, p (analysis.stats); an effect at or below
     the identity control's noise floor (`no_effect`) says so instead of giving a p."""
     d = _effect_decimals(effect)
     s = f"{fmt_num(effect['mean'], d, sign=True)} {fmt_ci(effect, d)}"
@@ -112,19 +112,28 @@ def fmt_effect(effect: Mapping[str, Any], *, p: bool = True) -> Text:
     return Text(s)
 
 
-def fmt_gap(gap: Mapping[str, Any]) -> Text:
-    """`0.98 [0.95, 1.01] (random heads: 0.01)`: the fraction of the emotion–neutral gap, its
-    interval (an unbounded end: ∞) and the random-head baseline's fraction."""
+def gap_parts(gap: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(`0.98`, `[0.95, 1.01]`): the fraction of the emotion–neutral gap and its interval (an
+    unbounded end: ∞), or None where the gap is undefined."""
     if gap.get("ratio") is None:
-        return Text("undefined (no emotion–neutral gap)")
+        return None
     # Two decimals, more where the interval is narrower (two digits of its width, as
     # _effect_decimals), so that 0.8959–0.8995 does not print as the point [0.90, 0.90].
     low, high, d = gap.get("ci_low"), gap.get("ci_high"), 2
     if low is not None and high is not None and high > low:
         d = max(2, min(4, 1 - math.floor(math.log10(high - low))))
-    lo = "−∞" if gap.get("ci_low") is None else fmt_num(gap["ci_low"], d)
-    hi = "∞" if gap.get("ci_high") is None else fmt_num(gap["ci_high"], d)
-    s = f"{fmt_num(gap['ratio'], d)} [{lo}, {hi}]"
+    lo = "−∞" if low is None else fmt_num(low, d)
+    hi = "∞" if high is None else fmt_num(high, d)
+    return fmt_num(gap["ratio"], d), f"[{lo}, {hi}]"
+
+
+def fmt_gap(gap: Mapping[str, Any]) -> Text:
+    """`0.98 [0.95, 1.01] (random heads: 0.01)`: the fraction of the emotion–neutral gap, its
+    interval (an unbounded end: ∞) and the random-head baseline's fraction."""
+    parts = gap_parts(gap)
+    if parts is None:
+        return Text("undefined (no emotion–neutral gap)")
+    s = f"{parts[0]} {parts[1]}"
     if "random" in gap:
         s += f" (random heads: {fmt_num(gap['random'], 2) if gap['random'] is not None else '—'})"
     return Text(s)

@@ -312,7 +312,7 @@ def endpoints(metrics: dict[str, Any], params: Params) -> dict[str, Any]:
     """The primary endpoint (params `primary`) with its Holm-adjusted p, and the secondary families' BH q.
 
     Primary: per model × emotion, the fraction of the gap of the experiment's main arm on the
-    confirmation half (`<model>.<emotion>.primary.confirmation.*`). Its p is the bootstrap-t test of
+    confirmation half (`<model>.<emotion>.primary.confirmation.*`). Its p is the test (analysis.stats) of
     θ = 0, which is the test of the numerator's mean = 0, i.e. of ΔM = 0 (the same cluster sums:
     analysis.stats.ratio_effect at θ0 = 0), so it is read from the arm's emotion_score effect.
     `p_holm` is Holm over every model × emotion; `rejected`: p_holm < alpha and ΔM above the noise floor.

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.contract import EXPERIMENT_SCHEMAS, rank
-from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
+from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_gap, fmt_head, gap_parts, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
 from analysis.reporting.endpoints import specific_text, split_delta_m
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ModelResults, ranked, ranking_key, Results, SCORE_KINDS
 
@@ -248,11 +248,13 @@ def experiment_table(doc: Mapping[str, Any], half: str = "all") -> pd.DataFrame:
             "p": fmt_p(x["p"]),
             "Random heads": fmt_num(random[m]["mean"], d),
         })
-    gap = {**doc["fraction_of_gap"], "random": doc["random_baseline"]["fraction_of_gap"]["mean"]}
+    random_gap = doc["random_baseline"]["fraction_of_gap"]["mean"]
+    parts = gap_parts(doc["fraction_of_gap"])  # its interval inverts the test of the residual num − θ·den
     out.append({
         "Metric": Text("Fraction of the emotion–neutral gap of M"), "Baseline": Text("—"), label: Text("—"),
-        "Change": fmt_gap({k: v for k, v in gap.items() if k != "random"}), "95 % CI": Text("(Fieller-type)"),
-        "p": Text("—"), "Random heads": fmt_num(gap["random"], 2) if gap["random"] is not None else Text("—"),
+        "Change": Text("undefined (no emotion–neutral gap)" if parts is None else parts[0]),
+        "95 % CI": Text("—" if parts is None else parts[1]),
+        "p": Text("—"), "Random heads": fmt_num(random_gap, 2) if random_gap is not None else Text("—"),
     })
     return pd.DataFrame(out, columns=["Metric", "Baseline", label, "Change", "95 % CI", "p", "Random heads"])
 
