@@ -36,21 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     p = load_params(a.params)
     precision = from_args(a, p)
-    cfg = ScreeningConfig(
-        model=a.model,
-        profile=p.profile if a.profile is None else a.profile,
-        emotions=tuple(a.emotions or p.emotions),
-        positions=a.positions or p.screening.positions,
-        exact_top_k=p.screening.exact_top_k if a.exact_top_k is None else a.exact_top_k,
-        n_resamples=p.screening.n_resamples if a.n_resamples is None else a.n_resamples,
-        seed=p.seed if a.seed is None else a.seed,
-        split=p.split.enabled and not a.no_split,
-        selection_share=p.split.selection_share,
-        copy_max_share=p.copy_control.max_share,
-        noise_atol=p.noise_floor.atol,
-        specificity_min_share=p.specificity.min_share,
-        max_unaligned_share=p.alignment.max_unaligned_share,
-    )
+    flags = dict(profile=a.profile, positions=a.positions, exact_top_k=a.exact_top_k, n_resamples=a.n_resamples, seed=a.seed,
+                 emotions=tuple(a.emotions) if a.emotions else None)
+    cfg = ScreeningConfig.from_params(p, model=a.model, **{k: v for k, v in flags.items() if v is not None},
+                                      **({"split": False} if a.no_split else {}))
     check_output(a.output, HEAD_SCORES_SCHEMA, inputs=[resolve_model_path(cfg.model), a.params, PROMPTS_ROOT / cfg.profile])
     pairs = {e: stage_pairs(e, cfg.profile) for e in cfg.emotions}
     torch.manual_seed(cfg.seed)

@@ -32,10 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     folder = resolve_model_path(a.model)
     profile = a.profile or p.profile
     check_output(a.output, VALIDATION_SCHEMA, inputs=[folder, a.params, PROMPTS_ROOT / profile])
-    cfg = ValidationConfig(
-        folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, n_resamples=p.benchmark.n_resamples, seed=p.seed,
-        selection_share=p.split.selection_share, copy_max_share=p.copy_control.max_share,
-    )
+    cfg = ValidationConfig.from_params(p, folder=folder, profile=profile)  # screens as the `screen` stage does
     start = time.perf_counter()
     doc = validate(cfg)
     write_validation(a.output, doc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,22 @@ METRICS = ("delta_attn", "attribution", "exact")
 class ValidationConfig:
     folder: str  # the benchmark model folder
     profile: str
+    screening: ScreeningConfig  # the `screen` stage's config for the same params, over the held-out half as given
     n_nulls: int = 20
-    n_resamples: int = 10000
-    seed: int = 0
-    selection_share: float = 0.5
-    copy_max_share: float = 0.5
+    selection_share: float = 0.5  # the benchmark's own split (the half its construction used)
     alpha: float = 0.05  # BH level: "above the noise floor" and "a discovery"
     ratio_flag: float = 0.3  # attribution / exact below this: attribution misses the effect
+
+    @classmethod
+    def from_params(cls, p: Any, *, folder: str, profile: str) -> "ValidationConfig":
+        """The validate stage's config under params `p`: the screening is the `screen` stage's
+        (ScreeningConfig.from_params) with split off, since the held-out half is already the one to score."""
+        return cls(folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, selection_share=p.split.selection_share,
+                   screening=ScreeningConfig.from_params(p, model=folder, profile=profile, split=False))
+
+    @property
+    def seed(self) -> int:
+        return self.screening.seed
 
 
 # --- the screening on the held-out half ---------------------------------------------------------
@@ -67,9 +77,8 @@ def evaluation_pairs(cfg: ValidationConfig, seed: int) -> dict[str, PromptPairs]
 
 
 def screening_config(model: LoadedModel, cfg: ValidationConfig) -> ScreeningConfig:
-    """The screening's config for `model` here: over the held-out half as given (no further split)."""
-    return ScreeningConfig(model=model.path, profile=cfg.profile, split=False, n_resamples=cfg.n_resamples,
-                           seed=cfg.seed, copy_max_share=cfg.copy_max_share)
+    """The screening's config for `model` here: the stage's own, over the held-out half as given (no further split)."""
+    return dataclasses.replace(cfg.screening, model=model.path)
 
 
 def screened(model: LoadedModel, cfg: ValidationConfig, pairs: Mapping[str, PromptPairs]) -> dict:
@@ -387,7 +396,8 @@ def validate(cfg: ValidationConfig) -> dict:
         "profile": cfg.profile,
         "half": "confirmation: the expressions the benchmark's construction did not use",
         "n_pairs": {e: len(p) for e, p in pairs.items()},
-        "params": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "params": {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                   for k, v in ((k, getattr(cfg, k)) for k in cfg.__dataclass_fields__)},
         "structures": planted["benchmark"]["structures"],
         "structures_by_emotion": planted["by_emotion"],
         "metrics": metric_scores(doc, planted["by_emotion"]),

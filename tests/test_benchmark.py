@@ -32,8 +32,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
     build_benchmark(BenchConfig(), folder)
     seconds = time.perf_counter() - start
     p = load_params(REPO / "params.yaml")
-    cfg = ValidationConfig(folder=str(folder), profile=p.profile, n_nulls=p.benchmark.n_nulls, n_resamples=p.benchmark.n_resamples,
-                           seed=p.seed, selection_share=p.split.selection_share, copy_max_share=p.copy_control.max_share)
+    cfg = ValidationConfig.from_params(p, folder=str(folder), profile=p.profile)
     doc = validate(cfg)
     return {"folder": folder, "build_seconds": seconds, "doc": doc, "planted": json.loads((folder / "planted.json").read_text()),
             "cfg": cfg}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 import numpy as np
 import torch
 from jaxtyping import Float
@@ -321,6 +322,31 @@ class ScreeningConfig:
     specificity_min_share: float = 0.05  # `specific`: the (emotion − neutral′) interval clears this share of the gap
 
     component = "head"  # what exact_top_k counts (a class attribute, not a field)
+
+    @classmethod
+    def from_params(cls, p: Any, *, model: str, **overrides: Any) -> "ScreeningConfig":
+        """The head screening's config for `model` under params `p` (analysis.params.Params), as the
+        `screen` stage builds it; `overrides` (a CLI flag, the validate stage's split=False) replace
+        fields by name. One place, so that what is validated is what is screened (issue 24.7)."""
+        fields = dict(
+            model=model,
+            profile=p.profile,
+            emotions=tuple(p.emotions),
+            positions=p.screening.positions,
+            exact_top_k=p.screening.exact_top_k,
+            n_resamples=p.screening.n_resamples,
+            seed=p.seed,
+            split=p.split.enabled,
+            selection_share=p.split.selection_share,
+            copy_max_share=p.copy_control.max_share,
+            noise_atol=p.noise_floor.atol,
+            specificity_min_share=p.specificity.min_share,
+            max_unaligned_share=p.alignment.max_unaligned_share,
+        )
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise TypeError(f"ScreeningConfig has no field {unknown[0]!r}")
+        return cls(**{**fields, **overrides})
 
     def __post_init__(self) -> None:
         bad = [e for e in self.emotions if e not in EMOTIONS]

@@ -1,0 +1,54 @@
+"""Issue 24.7: the validate stage screens with the `screen` stage's config for the same params."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from analysis.params import load_params
+from analysis.screening.common import ScreeningConfig
+from analysis.validation import ValidationConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(tmp_path: Path, **changes: dict) -> object:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in changes.items():
+        raw[section] = {**raw[section], **values}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_params(path)
+
+
+def test_validation_screens_with_the_screen_stages_config(tmp_path: Path) -> None:
+    # Every screening param moved off its default: `dvc exp run -S screening.positions=last` and the
+    # like must reach what is validated, not only what is screened.
+    p = _params(tmp_path, screening={"positions": "last", "exact_top_k": 3, "n_resamples": 999},
+                noise_floor={"atol": 2e-5}, specificity={"min_share": 0.2}, copy_control={"max_share": 0.4},
+                alignment={"max_unaligned_share": 0.3})
+    screen = ScreeningConfig.from_params(p, model="bench")
+    validated = ValidationConfig.from_params(p, folder="bench", profile=p.profile).screening
+    assert dataclasses.replace(screen, split=False) == validated
+    assert (validated.positions, validated.exact_top_k, validated.n_resamples, validated.noise_atol,
+            validated.specificity_min_share, validated.copy_max_share, validated.max_unaligned_share) == (
+        "last", 3, 999, 2e-5, 0.2, 0.4, 0.3)
+    assert screen.split and not validated.split  # the held-out half is scored as given
+
+
+def test_validate_stage_lists_every_param_its_screening_reads() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage in ("screen", "validate"):
+        listed = set(stages[stage]["params"])
+        for needed in ("seed", "profile", "emotions", "screening", "split", "specificity", "alignment", "noise_floor"):
+            assert needed in listed, (stage, needed)
+        assert listed & {"copy_control", "copy_control.max_share"}, stage
+
+
+def test_from_params_refuses_an_unknown_field() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="no field 'positon'"):
+        ScreeningConfig.from_params(load_params(REPO / "params.yaml"), model="toy", positon="last")
