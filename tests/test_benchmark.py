@@ -289,12 +289,13 @@ def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) ->
     from analysis.validate import main
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["benchmark"] = {"n_nulls": 1, "n_resamples": 1000}
+    params["benchmark"] = {"n_nulls": 1}
+    params["screening"]["n_resamples"] = 1000  # the validate stage screens with the screen stage's draws
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "validation.json"
     main(["--model", str(bench["folder"]), "--params", str(tmp_path / "params.yaml"), "--output", str(out)])
     doc = read_validation(out)
-    assert doc["nulls"]["n_nulls"] == 1 and doc["params"]["n_resamples"] == 1000
+    assert doc["nulls"]["n_nulls"] == 1 and doc["params"]["screening"]["n_resamples"] == 1000
     # the same model and halves: the exact effects do not depend on the resampling (the file keeps 6 digits)
     assert doc["signatures"]["backup"]["zero_AB"] == pytest.approx(bench["doc"]["signatures"]["backup"]["zero_AB"], rel=1e-5)
 
