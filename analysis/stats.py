@@ -35,7 +35,7 @@ magnitudes (Fisher's randomization argument; Canay, Romano & Shaikh 2017, "Rando
 under an approximate symmetry assumption", Econometrica 85:1013). **A μ0 is rejected only when
 both tests reject it**: the reported p is max(p_boot(0), p_flip(0)) and the interval is the hull of
 the union of their accepted sets, found from the bootstrap's closed-form ends by following the
-flip's accepted run outward (doubling steps, then bisection to 2**-24 of the bracket; never across
+flip's accepted run outward (doubling steps, then bisection to 2**-20 of the bracket; never across
 0 where the flip rejects 0). The union holds its level under either test's conditions: where
 clusters are symmetric (the flip is exact) and where they are skewed or share template effects (the
 bootstrap-t is calibrated, below). p ≤ α ⇔ 0 ∉ CI holds exactly.
@@ -78,7 +78,8 @@ hundreds of heads; controlling the false discovery rate rather than the family-w
 power while bounding the share of false "emotion heads" among those reported.
 
 Degenerate inputs give honest numbers, never NaN: identical cluster means (no variation for the
-bootstrap to draw) give the interval [mean, mean] and p = 1/(B + 1), or p = 1 when the mean is 0.
+bootstrap to draw) give the interval [mean, mean] and the sign flips' p ≈ 2/2**G (only the
+patterns of one sign reach |t| = ∞), or p = 1 when the mean is 0.
 """
 
 from __future__ import annotations
@@ -196,6 +197,18 @@ _WEIGHTS = {"mammen": _wild_weights, "sign": _sign_weights}
 
 
 @functools.lru_cache(maxsize=16)
+def _one_sign_draws(n_clusters: int, n_resamples: int, seed: int) -> int:
+    """How many of the sign draws give every cluster the same sign (the draws whose |t*| is ∞ for
+    a constant)."""
+    w = _sign_weights(n_clusters, n_resamples, seed)
+    return int(np.count_nonzero(np.all(w == w[:, :1], axis=1)))
+
+
+# A spread between clusters below this share of |mean| is float noise (doubles carry ~16 digits).
+_FLOAT_SPREAD = 1e-12
+
+
+@functools.lru_cache(maxsize=16)
 def _weight_powers(kind: str, n_clusters: int, n_resamples: int, seed: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(W, W², W³) of the `kind` weights ("mammen" or "sign"), cached: the bootstrap's sums of
@@ -231,6 +244,12 @@ class _Design:
         """(n, H) one-hot of the templates (two-way designs only)."""
         assert self.template is not None
         return np.eye(self.n_templates)[self.template]
+
+    @functools.cached_property
+    def cell_members(self) -> np.ndarray:
+        """(n, G·H) one-hot of the cluster × template cells: rows (K, n) @ it are their cells' sums."""
+        assert self.template is not None
+        return np.eye(self.n_clusters * self.n_templates)[self.cluster * self.n_templates + self.template]
 
     def cells(self, x: np.ndarray) -> np.ndarray | None:
         """(G, H) sums of x per cluster × template (None when one-way)."""
@@ -327,9 +346,9 @@ def _abs_t_star(e: np.ndarray, design: _Design, weights: tuple[np.ndarray, np.nd
           - d2 * delta * float(np.sum(sizes**3)))
     wss = p_star = None
     if design.template is not None:
-        cells = np.einsum("kn,ng,nh->kgh", e, design.members, design.template_members)  # (K, G, H)
+        k = e.shape[0]
+        cells = (e @ design.cell_members).reshape(k, g, h)  # (K, G, H)
         t_sizes = design.template_members.sum(axis=0)
-        k = cells.shape[0]
         wc = (w1 @ cells.transpose(1, 0, 2).reshape(g, k * h)).reshape(-1, k, h)  # (B, K, H): the templates' sums of v_g·e
         wss = (wc * wc).sum(axis=2) - 2.0 * delta * (wc @ t_sizes) + d2 * float(t_sizes @ t_sizes)
         p_star = w2 @ ((e * e) @ design.members).T - n * d2  # Σ (v_g e_i − δ)², as Σ v_g e_i = nδ
@@ -390,9 +409,9 @@ def _extend(inside: float, direction: float, accepts: Callable[[np.ndarray], np.
     return inside
 
 
-# Bisections of an interval end's bracket (one standard error wide or a few): 2**-24 of it, far
+# Bisections of an interval end's bracket (one standard error wide or a few): 2**-20 of it (1e-6),
 # below the 6 significant digits the results are stored with.
-_BISECTIONS = 24
+_BISECTIONS = 20
 
 
 def _fit(x: np.ndarray, design: _Design, *, n_resamples: int, seed: int, alpha: float) -> _Fit:
@@ -440,11 +459,21 @@ def one_sample_effect(
     fit = _fit(d, design, n_resamples=n_resamples, seed=seed, alpha=alpha)
     mean, g = float(np.mean(d)), design.n_clusters
     n_clusters = g if design.labelled else None
-    if fit.s == 0.0:
-        # No variation between clusters: every bootstrap draw is the mean itself. Only the mean
-        # is consistent with the data; p is 1 for a mean of 0, else the floor 1/(B + 1).
-        return Effect(n=int(d.size), mean=mean, ci_low=mean, ci_high=mean,
-                      p=1.0 if mean == 0.0 else 1.0 / (n_resamples + 1), n_clusters=n_clusters)
+    if fit.s <= _FLOAT_SPREAD * abs(mean):
+        # No variation between clusters (none, or float noise around the mean, which no statistic
+        # can read): every bootstrap draw is the mean itself, so the bootstrap accepts the mean only
+        # (p 1 for a mean of 0, else the floor 1/(B + 1)). The sign flips of x − μ0, a constant
+        # c ≠ 0 in every cluster, reach the observed |t| = ∞ only with one sign for all (2 of 2**G
+        # patterns): p_flip = (1 + those draws)/(B + 1) ≈ 2/2**G for every μ0 ≠ mean, counted, not
+        # computed (the expanded sums cannot resolve a zero spread). Without this, one thread
+        # count's exact ties and the other's 1e-15 spread gave a planted head p 1e-4 and 0.034.
+        # At the minimum G, 2/2**G <= α: the interval stays the mean.
+        if mean == 0.0:
+            return Effect(n=int(d.size), mean=mean, ci_low=mean, ci_high=mean, p=1.0, n_clusters=n_clusters)
+        p_zero = (1 + _one_sign_draws(g, n_resamples, seed)) / (n_resamples + 1)
+        low, high = (min(mean, 0.0), max(mean, 0.0)) if p_zero > alpha else (mean, mean)
+        return Effect(n=int(d.size), mean=mean, ci_low=low, ci_high=high, p=max(1.0 / (n_resamples + 1), p_zero),
+                      n_clusters=n_clusters)
     # The bootstrap-t: |T(μ0)| <= c ⇔ θ(μ0) = (mean − μ0)/s lies in [h⁻¹(−c), h⁻¹(c)] (T increases with θ).
     low = mean - fit.s * _hall_inverse(fit.critical, fit.gamma, g)
     high = mean - fit.s * _hall_inverse(-fit.critical, fit.gamma, g)

@@ -251,13 +251,32 @@ def test_all_zero_differences() -> None:
     assert e == Effect(n=6, mean=0.0, ci_low=0.0, ci_high=0.0, p=1.0)
 
 
+def _one_sign_draws(g: int, b: int, seed: int) -> int:
+    """How many of the flip test's b seeded sign draws give all g clusters one sign."""
+    signs = np.random.default_rng([seed, 1]).choice(np.array([-1.0, 1.0]), (b, g))
+    return int(np.sum(np.all(signs == signs[:, :1], axis=1)))
+
+
 def test_identical_nonzero_cluster_means() -> None:
-    # No variation between clusters: every wild draw is the mean itself, so only the mean is
-    # accepted; p is the floor 1/(B + 1) (the mean is not 0).
+    # No variation between clusters: the bootstrap accepts only the mean (p at its floor); the
+    # sign flips of a constant reach the observed |t| = ∞ only where every sign is the same
+    # (2 of 2**6 patterns), so p = (1 + those draws)/(B + 1) ≈ 1/32, and the interval is the mean
+    # (every μ0 ≠ mean is rejected the same way).
     e = one_sample_effect([2.0] * 6)
-    assert e == Effect(n=6, mean=2.0, ci_low=2.0, ci_high=2.0, p=1 / 2001)
+    assert e == Effect(n=6, mean=2.0, ci_low=2.0, ci_high=2.0, p=(1 + _one_sign_draws(6, 2000, 0)) / 2001)
+    assert abs(e.p - 2 / 64) < 0.01
     big = one_sample_effect(np.repeat([1.0, 1.0, 1.0], 10), clusters=np.repeat(np.arange(6), 5), n_resamples=99)
-    assert (big.ci_low, big.ci_high, big.p, big.n_clusters) == (1.0, 1.0, 1 / 100, 6)
+    assert (big.ci_low, big.ci_high, big.p, big.n_clusters) == (1.0, 1.0, (1 + _one_sign_draws(6, 99, 0)) / 100, 6)
+
+
+def test_float_noise_between_identical_clusters_does_not_move_p() -> None:
+    # Measured 2026-12-07 (tests/test_pipeline.py, 1 vs 2 torch threads): a planted head's ΔM was
+    # the same in every one of 6 clusters on one thread count and differed in the 15th digit on the
+    # other, and p jumped from the floor 1e-4 to 0.034. Both now give the flips' p.
+    exact = one_sample_effect([10.9926] * 12, clusters=np.repeat(np.arange(6), 2), n_resamples=10_000)
+    noisy = one_sample_effect(10.9926 + np.arange(12) * 1e-15, clusters=np.repeat(np.arange(6), 2), n_resamples=10_000)
+    assert exact.p == noisy.p == (1 + _one_sign_draws(6, 10_000, 0)) / 10_001
+    assert abs(exact.ci_low - noisy.ci_low) < 1e-9 and abs(exact.ci_high - noisy.ci_high) < 1e-9
 
 
 def test_reproducible_and_narrows_with_n() -> None:
