@@ -29,6 +29,8 @@ and `top:N` head specs find their inputs through these functions, never by globb
 |                  |                                    | (hand-set GPT-2 + planted.json with each structure's signature)|
 | validate         | bench × its null models            | results/P/validation.json: every metric scored against the    |
 |                  |                                    | known answers (AUROC, signatures, null FDP)                   |
+| sweep            | bench rebuilt at each background   | results/P/sweep.json: per strength (benchmark.sweep) the      |
+|                  | strength                           | validation document without null screenings (issue 24)       |
 | summarize        | all of the above                   | results/summary.json: flat metrics for `dvc metrics diff`     |
 
 P is `params.yaml: profile`; M a name from `models`; E one of `emotions`; D one of
@@ -62,6 +64,7 @@ MODEL_SOURCE_SCHEMA = "emotion-heads/model-source/v1"
 RANDOM_MODEL_SCHEMA = "emotion-heads/random-model/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
 VALIDATION_SCHEMA = "emotion-heads/validation/v1"
+SWEEP_SCHEMA = "emotion-heads/sweep/v1"
 # v2 (issue 15): interventions named by their question, fraction of the gap, random-head baseline,
 # noise floor; KL and `changed` no longer carry a sign-flip p.
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v2", "patching": "emotion-heads/patching/v2"}
@@ -122,6 +125,11 @@ def validation_file(profile: str) -> Path:
     return RESULTS / profile / "validation.json"
 
 
+def sweep_file(profile: str) -> Path:
+    """The sweep stage's validations of the benchmark at each background strength (issue 24)."""
+    return RESULTS / profile / "sweep.json"
+
+
 def comparison_dir(profile: str) -> Path:
     return RESULTS / profile / "plots" / "models"
 
@@ -144,6 +152,7 @@ WRITERS: dict[str, tuple[str, str]] = {
     schema_kind(RANDOM_MODEL_SCHEMA): ("a random model's record", "python -m analysis.random_models"),
     schema_kind(SUMMARY_SCHEMA): ("the summary", "python -m analysis.summarize"),
     schema_kind(VALIDATION_SCHEMA): ("the benchmark's scores", "python -m analysis.validate"),
+    schema_kind(SWEEP_SCHEMA): ("the benchmark's difficulty sweep", "python -m analysis.bench_sweep"),
     schema_kind(EXPERIMENT_SCHEMAS["ablation"]): ("an ablation", "python -m analysis.head_ablation"),
     schema_kind(EXPERIMENT_SCHEMAS["patching"]): ("a patching run", "python -m analysis.head_patching"),
     schema_kind(EXPERIMENT_TABLE_SCHEMAS["ablation"]): ("an ablation's per-prompt table", "python -m analysis.head_ablation"),
@@ -344,6 +353,14 @@ def read_validation(path: str | Path) -> dict[str, Any]:
 
 def write_validation(path: str | Path, doc: dict[str, Any]) -> Path:
     return write_json(path, _checked(doc, VALIDATION_SCHEMA, path))
+
+
+def read_sweep(path: str | Path) -> dict[str, Any]:
+    return read_json(path, SWEEP_SCHEMA)
+
+
+def write_sweep(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, SWEEP_SCHEMA, path))
 
 
 def read_summary(path: str | Path = SUMMARY) -> dict[str, Any]:

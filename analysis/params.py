@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,7 +29,13 @@ class ToyParams(_Frozen):
 
 
 class BenchmarkParams(_Frozen):
-    n_nulls: int = Field(20, ge=0)  # the validate stage screens with screening.* (ScreeningConfig.from_params)
+    # the validate stage screens with screening.* (ScreeningConfig.from_params); the null count's
+    # minimum is the criterion's (analysis.validation.MIN_NULLS), checked there
+    n_nulls: int = Field(200, ge=0)
+    n_random_nulls: int = Field(20, ge=0)
+    workers: int = Field(2, ge=1)
+    # the sweep stage's background strengths (BenchConfig.background)
+    sweep: tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], ...] = Field((1.0, 2.0, 3.0, 6.0, 10.0), min_length=1)
 
 
 class ScreeningParams(_Frozen):

@@ -8,17 +8,21 @@ answers (analysis.embedded.benchmark), on the held-out half of the expressions.
   and each such row's attribution / exact ratio, flagged below `ratio_flag` (the saturation trap);
 - per structure: the signature its planted.json states, measured with the project's exact
   interventions (zero and patch edits through the bridge's hooks);
-- the null models (`nulls`): the benchmark with its span embeddings permuted and a fair random
-  sign of M per cluster, so every head's mean effect is exactly 0 (analysis.screening.null); the
-  share of them with any discovery (BH over heads × emotions), which for a model without a true
-  head is also its false-discovery proportion.
+- the null screenings (`nulls`): the benchmark with its span embeddings permuted, and random-weight
+  models of each family, screened as the `screen` stage screens on neutral-vs-neutral pairs; the
+  share of them with any emotion-head claim, which under this complete null is also the mean
+  false-discovery proportion (issue 24: a null that can fail; the fair sign of M per cluster of
+  analysis.screening.null stays a test of the BH bookkeeping only).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import multiprocessing
 import tempfile
 from collections.abc import Mapping, Sequence
-import dataclasses
+from concurrent.futures import as_completed, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,23 +31,33 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm import tqdm
 
-from analysis.contract import read_planted, significant, VALIDATION_SCHEMA
+from analysis.contract import read_planted, significant, SWEEP_SCHEMA, VALIDATION_SCHEMA
+from analysis.core.cli import progress_disabled, quiet_worker
 from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import PromptPairs
 from analysis.core.sites import head_sites, unit_sites
 from analysis.core.vocabulary import EMOTIONS, mlp_post_name, NEUTRAL, pattern_hook, z_hook
-from analysis.embedded.benchmark import BenchConfig, halves, POLY_SOURCES, write_null
+from analysis.embedded.benchmark import BenchConfig, build_benchmark, halves, POLY_SOURCES, write_null
 from analysis.interventions.edits import (
     capture, Edit, hooks_for, last_logits, patch_edits, position_map, tokenize_pairs, zero_edits,
 )
 from analysis.metrics import lexicon_ids, SCREENING_METRIC
-from analysis.screening.common import correct_and_correlate, pair_batches, ScreeningConfig
+from analysis.errors import InputError
+from analysis.families import SUPPORTED_FAMILIES
+from analysis.random_models import save_random_model
+from analysis.screening.common import neutral_control_prompts, pair_batches, ScreeningConfig
 from analysis.screening.heads import exact_block, ExactBlock, screen
-from analysis.screening.null import cluster_signs, signed_rows
 from analysis.stats import auroc, share_interval, spearman
 
 METRICS = ("delta_attn", "attribution", "exact")
+NULL_SOURCES = ("bench", *SUPPORTED_FAMILIES)  # where null models come from (nulls)
+# The fewest null screenings the null criterion (one-sided exact binomial test of the share with a
+# claim against alpha 0.05, at level 0.05) may run on: with 200 a pipeline that claims emotion heads in
+# 10 % of nulls, twice the nominal rate, fails it with probability 0.857 (with 20, 0.13). Fixed
+# before any measurement (issue 24).
+MIN_NULLS = 200
 
 
 @dataclass(frozen=True)
@@ -51,16 +65,30 @@ class ValidationConfig:
     folder: str  # the benchmark model folder
     profile: str
     screening: ScreeningConfig  # the `screen` stage's config for the same params, over the held-out half as given
-    n_nulls: int = 20
+    n_nulls: int = 200  # permuted benchmarks screened on neutral-vs-neutral pairs (nulls)
+    n_random_nulls: int = 20  # random-weight models of each family, screened likewise
+    workers: int = 1  # null screenings at a time (processes; the numbers do not depend on it)
     selection_share: float = 0.5  # the benchmark's own split (the half its construction used)
     alpha: float = 0.05  # BH level: "above the noise floor" and "a discovery"
     ratio_flag: float = 0.3  # attribution / exact below this: attribution misses the effect
+
+    def __post_init__(self) -> None:
+        n = self.n_null_screenings
+        if 0 < n < MIN_NULLS:
+            raise InputError(f"benchmark.n_nulls {self.n_nulls} + {len(SUPPORTED_FAMILIES)} x benchmark.n_random_nulls "
+                             f"{self.n_random_nulls} = {n} null screenings: the null criterion needs at least {MIN_NULLS} "
+                             "(or 0: no null screenings)")
+
+    @property
+    def n_null_screenings(self) -> int:
+        return self.n_nulls + len(SUPPORTED_FAMILIES) * self.n_random_nulls
 
     @classmethod
     def from_params(cls, p: Any, *, folder: str, profile: str) -> "ValidationConfig":
         """The validate stage's config under params `p`: the screening is the `screen` stage's
         (ScreeningConfig.from_params) with split off, since the held-out half is already the one to score."""
-        return cls(folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, selection_share=p.split.selection_share,
+        return cls(folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, n_random_nulls=p.benchmark.n_random_nulls,
+                   workers=p.benchmark.workers, selection_share=p.split.selection_share,
                    screening=ScreeningConfig.from_params(p, model=folder, profile=profile, split=False))
 
     @property
@@ -332,55 +360,120 @@ def verdicts(doc: dict, planted: dict) -> dict[str, dict[str, str]]:
     return out
 
 
-def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]]) -> dict:
-    """The null models: the benchmark with its span embeddings permuted (write_null: no emotion
-    routing left) and, per null and per cluster (expression), a fair random sign of M
-    (analysis.screening.null), seeded by (seed, null). The permutation alone is not a null: it
-    makes an emotion prompt and its twin exchangeable, but patching a into b is not the negative
-    of b into a in a nonlinear model (the backup pair, the saturation unit), so some heads keep a
-    nonzero mean effect. The sign makes every cluster's effect symmetric about 0, so every head ×
-    emotion's mean effect is exactly 0 and every discovery is false.
+def null_pairs(model: LoadedModel, pairs: PromptPairs, positions: str, seed: int) -> PromptPairs:
+    """Neutral-vs-neutral pairs of one emotion's held-out pairs: per pair (e_i, n_i), the twin n_i and
+    n′_i, n_i's template around another twin's neutral span (drawn as the specificity control draws
+    its neutral′: analysis.screening.common.neutral_control_prompts, seeded by `seed`), in a fair
+    random orientation (n′_i → n_i or n_i → n′_i). No emotion word is in either prompt; a pair
+    without a usable n′_i is left out."""
+    spliced, _ = neutral_control_prompts(model, pairs, pairs, positions, seed)
+    rng = np.random.default_rng([seed, 24])
+    kept = [(x, n) for x, n in zip(spliced, pairs.neutral_prompts, strict=True) if x is not None]
+    oriented = [(x, n) if flip else (n, x) for (x, n), flip in zip(kept, rng.integers(0, 2, len(kept)), strict=True)]
+    return PromptPairs(pairs.emotion, tuple(a for a, _ in oriented), tuple(b for _, b in oriented))
 
-    Each null is screened as the benchmark is on the exact path (every head, the copy control,
-    the identity control's floor, one bootstrap-t test per head × emotion, one BH family); a
-    discovery is a row `significant` (q < Q_LEVEL, above the floor) that the copy control does
-    not flag, and FDP is 1 with any, else 0. `planted_exact`: the mean exact effect of the
-    benchmark's causal heads in the null (under the signs)."""
+
+def null_screening(model: LoadedModel, cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], source: str, k: int,
+                   causal: Mapping[str, Sequence[Sequence[int]]]) -> dict:
+    """One null screening: `model` screened exactly as the `screen` stage screens (every score,
+    both controls, one BH family), on neutral-vs-neutral pairs (null_pairs) in place of the
+    emotion pairs, seeded by (seed, source, k). Nothing in a pair is emotional, so an emotion-head
+    claim (a row `specific`: above the noise floor and beating the neutral control) is false. The
+    neutral′ of the pair and the control's neutral″ are drawn alike from the same template's
+    neutral spans, so their difference is exchangeable, with mean 0 in expectation over the draws.
+
+    `discoveries`: the claims (the criterion counts screenings with any). `n_significant`
+    (secondary): rows with an exact effect above the noise floor (q < Q_LEVEL, not copy-flagged),
+    which a neutral span change may really cause (the heads that read the span); the reason
+    "emotion head" needs the neutral control."""
+    seed = int(np.random.default_rng([cfg.seed, NULL_SOURCES.index(source), k]).integers(2**31))
+    sc = dataclasses.replace(screening_config(model, cfg), seed=seed)
+    doc = screen(model, sc, {e: null_pairs(model, pairs[e], sc.positions, seed + 1) for e in EMOTIONS})
+    rows = doc["scores"]
     truth = {(e, tuple(h)) for e, hs in causal.items() for h in hs}
-    per = []
-    with tempfile.TemporaryDirectory(prefix="bench-null-") as tmp:
-        for k in range(cfg.n_nulls):
-            model = load_model(str(write_null(cfg.folder, k, Path(tmp) / f"null_{k:02d}")))
-            sc = screening_config(model, cfg)
-            rng = np.random.default_rng([cfg.seed, k])
-            rows: list[dict] = []
-            for e in EMOTIONS:
-                block = exact_screening(model, sc, pairs[e], e)
-                rows += signed_rows(e, {h: v.double().cpu().numpy() for h, v in block.exact.items()},
-                                    {h: v.double().cpu().numpy() for h, v in block.copy_free.items()},
-                                    cluster_signs(block.clusters, rng), sc, block.clusters, block.floor,
-                                    templates=block.templates)
-            correct_and_correlate(rows, EMOTIONS)
-            found = [r for r in rows if significant(r) and not r["copy_flag"]]
-            per.append({
-                "null": k, "n_discoveries": len(found), "fdp": 1.0 if found else 0.0,
-                "discoveries": [{f: r[f] for f in ("emotion", "layer", "head", "exact", "exact_q")} for r in found],
-                "min_q": min(r["exact_q"] for r in rows if r["exact_q"] is not None),
-                "mean_exact": float(np.mean([r["exact"] for r in rows])),
-                "planted_exact": float(np.mean([r["exact"] for r in rows if (r["emotion"], (r["layer"], r["head"])) in truth])),
-            })
-    fdp = [p["fdp"] for p in per]
-    share = share_interval([p["n_discoveries"] > 0 for p in per]) if per else None
+    found = [r for r in rows if r.get("specific")]
+    planted = [r["exact"] for r in rows if (r["emotion"], (r["layer"], r["head"])) in truth]
     return {
-        "n_nulls": cfg.n_nulls, "alpha": cfg.alpha, "per_null": per,
-        "construction": "span embeddings permuted, and a fair random sign of M per cluster (expression): "
-        "every head's mean effect is exactly 0",
-        "mean_fdp": float(np.mean(fdp)) if per else None,
-        "share_with_discovery": share.share if share else None,
-        # BH at alpha on a model without a true head discovers anything with probability ~alpha:
+        "source": source, "null": k, "n_discoveries": len(found),
+        "discoveries": [{f: r[f] for f in ("emotion", "layer", "head", "exact", "specificity", "specificity_q")} for r in found],
+        "n_significant": sum(1 for r in rows if significant(r) and not r["copy_flag"]),
+        "n_pairs": {e: doc["pairs"][e]["exact_n_pairs_used"] for e in EMOTIONS},
+        "min_specificity_q": min((r["specificity_q"] for r in rows if r.get("specificity_q") is not None), default=None),
+        "planted_exact": float(np.mean(planted)) if planted else None,
+    }
+
+
+def _null_model(cfg: ValidationConfig, source: str, k: int, folder: Path) -> LoadedModel:
+    """Null model k of `source`: the benchmark with its span embeddings permuted (write_null: no
+    emotion routing left), or a random-weight model of that family with the benchmark's tokenizer
+    (2 layers × 4 heads, init_std 0.2 so that patching moves M well above the noise floor)."""
+    if source == "bench":
+        return load_model(str(write_null(cfg.folder, k, folder)))
+    return load_model(str(save_random_model(source, folder, tokenizer_dir=Path(cfg.folder), seed=k, init_std=0.2)))
+
+
+def _one_null(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]],
+              source: str, k: int) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a null's numbers do not depend on how many run beside it
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-null-") as tmp:
+            model = _null_model(cfg, source, k, Path(tmp) / f"{source}_{k:03d}")
+            return null_screening(model, cfg, pairs, source, k, causal if source == "bench" else {})
+    finally:
+        torch.set_num_threads(threads)
+
+
+def null_jobs(cfg: ValidationConfig) -> list[tuple[str, int]]:
+    """(source, k) of every null screening the config asks for."""
+    return [("bench", k) for k in range(cfg.n_nulls)] + [(f, k) for f in SUPPORTED_FAMILIES for k in range(cfg.n_random_nulls)]
+
+
+def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]],
+          jobs: Sequence[tuple[str, int]] | None = None) -> dict:
+    """Every null screening (null_screening): `n_nulls` permuted benchmarks and `n_random_nulls`
+    random-weight models of each family, `workers` at a time (each on one torch thread, so the
+    numbers do not depend on `workers`); the share with any emotion-head claim and its exact
+    binomial interval, overall and per source. Under a complete null a screening's false-discovery
+    proportion is 1 with any claim and 0 without: the share is the mean FDP, reported once.
+    `jobs`: (source, k) pairs in place of the config's null_jobs (a test's few)."""
+    jobs = null_jobs(cfg) if jobs is None else list(jobs)
+    run = functools.partial(_one_null, cfg, dict(pairs), {e: [list(h) for h in hs] for e, hs in causal.items()})
+    bar = tqdm(total=len(jobs), desc="null screenings", disable=progress_disabled())
+    if cfg.workers > 1 and len(jobs) > 1:
+        # spawn: a fresh interpreter per worker (fork would copy torch's thread pool state)
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_worker) as pool:
+            futures = [pool.submit(run, s, k) for s, k in jobs]
+            for f in as_completed(futures):
+                bar.update()
+            per = [f.result() for f in futures]
+    else:
+        per = []
+        for s, k in jobs:
+            per.append(run(s, k))
+            bar.update()
+    bar.close()
+
+    def share(records: list[dict]) -> dict:
+        si = share_interval([p["n_discoveries"] > 0 for p in records])
+        return {"n": len(records), "with_discovery": sum(p["n_discoveries"] > 0 for p in records), "share": si.share,
+                "ci": [si.ci_low, si.ci_high],
+                "share_significant": float(np.mean([p["n_significant"] > 0 for p in records]))}
+
+    bench = [p for p in per if p["source"] == "bench"]
+    return {
+        "n_nulls": len(per), "alpha": cfg.alpha, "per_null": per,
+        "construction": "neutral-vs-neutral pairs (each held-out twin and its template around another neutral span, "
+        "a random orientation) screened as the screen stage screens, on the benchmark with its span embeddings permuted "
+        f"({sum(s == 'bench' for s, _ in jobs)}) and on random-weight models of {', '.join(SUPPORTED_FAMILIES)} "
+        f"({', '.join(str(sum(s == f for s, _ in jobs)) for f in SUPPORTED_FAMILIES)}); "
+        "a discovery is an emotion-head claim (a row `specific`)",
+        "share_with_discovery": share(per)["share"] if per else None,
+        # BH at alpha on a model without a true head claims anything with probability <= ~alpha:
         # a calibrated pipeline's share is alpha up to this binomial interval
-        "share_with_discovery_ci": [share.ci_low, share.ci_high] if share else None,
-        "planted_exact_mean": float(np.mean([p["planted_exact"] for p in per])) if per else None,
+        "share_with_discovery_ci": share(per)["ci"] if per else None,
+        "by_source": {s: share([p for p in per if p["source"] == s]) for s in dict.fromkeys(p["source"] for p in per)},
+        "planted_exact_mean": float(np.mean([p["planted_exact"] for p in bench])) if bench else None,
     }
 
 
@@ -410,3 +503,26 @@ def validate(cfg: ValidationConfig) -> dict:
         "nulls": nulls(cfg, pairs, planted["by_emotion"]),
         "scores": [{k: r[k] for k in ("layer", "head", "emotion", *METRICS, "exact_q", "copy_flag")} for r in doc["scores"]],
     }
+
+
+def difficulty_sweep(cfg: ValidationConfig, strengths: Sequence[float], *, seed: int) -> dict:
+    """The benchmark rebuilt at each background strength (BenchConfig.background: the background
+    heads' and units' writes times it; 1 is the stored benchmark) and validated as the validate
+    stage validates, without null screenings (the null criterion is the validate stage's)."""
+    bad = [s for s in strengths if not (np.isfinite(s) and s > 0)]
+    if bad or not strengths:
+        raise InputError(f"benchmark.sweep: every background strength must be a positive number, got {list(strengths)!r}")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        for strength in strengths:
+            label = f"bench x{strength:g}"
+            folder = build_benchmark(BenchConfig(profile=cfg.profile, seed=seed, selection_share=cfg.selection_share,
+                                                 background=float(strength)), Path(tmp) / f"x{strength:g}")
+            doc = validate(dataclasses.replace(cfg, folder=str(folder), n_nulls=0, n_random_nulls=0))
+            # the temporary folder's name is not part of the result
+            doc["model"] = label
+            doc["params"] = {**doc["params"], "folder": label, "screening": {**doc["params"]["screening"], "model": label}}
+            runs.append({"background": float(strength), "validation": doc})
+    return {"schema": SWEEP_SCHEMA, "profile": cfg.profile, "strengths": [float(s) for s in strengths], "runs": runs,
+            "knob": "the background heads' and units' output weights times the strength (their std: "
+            "analysis.embedded.benchmark BG_WRITE, BG_UNIT_WRITE); the planted structures unchanged"}

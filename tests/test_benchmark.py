@@ -3,11 +3,13 @@ its planted.json states, measured with the project's exact interventions on the 
 and the pipeline's criteria ("What counts as the pipeline passing") hold on it.
 
 One module fixture builds the benchmark (~5-10 s) and runs the validate computation once, with
-the stage's own params (params.yaml: benchmark), null models included (~2-4 min on 2 loaded cores).
+the stage's own params (params.yaml) but no null screenings (the stage's 260 take ~40 min): their
+tests read the stored results/baseline/validation.json and recompute two of its nulls live.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
     build_benchmark(BenchConfig(), folder)
     seconds = time.perf_counter() - start
     p = load_params(REPO / "params.yaml")
-    cfg = ValidationConfig.from_params(p, folder=str(folder), profile=p.profile)
+    cfg = dataclasses.replace(ValidationConfig.from_params(p, folder=str(folder), profile=p.profile), n_nulls=0, n_random_nulls=0)
     doc = validate(cfg)
     return {"folder": folder, "build_seconds": seconds, "doc": doc, "planted": json.loads((folder / "planted.json").read_text()),
             "cfg": cfg}
@@ -195,36 +197,65 @@ def test_delta_attn_reported_as_it_is(bench: dict) -> None:
     assert all(row["exact"] == "found" for row in v.values())
 
 
-def test_null_models_criterion(bench: dict) -> None:
+def _stored_nulls() -> dict:
+    from analysis.contract import read_validation, validation_file
+
+    return read_validation(REPO / validation_file("baseline"))["nulls"]
+
+
+def test_null_criterion() -> None:
     """Issue 24's criterion (fixed in the issue before this measurement), which replaced issue 16's
-    two point estimates (mean FDP <= 0.05 and share <= 0.05: one number twice under a global null,
-    and undecidable with 20 nulls): the share of null screenings with any discovery may exceed
-    0.05 only as far as a one-sided exact binomial test at 0.05 allows. Measured 2026-12-07: with
-    the wild cluster bootstrap-t alone (issue 23) 2 of 20 nulls with a discovery (share 0.10,
-    one-sided p 0.26); with the bootstrap-t and sign-flip union 1 of 20 (share 0.05, p 0.64).
-    The test checks the criterion against a binomial reference computed here, and that it can fail."""
+    two point estimates (mean FDP <= 0.05 and share <= 0.05: one number twice under a complete
+    null, and undecidable with 20 nulls): the share of null screenings with an emotion-head claim
+    may exceed 0.05 only as far as a one-sided exact binomial test at 0.05 allows. Checked against
+    a binomial reference computed here, on the stored screenings, and shown able to fail."""
     from scipy.stats import binom
 
     from analysis.reporting.validation import null_criterion_met, null_criterion_p
+    from analysis.validation import MIN_NULLS
 
-    n = bench["doc"]["nulls"]
+    n = _stored_nulls()
     k = sum(1 for p in n["per_null"] if p["n_discoveries"] > 0)
+    assert n["n_nulls"] == len(n["per_null"]) >= MIN_NULLS
     assert null_criterion_p(n) == pytest.approx(binom.sf(k - 1, n["n_nulls"], 0.05), rel=1e-9)
     assert null_criterion_met(n)  # criterion
-    # 4 of 20 (P(X >= 4) = 0.016 at 0.05) would fail it
-    worse = {**n, "per_null": [{"n_discoveries": int(i < 4)} for i in range(n["n_nulls"])]}
+    # claims in 10 % of the screenings (twice the nominal rate) would fail it
+    worse = {**n, "per_null": [{"n_discoveries": int(i < n["n_nulls"] // 10)} for i in range(n["n_nulls"])]}
     assert not null_criterion_met(worse)
 
 
-def test_null_models_calibrated(bench: dict) -> None:
-    n = bench["doc"]["nulls"]
-    assert n["n_nulls"] >= 10
+def test_stored_null_screenings_are_what_the_params_ask() -> None:
+    from analysis.families import SUPPORTED_FAMILIES
+
+    p, n = load_params(REPO / "params.yaml"), _stored_nulls()
+    count = {s: sum(1 for x in n["per_null"] if x["source"] == s) for s in ("bench", *SUPPORTED_FAMILIES)}
+    assert count == {"bench": p.benchmark.n_nulls, **{f: p.benchmark.n_random_nulls for f in SUPPORTED_FAMILIES}}
+    assert sum(rec["n"] for rec in n["by_source"].values()) == n["n_nulls"]
     low, high = n["share_with_discovery_ci"]
-    assert low <= 0.05 <= high  # consistent with the nominal alpha: not anti-conservative
-    assert sum(p["n_discoveries"] for p in n["per_null"]) <= 0.05 * n["n_nulls"] * 144  # per test, far below alpha
-    # the null's guarantee: under the signs of M, the planted heads' mean effect is 0 in
-    # expectation (measured -0.002 nats over 20 nulls; the benchmark's are several nats)
-    assert abs(n["planted_exact_mean"]) < 0.1 * bench["doc"]["signatures"]["backup"]["zero_AB"]
+    assert low <= 0.05  # not anti-conservative
+    for x in n["per_null"]:  # a claim is a specific row, whose neutral-control difference survived BH
+        assert x["n_discoveries"] == len(x["discoveries"])
+        assert all(d["specificity_q"] < 0.05 for d in x["discoveries"])
+
+
+def test_two_stored_null_screenings_recomputed() -> None:
+    """The stored null screenings are what the code computes: the benchmark's null 0 and the first
+    GPT-2 random model screened again here (one process, as the stage's workers do: one thread)."""
+    from analysis.contract import read_planted
+    from analysis.validation import evaluation_pairs, nulls
+
+    p = load_params(REPO / "params.yaml")
+    folder = str(REPO / "results/models/bench")
+    cfg = ValidationConfig.from_params(p, folder=folder, profile=p.profile)
+    planted = read_planted(folder)
+    again = nulls(dataclasses.replace(cfg, workers=1), evaluation_pairs(cfg, planted["benchmark"]["seed"]), planted["by_emotion"],
+                  jobs=[("bench", 0), ("gpt2", 0)])
+    stored = {(x["source"], x["null"]): x for x in _stored_nulls()["per_null"]}
+    for x in again["per_null"]:
+        y = stored[(x["source"], x["null"])]
+        assert (x["n_discoveries"], x["n_significant"], x["n_pairs"]) == (y["n_discoveries"], y["n_significant"], y["n_pairs"])
+        assert x["min_specificity_q"] == pytest.approx(y["min_specificity_q"], rel=1e-4)
+    assert again["per_null"][0]["planted_exact"] == pytest.approx(stored[("bench", 0)]["planted_exact"], rel=1e-4, abs=1e-6)
 
 
 def test_null_sign_of_m_is_exact(bench: dict, tmp_path: Path) -> None:
@@ -289,13 +320,13 @@ def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) ->
     from analysis.validate import main
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["benchmark"] = {"n_nulls": 1}
+    params["benchmark"] = {"n_nulls": 0, "n_random_nulls": 0}
     params["screening"]["n_resamples"] = 1000  # the validate stage screens with the screen stage's draws
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "validation.json"
     main(["--model", str(bench["folder"]), "--params", str(tmp_path / "params.yaml"), "--output", str(out)])
     doc = read_validation(out)
-    assert doc["nulls"]["n_nulls"] == 1 and doc["params"]["screening"]["n_resamples"] == 1000
+    assert doc["nulls"]["n_nulls"] == 0 and doc["params"]["screening"]["n_resamples"] == 1000
     # the same model and halves: the exact effects do not depend on the resampling (the file keeps 6 digits)
     assert doc["signatures"]["backup"]["zero_AB"] == pytest.approx(bench["doc"]["signatures"]["backup"]["zero_AB"], rel=1e-5)
 
@@ -308,8 +339,73 @@ def test_summary_and_report_readers(bench: dict) -> None:
     assert flat["validation.exact.auroc"] == doc["metrics"]["exact"]["auroc"]
     assert flat["validation.decoy.rank.delta_attn"] == 1
     rows = criteria(doc)
-    assert flat["validation.criteria.n"] == len(rows) == 12
+    n_structures = sum(1 for rec in doc["structures"].values() if rec["heads"])
+    assert n_structures == 8 and flat["validation.criteria.n"] == len(rows) == 11 + n_structures  # no nulls in this doc
     assert [what for what, _, _, met in rows if not met] == []  # the nulls' included (test_null_models_criterion)
     assert list(verdict_frame(doc).columns) == ["structure", "emotion", "heads", "Δattn (the seed's)", "attribution", "exact patching"]
-    assert len(criteria_frame(doc)) == 12 and validation_facts(doc)["decoy_rank"] == "1"
+    assert len(criteria_frame(doc)) == len(rows) and validation_facts(doc)["decoy_rank"] == "1"
     assert len(validation_figure(doc).axes) == 3
+
+
+# --- the difficulty sweep (issue 24 item 2) --------------------------------------------------------
+
+
+def test_background_strength_scales_the_background_writes_only(bench: dict, tmp_path: Path) -> None:
+    """x3 multiplies every non-planted head's output weights by 3 (exactly, up to float32 rounding)
+    and leaves each planted head's alone, except the competitor, whose write is fitted against the
+    background (its 0.3 x the trap's effect) and recorded in planted.json."""
+    from safetensors.torch import load_file
+
+    x3 = build_benchmark(BenchConfig(background=3.0), tmp_path / "x3")
+    a, b = load_file(bench["folder"] / "model.safetensors"), load_file(x3 / "model.safetensors")
+    planted = {(layer, head): role for rec in bench["planted"]["benchmark"]["structures"].values()
+               for role, (layer, head) in rec["heads"].items()}
+    d_head = 128 // 8
+    for layer in range(6):
+        wa, wb = a[f"transformer.h.{layer}.attn.c_proj.weight"], b[f"transformer.h.{layer}.attn.c_proj.weight"]
+        for head in range(8):
+            rows = slice(head * d_head, (head + 1) * d_head)
+            role = planted.get((layer, head))
+            if role is None:
+                torch.testing.assert_close(wb[rows], 3.0 * wa[rows], rtol=1e-6, atol=1e-7)
+            elif role != "competitor":
+                assert torch.equal(wb[rows], wa[rows]), (layer, head, role)
+    doc = json.loads((x3 / "planted.json").read_text())["benchmark"]
+    assert doc["background"] == 3.0 and bench["planted"]["benchmark"]["background"] == 1.0
+    assert doc["constants"] == bench["planted"]["benchmark"]["constants"] and doc["constants"]["bg_write"] == 0.05
+
+
+def test_stored_sweep_matches_the_validation_at_x1() -> None:
+    """The sweep's x1 is the stored benchmark validated with the same config: its every metric,
+    verdict and exact score equal results/baseline/validation.json's (which only adds the nulls)."""
+    from analysis.contract import read_sweep, read_validation, sweep_file, validation_file
+    from analysis.reporting.validation import criteria, sweep_breaks, sweep_frame, sweep_summary
+
+    sweep, val = read_sweep(REPO / sweep_file("baseline")), read_validation(REPO / validation_file("baseline"))
+    assert tuple(sweep["strengths"]) == load_params(REPO / "params.yaml").benchmark.sweep
+    (x1,) = [run["validation"] for run in sweep["runs"] if run["background"] == 1.0]
+    assert x1["metrics"] == val["metrics"] and x1["verdicts"] == val["verdicts"] and x1["scores"] == val["scores"]
+    assert x1["nulls"]["n_nulls"] == 0 and val["nulls"]["n_nulls"] > 0
+    flat = sweep_summary(sweep)
+    assert flat["sweep.x1.exact.auroc"] == val["metrics"]["exact"]["auroc"]
+    assert flat["sweep.x1.criteria.met"] == flat["sweep.x1.criteria.n"] == len(criteria(x1))  # all met at x1
+    assert len(sweep_frame(sweep)) == len(sweep["strengths"])
+    assert set(sweep_breaks(sweep)) == {n for n, rec in val["structures"].items() if rec["heads"]}
+
+
+def test_sweep_refuses_a_strength_that_is_not_positive(tmp_path: Path, capsys) -> None:  # noqa: ANN001 - pytest's capsys
+    import yaml
+
+    from analysis.bench_sweep import main
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["benchmark"]["sweep"] = [1, 0]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "sweep.json"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--params", str(tmp_path / "params.yaml"), "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and "benchmark.sweep" in err[0], err
+    assert not out.exists()
+    with pytest.raises(Exception, match="background strength must be a positive number"):
+        BenchConfig(background=-1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
@@ -52,5 +53,13 @@ def cli(main: F) -> F:
 
 
 def progress_disabled() -> bool:
-    """Bars on a terminal only: CI logs stay quiet."""
-    return not sys.stderr.isatty()
+    """Bars on a terminal only: CI logs stay quiet (and so do worker processes: quiet_worker)."""
+    return not sys.stderr.isatty() or os.environ.get(_QUIET) == "1"
+
+
+_QUIET = "EMOTION_HEADS_QUIET"
+
+
+def quiet_worker() -> None:
+    """A worker process's initializer: no progress bars (the parent draws one for all)."""
+    os.environ[_QUIET] = "1"

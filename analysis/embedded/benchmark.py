@@ -72,8 +72,11 @@ class BenchConfig:
     emotions: Mapping[str, str] = field(default_factory=dict)  # structure -> emotion; default DEFAULT_EMOTION
     selection_share: float = 0.5
     profiles: tuple[str, ...] = ("baseline", "extended")  # the tokenizer's corpus (every span phrase one token)
+    background: float = 1.0  # the background's writes (heads' and units' output weights) times this: the difficulty
 
     def __post_init__(self) -> None:
+        if not (np.isfinite(self.background) and self.background > 0):
+            raise InputError(f"background strength must be a positive number, got {self.background!r}")
         unknown = [s for s in (*self.structures, *self.emotions) if s not in STRUCTURES]
         if unknown:
             raise InputError(f"unknown benchmark structure {unknown[0]!r}; known: {', '.join(STRUCTURES)}")
@@ -327,12 +330,15 @@ JITTER = 0.2  # per span phrase, uniform in [-JITTER, JITTER]: expressions diffe
 BASELINE_O = -2.0  # every token's output dims: M is negative by default, the LayerNorm-only head has a lever
 J_BASE = 3.0
 BG_QK, BG_VALUE, BG_WRITE = 0.4, 0.1, 0.05  # background heads: query/key and value reads, output writes (std)
+BG_UNIT_READ, BG_UNIT_BIAS, BG_UNIT_WRITE = 0.3, (-0.5, 0.5), 0.01  # background units: reads, bias (mean, std), writes (std)
 
 
-def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], planted_units: set[tuple[int, int]]) -> None:
+def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], planted_units: set[tuple[int, int]],
+                strength: float = 1.0) -> None:
     """Small fixed random weights on every head and unit not planted: they read the class dims
     (and noise, span marker, BOS) and write the output dims, so their effects are non-zero and
-    heterogeneous. They write nothing a planted structure reads (F, U, J, P, copy dims, E)."""
+    heterogeneous. They write nothing a planted structure reads (F, U, J, P, copy dims, E).
+    `strength` scales what they write (BenchConfig.background): the difficulty sweep's knob."""
     rng = w.rng
     reads = [dims.S, dims.BOS, *dims.classes, *dims.noise]
     values = [*dims.classes, *dims.noise]
@@ -344,12 +350,12 @@ def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], pla
             w.wq[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, BG_QK, (len(reads), 1, D_HEAD))
             w.wk[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, BG_QK, (len(reads), 1, D_HEAD))
             w.wv[layer][np.ix_(values, [head], range(D_HEAD))] = rng.normal(0, BG_VALUE, (len(values), 1, D_HEAD))
-            w.wo[layer][np.ix_([head], range(D_HEAD), writes)] = rng.normal(0, BG_WRITE, (1, D_HEAD, len(writes)))
+            w.wo[layer][np.ix_([head], range(D_HEAD), writes)] = rng.normal(0, BG_WRITE * strength, (1, D_HEAD, len(writes)))
         units = [u for u in range(D_MLP) if (layer, u) not in planted_units]
         unit_reads = [*dims.classes, *dims.outputs, *dims.noise]
-        w.wfc[layer][np.ix_(unit_reads, units)] = rng.normal(0, 0.3, (len(unit_reads), len(units)))
-        w.bfc[layer][units] = rng.normal(-0.5, 0.5, len(units))
-        w.wpr[layer][np.ix_(units, writes)] = rng.normal(0, 0.01, (len(units), len(writes)))
+        w.wfc[layer][np.ix_(unit_reads, units)] = rng.normal(0, BG_UNIT_READ, (len(unit_reads), len(units)))
+        w.bfc[layer][units] = rng.normal(*BG_UNIT_BIAS, len(units))
+        w.wpr[layer][np.ix_(units, writes)] = rng.normal(0, BG_UNIT_WRITE * strength, (len(units), len(writes)))
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -442,7 +448,7 @@ def _weights(config: BenchConfig, corpus: Corpus, fitted: Mapping[str, float]) -
         s = STRUCTURES[name]
         heads |= {(layer, h) for _, layer, h in s.heads}
         units |= {(layer, u) for _, layer, u in s.units}
-    _background(w, dims, heads, units)
+    _background(w, dims, heads, units, config.background)
     for name in config.planted:
         s = STRUCTURES[name]
         at = {role: (layer, i) for role, layer, i in (*s.heads, *s.units)}
@@ -547,6 +553,14 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids:
             "profile": config.profile,
             "seed": config.seed,
             "selection_share": config.selection_share,
+            "background": config.background,
+            # the construction's constants (issue 24 item 6), as this build used them
+            "constants": {
+                "span_scale": SPAN_SCALE, "jitter": JITTER, "baseline_o": BASELINE_O, "j_base": J_BASE,
+                "bg_qk": BG_QK, "bg_value": BG_VALUE, "bg_write": BG_WRITE,
+                "bg_unit_read": BG_UNIT_READ, "bg_unit_bias": list(BG_UNIT_BIAS), "bg_unit_write": BG_UNIT_WRITE,
+                "n_noise": N_NOISE, "span_key": list(SPAN_KEY),
+            },
         },
         "params": {
             "n_layer": N_LAYER, "n_head": N_HEAD, "n_embd": N_EMBD, "d_mlp": D_MLP,

@@ -136,9 +136,9 @@ def bench_verdict(r: Results) -> str | None:
     met, n = r.summary.get("bench.validation.criteria.met"), r.summary.get("bench.validation.criteria.n")
     if met is None or n is None:
         return None
-    share = r.summary.get("bench.validation.nulls.share_with_discovery")
-    nulls = (f"; on its null models some head was called significant in a share {fmt_num(share, 2)} of them"
-             if share is not None else "")
+    share, k = r.summary.get("bench.validation.nulls.share_with_discovery"), r.summary.get("bench.validation.nulls.n")
+    nulls = (f"; in {fmt_num(k)} null screenings (neutral-vs-neutral pairs on models without emotion heads) it claimed an "
+             f"emotion head in a share {fmt_num(share, 2)} of them" if share is not None and k is not None else "")
     word = "meets every one" if met == n else f"meets {met}"
     return (f"Benchmark verdict: on the benchmark model with known answers (bench), whose planted structures are built to "
             f"mislead the screening scores, the pipeline {word} of its {n} criteria (@tbl-bench-criteria){nulls}.")

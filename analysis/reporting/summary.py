@@ -19,11 +19,11 @@ from typing import Any
 
 from analysis.contract import score_half, screened_half
 from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, significant, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
-from analysis.contract import read_validation, validation_file
+from analysis.contract import read_sweep, read_validation, sweep_file, validation_file
 from analysis.errors import InputError
 from analysis.io import read_json, read_parquet
 from analysis.params import Params
-from analysis.reporting.validation import validation_summary
+from analysis.reporting.validation import sweep_summary, validation_summary
 import numpy as np
 
 from analysis.stats import auroc, benjamini_hochberg, holm
@@ -301,6 +301,9 @@ def summarize(params: Params) -> dict[str, Any]:
     path = validation_file(params.profile)
     if path.is_file():  # the benchmark with known answers (issue 16)
         metrics.update({f"bench.{k}": v for k, v in _summarized(path, validation_summary, read_validation(path)).items()})
+    path = sweep_file(params.profile)
+    if path.is_file():  # the benchmark's difficulty sweep (issue 24)
+        metrics.update({f"bench.{k}": v for k, v in _summarized(path, sweep_summary, read_sweep(path)).items()})
     return {"schema": SUMMARY_SCHEMA, "profile": params.profile, **metrics}
 
 

@@ -14,56 +14,137 @@ METRICS = ("delta_attn", "attribution", "exact")
 LABELS = {"delta_attn": "Δattn (the seed's)", "attribution": "attribution", "exact": "exact patching"}
 
 
-def criteria(doc: dict[str, Any]) -> list[tuple[str, float | None, str, bool]]:
-    """Issue 16's criteria: (what, measured, threshold, met) per row; `what` starts with the
-    summary key's name (up to the colon)."""
+# --- the criteria: every threshold in one table, fixed before the measurement it judges ---------
+# Changed only with the reason in the commit message (issue 24 item 6). Issue 16 set the aggregate
+# ones, issue 24 the null criterion and the per-structure rows.
+THRESHOLDS: dict[str, float] = {
+    "exact_auroc": 0.95,  # exact patching's AUROC over the causal head × emotion rows, at least
+    "q_level": 0.05,  # "above the noise floor": BH q below this (the screening's Q_LEVEL)
+    "distributed_joint": 0.9,  # the three distributed heads patched jointly: share of the gap, at least
+    "backup_zero_ratio": 0.5,  # |zeroing A alone| / zeroing A and B, at most
+    "backup_noise_ab": 0.8,  # noising A+B: share of the gap, at least
+    "backup_denoise_a": 0.8,  # denoising A: share of the gap, at least
+    "cancellation_joint": 0.05,  # |joint patch| / the smaller |effect| of the pair, at most
+    "copy_share": 0.5,  # the copy head's copy-free share, below (the copy control flags it)
+    "spearman": 0.8,  # attribution vs exact above the noise floor, at least
+    "null_rate": 0.05,  # the share of null screenings with an emotion-head claim, tested against this ...
+    "null_p": 0.05,  # ... by a one-sided exact binomial test whose p must be at least this
+}
+
+# What the exact screening must say of each planted structure's heads (issue 24 item 3): a causal
+# role is found (rank within its emotion's k causal heads by |exact|, q < q_level, not copy-flagged)
+# with this sign of ΔM; a non-causal role ("passed over") must not be found; "flagged": the copy
+# control must flag it. Roles not named here are causal with sign +1. The signs follow from the
+# construction (analysis/embedded/benchmark.py): the cancelling pair writes +c and -c; the
+# LayerNorm head's only lever is the final LayerNorm's scale, which it raises in the emotion run,
+# shrinking every output dim towards 0 and with them the emotion logits' lead over the neutral ones.
+STRUCTURE_EXPECT: dict[str, dict[str, str | int]] = {
+    "cancellation": {"plus": +1, "minus": -1},
+    "layernorm": {"ln": -1},
+    "decoy": {"decoy": "passed over"},
+    "copy": {"copy": "flagged"},
+}
+
+
+def _rank(doc: dict[str, Any], emotion: str, head: list[int]) -> int:
+    """1-based rank of `head` among `emotion`'s rows by |exact| (a copy-flagged row scores 0, as the
+    pipeline's rankings skip it; ties: lower layer, head), as analysis.validation.rank_of."""
+    rows = [r for r in doc["scores"] if r["emotion"] == emotion]
+    key = lambda r: (-round(0.0 if r["copy_flag"] else abs(r["exact"]), 6), r["layer"], r["head"])  # noqa: E731
+    return 1 + [[r["layer"], r["head"]] for r in sorted(rows, key=key)].index(list(head))
+
+
+def structure_verdict(doc: dict[str, Any], name: str) -> tuple[str, bool]:
+    """(what was seen, met) for one structure's exact screening against STRUCTURE_EXPECT."""
+    rec, q_level = doc["structures"][name], THRESHOLDS["q_level"]
+    k = len(doc["structures_by_emotion"][rec["emotion"]])
+    seen, ok = [], []
+    for role, head in rec["heads"].items():
+        row = next(r for r in doc["scores"] if r["emotion"] == rec["emotion"] and [r["layer"], r["head"]] == list(head))
+        rank, q = _rank(doc, rec["emotion"], head), row["exact_q"]
+        found = rank <= k and q is not None and q < q_level and not row["copy_flag"]
+        expect = STRUCTURE_EXPECT.get(name, {}).get(role, +1 if role in rec["causal"] else "passed over")
+        seen.append(f"{role} rank {rank}, q {fmt_num(q)}, {row['exact']:+.3g}{', flagged' if row['copy_flag'] else ''}")
+        if expect == "passed over":
+            ok.append(not found)
+        elif expect == "flagged":
+            ok.append(bool(row["copy_flag"]))
+        else:
+            ok.append(found and (row["exact"] > 0) == (expect > 0))
+    return "; ".join(seen), all(ok)
+
+
+def _expectation(doc: dict[str, Any], name: str) -> str:
+    rec = doc["structures"][name]
+    k = len(doc["structures_by_emotion"][rec["emotion"]])
+    parts = []
+    for role in rec["heads"]:
+        expect = STRUCTURE_EXPECT.get(name, {}).get(role, +1 if role in rec["causal"] else "passed over")
+        parts.append(f"{role} {expect}" if isinstance(expect, str) else f"{role} rank <= {k}, q < {THRESHOLDS['q_level']:g}, "
+                     f"sign {'+' if expect > 0 else '-'}")
+    return "; ".join(parts)
+
+
+def criteria(doc: dict[str, Any]) -> list[tuple[str, float | str | None, str, bool]]:
+    """The criteria: (what, measured, threshold, met) per row, thresholds from THRESHOLDS;
+    `what` starts with the subject's name (up to the colon). Aggregates first, then one row per
+    planted structure with heads (STRUCTURE_EXPECT), then the null screenings."""
+    t = THRESHOLDS
     s, n, a = doc["signatures"], doc["nulls"], doc["attribution_vs_exact"]
-    rows: list[tuple[str, float | None, str, bool]] = [("exact: AUROC over the causal heads", doc["metrics"]["exact"]["auroc"], ">= 0.95",
-                                                         (doc["metrics"]["exact"]["auroc"] or 0) >= 0.95)]
+    auroc = doc["metrics"]["exact"]["auroc"]
+    rows: list[tuple[str, float | str | None, str, bool]] = [
+        ("exact: AUROC over the causal heads", auroc, f">= {t['exact_auroc']:g}", (auroc or 0) >= t["exact_auroc"])]
     if "decoy" in s:
-        rows.append(("exact: the attention decoy's q", s["decoy"]["exact_q"], ">= 0.05", s["decoy"]["exact_q"] >= 0.05))
+        rows.append(("exact: the attention decoy's q", s["decoy"]["exact_q"], f">= {t['q_level']:g}", s["decoy"]["exact_q"] >= t["q_level"]))
     if "distributed" in s:
         c = s["distributed"]["cumulative_denoise"][-1]
-        rows.append(("exact: the three distributed heads jointly, share of the gap", c, ">= 0.9", c >= 0.9))
+        rows.append(("exact: the three distributed heads jointly, share of the gap", c, f">= {t['distributed_joint']:g}",
+                     c >= t["distributed_joint"]))
     if "backup" in s:
         b = s["backup"]
         ratio = abs(b["zero_A"]) / b["zero_AB"]
         rows += [
-            ("backup: |zero A| / zero A+B", ratio, "<= 0.5", ratio <= 0.5),
-            ("backup: noising A+B, share of the gap", b["noise_AB"], ">= 0.8", b["noise_AB"] >= 0.8),
-            ("backup: denoising A, share of the gap", b["denoise_A"], ">= 0.8", b["denoise_A"] >= 0.8),
+            ("backup: |zero A| / zero A+B", ratio, f"<= {t['backup_zero_ratio']:g}", ratio <= t["backup_zero_ratio"]),
+            ("backup: noising A+B, share of the gap", b["noise_AB"], f">= {t['backup_noise_ab']:g}", b["noise_AB"] >= t["backup_noise_ab"]),
+            ("backup: denoising A, share of the gap", b["denoise_A"], f">= {t['backup_denoise_a']:g}", b["denoise_A"] >= t["backup_denoise_a"]),
         ]
     if "cancellation" in s:
         c = s["cancellation"]
         rel = abs(c["joint"]) / min(c["plus"], -c["minus"]) if c["plus"] > 0 > c["minus"] else None
-        rows.append(("cancellation: |joint patch| / c (opposite signs, both q < 0.05)", rel, "~ 0 (<= 0.05)",
-                     rel is not None and rel <= 0.05 and max(c["plus_q"], c["minus_q"]) < 0.05))
+        rows.append((f"cancellation: |joint patch| / c (opposite signs, both q < {t['q_level']:g})", rel,
+                     f"~ 0 (<= {t['cancellation_joint']:g})",
+                     rel is not None and rel <= t["cancellation_joint"] and max(c["plus_q"], c["minus_q"]) < t["q_level"]))
     if "copy" in s:
-        rows.append(("copy head: copy-free share (flagged)", s["copy"]["copy_share"], "< 0.5", bool(s["copy"]["copy_flag"])))
+        rows.append(("copy head: copy-free share (flagged)", s["copy"]["copy_share"], f"< {t['copy_share']:g}", bool(s["copy"]["copy_flag"])))
     rows.append(("copy control: true emotion heads flagged", float(doc["n_causal_copy_flagged"]), "0", doc["n_causal_copy_flagged"] == 0))
-    rows.append(("attribution: Spearman with exact above the noise floor", a["spearman"], ">= 0.8", (a["spearman"] or 0) >= 0.8))
+    rows.append(("attribution: Spearman with exact above the noise floor", a["spearman"], f">= {t['spearman']:g}", (a["spearman"] or 0) >= t["spearman"]))
     if "saturation" in s:
         rows.append(("attribution: the saturation trap's attribution / exact (flagged)", s["saturation"]["trap_ratio"],
                      f"< {a['ratio_flag']}", s["saturation"]["trap_ratio"] < a["ratio_flag"]))
+    for name in sorted(doc["structures"]):
+        if doc["structures"][name]["heads"]:
+            seen, met = structure_verdict(doc, name)
+            rows.append((f"structure {name}: the exact screening", seen, _expectation(doc, name), met))
     if n["n_nulls"]:
-        rows.append((f"null models ({n['n_nulls']}): share with any discovery (one-sided binomial test against 0.05)",
-                     n["share_with_discovery"], "p >= 0.05", null_criterion_met(n)))
+        rows.append((f"null screenings ({n['n_nulls']}): share with an emotion-head claim (one-sided exact binomial test "
+                     f"against {t['null_rate']:g})", n["share_with_discovery"], f"p >= {t['null_p']:g}", null_criterion_met(n)))
     return rows
 
 
 def null_criterion_p(nulls: dict[str, Any]) -> float:
-    """One-sided exact binomial p of "the share of null screenings with any discovery exceeds
-    alpha" (issue 24's criterion, fixed in the issue before this measurement: the share may exceed
-    0.05 only by as much as its binomial interval allows). Under a global null a screening's
-    FDP is 1 or 0, so the mean FDP is this same share and is not a second criterion."""
+    """One-sided exact binomial p of "the share of null screenings with an emotion-head claim
+    exceeds THRESHOLDS null_rate" (issue 24's criterion, fixed in the issue before this
+    measurement: the share may exceed 0.05 only by as much as its binomial interval allows). Under
+    a complete null a screening's FDP is 1 or 0, so the mean FDP is this same share and is not a
+    second criterion."""
     from scipy.stats import binomtest
 
     k = sum(1 for p in nulls["per_null"] if p["n_discoveries"] > 0)
-    return float(binomtest(k, nulls["n_nulls"], p=nulls["alpha"], alternative="greater").pvalue)
+    return float(binomtest(k, nulls["n_nulls"], p=THRESHOLDS["null_rate"], alternative="greater").pvalue)
 
 
 def null_criterion_met(nulls: dict[str, Any]) -> bool:
-    return null_criterion_p(nulls) >= 0.05
+    return null_criterion_p(nulls) >= THRESHOLDS["null_p"]
 
 
 def validation_summary(doc: dict[str, Any]) -> dict[str, float]:
@@ -81,11 +162,91 @@ def validation_summary(doc: dict[str, Any]) -> dict[str, float]:
         for metric, verdict in row.items():
             out[f"validation.{name}.{metric}.found"] = int(verdict == "found")
     if doc["nulls"]["n_nulls"]:
-        out["validation.nulls.mean_fdp"] = doc["nulls"]["mean_fdp"]
+        out["validation.nulls.n"] = doc["nulls"]["n_nulls"]
         out["validation.nulls.share_with_discovery"] = doc["nulls"]["share_with_discovery"]
+        for source, rec in doc["nulls"]["by_source"].items():
+            out[f"validation.nulls.{source}.share_with_discovery"] = rec["share"]
+            out[f"validation.nulls.{source}.share_significant"] = rec["share_significant"]  # secondary
     met = [m for *_, m in criteria(doc)]
     out["validation.criteria.n"], out["validation.criteria.met"] = len(met), sum(met)
     return out
+
+
+def _strength(x: float) -> str:
+    return f"x{x:g}"
+
+
+def sweep_summary(doc: dict[str, Any]) -> dict[str, float]:
+    """Flat `sweep.x<strength>.*` keys: per background strength each score's AUROC and precision@k,
+    and the criteria met (of those that need no null screenings)."""
+    out: dict[str, float] = {}
+    for run in doc["runs"]:
+        v, key = run["validation"], f"sweep.{_strength(run['background'])}"
+        for metric in METRICS:
+            for k in ("auroc", "precision_at_k"):
+                out[f"{key}.{metric}.{k}"] = v["metrics"][metric][k]
+        met = [m for *_, m in criteria(v)]
+        out[f"{key}.criteria.n"], out[f"{key}.criteria.met"] = len(met), sum(met)
+    return out
+
+
+def sweep_frame(doc: dict[str, Any]) -> pd.DataFrame:
+    """One row per strength: each score's AUROC / precision@k, and the criteria not met."""
+    rows = []
+    for run in doc["runs"]:
+        v = run["validation"]
+        crit = criteria(v)
+        rows.append({"background": _strength(run["background"]),
+                     **{f"{LABELS[m]} AUROC / P@k": f"{fmt_num(v['metrics'][m]['auroc'], 2)} / {fmt_num(v['metrics'][m]['precision_at_k'], 2)}"
+                        for m in METRICS},
+                     "criteria met": f"{sum(met for *_, met in crit)} of {len(crit)}",
+                     "not met": _not_met(crit)})
+    return pd.DataFrame(rows)
+
+
+def _not_met(crit: list[tuple[str, Any, str, bool]]) -> str:
+    """The criteria not met, short: each aggregate's subject (with a count where several of one
+    subject fail), then the structures whose row fails."""
+    failed = [what.split(":")[0] for what, _, _, met in crit if not met]
+    structures = [w.removeprefix("structure ").replace("_", "-") for w in failed if w.startswith("structure ")]
+    subjects = [w for w in failed if not w.startswith("structure ")]
+    parts = [f"{w} ×{subjects.count(w)}" if subjects.count(w) > 1 else w for w in dict.fromkeys(subjects)]
+    if structures:
+        parts.append("structures: " + ", ".join(structures))
+    return "; ".join(parts) or "none"
+
+
+def sweep_breaks(doc: dict[str, Any]) -> dict[str, str]:
+    """Per planted structure with heads: the first strength at which the exact screening's row
+    (STRUCTURE_EXPECT) is not met, or that it held at every strength swept."""
+    out = {}
+    first = doc["runs"][0]["validation"]
+    for name in sorted(first["structures"]):
+        if not first["structures"][name]["heads"]:
+            continue
+        broken = [run["background"] for run in doc["runs"] if not structure_verdict(run["validation"], name)[1]]
+        out[name] = f"fails from {_strength(min(broken))}" if broken else f"holds up to {_strength(max(doc['strengths']))}"
+    return out
+
+
+def sweep_figure(doc: dict[str, Any]):  # noqa: ANN201 - a matplotlib Figure
+    """AUROC and precision@k of each score against the background strength."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    xs = [run["background"] for run in doc["runs"]]
+    for ax, k, title in zip(axes, ("auroc", "precision_at_k"), ("AUROC", "precision@k"), strict=True):
+        for metric in METRICS:
+            ax.plot(xs, [run["validation"]["metrics"][metric][k] for run in doc["runs"]], marker="o", label=LABELS[metric])
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [_strength(x) for x in xs])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("background writes × (difficulty)")
+        ax.set_title(f"{title} over the causal head × emotion rows")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 # --- the report's section -------------------------------------------------------------------------
@@ -99,6 +260,33 @@ def load_validation(root: Path, profile: str) -> dict[str, Any] | None:
 
     path = Path(root) / validation_file(profile)
     return read_validation(path) if path.is_file() else None
+
+
+def load_sweep(root: Path, profile: str) -> dict[str, Any] | None:
+    """results/<profile>/sweep.json, or None where the sweep stage has not run."""
+    from analysis.contract import read_sweep, sweep_file
+
+    path = Path(root) / sweep_file(profile)
+    return read_sweep(path) if path.is_file() else None
+
+
+def sweep_facts(doc: dict[str, Any] | None) -> Facts:
+    """The sweep's numbers the prose cites: the strengths, where exact patching's AUROC falls
+    below the criterion, and per structure the first strength at which its row fails."""
+    if doc is None:
+        return Facts()
+    t = THRESHOLDS["exact_auroc"]
+    low = [run["background"] for run in doc["runs"] if (run["validation"]["metrics"]["exact"]["auroc"] or 0) < t]
+    breaks = sweep_breaks(doc)
+    held = [n for n, b in breaks.items() if b.startswith("holds")]
+    out = {
+        "strengths": ", ".join(_strength(x) for x in doc["strengths"]),
+        "auroc_break": (f"falls below {t:g} from {_strength(min(low))}" if low else f"stays at or above {t:g} up to "
+                        f"{_strength(max(doc['strengths']))}"),
+        "breaks": "; ".join(f"{n.replace('_', '-')} {b}" for n, b in breaks.items() if not b.startswith("holds")) or "none",
+        "held": ", ".join(n.replace("_", "-") for n in held) or "none",
+    }
+    return Facts({k: Text(v) for k, v in out.items()})
 
 
 def verdict_frame(doc: dict[str, Any]) -> pd.DataFrame:
@@ -115,7 +303,8 @@ def verdict_frame(doc: dict[str, Any]) -> pd.DataFrame:
 
 def criteria_frame(doc: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"criterion": what, "measured": fmt_num(value), "needs": need, "met": "yes" if met else "**no**"}
+        [{"criterion": what, "measured": value if isinstance(value, str) else fmt_num(value), "needs": need,
+          "met": "yes" if met else "**no**"}
          for what, value, need, met in criteria(doc)]
     )
 
@@ -171,6 +360,19 @@ class Facts(dict):
         return Text("(no validation.json)")
 
 
+def _planted_claims(doc: dict[str, Any]) -> str:
+    """How many of the permuted benchmarks' claims are the benchmark's own causal heads of that
+    emotion: the permutation can give a neutral expression an emotion word's embedding, and
+    then the planted heads really react to it in that model."""
+    causal = doc["structures_by_emotion"]
+    claims = [(p["null"], d) for p in doc["nulls"]["per_null"] if p["source"] == "bench" for d in p["discoveries"]]
+    planted = [(k, d) for k, d in claims if [d["layer"], d["head"]] in causal[d["emotion"]]]
+    nulls = sorted({k for k, _ in planted})
+    return (f"{len(planted)} of the {len(claims)} claims on permuted benchmarks are the benchmark's own causal heads of that "
+            f"emotion (null{'s' if len(nulls) != 1 else ''} {', '.join(map(str, nulls))})" if planted
+            else f"none of the {len(claims)} claims on permuted benchmarks is one of the benchmark's causal heads")
+
+
 def validation_facts(doc: dict[str, Any] | None) -> Facts:
     """Every number the section's prose cites, formatted (texts that display without quotes)."""
     if doc is None:
@@ -202,11 +404,18 @@ def validation_facts(doc: dict[str, Any] | None) -> Facts:
                    noise_a=fmt_num(b["noise_A"]))
     if n["n_nulls"]:
         lo, hi = n["share_with_discovery_ci"]
+        src = n["by_source"]
+        bench = src.get("bench", {"n": 0, "share_significant": None})
         out.update(n_nulls=str(n["n_nulls"]), n_null_disc=str(sum(p["n_discoveries"] > 0 for p in n["per_null"])),
                    null_share=fmt_num(n["share_with_discovery"]), null_lo=fmt_num(lo), null_hi=fmt_num(hi),
-                   null_planted=fmt_num(n["planted_exact_mean"]),
-                   null_discoveries="; ".join(f"null {p['null']}: {d['emotion']} {d['layer']}:{d['head']} ({fmt_num(d['exact'])} nats)"
-                                              for p in n["per_null"] for d in p["discoveries"]) or "none",
-                   null_verdict=(f"The criterion (the share exceeds 0.05 by no more than a one-sided binomial test at 0.05 allows) is "
+                   null_planted=fmt_num(n["planted_exact_mean"]), null_bench_n=str(bench["n"]),
+                   null_random_n=str(sum(rec["n"] for s_, rec in src.items() if s_ != "bench")),
+                   null_families=", ".join(s_ for s_ in src if s_ != "bench"),
+                   null_bench_significant=fmt_num(bench["share_significant"]),
+                   null_planted_claims=_planted_claims(doc),
+                   null_discoveries="; ".join(f"{p['source']} null {p['null']}: {d['emotion']} {d['layer']}:{d['head']} "
+                                              f"({fmt_num(d['exact'])} nats)" for p in n["per_null"] for d in p["discoveries"]) or "none",
+                   null_verdict=(f"The criterion (the share exceeds {THRESHOLDS['null_rate']:g} by no more than a one-sided exact "
+                                 f"binomial test at {THRESHOLDS['null_p']:g} allows) is "
                                  f"{'met' if null_criterion_met(n) else 'not met'} (p = {null_criterion_p(n):.3g})."))
     return Facts({k: Text(v) for k, v in out.items()})

@@ -8,8 +8,10 @@ every head is exactly 0, whatever the model does. Nothing weaker is: making an e
 and its twin exchangeable (a permuted embedding, or a random orientation of a pair) leaves a
 nonzero mean, since patching a into b is not the negative of b into a in a nonlinear model.
 The signs are shared by every head of an emotion, so the null screening keeps the dependence
-between heads that a real one has. Used by the validate stage's null models and the random-model
-null test (tests/test_screening_null.py).
+between heads that a real one has. A test device, not the pipeline's null: it checks the statistics and BH's bookkeeping under a
+null that is exact by construction (tests/test_screening_null.py, tests/test_benchmark.py). The
+validate stage's null screenings (analysis.validation.nulls, issue 24) use no sign device: they
+screen neutral-vs-neutral pairs, a null that can fail.
 """
 
 from __future__ import annotations
