@@ -86,10 +86,13 @@ class ValidationConfig:
     @classmethod
     def from_params(cls, p: Any, *, folder: str, profile: str) -> "ValidationConfig":
         """The validate stage's config under params `p`: the screening is the `screen` stage's
-        (ScreeningConfig.from_params) with split off, since the held-out half is already the one to score."""
+        (ScreeningConfig.from_params) with split off, since the held-out half is already the one to
+        score, and every emotion."""
+        # every emotion, whatever params `emotions` asks of the screen stage: the benchmark's structures
+        # serve all three, and its criteria read every one (`dvc exp run -S emotions=[anger]` must not break it)
         return cls(folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, n_random_nulls=p.benchmark.n_random_nulls,
                    workers=p.benchmark.workers, selection_share=p.split.selection_share,
-                   screening=ScreeningConfig.from_params(p, model=folder, profile=profile, split=False))
+                   screening=ScreeningConfig.from_params(p, model=folder, profile=profile, split=False, emotions=EMOTIONS))
 
     @property
     def seed(self) -> int:

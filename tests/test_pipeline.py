@@ -49,7 +49,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> Path:
     write_uneven_profile(REPO / "data/prompts/baseline", root / "data/prompts/tiny")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["profile"] = "tiny"
-    params["benchmark"] = {**params["benchmark"], "n_nulls": 0, "n_random_nulls": 0}  # the stage's 260 take ~40 min
+    params["benchmark"] = {**params["benchmark"], "n_nulls": 0, "n_random_nulls": 0, "sweep": [1.0, 3.0]}  # the 260 nulls take ~40 min
     params["ablation"]["cumulative_k"] = 2
     params["patching"]["cumulative_k"] = 2
     # 6 expressions per half: no p below 2/64, so no q < 0.05 among 48 heads and no head `specific`

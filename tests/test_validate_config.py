@@ -40,11 +40,26 @@ def test_validation_screens_with_the_screen_stages_config(tmp_path: Path) -> Non
 
 def test_validate_stage_lists_every_param_its_screening_reads() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for stage in ("screen", "validate"):
+    for stage in ("screen", "validate", "sweep"):
         listed = set(stages[stage]["params"])
-        for needed in ("seed", "profile", "emotions", "screening", "split", "specificity", "alignment", "noise_floor"):
+        for needed in ("seed", "profile", "screening", "split", "specificity", "alignment", "noise_floor"):
             assert needed in listed, (stage, needed)
         assert listed & {"copy_control", "copy_control.max_share"}, stage
+    # the benchmark is validated on every emotion, whatever `emotions` asks of the screen stage
+    assert "emotions" in stages["screen"]["params"] and "emotions" not in stages["validate"]["params"]
+
+
+def test_validation_screens_every_emotion_whatever_params_emotions_is(tmp_path: Path) -> None:
+    """`dvc exp run -S emotions=[anger]` once crashed the validate stage (its signatures read every
+    emotion's rows): the benchmark is screened on all three."""
+    from analysis.core.vocabulary import EMOTIONS
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["emotions"] = ["anger"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = load_params(tmp_path / "params.yaml")
+    assert ScreeningConfig.from_params(p, model="bench").emotions == ("anger",)
+    assert ValidationConfig.from_params(p, folder="bench", profile=p.profile).screening.emotions == tuple(EMOTIONS)
 
 
 def test_from_params_refuses_an_unknown_field() -> None:

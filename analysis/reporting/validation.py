@@ -47,11 +47,12 @@ STRUCTURE_EXPECT: dict[str, dict[str, str | int]] = {
 
 
 def _rank(doc: dict[str, Any], emotion: str, head: list[int]) -> int:
-    """1-based rank of `head` among `emotion`'s rows by |exact| (a copy-flagged row scores 0, as the
-    pipeline's rankings skip it; ties: lower layer, head), as analysis.validation.rank_of."""
-    rows = [r for r in doc["scores"] if r["emotion"] == emotion]
-    key = lambda r: (-round(0.0 if r["copy_flag"] else abs(r["exact"]), 6), r["layer"], r["head"])  # noqa: E731
-    return 1 + [[r["layer"], r["head"]] for r in sorted(rows, key=key)].index(list(head))
+    """1-based rank of `head` among `emotion`'s rows by |exact| under the contract's one ranking, a
+    copy-flagged row scoring 0 as the pipeline's rankings skip it (analysis.validation.rank_of)."""
+    from analysis.contract import rank
+
+    rows = rank([r for r in doc["scores"] if r["emotion"] == emotion], lambda r: 0.0 if r["copy_flag"] else r["exact"])
+    return 1 + [[r["layer"], r["head"]] for r in rows].index(list(head))
 
 
 def structure_verdict(doc: dict[str, Any], name: str) -> tuple[str, bool]:
