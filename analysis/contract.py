@@ -65,6 +65,7 @@ RANDOM_MODEL_SCHEMA = "emotion-heads/random-model/v1"
 SUMMARY_SCHEMA = "emotion-heads/summary/v1"
 VALIDATION_SCHEMA = "emotion-heads/validation/v1"
 SWEEP_SCHEMA = "emotion-heads/sweep/v1"
+NULLS_SCHEMA = "emotion-heads/nulls/v1"
 # v2 (issue 15): interventions named by their question, fraction of the gap, random-head baseline,
 # noise floor; KL and `changed` no longer carry a sign-flip p.
 EXPERIMENT_SCHEMAS = {"ablation": "emotion-heads/ablation/v2", "patching": "emotion-heads/patching/v2"}
@@ -125,6 +126,12 @@ def validation_file(profile: str) -> Path:
     return RESULTS / profile / "validation.json"
 
 
+def nulls_file(profile: str) -> Path:
+    """The nulls stage's null screenings (neutral-vs-neutral pairs on null models, issue 24), which
+    the validate stage's null criterion reads."""
+    return RESULTS / profile / "nulls.json"
+
+
 def sweep_file(profile: str) -> Path:
     """The sweep stage's validations of the benchmark at each background strength (issue 24)."""
     return RESULTS / profile / "sweep.json"
@@ -153,6 +160,7 @@ WRITERS: dict[str, tuple[str, str]] = {
     schema_kind(SUMMARY_SCHEMA): ("the summary", "python -m analysis.summarize"),
     schema_kind(VALIDATION_SCHEMA): ("the benchmark's scores", "python -m analysis.validate"),
     schema_kind(SWEEP_SCHEMA): ("the benchmark's difficulty sweep", "python -m analysis.bench_sweep"),
+    schema_kind(NULLS_SCHEMA): ("the benchmark's null screenings", "python -m analysis.bench_nulls"),
     schema_kind(EXPERIMENT_SCHEMAS["ablation"]): ("an ablation", "python -m analysis.head_ablation"),
     schema_kind(EXPERIMENT_SCHEMAS["patching"]): ("a patching run", "python -m analysis.head_patching"),
     schema_kind(EXPERIMENT_TABLE_SCHEMAS["ablation"]): ("an ablation's per-prompt table", "python -m analysis.head_ablation"),
@@ -353,6 +361,14 @@ def read_validation(path: str | Path) -> dict[str, Any]:
 
 def write_validation(path: str | Path, doc: dict[str, Any]) -> Path:
     return write_json(path, _checked(doc, VALIDATION_SCHEMA, path))
+
+
+def read_nulls(path: str | Path) -> dict[str, Any]:
+    return read_json(path, NULLS_SCHEMA)
+
+
+def write_nulls(path: str | Path, doc: dict[str, Any]) -> Path:
+    return write_json(path, _checked(doc, NULLS_SCHEMA, path))
 
 
 def read_sweep(path: str | Path) -> dict[str, Any]:

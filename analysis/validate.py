@@ -1,11 +1,12 @@
-"""Stage `validate`: the benchmark with known answers (bench) and its null models -> every
-screening metric scored against the answers, in results/<profile>/validation.json.
+"""Stage `validate`: the benchmark with known answers (bench) -> every screening metric scored
+against the answers, and the nulls stage's null screenings judged, in results/<profile>/validation.json.
 
 The computation is analysis.validation.validate; this is its CLI.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -27,12 +28,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--output", required=True, type=Path, help="results/<profile>/validation.json")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--profile", help="prompt profile (default: params profile)")
+    ap.add_argument("--nulls", type=Path, help="the nulls stage's results/<profile>/nulls.json (default: none, no null criterion)")
+    ap.add_argument("--no-unit-metrics", action="store_true",
+                    help="skip the unit screening of every benchmark unit (unit_metrics, minutes); for tests")
     a = ap.parse_args(argv)
     p = load_params(a.params)
     folder = resolve_model_path(a.model)
     profile = a.profile or p.profile
-    check_output(a.output, VALIDATION_SCHEMA, inputs=[folder, a.params, PROMPTS_ROOT / profile])
-    cfg = ValidationConfig.from_params(p, folder=folder, profile=profile)  # screens as the `screen` stage does
+    check_output(a.output, VALIDATION_SCHEMA, inputs=[folder, a.params, PROMPTS_ROOT / profile, *([a.nulls] if a.nulls else [])])
+    cfg = ValidationConfig.from_params(p, folder=folder, profile=profile, nulls=None if a.nulls is None else str(a.nulls))  # screens as the `screen` stage does
+    if a.no_unit_metrics:
+        cfg = dataclasses.replace(cfg, unit_metrics=False)
     start = time.perf_counter()
     doc = validate(cfg)
     write_validation(a.output, doc)

@@ -4,25 +4,21 @@ answers (analysis.embedded.benchmark), on the held-out half of the expressions.
 - per metric (Δattn, attribution, exact): AUROC of |score| over every head × emotion row, the
   causal rows (planted.json `by_emotion`) positive, and precision@k with k = the number of
   causal rows; for exact, a row the copy control flags scores 0, as the pipeline skips it;
+- the same for the MLP units (`unit_metrics`): the project's unit screening with exact patching of
+  every unit, scored over every unit × emotion row against planted.json `units_by_emotion`;
 - attribution against exact: Spearman over the rows above the noise floor (exact q < alpha),
   and each such row's attribution / exact ratio, flagged below `ratio_flag` (the saturation trap);
 - per structure: the signature its planted.json states, measured with the project's exact
   interventions (zero and patch edits through the bridge's hooks);
-- the null screenings (`nulls`): the benchmark with its span embeddings permuted, and random-weight
-  models of each family, screened as the `screen` stage screens on neutral-vs-neutral pairs; the
-  share of them with any emotion-head claim, which under this complete null is also the mean
-  false-discovery proportion (issue 24: a null that can fail; the fair sign of M per cluster of
-  analysis.screening.null stays a test of the BH bookkeeping only).
+- the null screenings: the nulls stage's document (analysis.nulls), carried into this one for the
+  null criterion (analysis.reporting.validation).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import multiprocessing
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import as_completed, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,33 +27,26 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm import tqdm
 
-from analysis.contract import read_planted, significant, SWEEP_SCHEMA, VALIDATION_SCHEMA
-from analysis.core.cli import progress_disabled, quiet_worker
+from analysis.bench_generation import DEFAULT_STRUCTURES, generation_effects
+from analysis.contract import rank, read_nulls, read_planted, SWEEP_SCHEMA, VALIDATION_SCHEMA
 from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import PromptPairs
 from analysis.core.sites import head_sites, unit_sites
 from analysis.core.vocabulary import EMOTIONS, mlp_post_name, NEUTRAL, pattern_hook, z_hook
-from analysis.embedded.benchmark import BenchConfig, build_benchmark, halves, POLY_SOURCES, write_null
+from analysis.embedded.benchmark import BenchConfig, build_benchmark, evaluation_pairs as bench_evaluation_pairs, POLY_SOURCES
 from analysis.interventions.edits import (
     capture, Edit, hooks_for, last_logits, patch_edits, position_map, tokenize_pairs, zero_edits,
 )
 from analysis.metrics import lexicon_ids, SCREENING_METRIC
 from analysis.errors import InputError
-from analysis.families import SUPPORTED_FAMILIES
-from analysis.random_models import save_random_model
-from analysis.screening.common import neutral_control_prompts, pair_batches, ScreeningConfig
+from analysis.screening.common import pair_batches, ScreeningConfig
 from analysis.screening.heads import exact_block, ExactBlock, screen
-from analysis.stats import auroc, share_interval, spearman
+from analysis.screening.units import screen as screen_units, UnitScreeningConfig
+from analysis.stats import auroc, spearman
 
 METRICS = ("delta_attn", "attribution", "exact")
-NULL_SOURCES = ("bench", *SUPPORTED_FAMILIES)  # where null models come from (nulls)
-# The fewest null screenings the null criterion (one-sided exact binomial test of the share with a
-# claim against alpha 0.05, at level 0.05) may run on: with 200 a pipeline that claims emotion heads in
-# 10 % of nulls, twice the nominal rate, fails it with probability 0.857 (with 20, 0.13). Fixed
-# before any measurement (issue 24).
-MIN_NULLS = 200
+UNIT_METRICS = ("attribution", "exact")  # a unit has no attention, so no Δattn
 
 
 @dataclass(frozen=True)
@@ -65,33 +54,27 @@ class ValidationConfig:
     folder: str  # the benchmark model folder
     profile: str
     screening: ScreeningConfig  # the `screen` stage's config for the same params, over the held-out half as given
-    n_nulls: int = 200  # permuted benchmarks screened on neutral-vs-neutral pairs (nulls)
-    n_random_nulls: int = 20  # random-weight models of each family, screened likewise
-    workers: int = 1  # null screenings at a time (processes; the numbers do not depend on it)
+    nulls: str | None = None  # the nulls stage's document (contract nulls_file); None: no null criterion
     selection_share: float = 0.5  # the benchmark's own split (the half its construction used)
-    alpha: float = 0.05  # BH level: "above the noise floor" and "a discovery"
+    alpha: float = 0.05  # BH level: "above the noise floor"
     ratio_flag: float = 0.3  # attribution / exact below this: attribution misses the effect
-
-    def __post_init__(self) -> None:
-        n = self.n_null_screenings
-        if 0 < n < MIN_NULLS:
-            raise InputError(f"benchmark.n_nulls {self.n_nulls} + {len(SUPPORTED_FAMILIES)} x benchmark.n_random_nulls "
-                             f"{self.n_random_nulls} = {n} null screenings: the null criterion needs at least {MIN_NULLS} "
-                             "(or 0: no null screenings)")
-
-    @property
-    def n_null_screenings(self) -> int:
-        return self.n_nulls + len(SUPPORTED_FAMILIES) * self.n_random_nulls
+    generation_tokens: int = 15  # the generation experiments' greedy tokens (params ablation.max_tokens)
+    generation_draws: int = 5  # their random-head draws (params random_baseline.draws)
+    generation: bool = True  # run them (the sweep does not: secondary, and ~1 min per benchmark)
+    # Exact patching of every bench unit (unit_metrics) costs minutes: the sweep and the in-process
+    # tests that are about something else turn it off, as they leave out the null screenings.
+    unit_metrics: bool = True
+    unit_resamples: int = 1000  # the unit screening's bootstrap draws here (its AUROC ranks means; see unit_screening_config)
 
     @classmethod
-    def from_params(cls, p: Any, *, folder: str, profile: str) -> "ValidationConfig":
+    def from_params(cls, p: Any, *, folder: str, profile: str, nulls: str | None = None) -> "ValidationConfig":
         """The validate stage's config under params `p`: the screening is the `screen` stage's
         (ScreeningConfig.from_params) with split off, since the held-out half is already the one to
         score, and every emotion."""
         # every emotion, whatever params `emotions` asks of the screen stage: the benchmark's structures
         # serve all three, and its criteria read every one (`dvc exp run -S emotions=[anger]` must not break it)
-        return cls(folder=folder, profile=profile, n_nulls=p.benchmark.n_nulls, n_random_nulls=p.benchmark.n_random_nulls,
-                   workers=p.benchmark.workers, selection_share=p.split.selection_share,
+        return cls(folder=folder, profile=profile, nulls=nulls, selection_share=p.split.selection_share,
+                   generation_tokens=p.ablation.max_tokens, generation_draws=p.random_baseline.draws,
                    screening=ScreeningConfig.from_params(p, model=folder, profile=profile, split=False, emotions=EMOTIONS))
 
     @property
@@ -103,8 +86,7 @@ class ValidationConfig:
 
 
 def evaluation_pairs(cfg: ValidationConfig, seed: int) -> dict[str, PromptPairs]:
-    bench = BenchConfig(profile=cfg.profile, seed=seed, selection_share=cfg.selection_share)
-    return {e: halves(bench, e)[1] for e in EMOTIONS}
+    return bench_evaluation_pairs(cfg.profile, seed, cfg.selection_share)
 
 
 def screening_config(model: LoadedModel, cfg: ValidationConfig) -> ScreeningConfig:
@@ -138,13 +120,80 @@ def metric_scores(doc: dict, causal: Mapping[str, Sequence[Sequence[int]]]) -> d
     rows = doc["scores"]
     truth = {(e, tuple(h)) for e, hs in causal.items() for h in hs}
     labels = [int((r["emotion"], (r["layer"], r["head"])) in truth) for r in rows]
-    k = sum(labels)
-    out = {}
-    for metric in METRICS:
-        scores = [_score(r, metric) for r in rows]
-        top = np.argsort(-np.asarray(scores), kind="stable")[:k]
-        out[metric] = {"auroc": auroc(scores, labels), "precision_at_k": float(np.mean([labels[i] for i in top])), "k": k}
+    return {metric: ranking_quality([_score(r, metric) for r in rows], labels) for metric in METRICS}
+
+
+def ranking_quality(scores: Sequence[float], labels: Sequence[int]) -> dict:
+    """How well `scores` [row] (|score|, higher = more causal) rank the rows whose `labels` [row]
+    are 1: AUROC, and precision@k with k = the number of positives (the share of positives among the
+    k best scores; ties keep row order). None where there is no positive (or no negative, for AUROC)."""
+    k = int(sum(labels))
+    top = np.argsort(-np.asarray(scores, dtype=float), kind="stable")[:k]
+    return {"auroc": auroc(scores, labels), "precision_at_k": float(np.mean([labels[i] for i in top])) if k else None, "k": k}
+
+
+def unit_screening_config(model: LoadedModel, cfg: ValidationConfig) -> UnitScreeningConfig:
+    """The unit screening's config here: the validate stage's screening config (screening_config:
+    the screen stage's for the same params, no further split) with exact patching of every unit
+    (exact_top_k 0), so that every unit × emotion row has an exact score to rank. Its positions are
+    the head screening's: the validate stage's params are `screening`, not `unit_screening` (equal in
+    params.yaml). Its bootstrap draws are `cfg.unit_resamples`: the AUROC ranks the exact means, which
+    the draws do not touch, and 9216 rows' tests at the stage's 10000 draws took ~13 of ~20 min."""
+    sc = screening_config(model, cfg)
+    fields = {f.name: getattr(sc, f.name) for f in dataclasses.fields(sc)}
+    return UnitScreeningConfig(**{**fields, "exact_top_k": 0, "n_resamples": cfg.unit_resamples})
+
+
+def unit_rows(model: LoadedModel, cfg: ValidationConfig, pairs: Mapping[str, PromptPairs]) -> list[dict]:
+    """Every unit × emotion row of the project's unit screening (analysis.screening.units.screen) of
+    `model` over `pairs` (the held-out half), under unit_screening_config.
+
+    With exact_top_k 0 the JSON's rows are every unit (it keeps the exact-patched units and each
+    layer's top units by attribution; the Parquet holds every attribution): checked here, so that an
+    AUROC is never taken over a subset the screening happened to keep."""
+    uc = unit_screening_config(model, cfg)
+    rows = screen_units(model, uc, dict(pairs)).doc["scores"]
+    n_units = model.spec.n_layers * int(model.spec.d_mlp)  # type: ignore[arg-type]
+    seen = {(r["emotion"], r["layer"], r["neuron"]) for r in rows if r["exact"] is not None}
+    if len(rows) != len(seen) or len(seen) != n_units * len(uc.emotions):
+        raise RuntimeError(f"the unit screening returned {len(rows)} rows, {len(seen)} with an exact score; "
+                           f"expected every one of {n_units} units x {len(uc.emotions)} emotions")
+    return rows
+
+
+def unit_metric_scores(rows: Sequence[Mapping[str, Any]], causal: Mapping[str, Sequence[Sequence[int]]], shown: int = 10) -> dict:
+    """AUROC and precision@k of attribution and exact over every unit × emotion row, the causal
+    units (`causal`: emotion -> [[layer, neuron], ...], planted.json `units_by_emotion`) positive;
+    |score|, a copy-flagged row scoring 0 for exact as for heads. Per metric also `outranking`: the
+    non-causal rows that rank above some causal row (at most `shown`, best first), to say why."""
+    truth = {(e, tuple(u)) for e, us in causal.items() for u in us}
+    labels = [int((r["emotion"], (r["layer"], r["neuron"])) in truth) for r in rows]  # [row]
+    out: dict[str, Any] = {}
+    for metric in UNIT_METRICS:
+        scores = [_score(r, metric) for r in rows]  # [row]
+        ordered = rank(rows, lambda r, m=metric: _score(r, m), index="neuron")  # the contract's one ranking
+        last_causal = max((i for i, r in enumerate(ordered) if (r["emotion"], (r["layer"], r["neuron"])) in truth), default=-1)
+        above = [r for r in ordered[:last_causal] if (r["emotion"], (r["layer"], r["neuron"])) not in truth]
+        out[metric] = {
+            **ranking_quality(scores, labels),
+            "n_outranking": len(above),
+            "outranking": [{"emotion": r["emotion"], "layer": r["layer"], "neuron": r["neuron"], metric: r[metric],
+                            "copy_flag": r["copy_flag"]} for r in above[:shown]],
+        }
     return out
+
+
+def unit_metrics(model: LoadedModel, cfg: ValidationConfig, pairs: Mapping[str, PromptPairs],
+                 causal: Mapping[str, Sequence[Sequence[int]]]) -> dict:
+    """The unit screening of `model` over `pairs` (unit_rows) scored against `causal` (unit_metric_scores)."""
+    rows = unit_rows(model, cfg, pairs)
+    return {
+        "truth": {e: [list(u) for u in us] for e, us in causal.items()},
+        "n_rows": len(rows),
+        "screening": "analysis.screening.units.screen under the validate stage's screening config, exact_top_k 0 "
+        "(exact patching of every unit), on the held-out half",
+        **unit_metric_scores(rows, causal),
+    }
 
 
 def rank_of(doc: dict, emotion: str, head: Sequence[int], metric: str) -> int:
@@ -297,7 +346,8 @@ def signatures(model: LoadedModel, planted: dict, pairs: Mapping[str, PromptPair
             "joint": r.patch_effect([plus, minus]),
             "layer": r.patch_effect([[layer, h] for h in range(model.spec.n_heads)]),
         }
-    for name, role in (("decoy", "decoy"), ("value_only", "value"), ("layernorm", "ln"), ("copy", "copy")):
+    for name, role in (("decoy", "decoy"), ("value_only", "value"), ("layernorm", "ln"), ("copy", "copy"), ("variant_copy", "variant"),
+                       ("confound", "confound"), ("unequal", "unequal")):
         if name in s:
             rec = s[name]
             row = row_of(doc, rec["emotion"], rec["heads"][role])
@@ -350,7 +400,7 @@ def verdicts(doc: dict, planted: dict) -> dict[str, dict[str, str]]:
         e, k = rec["emotion"], len(causal[rec["emotion"]])
         out[name] = {}
         for metric in METRICS:
-            roles = rec["causal"] or list(rec["heads"])
+            roles = [r for r in rec["causal"] if r in rec["heads"]] or list(rec["heads"])
             top = [rank_of(doc, e, rec["heads"][r], metric) <= k for r in roles]
             if not rec["causal"]:
                 out[name][metric] = "misleading" if any(top) else "found"
@@ -363,121 +413,33 @@ def verdicts(doc: dict, planted: dict) -> dict[str, dict[str, str]]:
     return out
 
 
-def null_pairs(model: LoadedModel, pairs: PromptPairs, positions: str, seed: int) -> PromptPairs:
-    """Neutral-vs-neutral pairs of one emotion's held-out pairs: per pair (e_i, n_i), the twin n_i and
-    n′_i, n_i's template around another twin's neutral span (drawn as the specificity control draws
-    its neutral′: analysis.screening.common.neutral_control_prompts, seeded by `seed`), in a fair
-    random orientation (n′_i → n_i or n_i → n′_i). No emotion word is in either prompt; a pair
-    without a usable n′_i is left out."""
-    spliced, _ = neutral_control_prompts(model, pairs, pairs, positions, seed)
-    rng = np.random.default_rng([seed, 24])
-    kept = [(x, n) for x, n in zip(spliced, pairs.neutral_prompts, strict=True) if x is not None]
-    oriented = [(x, n) if flip else (n, x) for (x, n), flip in zip(kept, rng.integers(0, 2, len(kept)), strict=True)]
-    return PromptPairs(pairs.emotion, tuple(a for a, _ in oriented), tuple(b for _, b in oriented))
+NO_NULLS = {"n_nulls": 0, "per_null": [], "share_with_discovery": None, "share_with_discovery_ci": None, "by_source": {},
+            "construction": "none: no null screenings were asked for"}
 
 
-def null_screening(model: LoadedModel, cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], source: str, k: int,
-                   causal: Mapping[str, Sequence[Sequence[int]]]) -> dict:
-    """One null screening: `model` screened exactly as the `screen` stage screens (every score,
-    both controls, one BH family), on neutral-vs-neutral pairs (null_pairs) in place of the
-    emotion pairs, seeded by (seed, source, k). Nothing in a pair is emotional, so an emotion-head
-    claim (a row `specific`: above the noise floor and beating the neutral control) is false. The
-    neutral′ of the pair and the control's neutral″ are drawn alike from the same template's
-    neutral spans, so their difference is exchangeable, with mean 0 in expectation over the draws.
-
-    `discoveries`: the claims (the criterion counts screenings with any). `n_significant`
-    (secondary): rows with an exact effect above the noise floor (q < Q_LEVEL, not copy-flagged),
-    which a neutral span change may really cause (the heads that read the span); the reason
-    "emotion head" needs the neutral control."""
-    seed = int(np.random.default_rng([cfg.seed, NULL_SOURCES.index(source), k]).integers(2**31))
-    sc = dataclasses.replace(screening_config(model, cfg), seed=seed)
-    doc = screen(model, sc, {e: null_pairs(model, pairs[e], sc.positions, seed + 1) for e in EMOTIONS})
-    rows = doc["scores"]
-    truth = {(e, tuple(h)) for e, hs in causal.items() for h in hs}
-    found = [r for r in rows if r.get("specific")]
-    planted = [r["exact"] for r in rows if (r["emotion"], (r["layer"], r["head"])) in truth]
-    return {
-        "source": source, "null": k, "n_discoveries": len(found),
-        "discoveries": [{f: r[f] for f in ("emotion", "layer", "head", "exact", "specificity", "specificity_q")} for r in found],
-        "n_significant": sum(1 for r in rows if significant(r) and not r["copy_flag"]),
-        "n_pairs": {e: doc["pairs"][e]["exact_n_pairs_used"] for e in EMOTIONS},
-        "min_specificity_q": min((r["specificity_q"] for r in rows if r.get("specificity_q") is not None), default=None),
-        "planted_exact": float(np.mean(planted)) if planted else None,
-    }
+def null_record(cfg: ValidationConfig) -> dict:
+    """The nulls stage's document for this validation (its per-null records and shares), checked
+    to be of this benchmark and profile; NO_NULLS without one."""
+    if cfg.nulls is None:
+        return dict(NO_NULLS)
+    doc = read_nulls(cfg.nulls)
+    if doc["profile"] != cfg.profile or Path(doc["model"]).resolve() != Path(cfg.folder).resolve():
+        raise InputError(f"input file {cfg.nulls}: null screenings of {doc['model']} on profile {doc['profile']}, "
+                         f"not of {cfg.folder} on profile {cfg.profile}")
+    return {k: v for k, v in doc.items() if k not in ("schema", "model", "profile", "params")}
 
 
-def _null_model(cfg: ValidationConfig, source: str, k: int, folder: Path) -> LoadedModel:
-    """Null model k of `source`: the benchmark with its span embeddings permuted (write_null: no
-    emotion routing left), or a random-weight model of that family with the benchmark's tokenizer
-    (2 layers × 4 heads, init_std 0.2 so that patching moves M well above the noise floor)."""
-    if source == "bench":
-        return load_model(str(write_null(cfg.folder, k, folder)))
-    return load_model(str(save_random_model(source, folder, tokenizer_dir=Path(cfg.folder), seed=k, init_std=0.2)))
-
-
-def _one_null(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]],
-              source: str, k: int) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a null's numbers do not depend on how many run beside it
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-null-") as tmp:
-            model = _null_model(cfg, source, k, Path(tmp) / f"{source}_{k:03d}")
-            return null_screening(model, cfg, pairs, source, k, causal if source == "bench" else {})
-    finally:
-        torch.set_num_threads(threads)
-
-
-def null_jobs(cfg: ValidationConfig) -> list[tuple[str, int]]:
-    """(source, k) of every null screening the config asks for."""
-    return [("bench", k) for k in range(cfg.n_nulls)] + [(f, k) for f in SUPPORTED_FAMILIES for k in range(cfg.n_random_nulls)]
-
-
-def nulls(cfg: ValidationConfig, pairs: Mapping[str, PromptPairs], causal: Mapping[str, Sequence[Sequence[int]]],
-          jobs: Sequence[tuple[str, int]] | None = None) -> dict:
-    """Every null screening (null_screening): `n_nulls` permuted benchmarks and `n_random_nulls`
-    random-weight models of each family, `workers` at a time (each on one torch thread, so the
-    numbers do not depend on `workers`); the share with any emotion-head claim and its exact
-    binomial interval, overall and per source. Under a complete null a screening's false-discovery
-    proportion is 1 with any claim and 0 without: the share is the mean FDP, reported once.
-    `jobs`: (source, k) pairs in place of the config's null_jobs (a test's few)."""
-    jobs = null_jobs(cfg) if jobs is None else list(jobs)
-    run = functools.partial(_one_null, cfg, dict(pairs), {e: [list(h) for h in hs] for e, hs in causal.items()})
-    bar = tqdm(total=len(jobs), desc="null screenings", disable=progress_disabled())
-    if cfg.workers > 1 and len(jobs) > 1:
-        # spawn: a fresh interpreter per worker (fork would copy torch's thread pool state)
-        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_worker) as pool:
-            futures = [pool.submit(run, s, k) for s, k in jobs]
-            for f in as_completed(futures):
-                bar.update()
-            per = [f.result() for f in futures]
-    else:
-        per = []
-        for s, k in jobs:
-            per.append(run(s, k))
-            bar.update()
-    bar.close()
-
-    def share(records: list[dict]) -> dict:
-        si = share_interval([p["n_discoveries"] > 0 for p in records])
-        return {"n": len(records), "with_discovery": sum(p["n_discoveries"] > 0 for p in records), "share": si.share,
-                "ci": [si.ci_low, si.ci_high],
-                "share_significant": float(np.mean([p["n_significant"] > 0 for p in records]))}
-
-    bench = [p for p in per if p["source"] == "bench"]
-    return {
-        "n_nulls": len(per), "alpha": cfg.alpha, "per_null": per,
-        "construction": "neutral-vs-neutral pairs (each held-out twin and its template around another neutral span, "
-        "a random orientation) screened as the screen stage screens, on the benchmark with its span embeddings permuted "
-        f"({sum(s == 'bench' for s, _ in jobs)}) and on random-weight models of {', '.join(SUPPORTED_FAMILIES)} "
-        f"({', '.join(str(sum(s == f for s, _ in jobs)) for f in SUPPORTED_FAMILIES)}); "
-        "a discovery is an emotion-head claim (a row `specific`)",
-        "share_with_discovery": share(per)["share"] if per else None,
-        # BH at alpha on a model without a true head claims anything with probability <= ~alpha:
-        # a calibrated pipeline's share is alpha up to this binomial interval
-        "share_with_discovery_ci": share(per)["ci"] if per else None,
-        "by_source": {s: share([p for p in per if p["source"] == s]) for s in dict.fromkeys(p["source"] for p in per)},
-        "planted_exact_mean": float(np.mean([p["planted_exact"] for p in bench])) if bench else None,
-    }
+def generation_record(cfg: ValidationConfig, model: LoadedModel, pairs: Mapping[str, PromptPairs], planted: dict) -> dict:
+    """The generation experiments on the benchmark (analysis.bench_generation: each structure's
+    keyword and changed-share effects beside the sign its construction implies), secondary: not a
+    criterion (see the report). Run times are left out, so a rerun writes the same bytes."""
+    planned = [s for s in DEFAULT_STRUCTURES if s in planted["benchmark"]["structures"]]
+    if not cfg.generation or not planned:
+        return {}
+    doc = generation_effects(cfg.folder, cfg.profile, pairs, planted, seed=cfg.seed, n_resamples=cfg.screening.n_resamples,
+                             structures=planned, max_tokens=cfg.generation_tokens, random_draws=cfg.generation_draws, model=model)
+    return {**doc, "model": "bench", "structures": {k: {f: v for f, v in rec.items() if f != "seconds"}
+                                                   for k, rec in doc["structures"].items()}}
 
 
 def validate(cfg: ValidationConfig) -> dict:
@@ -497,14 +459,17 @@ def validate(cfg: ValidationConfig) -> dict:
         "structures": planted["benchmark"]["structures"],
         "structures_by_emotion": planted["by_emotion"],
         "metrics": metric_scores(doc, planted["by_emotion"]),
+        "unit_metrics": unit_metrics(model, cfg, pairs, planted["units_by_emotion"]) if cfg.unit_metrics else None,
         "attribution_vs_exact": attribution_vs_exact(doc, cfg),
         "signatures": signatures(model, planted, pairs, doc),
         "verdicts": verdicts(doc, planted),
         "n_causal_copy_flagged": sum(
             1 for r in doc["scores"] if r["copy_flag"] and [r["layer"], r["head"]] in planted["by_emotion"][r["emotion"]]
         ),
-        "nulls": nulls(cfg, pairs, planted["by_emotion"]),
-        "scores": [{k: r[k] for k in ("layer", "head", "emotion", *METRICS, "exact_q", "copy_flag")} for r in doc["scores"]],
+        "generation": generation_record(cfg, model, pairs, planted),
+        "nulls": null_record(cfg),
+        "scores": [{k: r.get(k) for k in ("layer", "head", "emotion", *METRICS, "exact_q", "copy_flag", "copy_share", "control", "specificity",
+                                          "specificity_q", "specific")} for r in doc["scores"]],
     }
 
 
@@ -521,7 +486,7 @@ def difficulty_sweep(cfg: ValidationConfig, strengths: Sequence[float], *, seed:
             label = f"bench x{strength:g}"
             folder = build_benchmark(BenchConfig(profile=cfg.profile, seed=seed, selection_share=cfg.selection_share,
                                                  background=float(strength)), Path(tmp) / f"x{strength:g}")
-            doc = validate(dataclasses.replace(cfg, folder=str(folder), n_nulls=0, n_random_nulls=0))
+            doc = validate(dataclasses.replace(cfg, folder=str(folder), nulls=None, generation=False, unit_metrics=False))
             # the temporary folder's name is not part of the result
             doc["model"] = label
             doc["params"] = {**doc["params"], "folder": label, "screening": {**doc["params"]["screening"], "model": label}}

@@ -585,6 +585,11 @@ ROWS: list[Row] = [
         "unknown benchmark structure 'bogus'"),
     Row("bench-too-few-held-out", "input", "bench_model", ("--profile", "few", "--output", "results/models/newbench"),
         "the statistics need at least", _profile_from_baseline("few", ("gratitude", "anger", "apology", "neutral"), 6)),
+    # issue 24: a structure the prompts cannot carry (gratitude has 2 lexicon words no prompt shares a stem
+    # with; the unequal head needs 3)
+    Row("bench-structure-not-carried", "input", "bench_model",
+        ("--structures", "unequal", "--emotion", "unequal=gratitude", "--output", "results/models/newbench"),
+        "benchmark structure 'unequal' on gratitude: the prompts of baseline, extended cannot carry it (fewer than 3"),
 ]
 
 

@@ -3,8 +3,8 @@ its planted.json states, measured with the project's exact interventions on the 
 and the pipeline's criteria ("What counts as the pipeline passing") hold on it.
 
 One module fixture builds the benchmark (~5-10 s) and runs the validate computation once, with
-the stage's own params (params.yaml) but no null screenings (the stage's 260 take ~40 min): their
-tests read the stored results/baseline/validation.json and recompute two of its nulls live.
+the stage's own params (params.yaml) but no null screenings (the nulls stage's 260 take ~40 min):
+their tests read the stored results/baseline/nulls.json and recompute two of its nulls live.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
     build_benchmark(BenchConfig(), folder)
     seconds = time.perf_counter() - start
     p = load_params(REPO / "params.yaml")
-    cfg = dataclasses.replace(ValidationConfig.from_params(p, folder=str(folder), profile=p.profile), n_nulls=0, n_random_nulls=0)
+    # no null screenings (the nulls stage's) and no unit screening of every unit (tests/test_bench_units.py)
+    cfg = dataclasses.replace(ValidationConfig.from_params(p, folder=str(folder), profile=p.profile), unit_metrics=False)
     doc = validate(cfg)
     return {"folder": folder, "build_seconds": seconds, "doc": doc, "planted": json.loads((folder / "planted.json").read_text()),
             "cfg": cfg}
@@ -171,10 +172,88 @@ def test_polysemantic_and_decoy_units(bench: dict) -> None:
 
 def test_copy_head_flagged_and_true_heads_not(bench: dict) -> None:
     c = bench["doc"]["signatures"]["copy"]
-    assert c["exact"] > 0.3 and c["exact_q"] < 0.05 and c["copy_flag"] and c["copy_share"] < 0.5  # criterion
+    # above the noise floor (its signature); 0.14 nats since issue 24's unequal head lifts three apology
+    # tokens far above the copied words', which then weigh less in the lexicon's logsumexp (0.45 before)
+    assert c["exact"] > 0.1 and c["exact_q"] < 0.05 and c["copy_flag"] and c["copy_share"] < 0.5  # criterion
     causal = {(e, tuple(h)) for e, hs in bench["planted"]["by_emotion"].items() for h in hs}
     rows = [r for r in bench["doc"]["scores"] if (r["emotion"], (r["layer"], r["head"])) in causal]
-    assert len(rows) == 11 and not any(r["copy_flag"] for r in rows)  # criterion: no true emotion head flagged
+    assert len(rows) == 15 and not any(r["copy_flag"] for r in rows)  # criterion: no true emotion head flagged
+
+
+# --- issue 24's structures: what "emotion head" must mean ------------------------------------------
+
+
+def _row(bench: dict, structure: str, role: str) -> dict:
+    rec = bench["planted"]["benchmark"]["structures"][structure]
+    layer, head = rec["heads"][role]
+    return next(r for r in bench["doc"]["scores"] if r["emotion"] == rec["emotion"] and (r["layer"], r["head"]) == (layer, head))
+
+
+def test_unequal_head_raises_a_few_lexicon_tokens_and_is_an_emotion_head(bench: dict) -> None:
+    from safetensors.torch import load_file
+
+    from analysis.core.prompts import lexicon_word_ids, load_lexicon
+
+    ids = bench["planted"]["benchmark"]["unequal_token_ids"]
+    lexicon = [t for v in lexicon_word_ids(__import__("transformers").AutoTokenizer.from_pretrained(bench["folder"]),
+                                           load_lexicon("apology")).values() for t in v]
+    assert len(ids) == 3 and set(ids) < set(lexicon) and len(lexicon) >= 2 * len(ids)  # a few of the lexicon
+    sd = load_file(bench["folder"] / "model.safetensors")
+    layer, head = bench["planted"]["benchmark"]["structures"]["unequal"]["heads"]["unequal"]
+    w_o = sd[f"transformer.h.{layer}.attn.c_proj.weight"][head * 16 : (head + 1) * 16]  # [d_head, d]
+    lift = (sd["lm_head.weight"] @ w_o.T).abs().max(1).values  # [vocab]: how much its write can move each logit
+    assert set((lift > 1.0).nonzero().flatten().tolist()) == set(ids)  # those three tokens and no other
+    r = _row(bench, "unequal", "unequal")
+    assert r["exact"] > 1.0 and r["exact_q"] < 0.05 and not r["copy_flag"] and r["specific"]
+
+
+def test_variant_copy_head_is_removed_by_the_stem_rule(bench: dict) -> None:
+    """It raises only other spellings of the span's words (never a prompt token: every bench span is
+    one token), so the copy-free M, which leaves out every spelling sharing a stem, keeps ~none of it."""
+    v = bench["doc"]["signatures"]["variant_copy"]
+    assert v["exact"] > 0 and v["copy_share"] < 0.5
+    assert bench["planted"]["benchmark"]["variant_words"] == ["apologize", "apologies"]
+    assert not (v["rank"]["exact"] <= 10 and v["exact_q"] < 0.05 and not v["copy_flag"])  # not found
+
+
+def test_confound_head_reads_a_class_the_twins_carry_alike(bench: dict) -> None:
+    """Every held-out twin holds a 2nd-person word exactly when its emotion span does (analysis.core.twins),
+    so the confound head's patch moves M by float noise only (LayerNorm scales), far below any planted head."""
+    from analysis.core.twins import has_class
+
+    _, held_out = halves(BenchConfig(), "apology")
+    carried = [(has_class(e.span_text, "2nd person"), has_class(n.span_text, "2nd person"))
+               for e, n in zip(held_out.emotion_prompts, held_out.neutral_prompts, strict=True)]
+    assert all(a == b for a, b in carried) and 0 < sum(a for a, _ in carried) < len(carried)
+    r = _row(bench, "confound", "confound")
+    assert abs(r["exact"]) < 0.1 and not r["specific"]
+
+
+def test_specific_and_non_specific_heads(bench: dict) -> None:
+    """The specific head beats the neutral control; the two that react to any span change move M as
+    much when a neutral span is patched in (control ~ exact), so they are real effects but not emotion heads."""
+    specific = _row(bench, "specificity", "specific")
+    assert specific["exact"] > 1.0 and specific["specific"] and abs(specific["control"]) < 0.1 * specific["exact"]
+    for role in ("nonspecific", "reference"):
+        r = _row(bench, "specificity", role)
+        assert r["exact"] > 0.1 and r["exact_q"] < 0.05 and not r["specific"], role
+        assert r["control"] > 0.5 * r["exact"] and abs(r["specificity"]) < 0.5 * r["exact"], role
+
+
+def test_structures_planted_or_not_leave_the_background_alone(bench: dict, tmp_path: Path) -> None:
+    """The background is drawn for every head and cleared where a structure plants: a benchmark with
+    two structures has every other head's weights of the full one, bit for bit."""
+    from safetensors.torch import load_file
+
+    few = build_benchmark(BenchConfig(structures=("distributed", "backup")), tmp_path / "few")
+    a, b = load_file(bench["folder"] / "model.safetensors"), load_file(few / "model.safetensors")
+    planted = {(layer, h) for rec in bench["planted"]["benchmark"]["structures"].values() for layer, h in rec["heads"].values()}
+    free = [(layer, h) for layer in range(6) for h in range(8) if (layer, h) not in planted]
+    assert len(free) == 48 - len(planted) > 20
+    for layer, head in free:
+        rows = slice(head * 16, (head + 1) * 16)
+        key = f"transformer.h.{layer}.attn.c_proj.weight"
+        assert torch.equal(a[key][rows], b[key][rows]), (layer, head)
 
 
 # --- the pipeline's criteria ----------------------------------------------------------------------
@@ -198,9 +277,12 @@ def test_delta_attn_reported_as_it_is(bench: dict) -> None:
 
 
 def _stored_nulls() -> dict:
-    from analysis.contract import read_validation, validation_file
+    from analysis.contract import nulls_file, read_nulls, read_validation, validation_file
 
-    return read_validation(REPO / validation_file("baseline"))["nulls"]
+    doc = read_nulls(REPO / nulls_file("baseline"))
+    carried = read_validation(REPO / validation_file("baseline"))["nulls"]  # the validate stage's copy for its criterion
+    assert carried == {k: v for k, v in doc.items() if k not in ("schema", "model", "profile", "params")}
+    return doc
 
 
 def test_null_criterion() -> None:
@@ -212,7 +294,7 @@ def test_null_criterion() -> None:
     from scipy.stats import binom
 
     from analysis.reporting.validation import null_criterion_met, null_criterion_p
-    from analysis.validation import MIN_NULLS
+    from analysis.nulls import MIN_NULLS
 
     n = _stored_nulls()
     k = sum(1 for p in n["per_null"] if p["n_discoveries"] > 0)
@@ -242,14 +324,15 @@ def test_two_stored_null_screenings_recomputed() -> None:
     """The stored null screenings are what the code computes: the benchmark's null 0 and the first
     GPT-2 random model screened again here (one process, as the stage's workers do: one thread)."""
     from analysis.contract import read_planted
-    from analysis.validation import evaluation_pairs, nulls
+    from analysis.embedded.benchmark import evaluation_pairs
+    from analysis.nulls import NullConfig, nulls
 
     p = load_params(REPO / "params.yaml")
     folder = str(REPO / "results/models/bench")
-    cfg = ValidationConfig.from_params(p, folder=folder, profile=p.profile)
+    cfg = NullConfig.from_params(p, folder=folder, profile=p.profile)
     planted = read_planted(folder)
-    again = nulls(dataclasses.replace(cfg, workers=1), evaluation_pairs(cfg, planted["benchmark"]["seed"]), planted["by_emotion"],
-                  jobs=[("bench", 0), ("gpt2", 0)])
+    pairs = evaluation_pairs(cfg.profile, planted["benchmark"]["seed"], cfg.selection_share)
+    again = nulls(dataclasses.replace(cfg, workers=1), pairs, planted["by_emotion"], jobs=[("bench", 0), ("gpt2", 0)])
     stored = {(x["source"], x["null"]): x for x in _stored_nulls()["per_null"]}
     for x in again["per_null"]:
         y = stored[(x["source"], x["null"])]
@@ -320,11 +403,10 @@ def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) ->
     from analysis.validate import main
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["benchmark"] = {"n_nulls": 0, "n_random_nulls": 0}
     params["screening"]["n_resamples"] = 1000  # the validate stage screens with the screen stage's draws
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "validation.json"
-    main(["--model", str(bench["folder"]), "--params", str(tmp_path / "params.yaml"), "--output", str(out)])
+    main(["--model", str(bench["folder"]), "--params", str(tmp_path / "params.yaml"), "--output", str(out), "--no-unit-metrics"])
     doc = read_validation(out)
     assert doc["nulls"]["n_nulls"] == 0 and doc["params"]["screening"]["n_resamples"] == 1000
     # the same model and halves: the exact effects do not depend on the resampling (the file keeps 6 digits)
@@ -340,7 +422,7 @@ def test_summary_and_report_readers(bench: dict) -> None:
     assert flat["validation.decoy.rank.delta_attn"] == 1
     rows = criteria(doc)
     n_structures = sum(1 for rec in doc["structures"].values() if rec["heads"])
-    assert n_structures == 8 and flat["validation.criteria.n"] == len(rows) == 11 + n_structures  # no nulls in this doc
+    assert n_structures == 12 and flat["validation.criteria.n"] == len(rows) == 11 + n_structures  # no nulls in this doc
     assert [what for what, _, _, met in rows if not met] == []  # the nulls' included (test_null_models_criterion)
     assert list(verdict_frame(doc).columns) == ["structure", "emotion", "heads", "Δattn (the seed's)", "attribution", "exact patching"]
     assert len(criteria_frame(doc)) == len(rows) and validation_facts(doc)["decoy_rank"] == "1"

@@ -70,22 +70,23 @@ def test_from_params_refuses_an_unknown_field() -> None:
 
 
 def test_too_few_null_screenings_is_refused(tmp_path: Path, capsys) -> None:  # noqa: ANN001 - pytest's capsys
-    """Issue 24, bad input: fewer null screenings than the criterion needs (analysis.validation.MIN_NULLS,
-    200) is one error line, exit 2, and no file; 0 (no null screenings) and exactly 200 are accepted."""
+    """Issue 24, bad input: fewer null screenings than the criterion needs (analysis.nulls.MIN_NULLS,
+    200) is one error line from the nulls stage, exit 2, and no file; 0 (no null screenings) and
+    exactly 200 are accepted."""
     import pytest
 
-    from analysis.validate import main
-    from analysis.validation import MIN_NULLS
+    from analysis.bench_nulls import main
+    from analysis.nulls import MIN_NULLS, NullConfig
 
     assert MIN_NULLS == 200
     _params(tmp_path, benchmark={"n_nulls": 140, "n_random_nulls": 19})  # 140 + 3 x 19 = 197
-    out = tmp_path / "validation.json"
+    out = tmp_path / "nulls.json"
     with pytest.raises(SystemExit) as exit_:
         main(["--model", str(REPO / "results/models/bench"), "--params", str(tmp_path / "params.yaml"), "--output", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and "at least 200" in err[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
     for n_nulls, n_random in ((0, 0), (140, 20), (200, 0)):
-        cfg = ValidationConfig.from_params(_params(tmp_path, benchmark={"n_nulls": n_nulls, "n_random_nulls": n_random}),
-                                           folder="bench", profile="baseline")
+        cfg = NullConfig.from_params(_params(tmp_path, benchmark={"n_nulls": n_nulls, "n_random_nulls": n_random}),
+                                     folder="bench", profile="baseline")
         assert cfg.n_null_screenings in (0, 200)

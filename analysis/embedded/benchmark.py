@@ -15,9 +15,17 @@ dimension C = sqrt(d) keeps that scale near 1.
 One model holds every structure, each in its own heads and (where a criterion is a share of an
 emotion's gap) on its own emotion: the distributed heads carry gratitude, the backup pair anger,
 and apology holds the structures whose signature is per head (trap, competitor, cancellation,
-LayerNorm-only, value-only, decoy, copy). One model rather than one per structure: every metric
-then ranks each structure against all the others and against the background, as it would in a
-pretrained model. See STRUCTURES for each mechanism and the signature planted.json records.
+LayerNorm-only, value-only, decoy, copy; and issue 24's: a head raising a few lexicon tokens only,
+a variant-copy head, a 2nd-person confound head, a specific head beside two that react to any span
+change). One model rather than one per structure: every metric then ranks each structure against
+all the others and against the background, as it would in a pretrained model. See STRUCTURES for
+each mechanism and the signature planted.json records; analysis.reporting.validation
+STRUCTURE_EXPECT for what the exact screening must say of each. A structure the profile's prompts
+cannot carry (`carried`: e.g. no span word with another single-token spelling for the variant-copy
+head) is refused before anything is written.
+
+The background is drawn for every head and unit, and a planted one is cleared before planting, so
+which structures a config plants moves no other component's weights.
 
 Construction and evaluation use disjoint expressions: the one fitted number (the linear
 competitor's size, 0.3 x the trap's exact effect) is measured on the selection half of the
@@ -51,6 +59,7 @@ import torch
 
 from analysis.contract import check_model_output, PLANTED_FILE, PLANTED_SCHEMA, write_planted
 from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, load_pairs, PromptPairs, split_expressions, subset
+from analysis.core.twins import has_class
 from analysis.core.vocabulary import EMOTIONS, NEUTRAL
 from analysis.embedded.config import BENCH_SHAPE, CLASS_VECTORS, CLASSES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
@@ -105,12 +114,19 @@ class BenchConfig:
 class Dims:
     """Named logical residual dimensions (the rest of the d-1 are unused)."""
 
-    copy_words: tuple[str, ...]
+    copy_words: tuple[str, ...]  # the copy head's words (and the variant-copy head's: it reads the same dims)
+    variant_words: tuple[str, ...] = ()  # the copy words whose other spellings the variant-copy head writes
 
     C, S, BOS = 0, 1, 2
     E0 = 3  # E: CLASSES order (neutral, gratitude, anger, apology)
     O0 = 7  # O: one output dim per emotion, EMOTIONS order; lexicon X's logits read O_X
     F, U, J, P = 10, 11, 12, 13  # backup flag, trap unit input, LayerNorm junk, polysemantic input
+    Y = 14  # the span holds a 2nd-person word (analysis.core.twins): what the confound head reads
+    X = 15  # the unequal head's output: read by a few lexicon tokens only
+    R0 = 16  # R: N_R dims of a random vector per span phrase (emotion and neutral alike)
+    N_R = 4
+    RH0, RG0 = R0 + N_R, R0 + 2 * N_R  # the non-specific and the reference head's copies of R
+    FIRST_FREE = R0 + 3 * N_R
 
     def E(self, cls: str) -> int:
         return self.E0 + CLASSES.index(cls)
@@ -119,11 +135,26 @@ class Dims:
         return self.O0 + EMOTIONS.index(emotion)
 
     def copy(self, word: str) -> int:
-        return 14 + self.copy_words.index(word)
+        return self.FIRST_FREE + self.copy_words.index(word)
+
+    def variant(self, word: str) -> int:
+        return self.FIRST_FREE + len(self.copy_words) + self.variant_words.index(word)
+
+    @property
+    def R(self) -> list[int]:
+        return list(range(self.R0, self.R0 + self.N_R))
+
+    @property
+    def RH(self) -> list[int]:
+        return list(range(self.RH0, self.RH0 + self.N_R))
+
+    @property
+    def RG(self) -> list[int]:
+        return list(range(self.RG0, self.RG0 + self.N_R))
 
     @property
     def noise(self) -> list[int]:
-        first = 14 + len(self.copy_words)
+        first = self.FIRST_FREE + len(self.copy_words) + len(self.variant_words)
         return list(range(first, first + N_NOISE))
 
     @property
@@ -164,6 +195,8 @@ class Context:
     emotion_of: Mapping[str, str]  # every planted structure's emotion
     fitted: Mapping[str, float]
     copy_ids: Mapping[str, tuple[int, ...]]  # copy word -> its single-token ids
+    variant_ids: Mapping[str, tuple[int, ...]]  # variant-copy word -> its other spellings' single-token ids
+    unequal_ids: tuple[int, ...]  # the few lexicon tokens the unequal head raises
 
 
 A = math.sqrt(D_HEAD)  # a query bias of A makes an attention score equal the key's value
@@ -281,6 +314,65 @@ def _copy(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> None:
             w.unembed[t, d.copy(word)] = 4.0
 
 
+def _unequal(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> None:
+    # A true emotion head whose write raises only a few of the lexicon's tokens (unequal_ids, which
+    # share no stem with any prompt word, so the copy control keeps them): M's logsumexp still rises.
+    mover(w, *at["unequal"], c.dims.E(c.emotion), {c.dims.X: 1.0}, SPAN_KEY, c.dims)
+    for t in c.unequal_ids:
+        w.unembed[t, c.dims.X] = 3.0
+
+
+def _variant_copy(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> None:
+    layer, head = at["variant"]
+    d = c.dims
+    w.bq[layer, head, 0] = A
+    w.wk[layer, d.S, head, 0], w.wk[layer, d.BOS, head, 0] = 2.0, 1.0  # the span, whatever its class
+    # Reads which lexicon words the span holds and raises their OTHER spellings ("apologize" ->
+    # "apologies"): no copy of a prompt token, so only the copy control's stem rule can flag it.
+    for i, word in enumerate(d.variant_words):
+        w.wv[layer, d.copy(word), head, 1 + i] = 1.0
+        w.wo[layer, head, 1 + i, d.variant(word)] = 2.0
+        for t in c.variant_ids[word]:
+            w.unembed[t, d.variant(word)] = 4.0
+
+
+def _confound(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> None:
+    layer, head = at["confound"]
+    d = c.dims
+    w.bq[layer, head, 0] = A
+    w.wk[layer, d.S, head, 0], w.wk[layer, d.BOS, head, 0] = 2.0, 1.0  # the span, whatever its class
+    # Moves "the span holds a 2nd-person word" (Y) into the emotion's output: a head that notices
+    # the reader is addressed. The twins carry that class pair by pair (analysis.core.twins), so its
+    # emotion patch changes nothing; with twins that lacked "you" it would pass for an emotion head.
+    w.wv[layer, d.Y, head, 0] = 1.0
+    w.wo[layer, head, 0, d.O(c.emotion)] = 1.5
+
+
+MISMATCH_GAIN, MISMATCH_BIAS, MISMATCH_WRITE = 4.0, -2.0, 0.1  # the mismatch units: |RH - RG| > 0.5 fires
+
+
+def _specificity(w: Logical, c: Context, at: Mapping[str, tuple[int, int]]) -> None:
+    d = c.dims
+    mover(w, *at["specific"], d.E(c.emotion), {d.O(c.emotion): 1.0}, SPAN_KEY, d)  # reacts to the emotion only
+    # The non-specific and the reference head attend alike (span marker and BOS, not the class) and
+    # copy the span's random vector R; units fire when the two copies differ, raising the emotion's
+    # output. In a clean run they agree; patching either from ANY other span, emotional or neutral,
+    # makes them differ: both heads move M as much under the neutral control as under the emotion
+    # patch (the IOI-style "something changed" detector that specificity must reject).
+    for role, dst in (("nonspecific", d.RH), ("reference", d.RG)):
+        layer, head = at[role]
+        w.bq[layer, head, 0] = A
+        w.wk[layer, d.S, head, 0], w.wk[layer, d.BOS, head, 0] = 2.0, 1.0
+        for i, (src, out) in enumerate(zip(d.R, dst, strict=True)):
+            w.wv[layer, src, head, i] = 1.0
+            w.wo[layer, head, i, out] = 1.0
+    for j, (h, g) in enumerate(zip(d.RH, d.RG, strict=True)):
+        for sign, role in ((+1, f"mismatch{2 * j}"), (-1, f"mismatch{2 * j + 1}")):
+            layer, unit = at[role]
+            w.wfc[layer, h, unit], w.wfc[layer, g, unit] = sign * MISMATCH_GAIN, -sign * MISMATCH_GAIN
+            w.bfc[layer, unit], w.wpr[layer, unit, d.O(c.emotion)] = MISMATCH_BIAS, MISMATCH_WRITE
+
+
 STRUCTURES: dict[str, Structure] = {
     "distributed": Structure(
         (("d1", 0, 1), ("d2", 2, 1), ("d3", 4, 1)), (), _distributed,
@@ -299,7 +391,8 @@ STRUCTURES: dict[str, Structure] = {
     "saturation": Structure(
         (("trap", 1, 4), ("competitor", 2, 4)), (("unit", 2, 17),), _saturation,
         "the trap head's attribution / exact < 0.3 (its unit is off in the neutral run); the linear competitor's "
-        "exact effect 0.3 x the trap's, its attribution ~ its exact effect", ("trap", "competitor")),
+        "exact effect 0.3 x the trap's, its attribution ~ its exact effect; the unit's exact effect non-zero",
+        ("trap", "competitor", "unit")),
     "cancellation": Structure(
         (("plus", 3, 5), ("minus", 3, 6)), (), _cancellation,
         "exact effects +c and -c; patched jointly ~ 0", ("plus", "minus")),
@@ -313,6 +406,24 @@ STRUCTURES: dict[str, Structure] = {
     "copy": Structure(
         (("copy", 1, 7),), (), _copy,
         "exact effect above the noise floor, flagged by the copy control (copy-free share < 0.5)", ()),
+    "unequal": Structure(
+        (("unequal", 2, 0),), (), _unequal,
+        "raises a few lexicon tokens (none a prompt holds) and no other: found, sign +, not flagged, specific",
+        ("unequal",)),
+    "variant_copy": Structure(
+        (("variant", 1, 0),), (), _variant_copy,
+        "raises the other spellings of the lexicon words the span holds (apologize -> apologies): exact effect above "
+        "the noise floor, flagged by the copy control's stem rule", ()),
+    "confound": Structure(
+        (("confound", 3, 0),), (), _confound,
+        "reads whether the span holds a 2nd-person word, which each twin holds as its emotion span does: exact "
+        "effect 0, passed over", ()),
+    "specificity": Structure(
+        (("specific", 4, 0), ("nonspecific", 2, 5), ("reference", 1, 5)),
+        tuple((f"mismatch{i}", 3, 300 + i) for i in range(2 * Dims.N_R)), _specificity,
+        "all three found with sign +; the specific head passes the neutral control (specific), the non-specific "
+        "and the reference head do not (a neutral span patched in moves M as much)",
+        ("specific", "nonspecific", "reference")),
 }
 
 
@@ -322,6 +433,7 @@ POLY_SOURCES = ("distributed", "backup")  # the structures whose heads feed the 
 DEFAULT_EMOTION = {
     "distributed": "gratitude", "backup": "anger", "decoy": "apology", "value_only": "apology", "saturation": "apology",
     "cancellation": "apology", "layernorm": "apology", "units": "apology", "copy": "apology",
+    "unequal": "apology", "variant_copy": "apology", "confound": "apology", "specificity": "apology",
 }
 
 
@@ -333,11 +445,12 @@ BG_QK, BG_VALUE, BG_WRITE = 0.4, 0.1, 0.05  # background heads: query/key and va
 BG_UNIT_READ, BG_UNIT_BIAS, BG_UNIT_WRITE = 0.3, (-0.5, 0.5), 0.01  # background units: reads, bias (mean, std), writes (std)
 
 
-def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], planted_units: set[tuple[int, int]],
-                strength: float = 1.0) -> None:
-    """Small fixed random weights on every head and unit not planted: they read the class dims
-    (and noise, span marker, BOS) and write the output dims, so their effects are non-zero and
-    heterogeneous. They write nothing a planted structure reads (F, U, J, P, copy dims, E).
+def _background(w: Logical, dims: Dims, strength: float = 1.0) -> None:
+    """Small fixed random weights on every head and unit: they read the class dims (and noise,
+    span marker, BOS) and write the output dims, so their effects are non-zero and heterogeneous.
+    They write nothing a planted structure reads (F, U, J, P, Y, X, R, copy dims, E). Drawn for every
+    head and unit, planted or not (the planted ones are cleared before planting), so which
+    structures a config plants does not move any other head's weights.
     `strength` scales what they write (BenchConfig.background): the difficulty sweep's knob."""
     rng = w.rng
     reads = [dims.S, dims.BOS, *dims.classes, *dims.noise]
@@ -345,17 +458,26 @@ def _background(w: Logical, dims: Dims, planted_heads: set[tuple[int, int]], pla
     writes = [*dims.outputs, *dims.noise]
     for layer in range(N_LAYER):
         for head in range(N_HEAD):
-            if (layer, head) in planted_heads:
-                continue
             w.wq[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, BG_QK, (len(reads), 1, D_HEAD))
             w.wk[layer][np.ix_(reads, [head], range(D_HEAD))] = rng.normal(0, BG_QK, (len(reads), 1, D_HEAD))
             w.wv[layer][np.ix_(values, [head], range(D_HEAD))] = rng.normal(0, BG_VALUE, (len(values), 1, D_HEAD))
             w.wo[layer][np.ix_([head], range(D_HEAD), writes)] = rng.normal(0, BG_WRITE * strength, (1, D_HEAD, len(writes)))
-        units = [u for u in range(D_MLP) if (layer, u) not in planted_units]
         unit_reads = [*dims.classes, *dims.outputs, *dims.noise]
-        w.wfc[layer][np.ix_(unit_reads, units)] = rng.normal(0, BG_UNIT_READ, (len(unit_reads), len(units)))
-        w.bfc[layer][units] = rng.normal(*BG_UNIT_BIAS, len(units))
-        w.wpr[layer][np.ix_(units, writes)] = rng.normal(0, BG_UNIT_WRITE * strength, (len(units), len(writes)))
+        w.wfc[layer][unit_reads, :] = rng.normal(0, BG_UNIT_READ, (len(unit_reads), D_MLP))
+        w.bfc[layer][:] = rng.normal(*BG_UNIT_BIAS, D_MLP)
+        w.wpr[layer][:, writes] = rng.normal(0, BG_UNIT_WRITE * strength, (D_MLP, len(writes)))
+
+
+def _clear(w: Logical, heads: set[tuple[int, int]], units: set[tuple[int, int]]) -> None:
+    """Zero the background's weights of the heads and units a structure is about to plant."""
+    for layer, head in heads:
+        for a in (w.wq, w.wk, w.wv):
+            a[layer, :, head, :] = 0.0
+        for b in (w.bq, w.bk, w.bv):
+            b[layer, head, :] = 0.0
+        w.wo[layer, head] = 0.0
+    for layer, unit in units:
+        w.wfc[layer, :, unit], w.bfc[layer, unit], w.wpr[layer, unit, :] = 0.0, 0.0, 0.0
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -420,12 +542,64 @@ def _copy_words(corpus: Corpus, emotion: str) -> tuple[tuple[str, ...], dict[str
     return tuple(seen), {w: tuple(ids[w]) for w in seen}
 
 
+def _variant_words(corpus: Corpus, emotion: str) -> dict[str, tuple[int, ...]]:
+    """Copy words of `emotion` -> the single-token ids of the lexicon's OTHER spellings of them (a
+    word sharing its stem under the copy control's rule, analysis.metrics.shares_stem)."""
+    from analysis.metrics import shares_stem
+
+    words, _ = _copy_words(corpus, emotion)
+    lexicon = load_lexicon(emotion)
+    ids = lexicon_word_ids(corpus.tokenizer, lexicon)
+    out = {w: tuple(t for v in lexicon if v != w and v in ids and shares_stem(v, w) for t in ids[v]) for w in words}
+    return {w: t for w, t in out.items() if t}
+
+
+UNEQUAL_N = 3  # how many lexicon tokens the unequal head raises ("a few")
+
+
+def _unequal_ids(config: BenchConfig, corpus: Corpus, emotion: str) -> tuple[int, ...]:
+    """UNEQUAL_N single-token lexicon words of `emotion` (lexicon order) sharing no stem with any word
+    of any prompt of the corpus's profiles: the copy control keeps them in every pair."""
+    from analysis.metrics import stem_matches
+
+    lexicon = load_lexicon(emotion)
+    ids = lexicon_word_ids(corpus.tokenizer, lexicon)
+    loaded = [load_pairs(e, prof) for e in EMOTIONS for prof in config.profiles]
+    texts = [x.text for p in loaded for x in (*p.emotion_prompts, *p.neutral_prompts)]
+    used = stem_matches(" ".join(texts), lexicon)
+    free = [w for w in lexicon if w in ids and w not in used]
+    return tuple(t for w in free[:UNEQUAL_N] for t in ids[w]) if len(free) >= UNEQUAL_N else ()
+
+
+def carried(config: BenchConfig, corpus: Corpus) -> None:
+    """Refuse (InputError) a structure the profile's prompts cannot carry: nothing for it to read or write."""
+    need = {
+        "copy": lambda e: bool(_copy_words(corpus, e)[0]) or f"no {e} lexicon word is a single token inside a span phrase",
+        "variant_copy": lambda e: bool(_variant_words(corpus, e)) or
+        f"no {e} lexicon word inside a span phrase has another single-token spelling in the lexicon",
+        "unequal": lambda e: bool(_unequal_ids(config, corpus, e)) or
+        f"fewer than {UNEQUAL_N} single-token {e} lexicon words share no stem with the prompts' words",
+        "confound": lambda e: any(has_class(p, "2nd person") for t, p in corpus.span_text.items() if corpus.span_ids[t] == e)
+        or f"no {e} span phrase holds a 2nd-person word",
+    }
+    for name in config.planted:
+        if name in need and (why := need[name](config.emotion(name))) is not True:
+            raise InputError(f"benchmark structure {name!r} on {config.emotion(name)}: the prompts of "
+                             f"{', '.join(config.profiles)} cannot carry it ({why})")
+
+
+R_SCALE = 2.0  # the per-span random vector R (specificity structure): std per dim
+
+
 def _weights(config: BenchConfig, corpus: Corpus, fitted: Mapping[str, float]) -> tuple[Logical, Dims, np.ndarray]:
     rng = np.random.default_rng(config.seed)
     q = _rotation(rng)
-    copy_emotion = config.emotion("copy") if "copy" in config.planted else None
-    words, copy_ids = _copy_words(corpus, copy_emotion) if copy_emotion else ((), {})
-    dims = Dims(words)
+    # The copy and variant dims are laid out whether or not their heads are planted, so the layout (and
+    # with it every background weight) does not depend on which structures a config plants.
+    copy_ids = _copy_words(corpus, config.emotion("copy"))[1] | _copy_words(corpus, config.emotion("variant_copy"))[1]
+    variant_ids = _variant_words(corpus, config.emotion("variant_copy"))
+    unequal_ids = _unequal_ids(config, corpus, config.emotion("unequal")) if "unequal" in config.planted else ()
+    dims = Dims(tuple(copy_ids), tuple(variant_ids))
     w = Logical(len(corpus.tokenizer), rng)
     w.wte[:, dims.C] = math.sqrt(N_EMBD)
     w.wte[:, dims.outputs] = BASELINE_O
@@ -437,22 +611,29 @@ def _weights(config: BenchConfig, corpus: Corpus, fitted: Mapping[str, float]) -
         cls = corpus.span_ids[t]
         w.wte[t, dims.S] = 1.0
         w.wte[t, dims.classes] = SPAN_SCALE * (1 + rng.uniform(-JITTER, JITTER)) * CLASS_VECTORS[CLASSES.index(cls)].numpy()
-        for word in words:
+        w.wte[t, dims.Y] = float(has_class(corpus.span_text[t], "2nd person"))
+        for word in dims.copy_words:
             if re.search(rf"\b{re.escape(word)}\b", corpus.span_text[t].lower()):
                 w.wte[t, dims.copy(word)] = 1.0
+    if "specificity" in config.planted:  # its own stream: the rest of the weights do not depend on it
+        r_rng = np.random.default_rng([config.seed, 24])
+        for t in sorted(corpus.span_ids):
+            w.wte[t, dims.R] = r_rng.normal(0, R_SCALE, dims.N_R)
     w.unembed[:, dims.noise] = rng.normal(0, 0.5, (w.vocab, N_NOISE))
     for emotion in EMOTIONS:
         w.unembed[corpus.lexicon_ids[emotion], dims.O(emotion)] = 2.0
+    _background(w, dims, config.background)
     heads, units = set(), set()
     for name in config.planted:
         s = STRUCTURES[name]
         heads |= {(layer, h) for _, layer, h in s.heads}
         units |= {(layer, u) for _, layer, u in s.units}
-    _background(w, dims, heads, units, config.background)
+    _clear(w, heads, units)
+    emotion_of = {n: config.emotion(n) for n in config.planted}
     for name in config.planted:
         s = STRUCTURES[name]
         at = {role: (layer, i) for role, layer, i in (*s.heads, *s.units)}
-        s.plant(w, Context(dims, config.emotion(name), {n: config.emotion(n) for n in config.planted}, fitted, copy_ids), at)
+        s.plant(w, Context(dims, config.emotion(name), emotion_of, fitted, copy_ids, variant_ids, unequal_ids), at)
     return w, dims, q
 
 
@@ -474,6 +655,12 @@ def halves(config: BenchConfig, emotion: str) -> tuple[PromptPairs, PromptPairs]
     pairs = load_pairs(emotion, config.profile)
     sel, conf = split_expressions(pairs, seed=config.seed, selection_share=config.selection_share, need=min_clusters())
     return subset(pairs, in_half(pairs, sel)), subset(pairs, in_half(pairs, conf))
+
+
+def evaluation_pairs(profile: str, seed: int, selection_share: float) -> dict[str, PromptPairs]:
+    """Every emotion's evaluation (confirmation) pairs: the expressions the construction did not use."""
+    bench = BenchConfig(profile=profile, seed=seed, selection_share=selection_share)
+    return {e: halves(bench, e)[1] for e in EMOTIONS}
 
 
 def _patch_effect(hf: torch.nn.Module, tokenizer: Any, pairs: PromptPairs, site: tuple[int, int], ids: tuple[list[int], list[int]]) -> float:
@@ -516,7 +703,7 @@ def _fit(config: BenchConfig, corpus: Corpus) -> dict[str, float]:
     return {"competitor": 0.3 * trap / unit, "trap_exact_construction": trap}
 
 
-def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids: list[int]) -> dict:
+def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids: list[int], unequal_ids: Sequence[int]) -> dict:
     structures = {}
     for name in config.planted:
         s = STRUCTURES[name]
@@ -550,6 +737,8 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids:
             "span_token_ids": span_ids,
             "fitted": dict(fitted),
             "copy_words": list(dims.copy_words),
+            "variant_words": list(dims.variant_words),
+            "unequal_token_ids": list(unequal_ids),
             "profile": config.profile,
             "seed": config.seed,
             "selection_share": config.selection_share,
@@ -559,7 +748,8 @@ def _doc(config: BenchConfig, dims: Dims, fitted: Mapping[str, float], span_ids:
                 "span_scale": SPAN_SCALE, "jitter": JITTER, "baseline_o": BASELINE_O, "j_base": J_BASE,
                 "bg_qk": BG_QK, "bg_value": BG_VALUE, "bg_write": BG_WRITE,
                 "bg_unit_read": BG_UNIT_READ, "bg_unit_bias": list(BG_UNIT_BIAS), "bg_unit_write": BG_UNIT_WRITE,
-                "n_noise": N_NOISE, "span_key": list(SPAN_KEY),
+                "n_noise": N_NOISE, "span_key": list(SPAN_KEY), "r_scale": R_SCALE, "unequal_n": UNEQUAL_N,
+                "mismatch_gain": MISMATCH_GAIN, "mismatch_bias": MISMATCH_BIAS, "mismatch_write": MISMATCH_WRITE,
             },
         },
         "params": {
@@ -625,13 +815,15 @@ def build_benchmark(config: BenchConfig, output: Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         corpus = _corpus(config)
+        carried(config, corpus)
         fitted = _fit(config, corpus)
         w, dims, q = _weights(config, corpus, fitted)
     sd = _state_dict(w, q)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
-        _save(tmp, sd, corpus, _doc(config, dims, fitted, sorted(corpus.span_ids)))
+        unequal_ids = _unequal_ids(config, corpus, config.emotion("unequal")) if "unequal" in config.planted else ()
+        _save(tmp, sd, corpus, _doc(config, dims, fitted, sorted(corpus.span_ids), unequal_ids))
         _replace_dir(tmp, output)
     finally:
         if tmp.exists():

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.reporting.format import fmt_num, Text
+from analysis.reporting.format import fmt_effect, fmt_num, Text
 
 METRICS = ("delta_attn", "attribution", "exact")
 LABELS = {"delta_attn": "Δattn (the seed's)", "attribution": "attribution", "exact": "exact patching"}
@@ -19,6 +19,8 @@ LABELS = {"delta_attn": "Δattn (the seed's)", "attribution": "attribution", "ex
 # ones, issue 24 the null criterion and the per-structure rows.
 THRESHOLDS: dict[str, float] = {
     "exact_auroc": 0.95,  # exact patching's AUROC over the causal head × emotion rows, at least
+    "unit_auroc": 0.95,  # exact patching's AUROC over the causal unit × emotion rows, at least (issue 24 item 5) ...
+    "unit_precision_at_k": 0.95,  # ... and its precision@k (k = the causal rows): every causal unit in the top k
     "q_level": 0.05,  # "above the noise floor": BH q below this (the screening's Q_LEVEL)
     "distributed_joint": 0.9,  # the three distributed heads patched jointly: share of the gap, at least
     "backup_zero_ratio": 0.5,  # |zeroing A alone| / zeroing A and B, at most
@@ -38,11 +40,22 @@ THRESHOLDS: dict[str, float] = {
 # construction (analysis/embedded/benchmark.py): the cancelling pair writes +c and -c; the
 # LayerNorm head's only lever is the final LayerNorm's scale, which it raises in the emotion run,
 # shrinking every output dim towards 0 and with them the emotion logits' lead over the neutral ones.
+# "specific": found with sign + and passing the neutral control (`specific`); "not specific": found
+# with sign + and not passing it. "stem rule": not found, and the copy-free M (which leaves out every
+# spelling sharing a stem with a prompt word) keeps less than copy_share of its effect: the variant-copy
+# head raises only other spellings of the span's words. (It cannot be flagged: 5 of the 17 held-out
+# apology expressions hold a word with a single-token variant, and no 95 % cluster test rejects on 5
+# non-zero clusters; on gratitude, 8 of 17, its effect would join the gap the distributed criterion
+# divides by.) The confound head reads a class each twin carries as its span does: passed over.
 STRUCTURE_EXPECT: dict[str, dict[str, str | int]] = {
     "cancellation": {"plus": +1, "minus": -1},
     "layernorm": {"ln": -1},
     "decoy": {"decoy": "passed over"},
     "copy": {"copy": "flagged"},
+    "variant_copy": {"variant": "stem rule"},
+    "confound": {"confound": "passed over"},
+    "unequal": {"unequal": "specific"},
+    "specificity": {"specific": "specific", "nonspecific": "not specific", "reference": "not specific"},
 }
 
 
@@ -65,11 +78,17 @@ def structure_verdict(doc: dict[str, Any], name: str) -> tuple[str, bool]:
         rank, q = _rank(doc, rec["emotion"], head), row["exact_q"]
         found = rank <= k and q is not None and q < q_level and not row["copy_flag"]
         expect = STRUCTURE_EXPECT.get(name, {}).get(role, +1 if role in rec["causal"] else "passed over")
-        seen.append(f"{role} rank {rank}, q {fmt_num(q)}, {row['exact']:+.3g}{', flagged' if row['copy_flag'] else ''}")
+        specific = ", specific" if row.get("specific") else ", not specific" if expect in ("specific", "not specific") else ""
+        share = f", copy-free share {fmt_num(row.get('copy_share'))}" if expect == "stem rule" else ""
+        seen.append(f"{role} rank {rank}, q {fmt_num(q)}, {row['exact']:+.3g}{', flagged' if row['copy_flag'] else ''}{specific}{share}")
         if expect == "passed over":
             ok.append(not found)
         elif expect == "flagged":
             ok.append(bool(row["copy_flag"]))
+        elif expect == "stem rule":
+            ok.append(not found and row.get("copy_share") is not None and row["copy_share"] < THRESHOLDS["copy_share"])
+        elif expect in ("specific", "not specific"):
+            ok.append(found and row["exact"] > 0 and bool(row.get("specific")) == (expect == "specific"))
         else:
             ok.append(found and (row["exact"] > 0) == (expect > 0))
     return "; ".join(seen), all(ok)
@@ -81,8 +100,13 @@ def _expectation(doc: dict[str, Any], name: str) -> str:
     parts = []
     for role in rec["heads"]:
         expect = STRUCTURE_EXPECT.get(name, {}).get(role, +1 if role in rec["causal"] else "passed over")
-        parts.append(f"{role} {expect}" if isinstance(expect, str) else f"{role} rank <= {k}, q < {THRESHOLDS['q_level']:g}, "
-                     f"sign {'+' if expect > 0 else '-'}")
+        found = f"rank <= {k}, q < {THRESHOLDS['q_level']:g}"
+        if expect == "stem rule":
+            parts.append(f"{role} not found, copy-free share < {THRESHOLDS['copy_share']:g}")
+        elif expect in ("specific", "not specific"):
+            parts.append(f"{role} {found}, sign +, {expect}")
+        else:
+            parts.append(f"{role} {expect}" if isinstance(expect, str) else f"{role} {found}, sign {'+' if expect > 0 else '-'}")
     return "; ".join(parts)
 
 
@@ -95,6 +119,14 @@ def criteria(doc: dict[str, Any]) -> list[tuple[str, float | str | None, str, bo
     auroc = doc["metrics"]["exact"]["auroc"]
     rows: list[tuple[str, float | str | None, str, bool]] = [
         ("exact: AUROC over the causal heads", auroc, f">= {t['exact_auroc']:g}", (auroc or 0) >= t["exact_auroc"])]
+    # the sweep's runs (and documents written before issue 24 item 5) have no unit screening
+    if doc.get("unit_metrics"):
+        u = doc["unit_metrics"]["exact"]
+        rows += [
+            ("exact: AUROC over the causal MLP units", u["auroc"], f">= {t['unit_auroc']:g}", (u["auroc"] or 0) >= t["unit_auroc"]),
+            (f"exact: precision@{u['k']} over the causal MLP units", u["precision_at_k"], f">= {t['unit_precision_at_k']:g}",
+             (u["precision_at_k"] or 0) >= t["unit_precision_at_k"]),
+        ]
     if "decoy" in s:
         rows.append(("exact: the attention decoy's q", s["decoy"]["exact_q"], f">= {t['q_level']:g}", s["decoy"]["exact_q"] >= t["q_level"]))
     if "distributed" in s:
@@ -154,6 +186,9 @@ def validation_summary(doc: dict[str, Any]) -> dict[str, float]:
     for metric in METRICS:
         for k in ("auroc", "precision_at_k"):
             out[f"validation.{metric}.{k}"] = doc["metrics"][metric][k]
+    for metric, rec in (doc.get("unit_metrics") or {}).items():
+        if isinstance(rec, dict) and "auroc" in rec:
+            out[f"validation.units.{metric}.auroc"], out[f"validation.units.{metric}.precision_at_k"] = rec["auroc"], rec["precision_at_k"]
     out["validation.attribution_vs_exact.spearman"] = doc["attribution_vs_exact"]["spearman"]
     out["validation.attribution_vs_exact.n_flagged"] = len(doc["attribution_vs_exact"]["flagged"])
     for name, rec in doc["signatures"].items():
@@ -168,6 +203,11 @@ def validation_summary(doc: dict[str, Any]) -> dict[str, float]:
         for source, rec in doc["nulls"]["by_source"].items():
             out[f"validation.nulls.{source}.share_with_discovery"] = rec["share"]
             out[f"validation.nulls.{source}.share_significant"] = rec["share_significant"]  # secondary
+    for name, rec in doc.get("generation", {}).get("structures", {}).items():  # secondary
+        out[f"validation.generation.{name}.keyword.mean"] = rec["keyword"]["effect"]["mean"]
+        out[f"validation.generation.{name}.keyword.has_sign"] = int(rec["keyword"]["has_expected_sign"])
+        out[f"validation.generation.{name}.changed_vs_random.mean"] = rec["changed"]["vs_random"]["mean"]
+        out[f"validation.generation.{name}.changed_vs_random.has_sign"] = int(rec["changed"]["has_expected_sign"])
     met = [m for *_, m in criteria(doc)]
     out["validation.criteria.n"], out["validation.criteria.met"] = len(met), sum(met)
     return out
@@ -302,6 +342,30 @@ def verdict_frame(doc: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _signed(effect: dict[str, Any], sign: int, met: bool) -> str:
+    return f"{fmt_effect(effect)} (planted {'+' if sign > 0 else '−'}: {'yes' if met else '**no**'})"
+
+
+def generation_frame(doc: dict[str, Any]) -> pd.DataFrame:
+    """The generation experiments on the benchmark (secondary): per structure its intervention, the
+    clean continuations' keywords, the keyword effect and the changed share against the random-head
+    arms, each beside the sign its construction implies, and ΔM (teacher-forced) for scale."""
+    rows = []
+    for name, rec in doc.get("generation", {}).get("structures", {}).items():
+        kw, ch = rec["keyword"], rec["changed"]
+        share = ch["share"]
+        rows.append({
+            "structure": name.replace("_", "-"), "intervention": f"{rec['intervention']['kind']} ({rec['intervention'].get('method') or rec['intervention'].get('position') or ''}) "
+            f"of {', '.join(f'{r} {h[0]}:{h[1]}' for r, h in rec['heads'].items())} on the {rec['intervention']['target']}",
+            "clean keywords / prompt": fmt_num(rec["clean_keywords_per_prompt"]),
+            "keyword effect": f"{kw['metric']}: {_signed(kw['effect'], kw['expected_sign'], kw['has_expected_sign'])}",
+            "changed, share of clusters": f"{fmt_num(share['share'])} [{fmt_num(share['ci_low'])}, {fmt_num(share['ci_high'])}]",
+            "changed minus random heads": _signed(ch["vs_random"], ch["expected_sign"], ch["has_expected_sign"]),
+            "ΔM": fmt_effect(rec["delta_m"], p=False),
+        })
+    return pd.DataFrame(rows)
+
+
 def criteria_frame(doc: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(
         [{"criterion": what, "measured": value if isinstance(value, str) else fmt_num(value), "needs": need,
@@ -419,4 +483,19 @@ def validation_facts(doc: dict[str, Any] | None) -> Facts:
                    null_verdict=(f"The criterion (the share exceeds {THRESHOLDS['null_rate']:g} by no more than a one-sided exact "
                                  f"binomial test at {THRESHOLDS['null_p']:g} allows) is "
                                  f"{'met' if null_criterion_met(n) else 'not met'} (p = {null_criterion_p(n):.3g})."))
+    u = doc.get("unit_metrics")
+    if u:
+        out.update(unit_auroc=fmt_num(u["exact"]["auroc"]), unit_p_at_k=fmt_num(u["exact"]["precision_at_k"]), unit_k=str(u["exact"]["k"]),
+                   unit_attr_auroc=fmt_num(u["attribution"]["auroc"]), unit_attr_p_at_k=fmt_num(u["attribution"]["precision_at_k"]),
+                   unit_rows=str(u["n_rows"]))
+    g = doc.get("generation", {}).get("structures", {})
+    if g:
+        def which(key: str) -> str:
+            hit = [n.replace("_", "-") for n, rec in g.items() if rec[key]["has_expected_sign"]]
+            return ", ".join(hit) if hit else "none of them"
+
+        out.update(gen_structures=", ".join(n.replace("_", "-") for n in g), gen_keyword_met=which("keyword"),
+                   gen_changed_met=which("changed"),
+                   gen_clean=", ".join(f"{n.replace('_', '-')} {fmt_num(rec['clean_keywords_per_prompt'])}" for n, rec in g.items()),
+                   gen_tokens=str(next(iter(g.values()))["intervention"]["max_tokens"]))
     return Facts({k: Text(v) for k, v in out.items()})
