@@ -98,21 +98,6 @@ PLANNED: dict[str, Planned] = {
         -1, "d1-d3 move E_gratitude into O_gratitude (1/3 each); the gratitude lexicon reads O_gratitude with +2: "
         "zeroing all three lowers every gratitude word's logit", +1, _CHANGED_WHY,
     ),
-    # unequal (benchmark._unequal): moves E_apology into X, which only UNEQUAL_N apology lexicon tokens read
-    # (+3 each); zeroing it on the apology prompts lowers those words' logits: fewer apology words, -1.
-    "unequal": Planned(
-        "unequal", ("unequal",), "ablation", "zero", None,
-        -1, "the unequal head moves E_apology into X, which a few apology lexicon tokens read with +3: zeroing it "
-        "lowers their logits", +1, _CHANGED_WHY,
-    ),
-    # specificity (benchmark._specificity): the specific head moves E_apology into O_apology with weight 1;
-    # zeroing it on the apology prompts lowers every apology word's logit, -1. (Its two non-specific
-    # partners are left alone: zeroed, they agree again and their units stay off.)
-    "specificity": Planned(
-        "specificity", ("specific",), "ablation", "zero", None,
-        -1, "the specific head moves E_apology into O_apology (+1.0); the apology lexicon reads O_apology with +2: "
-        "zeroing it lowers every apology word's logit", +1, _CHANGED_WHY,
-    ),
 }
 
 # The two the issue asks for, chosen before issue 24's new structures were planted. backup: the
