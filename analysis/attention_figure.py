@@ -12,17 +12,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from analysis.contract import check_output_folder, prompts_file, screening_file
+from analysis.base.contract import check_output_folder, prompts_file, screening_file
 from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
 from analysis.core.prompts import PROMPTS_ROOT
-from analysis.device import from_args
+from analysis.settings.hardware import from_args
 from analysis.plots.attention import AttentionConfig, attention_pattern, write_attention
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    from analysis.params import load_params
+    from analysis.settings.params import load_params
 
     ap = Parser(prog="python -m analysis.attention_figure", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="toy, a Hugging Face id, or a local folder")

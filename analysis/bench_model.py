@@ -16,7 +16,7 @@ from analysis.embedded.benchmark import BenchConfig, build_benchmark, DEFAULT_EM
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.params import load_params
+    from analysis.settings.params import load_params
 
     ap = Parser(prog="python -m analysis.bench_model", description=__doc__.splitlines()[0])
     ap.add_argument("--output", required=True, type=Path, help="model folder to create (results/models/bench)")

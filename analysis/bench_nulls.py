@@ -2,7 +2,7 @@
 span embeddings permuted and on random-weight models of each family) -> results/<profile>/nulls.json,
 which the validate stage's null criterion reads (issue 24).
 
-The computation is analysis.nulls.null_document; this is its CLI.
+The computation is analysis.bench.nulls.null_document; this is its CLI.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from analysis.core.cli import Parser, cli
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.contract import check_output, NULLS_SCHEMA, write_nulls
+    from analysis.base.contract import check_output, NULLS_SCHEMA, write_nulls
     from analysis.core.loading import resolve_model_path
     from analysis.core.prompts import PROMPTS_ROOT
-    from analysis.nulls import null_document, NullConfig
-    from analysis.params import load_params
+    from analysis.bench.nulls import null_document, NullConfig
+    from analysis.settings.params import load_params
 
     ap = Parser(prog="python -m analysis.bench_nulls", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="bench", help="the benchmark: `bench` or its folder")

@@ -2,7 +2,7 @@
 -> results/<profile>/sweep.json: how hard the benchmark must get before a score stops finding a
 structure (issue 24).
 
-The computation is analysis.validation.difficulty_sweep; this is its CLI.
+The computation is analysis.bench.scoring.difficulty_sweep; this is its CLI.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from analysis.core.cli import Parser, cli
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.contract import check_output, SWEEP_SCHEMA, write_sweep
+    from analysis.base.contract import check_output, SWEEP_SCHEMA, write_sweep
     from analysis.core.prompts import PROMPTS_ROOT
-    from analysis.params import load_params
-    from analysis.validation import difficulty_sweep, ValidationConfig
+    from analysis.settings.params import load_params
+    from analysis.bench.scoring import difficulty_sweep, ValidationConfig
 
     ap = Parser(prog="python -m analysis.bench_sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--output", required=True, type=Path, help="results/<profile>/sweep.json")

@@ -3,7 +3,7 @@
     python -m analysis.gpt2_tokenizer [--source data/tokenizers/gpt2/source/gpt2.tiktoken] \
         [--output data/tokenizers/gpt2]
 
-A thin CLI over analysis.core.gpt2_tokenizer (how the merges are recovered is told there).
+A thin CLI over analysis.tokenizers.gpt2_bpe (how the merges are recovered is told there).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.core.cli import Parser, cli
-from analysis.core.gpt2_tokenizer import OUTPUT, SOURCE, write_tokenizer
+from analysis.tokenizers.gpt2_bpe import OUTPUT, SOURCE, write_tokenizer
 
 
 @cli

@@ -3,7 +3,7 @@
     python -m analysis.gpt_neox_tokenizer [--source data/tokenizers/gpt-neox/source/ggml-vocab-gpt-neox.gguf] \
         [--output data/tokenizers/gpt-neox]
 
-A thin CLI over analysis.tokenizers.gpt_neox (what is read and how it is built is told there).
+A thin CLI over analysis.tokenizers.gpt_neox_bpe (what is read and how it is built is told there).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.core.cli import Parser, cli
-from analysis.tokenizers.gpt_neox import OUTPUT, SOURCE, write_tokenizer
+from analysis.tokenizers.gpt_neox_bpe import OUTPUT, SOURCE, write_tokenizer
 
 
 @cli

@@ -29,7 +29,7 @@ bootstrap-t), and the non-negative continuation changed and KL(clean || ablated)
 position (compared with the random-head baseline; changed also as an exact binomial share over
 clusters). M's change is also given as the fraction of the emotion–neutral gap it removes,
 (M_emotion − M_ablated) / (M_emotion − M_neutral), with its Fieller-type interval
-(analysis.stats.ratio_effect). Beside every effect: the same ablation of as many random heads
+(analysis.measures.stats.ratio_effect). Beside every effect: the same ablation of as many random heads
 outside the top set (params random_baseline.draws seeded draws), and the noise floor of an
 identity control (the heads' own z patched back: 0 in exact arithmetic; effects at or below it
 are "no effect"). `--cumulative-k K` also ablates the top-1..top-K heads of the screening
@@ -48,9 +48,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.contract import EXPERIMENT_SCHEMAS
+from analysis.base.contract import EXPERIMENT_SCHEMAS
 from analysis.core.cli import cli
-from analysis.experiments.cli import run_cli
+from analysis.experiments.command import run_cli
 
 SCHEMA = EXPERIMENT_SCHEMAS["ablation"]
 

@@ -46,9 +46,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.contract import EXPERIMENT_SCHEMAS
+from analysis.base.contract import EXPERIMENT_SCHEMAS
 from analysis.core.cli import cli
-from analysis.experiments.cli import run_cli
+from analysis.experiments.command import run_cli
 
 SCHEMA = EXPERIMENT_SCHEMAS["patching"]
 

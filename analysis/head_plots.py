@@ -41,8 +41,8 @@ from pathlib import Path
 import matplotlib
 
 from analysis.core.cli import Parser, cli
-from analysis.errors import InputError
-from analysis.contract import check_output_folder
+from analysis.base.errors import InputError
+from analysis.base.contract import check_output_folder
 from analysis.plots.data import load, PlotConfig
 from analysis.plots.figures import render
 
@@ -63,13 +63,13 @@ def parse_args(argv: Sequence[str] | None) -> PlotConfig:
     ap.add_argument(
         "--from-params", action="store_true",
         help="the pipeline's mode: take profile, emotions and the input files of --model from params.yaml "
-        "and the layout of analysis.contract",
+        "and the layout of analysis.base.contract",
     )
     ap.add_argument("--model", default=None, help="with --from-params: the model whose outputs to draw")
     a = ap.parse_args(argv)
     if a.from_params:
-        from analysis.contract import experiment_file, model_dir, screening_file, unit_screening_file
-        from analysis.params import load_params
+        from analysis.base.contract import experiment_file, model_dir, screening_file, unit_screening_file
+        from analysis.settings.params import load_params
 
         if not a.model:
             raise InputError("--from-params needs --model")

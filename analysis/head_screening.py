@@ -10,16 +10,16 @@ from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PROMPTS_ROOT
-from analysis.contract import check_output, HEAD_SCORES_SCHEMA, write_screening
-from analysis.device import from_args
-from analysis.plan import load_planned
+from analysis.base.contract import check_output, HEAD_SCORES_SCHEMA, write_screening
+from analysis.settings.hardware import from_args
+from analysis.core.budget import load_planned
 from analysis.screening.common import ScreeningConfig
 from analysis.screening.heads import format_top, screen
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    from analysis.params import load_params
+    from analysis.settings.params import load_params
 
     ap = Parser(prog="python -m analysis.head_screening", description="Score every head × emotion.")
     ap.add_argument("--model", required=True, help="toy, a Hugging Face id, or a local folder")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 import matplotlib
 
-from analysis.contract import comparison_dir
+from analysis.base.contract import comparison_dir
 from analysis.core.cli import Parser, cli
 from analysis.plots.comparison import compare, ComparisonConfig
 
@@ -24,7 +24,7 @@ def parse_args(argv: Sequence[str] | None) -> ComparisonConfig:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="read only for what is not given")
     a = ap.parse_args(argv)
     if a.profile is None or a.models is None or a.emotions is None:
-        from analysis.params import load_params
+        from analysis.settings.params import load_params
 
         p = load_params(a.params)
         a.profile = p.profile if a.profile is None else a.profile

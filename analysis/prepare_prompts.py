@@ -10,9 +10,9 @@ from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path, TOY
 from analysis.core.prompt_table import load_tokenizer, prepare
 from analysis.core.prompts import PROMPTS_ROOT
-from analysis.core.vocabulary import EMOTIONS
-from analysis.errors import InputError
-from analysis.contract import check_output, PROMPTS_SCHEMA, write_prompts
+from analysis.base.vocabulary import EMOTIONS
+from analysis.base.errors import InputError
+from analysis.base.contract import check_output, PROMPTS_SCHEMA, write_prompts
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from analysis.reporting.format import *  # noqa: F403
 from analysis.reporting.markdown import *  # noqa: F403
 from analysis.reporting.results import *  # noqa: F403
 from analysis.reporting.tables import *  # noqa: F403
-from analysis.reporting.validation import (  # noqa: F401
+from analysis.reporting.bench_tables import (  # noqa: F401
     criteria_frame, generation_frame, load_sweep, load_validation, sweep_facts, sweep_figure, sweep_frame, validation_facts, validation_figure,
     verdict_frame,
 )

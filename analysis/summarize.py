@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.contract import check_output, RESULTS, SUMMARY, SUMMARY_SCHEMA, write_summary
+from analysis.base.contract import check_output, RESULTS, SUMMARY, SUMMARY_SCHEMA, write_summary
 from analysis.core.cli import Parser, cli
-from analysis.params import load_params
+from analysis.settings.params import load_params
 from analysis.reporting.summary import summarize
 
 

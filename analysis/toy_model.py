@@ -10,7 +10,7 @@ from pathlib import Path
 
 from analysis.core.cli import Parser, cli
 from analysis.embedded.build import build_toy_model
-from analysis.embedded.config import ToyConfig
+from analysis.embedded.construction import ToyConfig
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

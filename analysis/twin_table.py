@@ -16,7 +16,7 @@ from pathlib import Path
 from analysis.core.cli import Parser, cli
 from analysis.core.prompts import PROMPTS_ROOT, aligned_pairs, load_pairs
 from analysis.core.twins import CLASS_NAMES, MAX_SHARE_GAP, class_gaps, signature, span_words
-from analysis.core.vocabulary import EMOTIONS
+from analysis.base.vocabulary import EMOTIONS
 
 TOKENIZERS = ("data/tokenizers/gpt2", "data/tokenizers/gpt-neox")
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     tokenizers = {t: AutoTokenizer.from_pretrained(t, local_files_only=True) for t in args.tokenizers}
     if args.toy:
-        from analysis.embedded.config import ToyConfig
+        from analysis.embedded.construction import ToyConfig
         from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
 
         config = ToyConfig()

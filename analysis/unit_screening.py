@@ -8,18 +8,18 @@ import torch
 
 from analysis.core.cli import Parser, cli
 from analysis.core.loading import resolve_model_path
-from analysis.contract import check_output, UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
+from analysis.base.contract import check_output, UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PROMPTS_ROOT
-from analysis.device import from_args
-from analysis.errors import InputError
-from analysis.plan import load_planned
+from analysis.settings.hardware import from_args
+from analysis.base.errors import InputError
+from analysis.core.budget import load_planned
 from analysis.screening.units import check_has_units, format_top, screen, TOP_PER_LAYER, UnitScreeningConfig, write_outputs
 
 
 @cli
 def main(argv: list[str] | None = None) -> dict:
-    from analysis.params import load_params
+    from analysis.settings.params import load_params
 
     ap = Parser(prog="python -m analysis.unit_screening", description="Score every MLP unit × emotion.")
     ap.add_argument("--model", required=True, help="toy, a Hugging Face id, or a local folder")

@@ -1,7 +1,7 @@
 """Stage `validate`: the benchmark with known answers (bench) -> every screening metric scored
 against the answers, and the nulls stage's null screenings judged, in results/<profile>/validation.json.
 
-The computation is analysis.validation.validate; this is its CLI.
+The computation is analysis.bench.scoring.validate; this is its CLI.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from analysis.core.cli import Parser, cli
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    from analysis.contract import check_output, VALIDATION_SCHEMA, write_validation
+    from analysis.base.contract import check_output, VALIDATION_SCHEMA, write_validation
     from analysis.core.loading import resolve_model_path
     from analysis.core.prompts import PROMPTS_ROOT
-    from analysis.params import load_params
-    from analysis.validation import validate, ValidationConfig
+    from analysis.settings.params import load_params
+    from analysis.bench.scoring import validate, ValidationConfig
 
     ap = Parser(prog="python -m analysis.validate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="bench", help="the benchmark: `bench` or its folder")

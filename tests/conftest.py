@@ -41,7 +41,7 @@ def _project_corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from analysis.random_models import build_tokenizer
+    from analysis.modelfacts.random_weights import build_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer(out, _project_corpus(), vocab_size=2048)  # >= the corpus: every word one token
@@ -51,8 +51,8 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def random_model_dirs(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> dict[str, Path]:
     """One small random model per family: 2 layers x 4 heads, d_model 64, non-zero biases."""
-    from analysis.families import SUPPORTED_FAMILIES as FAMILIES
-    from analysis.random_models import save_random_model
+    from analysis.modelfacts.families import SUPPORTED_FAMILIES as FAMILIES
+    from analysis.modelfacts.random_weights import save_random_model
 
     root = tmp_path_factory.mktemp("random_models")
     return {f: save_random_model(f, root / f, tokenizer_dir=tokenizer_dir, seed=1) for f in FAMILIES}
@@ -79,7 +79,7 @@ def toy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = REPO / "results/models/toy"
     if (built / "planted.json").is_file():
         return built
-    from analysis.embedded.config import ToyConfig
+    from analysis.embedded.construction import ToyConfig
     from analysis.embedded.build import build_toy_model
 
     os.chdir(REPO)

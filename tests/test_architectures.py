@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.architectures import PUBLIC, Arch, from_hf_config, lookup, reduced, save_random
-from analysis.errors import InputError
+from analysis.modelfacts.architectures import PUBLIC, Arch, from_hf_config, hf_config, lookup, reduced, save_random
+from analysis.base.errors import InputError
 from analysis.core.sites import Site
 from analysis.interventions.edits import hooks_for, zero_edits
 from analysis.core.loading import load_model
@@ -32,7 +32,7 @@ def _meta_count(arch: Arch) -> int:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(arch.hf_config()).num_parameters()
+        return AutoModelForCausalLM.from_config(hf_config(arch)).num_parameters()
 
 
 def test_gpt2_small_parameter_count_by_hand() -> None:
@@ -53,6 +53,7 @@ def test_parameter_count_equals_hf_for_real_and_reduced_configs(name: str) -> No
 
 def test_published_counts() -> None:
     # Pythia paper (Biderman et al. 2023), table 1, total parameters; GPT-Neo 125M's model card count
+    assert PUBLIC["EleutherAI/pythia-70m"].n_params == 70_426_624
     assert PUBLIC["EleutherAI/pythia-160m"].n_params == 162_322_944
     assert PUBLIC["EleutherAI/pythia-410m"].n_params == 405_334_016
     assert PUBLIC["EleutherAI/pythia-1.4b"].n_params == 1_414_647_808
@@ -63,13 +64,13 @@ def test_published_counts() -> None:
 def test_config_round_trip_and_lookup(tmp_path: Path) -> None:
     for name in BIGGER:
         arch = PUBLIC[name]
-        assert from_hf_config(arch.hf_config().to_dict()) == arch, name
+        assert from_hf_config(hf_config(arch).to_dict()) == arch, name
     folder = tmp_path / "m"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(reduced(PUBLIC["gpt2-xl"], vocab=1024).hf_config().to_dict()))
+    (folder / "config.json").write_text(json.dumps(hf_config(reduced(PUBLIC["gpt2-xl"], vocab=1024)).to_dict()))
     arch, source = lookup(str(folder))
     assert source == str(folder / "config.json") and arch.n_heads == 25 and arch.n_layers == 2
-    assert lookup("EleutherAI/pythia-2.8b") == (PUBLIC["EleutherAI/pythia-2.8b"], "embedded table of published configs (analysis/architectures.py)")
+    assert lookup("EleutherAI/pythia-2.8b") == (PUBLIC["EleutherAI/pythia-2.8b"], "embedded table of published configs (analysis/modelfacts/architectures.py)")
     with pytest.raises(InputError, match="not in the embedded table"):
         lookup("EleutherAI/pythia-12b")
 
@@ -79,7 +80,7 @@ def test_reduced_keeps_the_family_knobs() -> None:
     assert (xl.n_heads, xl.d_head, xl.d_mlp, xl.tied) == (25, 16, 1600, True)
     pythia = reduced(PUBLIC["EleutherAI/pythia-2.8b"], vocab=1024)
     assert (pythia.n_heads, pythia.rotary_pct, pythia.parallel_residual, pythia.tied) == (32, 0.25, True, False)
-    neo = reduced(PUBLIC["EleutherAI/gpt-neo-2.7B"], vocab=1024).hf_config()
+    neo = hf_config(reduced(PUBLIC["EleutherAI/gpt-neo-2.7B"], vocab=1024))
     assert neo.attention_layers == ["global", "local"] and neo.window_size == 8 and neo.num_heads == 20
 
 

@@ -31,7 +31,7 @@ def test_part_masks_on_a_left_padded_batch() -> None:
 
 def test_committed_attention_table_rows_sum_to_one() -> None:
     # The mean over pairs of per-pair softmax rows: its parts sum to 1 up to float32 rounding.
-    from analysis.contract import attention_dir, read_attention
+    from analysis.base.contract import attention_dir, read_attention
 
     table = read_attention(attention_dir("baseline", "toy"))
     sums = table.groupby(["emotion", "layer", "head", "prompt"])["mean"].sum()
@@ -45,7 +45,7 @@ def test_write_attention_writes_the_table_and_a_deterministic_figure(tmp_path: P
     # significant digits), and the same figure bytes from two writes; wrong columns are refused.
     import pandas as pd
 
-    from analysis.contract import ATTENTION_PNG, attention_dir, read_attention
+    from analysis.base.contract import ATTENTION_PNG, attention_dir, read_attention
     from analysis.plots.attention import write_attention
 
     table = read_attention(attention_dir("baseline", "toy"))

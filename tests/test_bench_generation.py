@@ -1,5 +1,5 @@
 """The benchmark's planted structures through the generation experiments (issue 24 item 5,
-analysis.bench_generation): the record's schema, its sign verdicts on hand-made evidence, and one
+analysis.bench.continuations): the record's schema, its sign verdicts on hand-made evidence, and one
 live run of the experiments on a freshly built benchmark's held-out half whose signs are checked.
 
 One module fixture builds the benchmark (~5-10 s) and runs the default structures once with 199
@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.bench_generation import DEFAULT_STRUCTURES, generation_effects, has_sign, PLANNED, structure_record
-from analysis.contract import read_planted
+from analysis.bench.continuations import DEFAULT_STRUCTURES, generation_effects, has_sign, PLANNED, structure_record
+from analysis.base.contract import read_planted
 from analysis.core.loading import load_model
 from analysis.core.prompts import span_clusters
 from analysis.core.sites import head_sites
-from analysis.core.vocabulary import EMOTIONS
+from analysis.base.vocabulary import EMOTIONS
 from analysis.embedded.benchmark import BenchConfig, build_benchmark, halves
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.experiments.config import ExperimentConfig
-from analysis.stats import Effect, Share
+from analysis.measures.stats import Effect, Share
 
 N_RESAMPLES = 199  # enough for a 95 % interval (min_resamples is 19); the sign checks do not hinge on it
 
@@ -211,7 +211,7 @@ def test_the_live_run_is_fast(live: dict) -> None:
 
 def test_the_reports_generation_table(live: dict) -> None:
     """One row per structure, one keyword column whatever emotion each serves (its metric named in the cell)."""
-    from analysis.reporting.validation import generation_frame
+    from analysis.reporting.bench_tables import generation_frame
 
     frame = generation_frame({"generation": live["doc"]})
     assert list(frame["structure"]) == [s.replace("_", "-") for s in DEFAULT_STRUCTURES]

@@ -1,6 +1,6 @@
 """Issue 24 item 5: the unit screening scored against the benchmark's planted units.
 
-analysis.validation.unit_metrics runs the project's unit screening (analysis.screening.units.screen)
+analysis.bench.scoring.unit_metrics runs the project's unit screening (analysis.screening.units.screen)
 with exact patching of every unit on the held-out half and scores attribution and exact over every
 unit × emotion row against planted.json `units_by_emotion`: AUROC and precision@k.
 
@@ -20,12 +20,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.contract import read_planted, read_validation, validation_file
+from analysis.base.contract import read_planted, read_validation, validation_file
 from analysis.core.loading import load_model
-from analysis.params import load_params
+from analysis.settings.params import load_params
 from analysis.screening.common import ScreeningConfig
 from analysis.screening.units import UnitScreeningConfig
-from analysis.validation import (
+from analysis.bench.scoring import (
     evaluation_pairs, ranking_quality, unit_metric_scores, unit_metrics, unit_rows, unit_screening_config, ValidationConfig,
 )
 
@@ -92,7 +92,7 @@ def test_unit_config_is_the_validate_stages_with_every_unit_patched() -> None:
 def test_every_unit_and_emotion_comes_back(tmp_path: Path) -> None:
     """The screening's JSON keeps every unit only with exact_top_k 0: unit_rows gets all of them
     (a tiny random GPT-2 with the bench's tokenizer, 2 layers x 64 units, over the bench's held-out pairs)."""
-    from analysis.random_models import save_random_model
+    from analysis.modelfacts.random_weights import save_random_model
 
     folder = save_random_model("gpt2", tmp_path / "tiny", tokenizer_dir=BENCH, d_model=16, n_heads=2, seed=1, init_std=0.2)
     model = load_model(str(folder))
@@ -109,7 +109,7 @@ def test_every_unit_and_emotion_comes_back(tmp_path: Path) -> None:
 
 def test_a_screening_that_keeps_some_units_only_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a top-k the JSON keeps each layer's top units only: an AUROC over them would be over a subset."""
-    import analysis.validation as v
+    import analysis.bench.scoring as v
 
     spec = SimpleNamespace(n_layers=1, d_mlp=3)
     kept = [dict(_row("anger", 0, n, 0.1, 0.1)) for n in (0, 2)]
@@ -120,7 +120,7 @@ def test_a_screening_that_keeps_some_units_only_is_refused(monkeypatch: pytest.M
 
 
 def test_criteria_and_summary_read_the_unit_metrics() -> None:
-    from analysis.reporting.validation import criteria, THRESHOLDS, validation_summary
+    from analysis.reporting.bench_tables import criteria, THRESHOLDS, validation_summary
 
     stored = {**read_validation(REPO / validation_file("baseline")), "unit_metrics": None}  # as the sweep's runs: no unit rows
     before = criteria(stored)

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from analysis.core.prompts import span_clusters
-from analysis.core.vocabulary import mlp_post_name
+from analysis.base.vocabulary import mlp_post_name
 from analysis.embedded.benchmark import BenchConfig, build_benchmark, halves, STRUCTURES, write_null
-from analysis.params import load_params
-from analysis.validation import runs, validate, ValidationConfig
+from analysis.settings.params import load_params
+from analysis.bench.scoring import runs, validate, ValidationConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,11 +55,12 @@ def test_gpt2_with_layernorm_and_gelu(bench: dict) -> None:
 
 
 def test_loadable_by_name(bench: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analysis import models
     from analysis.core import loading
 
     built = bench["folder"]
     with pytest.raises(loading.InputError, match="model `bench` is built by `dvc repro benchmark`"):
-        loading.materialize("bench", tmp_path / "m", seed=0, toy_steps=1)
+        models.materialize("bench", tmp_path / "m", seed=0, toy_steps=1)
     monkeypatch.setitem(loading.EMBEDDED, "bench", (built, "how"))
     assert loading.resolve_model_path("bench") == str(built)
     assert loading.load_model("bench").spec.n_heads == 8
@@ -277,7 +278,7 @@ def test_delta_attn_reported_as_it_is(bench: dict) -> None:
 
 
 def _stored_nulls() -> dict:
-    from analysis.contract import nulls_file, read_nulls, read_validation, validation_file
+    from analysis.base.contract import nulls_file, read_nulls, read_validation, validation_file
 
     doc = read_nulls(REPO / nulls_file("baseline"))
     carried = read_validation(REPO / validation_file("baseline"))["nulls"]  # the validate stage's copy for its criterion
@@ -293,8 +294,8 @@ def test_null_criterion() -> None:
     a binomial reference computed here, on the stored screenings, and shown able to fail."""
     from scipy.stats import binom
 
-    from analysis.reporting.validation import null_criterion_met, null_criterion_p
-    from analysis.nulls import MIN_NULLS
+    from analysis.reporting.bench_tables import null_criterion_met, null_criterion_p
+    from analysis.bench.nulls import MIN_NULLS
 
     n = _stored_nulls()
     k = sum(1 for p in n["per_null"] if p["n_discoveries"] > 0)
@@ -307,7 +308,7 @@ def test_null_criterion() -> None:
 
 
 def test_stored_null_screenings_are_what_the_params_ask() -> None:
-    from analysis.families import SUPPORTED_FAMILIES
+    from analysis.modelfacts.families import SUPPORTED_FAMILIES
 
     p, n = load_params(REPO / "params.yaml"), _stored_nulls()
     count = {s: sum(1 for x in n["per_null"] if x["source"] == s) for s in ("bench", *SUPPORTED_FAMILIES)}
@@ -323,9 +324,9 @@ def test_stored_null_screenings_are_what_the_params_ask() -> None:
 def test_two_stored_null_screenings_recomputed() -> None:
     """The stored null screenings are what the code computes: the benchmark's null 0 and the first
     GPT-2 random model screened again here (one process, as the stage's workers do: one thread)."""
-    from analysis.contract import read_planted
+    from analysis.base.contract import read_planted
     from analysis.embedded.benchmark import evaluation_pairs
-    from analysis.nulls import NullConfig, nulls
+    from analysis.bench.nulls import NullConfig, nulls
 
     p = load_params(REPO / "params.yaml")
     folder = str(REPO / "results/models/bench")
@@ -346,13 +347,13 @@ def test_null_sign_of_m_is_exact(bench: dict, tmp_path: Path) -> None:
     negates every pair's and so every cluster's ΔM exactly, in float, on a null model whose
     effects are real (the permutation alone leaves backup head A a nonzero effect)."""
     from analysis.core.loading import load_model
-    from analysis.core.vocabulary import NEUTRAL, z_hook
+    from analysis.base.vocabulary import NEUTRAL, z_hook
     from analysis.interventions.edits import capture
-    from analysis.metrics import lexicon_ids
+    from analysis.measures.metrics import lexicon_ids
     from analysis.screening.common import pair_batches
     from analysis.screening.heads import exact_patching
     from analysis.screening.null import cluster_signs, signed_rows
-    from analysis.validation import evaluation_pairs, exact_screening, screening_config
+    from analysis.bench.scoring import evaluation_pairs, exact_screening, screening_config
 
     model = load_model(str(write_null(bench["folder"], 0, tmp_path / "null")))
     rec = bench["planted"]["benchmark"]["structures"]["backup"]
@@ -399,7 +400,7 @@ def test_null_permutes_span_embeddings_only(bench: dict, tmp_path: Path) -> None
 def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) -> None:
     import yaml
 
-    from analysis.contract import read_validation
+    from analysis.base.contract import read_validation
     from analysis.validate import main
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -414,7 +415,7 @@ def test_validate_stage_writes_the_contract_file(bench: dict, tmp_path: Path) ->
 
 
 def test_summary_and_report_readers(bench: dict) -> None:
-    from analysis.reporting.validation import criteria, criteria_frame, validation_facts, validation_figure, validation_summary, verdict_frame
+    from analysis.reporting.bench_tables import criteria, criteria_frame, validation_facts, validation_figure, validation_summary, verdict_frame
 
     doc = bench["doc"]
     flat = validation_summary(doc)
@@ -460,8 +461,8 @@ def test_background_strength_scales_the_background_writes_only(bench: dict, tmp_
 def test_stored_sweep_matches_the_validation_at_x1() -> None:
     """The sweep's x1 is the stored benchmark validated with the same config: its every metric,
     verdict and exact score equal results/baseline/validation.json's (which only adds the nulls)."""
-    from analysis.contract import read_sweep, read_validation, sweep_file, validation_file
-    from analysis.reporting.validation import criteria, sweep_breaks, sweep_frame, sweep_summary
+    from analysis.base.contract import read_sweep, read_validation, sweep_file, validation_file
+    from analysis.reporting.bench_tables import criteria, sweep_breaks, sweep_frame, sweep_summary
 
     sweep, val = read_sweep(REPO / sweep_file("baseline")), read_validation(REPO / validation_file("baseline"))
     assert tuple(sweep["strengths"]) == load_params(REPO / "params.yaml").benchmark.sweep

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from analysis import device as dev
-from analysis.errors import InputError
-from analysis.random_models import save_random_model
+from analysis.settings import hardware as hw
+from analysis.base.errors import InputError
+from analysis.modelfacts.random_weights import save_random_model
 
 
 @pytest.fixture
@@ -22,48 +23,48 @@ def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 def no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setitem(dev.BACKENDS, "mps", dev.Backend(available=lambda: False, count=lambda: 0, indexed=False))
+    monkeypatch.setitem(hw.BACKENDS, "mps", hw.Backend(available=lambda: False, count=lambda: 0, indexed=False))
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch, no_accelerator: None) -> None:
-    assert dev.resolve_device("auto") == torch.device("cpu")
-    monkeypatch.setitem(dev.BACKENDS, "mps", dev.Backend(available=lambda: True, count=lambda: 1, indexed=False))
-    assert dev.resolve_device("auto") == torch.device("mps")
+    assert hw.resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setitem(hw.BACKENDS, "mps", hw.Backend(available=lambda: True, count=lambda: 1, indexed=False))
+    assert hw.resolve_device("auto") == torch.device("mps")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert dev.resolve_device("AUTO") == torch.device("cuda:0")
+    assert hw.resolve_device("AUTO") == torch.device("cuda:0")
 
 
 def test_cuda_indices_within_the_count(two_gpus: None) -> None:
-    assert dev.resolve_device("cuda") == torch.device("cuda:0")
-    assert dev.resolve_device("cuda:1") == torch.device("cuda:1")
+    assert hw.resolve_device("cuda") == torch.device("cuda:0")
+    assert hw.resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(InputError, match=r"^device: 'cuda:2' does not exist: this machine has 2 cuda device\(s\), cuda:0..cuda:1$"):
-        dev.resolve_device("cuda:2")
+        hw.resolve_device("cuda:2")
 
 
 @pytest.mark.parametrize("spec", ["gpu", "cuda:", "cpu:1", "mps:0", "cuda:-1", ""])
 def test_unknown_device_names_the_param(spec: str) -> None:
     with pytest.raises(InputError, match=r"^device: unknown device .*; allowed: auto, cpu, cuda, cuda:N, mps$"):
-        dev.resolve_device(spec)
+        hw.resolve_device(spec)
 
 
 @pytest.mark.parametrize("spec", ["cuda", "cuda:0", "mps"])
 def test_missing_accelerator_names_the_param(spec: str, no_accelerator: None) -> None:
     with pytest.raises(InputError, match=r"^device: '(cuda|mps)' is not available on this machine .*use device: auto or cpu$"):
-        dev.resolve_device(spec)
+        hw.resolve_device(spec)
 
 
 def test_unknown_dtype_names_the_param() -> None:
     with pytest.raises(InputError, match=r"^dtype: unknown dtype 'float64'; allowed: float32, bfloat16, float16$"):
-        dev.resolve_dtype("float64")
+        hw.resolve_dtype("float64")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_this_cpu_build_runs_every_dtype(dtype: str) -> None:
     # Probed, not assumed: torch 2.13's CPU build has float16 and bfloat16 kernels for matmul,
     # layer norm, softmax and their backward (older builds lacked float16 ones).
-    p = dev.resolve("cpu", dtype)
-    assert p.device == torch.device("cpu") and p.dtype == dev.DTYPES[dtype]
+    p = hw.resolve("cpu", dtype)
+    assert p.device == torch.device("cpu") and p.dtype == hw.DTYPES[dtype]
     assert p.record() == {"device": "cpu", "dtype": dtype}
 
 
@@ -76,9 +77,9 @@ def test_a_missing_kernel_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> 
         return real(x, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "layer_norm", half_less)
-    assert dev.resolve("cpu", "bfloat16").dtype == torch.bfloat16
+    assert hw.resolve("cpu", "bfloat16").dtype == torch.bfloat16
     with pytest.raises(InputError) as info:
-        dev.resolve("cpu", "float16")
+        hw.resolve("cpu", "float16")
     msg = str(info.value)
     assert msg == "dtype: 'float16' does not run on cpu (\"LayerNormKernelImpl\" not implemented for 'Half'); use dtype: float32 or another device"
 
@@ -105,5 +106,5 @@ def test_stated_tolerances_hold_and_are_needed(tmp_path: Path, toy_path: Path) -
         errors = dev.measure(str(model_dir), _texts())
         assert set(errors) == {"bfloat16", "float16"}
         for name, err in errors.items():
-            assert dev.TOLERANCE["float32"] < err <= dev.TOLERANCE[name], (model_dir, name, err)
+            assert hw.TOLERANCE["float32"] < err <= hw.TOLERANCE[name], (model_dir, name, err)
         assert errors["float16"] < errors["bfloat16"]  # 10 mantissa bits against 7

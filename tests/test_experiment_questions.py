@@ -13,7 +13,7 @@ import torch
 from analysis.core.loading import ModelSpec
 from analysis.core.prompts import TokenBatch
 from analysis.core.sites import head_sites, Site
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.experiments.run import cluster_flags, gap_parts, random_site_sets
 from analysis.interventions.edits import _apply, Edit
 from analysis.interventions.plans import MeanPlan, NO_ROLE, position_roles, role_positions

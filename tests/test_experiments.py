@@ -22,15 +22,15 @@ import torch
 from analysis import head_ablation, head_patching
 from analysis.core.prompts import load_pairs, load_prompt_file, span_clusters, split_expressions
 from analysis.experiments.config import spec_tag
-from analysis.metrics import GENERATION_METRICS as METRICS
+from analysis.measures.metrics import GENERATION_METRICS as METRICS
 from analysis.experiments.kinds import PATCHED_POSITIONS
-from analysis.families import component_input
+from analysis.modelfacts.families import component_input
 from analysis.interventions.plans import resample_sources
 from analysis.experiments.run import SIGNED as SIGNED_METRICS
-from analysis.io import read_parquet
-from analysis.families import SUPPORTED_FAMILIES as FAMILIES
-from analysis.random_models import build_tokenizer, save_random_model
-from analysis.contract import HEAD_SCORES_SCHEMA as SCREENING_SCHEMA
+from analysis.base.io import read_parquet
+from analysis.modelfacts.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.modelfacts.random_weights import build_tokenizer, save_random_model
+from analysis.base.contract import HEAD_SCORES_SCHEMA as SCREENING_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 N_PROMPTS = 12
@@ -185,7 +185,7 @@ def test_zero_ablation_equals_hf_with_head_slice_zeroed(
     # Not vacuous: removing the head changed some continuation.
     assert ours_ablated != ours_clean
     doc = json.loads(out.read_text())
-    # stored at 6 significant digits (analysis/io.py)
+    # stored at 6 significant digits (analysis/base/io.py)
     assert doc["intervened"]["changed"] == pytest.approx(float(np.mean([a != b for a, b in zip(ours_ablated, ours_clean)])), rel=1e-6)
     assert "| Sentiment mean |" in stdout and "Change [95% CI]" in stdout
 
@@ -475,7 +475,7 @@ def test_patching_units_runs_and_reports_units(
 
 def _unit_screening(path: Path, ranked: list[tuple[int, int]]) -> Path:
     """A unit screening file ranking `ranked` first (by |exact|) for gratitude."""
-    from analysis.contract import UNIT_SCORES_SCHEMA as UNIT_SCHEMA
+    from analysis.base.contract import UNIT_SCORES_SCHEMA as UNIT_SCHEMA
 
     scores = [
         {"layer": layer, "neuron": neuron, "emotion": "gratitude", "attribution": 0.1, "attribution_rank": i + 1,

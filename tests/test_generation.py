@@ -12,8 +12,8 @@ from analysis.core.prompts import Prompt, tokenize
 from analysis.core.sites import Site
 from analysis.interventions.edits import hooks_for, position_ids, zero_edits
 from analysis.interventions.generation import decode, greedy_generate
-from analysis.families import SUPPORTED_FAMILIES as FAMILIES
-from analysis.random_models import save_random_model
+from analysis.modelfacts.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.modelfacts.random_weights import save_random_model
 
 TEXTS = [
     "Hi Maria, thank you so much",

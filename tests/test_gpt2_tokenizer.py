@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.core.gpt2_tokenizer import EOT, FILES, SOURCE_SHA256, write_tokenizer
+from analysis.tokenizers.gpt2_bpe import EOT, FILES, SOURCE_SHA256, write_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "data" / "tokenizers" / "gpt2"

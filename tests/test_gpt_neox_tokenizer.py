@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.tokenizers.gpt_neox import EOT, FILES, N_TOKENS, PAD, SOURCE_SHA256, write_tokenizer
+from analysis.tokenizers.gpt_neox_bpe import EOT, FILES, N_TOKENS, PAD, SOURCE_SHA256, write_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "data" / "tokenizers" / "gpt-neox"
@@ -124,7 +124,7 @@ def test_cli_rejects_a_source_that_is_not_gpt_neox_in_one_line(tmp_path: Path, k
 
 def test_a_gptneox_file_with_other_tokens_is_refused(tmp_path: Path) -> None:
     """The architecture says gptneox but the vocabulary is not the 50,432 entries of GPT-NeoX-20B."""
-    from analysis.tokenizers.gpt_neox import SourceError, read_vocabulary
+    from analysis.tokenizers.gpt_neox_bpe import SourceError, read_vocabulary
 
     bad = tmp_path / "neoxish.gguf"
     write_foreign_gguf(bad, arch="gptneox")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.core.vocabulary import EMOTIONS
-from analysis.experiments.cli import run_experiment
+from analysis.base.vocabulary import EMOTIONS
+from analysis.experiments.command import run_experiment
 from analysis.experiments.run import ExperimentResult
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ import numpy as np
 
 import pytest
 
-from analysis.core.vocabulary import EMOTIONS
-from analysis.experiments.cli import run_experiment
+from analysis.base.vocabulary import EMOTIONS
+from analysis.experiments.command import run_experiment
 from analysis.experiments.kinds import PATCHED_POSITIONS
 from analysis.experiments.render import document
 from test_head_ablation import N_PROMPTS, REPO, control_head, subset_files, toy  # noqa: F401 (toy is a fixture)

@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
-from analysis import contract as hp_contract
+from analysis.base import contract as hp_contract
 from analysis import head_plots as hp
 from analysis.plots import data as hp_data
 from analysis.plots import figures as hp_figures
-from analysis.io import write_json
+from analysis.base.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
-CSV_REL = 5e-6  # CSVs hold 6 significant digits (analysis.io.FLOAT_FORMAT): at most half a unit of the 6th
+CSV_REL = 5e-6  # CSVs hold 6 significant digits (analysis.base.io.FLOAT_FORMAT): at most half a unit of the 6th
 EMOTIONS = ("gratitude", "anger", "apology")
 PLANTED = {"gratitude": [[3, 1]], "anger": [[3, 2]], "apology": [[3, 0]]}
 METRICS = ("sentiment", "kw_gratitude", "kw_anger", "kw_apology", "kw_neutral", "changed", "emotion_score", "kl")
@@ -454,7 +454,7 @@ def test_from_params_draws_units_when_the_file_exists(
     """The pipeline's mode: the unit figure follows the unit screening file; without it, a note."""
     import shutil
 
-    from analysis.contract import experiment_file, model_dir, screening_file, unit_screening_file
+    from analysis.base.contract import experiment_file, model_dir, screening_file, unit_screening_file
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")

@@ -15,11 +15,11 @@ from analysis.core.loading import load_model
 from analysis.core.prompts import load_pairs, PromptPairs, TokenBatch
 from analysis.core.sites import Site
 from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, position_map
-from analysis.metrics import emotion_score, lexicon_ids
-from analysis.random_models import save_random_model
+from analysis.measures.metrics import emotion_score, lexicon_ids
+from analysis.modelfacts.random_weights import save_random_model
 from analysis.screening.common import pair_batches, PairBatches, ScreeningConfig, unchanged_prefix
 from analysis.screening.heads import _z_names, attribution, exact_patching, screen, top_heads
-from analysis.stats import auroc
+from analysis.measures.stats import auroc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,7 @@ def test_no_ties_between_heads(tmp_path: Path, tokenizer_dir: Path) -> None:
 
 
 def test_top_heads_reads_the_ranking(tmp_path: Path) -> None:
-    from analysis.io import write_json
+    from analysis.base.io import write_json
 
     scores = [
         {"layer": 0, "head": 0, "emotion": "anger", "exact": 0.1, "attribution": 9.0},
@@ -161,7 +161,7 @@ def test_top_heads_reads_the_ranking(tmp_path: Path) -> None:
     ]
     f = write_json(tmp_path / "s.json", {"schema": "emotion-heads/head-scores/v1", "emotions": ["anger", "gratitude"], "scores": scores})
     assert top_heads(f, "anger", 2) == ((1, 2), (0, 0))
-    from analysis.errors import InputError
+    from analysis.base.errors import InputError
 
     with pytest.raises(InputError, match="does not exist"):
         top_heads(tmp_path / "missing.json", "anger", 1)
@@ -243,7 +243,7 @@ def test_no_plant_control_finds_nothing(tmp_path: Path, toy_path: Path) -> None:
     """Same shape and tokenizer as toy, random weights: no head has a material effect.
 
     Random weights are not a null of zero effect: every head reads the span's tokens, so
-    each has some tiny real exact effect, which the test (analysis.stats) can detect with
+    each has some tiny real exact effect, which the test (analysis.measures.stats) can detect with
     enough expression clusters. The control's claim is that
     nothing of the size of an emotion head appears: every head that survives the FDR is
     below 1e-3 nats, four orders under the planted heads' 9-11 nats. The null models of

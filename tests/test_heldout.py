@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from analysis.core.prompts import in_half, load_pairs, span_clusters, split_expressions, subset
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.screening.common import ScreeningConfig, screened_pairs, split_record
-from analysis.stats import min_clusters
+from analysis.measures.stats import min_clusters
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_screening_ranks_on_the_selection_half_or_all(pairs) -> None:  # noqa: A
 def test_copy_free_score_by_hand() -> None:
     import torch
 
-    from analysis.metrics import copy_free_emotion_score, emotion_score
+    from analysis.measures.metrics import copy_free_emotion_score, emotion_score
 
     logits = torch.tensor([[1.0, 2.0, 0.5, -1.0, 9.0], [3.0, 0.0, 1.0, 2.0, 9.0]])
     emo, neu = [0, 1], [2, 3]
@@ -98,7 +98,7 @@ def test_copy_keep_drops_the_prompts_lexicon_tokens(random_model_dirs, chdir_rep
     spelling of 'sorry' from their copy-free M, and no kept token occurs in either prompt."""
     from analysis.core.loading import load_model
     from analysis.core.prompts import lexicon_word_ids, load_lexicon
-    from analysis.metrics import keyword_count, lexicon_ids
+    from analysis.measures.metrics import keyword_count, lexicon_ids
     from analysis.screening.common import copy_keep, pair_batches
 
     model = load_model(str(random_model_dirs["gpt2"]))
@@ -124,7 +124,7 @@ def test_exact_copy_free_equals_exact_when_nothing_is_left_out(random_model_dirs
     import torch
 
     from analysis.core.loading import load_model
-    from analysis.metrics import lexicon_ids
+    from analysis.measures.metrics import lexicon_ids
     from analysis.screening.common import pair_batches
     from analysis.screening.heads import _z_names, exact_patching
     from analysis.interventions.edits import capture
@@ -144,7 +144,7 @@ def test_exact_copy_free_equals_exact_when_nothing_is_left_out(random_model_dirs
 
 
 def test_top_heads_skips_copy_flagged(tmp_path) -> None:  # noqa: ANN001
-    from analysis.io import write_json
+    from analysis.base.io import write_json
     from analysis.screening.heads import top_heads
 
     scores = [
@@ -190,7 +190,7 @@ def test_keyword_counts_use_the_words_m_uses() -> None:
     import numpy as np
     import torch
 
-    from analysis.metrics import ArmOutput, GENERATION_METRICS
+    from analysis.measures.metrics import ArmOutput, GENERATION_METRICS
 
     z = torch.zeros(1, 3)
     texts = ("I am livid and furious",)

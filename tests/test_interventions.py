@@ -10,10 +10,10 @@ import torch
 from analysis.core.loading import load_model, LoadedModel
 from analysis.core.prompts import Prompt, tokenize
 from analysis.core.sites import Site
-from analysis.families import component_input
+from analysis.modelfacts.families import component_input
 from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, patch_edits, position_ids, position_map, split_batch, zero_edits
 from analysis.interventions.exact import component_edits, component_inputs, plain_hf
-from analysis.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.modelfacts.families import SUPPORTED_FAMILIES as FAMILIES
 
 TEXTS = [
     "Hi Maria, thank you so much for your help.",
@@ -170,7 +170,7 @@ def test_edit_on_mlp_unit_matches_manual_zero(family_model: tuple[LoadedModel, P
 @pytest.fixture(scope="module", params=FAMILIES)
 def unit_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> LoadedModel:
     """2 layers, d_mlp 256; init_std 0.1 so one neuron moves the logits far above the 1e-5 tolerance."""
-    from analysis.random_models import save_random_model
+    from analysis.modelfacts.random_weights import save_random_model
 
     path = save_random_model(request.param, tmp_path_factory.mktemp("unit") / request.param, tokenizer_dir=tokenizer_dir, seed=2, init_std=0.1)
     return load_model(str(path))

@@ -1,4 +1,4 @@
-"""analysis.io: stated precision, output checks before any work, atomic writes, one-line read errors."""
+"""analysis.base.io: stated precision, output checks before any work, atomic writes, one-line read errors."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from analysis.core.cli import cli
-from analysis.errors import InputError
-from analysis.io import (
+from analysis.base.errors import InputError
+from analysis.base.io import (
     SIGNIFICANT_DIGITS,
     atomic_path,
     check_output_dir,
@@ -222,7 +222,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
 def test_a_sigkill_in_the_write_window_leaves_an_ignored_temp_that_the_next_write_removes(repo: Path) -> None:
     target = repo / "results/old.json"
     child = (
-        "import os, signal\nfrom analysis.io import atomic_path\n"
+        "import os, signal\nfrom analysis.base.io import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    tmp.write_text('half')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -269,7 +269,7 @@ def test_garbage_parquet_is_one_error_line(tmp_path: Path, capsys: pytest.Captur
 def test_a_write_replaces_only_its_own_kind(tmp_path: Path) -> None:
     """Issue 22, at the write (the commands check the same before any work): a document replaces a
     file of its own schema kind, any version; another kind, or a file that is no output, stays."""
-    from analysis.io import read_json, schema_kind, write_json
+    from analysis.base.io import read_json, schema_kind, write_json
 
     assert schema_kind("emotion-heads/ablation/v2") == "emotion-heads/ablation"
     f = tmp_path / "a.json"

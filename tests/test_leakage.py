@@ -18,14 +18,14 @@ import pytest
 
 from analysis.core.loading import load_model
 from analysis.core.prompts import in_half, load_pairs, Prompt, PromptPairs, split_expressions
-from analysis.errors import InputError
-from analysis.params import load_params, Params
+from analysis.base.errors import InputError
+from analysis.settings.params import load_params, Params
 from analysis.reporting.summary import endpoints, HALVES, summarize
 from analysis.screening import units as us_units
 from analysis.screening.common import ScreeningConfig
 from analysis.screening.heads import screen as screen_heads
 from analysis.screening.selection import choose_top, SELECTION_FIELDS, selection_rows
-from analysis.stats import holm, min_clusters
+from analysis.measures.stats import holm, min_clusters
 
 EMOTIONS = ("gratitude", "anger", "apology")
 REPO = Path(__file__).resolve().parents[1]

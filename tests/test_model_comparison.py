@@ -25,11 +25,11 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
-from analysis import contract as mc_contract
+from analysis.base import contract as mc_contract
 from analysis import model_comparison as mc
 from analysis.plots import comparison as mc_comparison
-from analysis.errors import InputError
-from analysis.io import write_json
+from analysis.base.errors import InputError
+from analysis.base.io import write_json
 
 PROFILE = "baseline"
 EMOTIONS = ("gratitude", "anger")

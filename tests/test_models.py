@@ -8,8 +8,8 @@ import pytest
 
 from analysis.core.loading import load_model, ModelSpec
 from analysis.core.specs import HeadSpec, is_unit_spec, parse_head_spec, parse_site_spec, parse_unit_spec, UnitSpec, check_heads, check_units
-from analysis.errors import InputError
-from analysis.families import component_input
+from analysis.base.errors import InputError
+from analysis.modelfacts.families import component_input
 
 
 def test_parse_head_spec_examples() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.errors import InputError
-from analysis.params import Params, load_params
+from analysis.base.errors import InputError
+from analysis.settings.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 

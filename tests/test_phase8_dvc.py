@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.random_models import save_random_model
+from analysis.modelfacts.random_weights import save_random_model
 
 REPO = Path(__file__).resolve().parents[1]
 N_PAIRS = 12

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis import contract
+from analysis.base import contract
 from uneven_profile import halves, write_uneven_profile
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis import contract
-from analysis.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.base import contract
+from analysis.modelfacts.families import SUPPORTED_FAMILIES as FAMILIES
 
-from analysis.random_models import save_random_model
+from analysis.modelfacts.random_weights import save_random_model
 from uneven_profile import write_uneven_profile
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,11 +33,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from test_pipeline_families import cwd, make_project, run_in_process, stage_commands
 from uneven_profile import halves, Halves
 
-from analysis import contract
+from analysis.base import contract
 from analysis.core.loading import load_model
 from analysis.core.prompts import load_pairs, tokenize
-from analysis.families import component_input
-from analysis.metrics import emotion_score, lexicon_ids
+from analysis.modelfacts.families import component_input
+from analysis.measures.metrics import emotion_score, lexicon_ids
 
 REPO = Path(__file__).resolve().parents[1]
 GPT2_TOKENIZER = REPO / "data" / "tokenizers" / "gpt2"
@@ -51,7 +51,7 @@ class Size:
     """One model size and the profile it runs on."""
 
     name: str
-    arch: dict[str, int]  # analysis.random_models.save_random_model's size arguments
+    arch: dict[str, int]  # analysis.modelfacts.random_weights.save_random_model's size arguments
     uneven: bool  # profile `tiny` of tests/uneven_profile.py; False: all of baseline
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis import plan as P
-from analysis.architectures import PUBLIC, reduced
-from analysis.device import resolve
-from analysis.errors import InputError
+from analysis import plan as plan_cmd
+from analysis.core import budget as P
+from analysis.modelfacts.architectures import PUBLIC, hf_config, reduced
+from analysis.settings.hardware import resolve
+from analysis.base.errors import InputError
 
 GPT2 = PUBLIC["gpt2"]
 BASELINE = P.Workload(n_prompts=70, n_emotions=3, batch=70)
@@ -103,13 +104,13 @@ def test_bad_batch_and_unknown_model() -> None:
 
 def test_cli_plan_and_stop(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, chdir_repo: Path) -> None:
     monkeypatch.setattr(P, "device_memory_bytes", lambda device: 64e9)
-    P.main(["--model", "gpt2", "--device", "cpu"])
+    plan_cmd.main(["--model", "gpt2", "--device", "cpu"])
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "parameters 124,439,808; weights 0.50 GB in float32"
     assert [line.split()[0] for line in out[5:9]] == ["screen", "screen_units", "ablate", "patch"]
     monkeypatch.setattr(P, "device_memory_bytes", lambda device: 16e9)
     with pytest.raises(SystemExit) as info:
-        P.main(["--model", "gpt2-xl", "--device", "cpu"])
+        plan_cmd.main(["--model", "gpt2-xl", "--device", "cpu"])
     assert info.value.code == 2
     captured = capsys.readouterr()
     err = captured.err.splitlines()
@@ -120,7 +121,7 @@ def test_plan_reads_a_local_config(tmp_path: Path, chdir_repo: Path) -> None:
     import json
 
     arch = reduced(PUBLIC["EleutherAI/pythia-2.8b"], vocab=1024)
-    (tmp_path / "config.json").write_text(json.dumps(arch.hf_config().to_dict()))
+    (tmp_path / "config.json").write_text(json.dumps(hf_config(arch).to_dict()))
     text = P.plan(str(tmp_path), device="cpu", available=64e9).text
     assert f"[config: {tmp_path / 'config.json'}]" in text and f"parameters {arch.n_params:,};" in text
 

@@ -16,11 +16,11 @@ import torch
 from analysis.core.loading import load_model
 from analysis.core.prompts import load_pairs
 from analysis.core.sites import head_sites, unit_sites
-from analysis.device import TOLERANCE
+from analysis.settings.hardware import TOLERANCE
 from analysis.interventions.exact import component_inputs, exact_patching_sites, plain_hf, sites_per_forward
-from analysis.metrics import lexicon_ids
-from analysis.plan import bytes_per, patched_forward_bytes
-from analysis.architectures import from_hf_config
+from analysis.measures.metrics import lexicon_ids
+from analysis.core.budget import bytes_per, patched_forward_bytes
+from analysis.modelfacts.architectures import from_hf_config
 from analysis.screening.common import copy_keep, pair_batches, ScreeningConfig, unchanged_prefix
 from analysis.screening.heads import screen
 
@@ -123,7 +123,7 @@ def test_a_run_that_does_not_fit_stops_before_loading(
     process alone is estimated at 0.65 GB); one line naming the fixes, exit 2, no file, no load."""
     import analysis.core.loading as loading
     import analysis.head_screening as stage
-    import analysis.plan as plan
+    import analysis.core.budget as plan
 
     monkeypatch.setattr(plan, "device_memory_bytes", lambda device: 100e6)
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("loaded the weights"))
@@ -140,10 +140,10 @@ def test_a_run_that_does_not_fit_stops_before_loading(
 def test_check_fits_counts_the_budget_and_names_a_smaller_one() -> None:
     """On a GPU the batched sites take memory too: a budget that does not fit is named down to
     what is left, and the budget named fits."""
-    from analysis.architectures import PUBLIC
-    from analysis.device import resolve
-    from analysis.errors import InputError
-    from analysis.plan import check_fits, stage_peaks, Workload
+    from analysis.modelfacts.architectures import PUBLIC
+    from analysis.settings.hardware import resolve
+    from analysis.base.errors import InputError
+    from analysis.core.budget import check_fits, stage_peaks, Workload
 
     gpt2, w = PUBLIC["gpt2"], Workload(70, 3, 70)
     unbatched = max(stage_peaks(gpt2, w, torch.float32).values())

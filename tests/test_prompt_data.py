@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis.core.prompts import aligned_pairs, load_lexicon, load_pairs, load_prompt_file
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "data" / "prompts"
@@ -48,7 +48,7 @@ def neox():
 @pytest.fixture(scope="module")
 def toy_tokenizer():
     """The toy model's tokenizer exactly as its build makes it (BPE on the corpus + span tokens)."""
-    from analysis.embedded.config import ToyConfig
+    from analysis.embedded.construction import ToyConfig
     from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
 
     config = ToyConfig()
@@ -229,7 +229,7 @@ def tiktoken_gpt2():
     from tiktoken.load import load_tiktoken_bpe
     from tiktoken_ext.openai_public import r50k_pat_str
 
-    from analysis.core.gpt2_tokenizer import SOURCE_SHA256
+    from analysis.tokenizers.gpt2_bpe import SOURCE_SHA256
 
     ranks = load_tiktoken_bpe(str(GPT2 / "source" / "gpt2.tiktoken"), expected_hash=SOURCE_SHA256)
     return tiktoken.Encoding(name="gpt2-local", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={})
@@ -260,7 +260,7 @@ MISALIGNED = {
 
 def test_keep_aligned_drops_up_to_the_share_and_refuses_beyond(gpt2, tmp_path: Path) -> None:
     from analysis.core.prompts import keep_aligned
-    from analysis.errors import InputError
+    from analysis.base.errors import InputError
 
     for name, lines in MISALIGNED.items():
         (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from analysis.core.prompts import available_profiles, equal_length_pairs, load_lexicon, load_pairs, load_prompt_file, parse_prompt, Prompt, PromptPairs, tokenize
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "data" / "prompts"

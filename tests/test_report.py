@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from analysis import report as rep
-from analysis.errors import InputError
-from analysis.io import read_json, write_json
+from analysis.base.errors import InputError
+from analysis.base.io import read_json, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "report"
@@ -139,8 +139,8 @@ def _experiment(name: str, model: str, emotion: str, head: tuple[int, int]) -> d
 def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
     """A complete results tree for `models` under `root` (params.yaml included); summary.json is
     made by analysis.summarize from the hand-made stage documents."""
-    from analysis.contract import attention_dir, experiment_file, model_dir, plots_dir, screening_file
-    from analysis.params import load_params
+    from analysis.base.contract import attention_dir, experiment_file, model_dir, plots_dir, screening_file
+    from analysis.settings.params import load_params
     from analysis import model_comparison
     from analysis.reporting.summary import summarize
 
@@ -281,7 +281,7 @@ def test_experiment_table_rows() -> None:
 
 
 def test_screening_table_ranks_like_the_pipeline() -> None:
-    from analysis.contract import ranking_score
+    from analysis.base.contract import ranking_score
 
     doc = _screening("toy", 4, 4, PLANTED)
     assert rep.ranking_key(doc) == ranking_score(doc["scores"])

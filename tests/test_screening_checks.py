@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.contract import read_planted, selection_score, significant
+from analysis.base.contract import read_planted, selection_score, significant
 from analysis.core.loading import load_model
 from analysis.core.prompts import in_half, load_pairs, span_clusters, split_expressions, subset
-from analysis.metrics import lexicon_ids
+from analysis.measures.metrics import lexicon_ids
 from analysis.reporting.summary import exact_checks
 from analysis.screening import units as us_units
 from analysis.screening.common import exact_fields, pair_batches, RATIO_HIGH, RATIO_LOW, ScreeningConfig
 from analysis.screening.heads import screen as screen_heads
-from analysis.stats import min_clusters
+from analysis.measures.stats import min_clusters
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, shared CPU
 EMOTIONS = ("gratitude", "anger", "apology")
@@ -214,7 +214,7 @@ def test_summary_counts_only_effects_above_the_floor(heads_doc: dict) -> None:
 def test_report_ratio_table_lists_the_planted_heads(heads_doc: dict, units_doc: dict, toy_path: Path) -> None:
     """The report's ratio table, from a live toy screening: the three planted heads, marked planted,
     with the ratio as the screening recorded it; no unit (none flagged)."""
-    from analysis.params import Params
+    from analysis.settings.params import Params
     from analysis.reporting.results import ModelResults, Results
     from analysis.reporting.tables import ratio_table
 
@@ -232,7 +232,7 @@ def test_heads_top_k_are_tested_on_the_confirmation_half(toy_path: Path, pairs: 
     """exact_top_k 4 with the split on: the 4 heads per emotion by |attribution| on the selection
     half are tested on the confirmation half (its cluster count, a 12-test family), and top:N
     chooses by attribution, not by the confirmation half's exact."""
-    from analysis.contract import write_screening
+    from analysis.base.contract import write_screening
     from analysis.screening.heads import top_heads
 
     cfg = ScreeningConfig(model=str(toy_path), profile="baseline", emotions=EMOTIONS, exact_top_k=4, n_resamples=N_RESAMPLES)

@@ -17,7 +17,7 @@ screening has (every head sees the same prompts and signs).
 
 Per model the screening runs as the pipeline does: exact patching of every head on the fast path
 (analysis.screening.heads.exact_patching), the identity control's noise floor, one inverted
-test of analysis.stats per head × emotion (exact_fields, 10000 resamples as params.yaml) and one BH
+test of analysis.measures.stats per head × emotion (exact_fields, 10000 resamples as params.yaml) and one BH
 family of all heads × emotions (correct_and_correlate). Every discovery is false, so a model's
 false-discovery proportion is 1 if it has any discovery, else 0; its mean over the models is the
 share of models with any discovery (BH controls it at 5 % under this complete null).
@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.contract import significant
+from analysis.base.contract import significant
 from analysis.core.loading import load_model
 from analysis.core.prompts import load_pairs, Prompt, PromptPairs
 from analysis.interventions.edits import capture
-from analysis.metrics import lexicon_ids
-from analysis.random_models import save_random_model
+from analysis.measures.metrics import lexicon_ids
+from analysis.modelfacts.random_weights import save_random_model
 from analysis.screening.common import control_floor, control_sites, correct_and_correlate, identity_control, pair_batches, ScreeningConfig
 from analysis.screening.heads import _z_names, exact_patching
 from analysis.screening.null import cluster_signs, signed_rows

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from analysis.core.prompts import load_pairs, Prompt, PromptPairs, subset
-from analysis.core.vocabulary import EMOTIONS
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS
+from analysis.base.errors import InputError
 from analysis.screening.common import (
     correct_specificity, is_specific, neutral_control_prompts, ScreeningConfig, specificity_fields, spliced,
 )
@@ -23,7 +23,7 @@ N_RESAMPLES = 2000
 
 
 def test_stem_rule_by_hand() -> None:
-    from analysis.metrics import shares_stem, stem_matches
+    from analysis.measures.metrics import shares_stem, stem_matches
 
     assert shares_stem("thank", "thanks") and shares_stem("Thanks", "thankful") and shares_stem("thanked", "THANK")
     assert shares_stem("apology", "apologize") and shares_stem("grateful", "gratitude")
@@ -42,7 +42,7 @@ def test_copy_keep_drops_variants(toy_path: Path, chdir_repo: Path) -> None:
     gratitude words that share no stem with it."""
     from analysis.core.loading import load_model
     from analysis.core.prompts import lexicon_word_ids, load_lexicon
-    from analysis.metrics import lexicon_ids
+    from analysis.measures.metrics import lexicon_ids
     from analysis.screening.common import copy_keep, pair_batches
 
     model = load_model(str(toy_path))
@@ -163,7 +163,7 @@ def test_min_share_outside_0_1_is_refused() -> None:
             _cfg(specificity_min_share=bad)
     from pydantic import ValidationError
 
-    from analysis.params import Params
+    from analysis.settings.params import Params
 
     with pytest.raises(ValidationError):
         Params(specificity={"min_share": 1.0})  # type: ignore[arg-type]
@@ -176,7 +176,7 @@ def test_min_share_outside_0_1_is_refused() -> None:
 @pytest.fixture(scope="module")
 def toy_docs(toy_path: Path, chdir_repo: Path) -> tuple[dict, dict, dict]:
     from analysis.core.loading import load_model
-    from analysis.contract import read_planted
+    from analysis.base.contract import read_planted
     from analysis.screening.heads import screen as screen_heads
     from analysis.screening.units import screen as screen_units, UnitScreeningConfig
 
@@ -220,7 +220,7 @@ def test_toy_planted_units_are_the_specific_ones(toy_docs: tuple[dict, dict, dic
 
 
 def test_top_k_means_specific(toy_docs: tuple[dict, dict, dict], tmp_path: Path) -> None:
-    from analysis.contract import write_screening
+    from analysis.base.contract import write_screening
     from analysis.screening.heads import top_heads
 
     heads, _, planted = toy_docs
@@ -292,7 +292,7 @@ def test_experiments_report_the_control_and_the_copy_free_m(
 
     import pandas as pd
 
-    from analysis.contract import write_screening
+    from analysis.base.contract import write_screening
 
     heads, _, planted = toy_docs
     screening = write_screening(tmp_path / "head_scores.json", heads)

@@ -1,4 +1,4 @@
-"""Hand-computed and reference checks of analysis.stats (the inverted wild cluster bootstrap-t of
+"""Hand-computed and reference checks of analysis.measures.stats (the inverted wild cluster bootstrap-t of
 Hall's skewness-corrected statistic, one- and two-way)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from analysis.errors import InputError
-from analysis.stats import (
+from analysis.base.errors import InputError
+from analysis.measures.stats import (
     _hall,
     _hall_inverse,
     _scale_and_skew,

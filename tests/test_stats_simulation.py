@@ -1,4 +1,4 @@
-"""Proof by simulation that analysis.stats is calibrated and has power (issues 15.5 and 23.4).
+"""Proof by simulation that analysis.measures.stats is calibrated and has power (issues 15.5 and 23.4).
 
 Data like the prompts': each expression (cluster) appears in the templates it has in the prompt
 files (the text after the span), a half of a profile is drawn at random as the split draws it
@@ -43,7 +43,7 @@ import pytest
 from scipy import stats as sps
 
 from analysis.core.prompts import load_prompt_file
-from analysis.stats import benjamini_hochberg, one_sample_effect
+from analysis.measures.stats import benjamini_hochberg, one_sample_effect
 
 PROMPTS = Path(__file__).resolve().parents[1] / "data" / "prompts"
 KINDS = ("symmetric", "lognormal", "template")

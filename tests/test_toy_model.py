@@ -23,14 +23,14 @@ import torch
 from safetensors.torch import load_file
 
 from analysis.core.prompts import load_lexicon, load_pairs, Prompt, tokenize
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.contract import read_planted as load_planted
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.contract import read_planted as load_planted
 from analysis.embedded.build import build_toy_model
-from analysis.contract import PLANTED_FILE, PLANTED_SCHEMA as SCHEMA
-from analysis.embedded.config import ToyConfig
+from analysis.base.contract import PLANTED_FILE, PLANTED_SCHEMA as SCHEMA
+from analysis.embedded.construction import ToyConfig
 from analysis.embedded.plant import constraint_violations, plant_from_doc
-from analysis.metrics import emotion_score, lexicon_token_ids
-from analysis.stats import auroc
+from analysis.measures.metrics import emotion_score, lexicon_token_ids
+from analysis.measures.stats import auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "data" / "prompts"
@@ -624,7 +624,7 @@ def test_cli_refuses_pickle_output(tmp_path: Path) -> None:
     ],
 )
 def test_config_rejects_bad_values(overrides: dict) -> None:
-    from analysis.errors import InputError
+    from analysis.base.errors import InputError
 
     with pytest.raises(InputError):
         _config(**overrides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.core.twins import CLASS_NAMES, check_matched, class_gaps, share, signature, word_classes
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 
 
 def test_word_classes_by_hand() -> None:

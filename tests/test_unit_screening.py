@@ -16,20 +16,20 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis import contract as us_contract
+from analysis.base import contract as us_contract
 from analysis.screening import units as us_units
 from analysis import unit_screening as us
-from analysis.contract import unit_screening_file
+from analysis.base.contract import unit_screening_file
 from analysis.core.loading import load_model, ModelSpec
 from analysis.core.prompts import load_pairs, PromptPairs
 from analysis.core.sites import head_sites, Site
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, patch_edits
 from analysis.interventions.exact import exact_patching_sites, plain_hf
-from analysis.io import read_parquet, write_json
-from analysis.metrics import emotion_score, lexicon_ids
-from analysis.families import SUPPORTED_FAMILIES as FAMILIES
-from analysis.random_models import save_random_model
+from analysis.base.io import read_parquet, write_json
+from analysis.measures.metrics import emotion_score, lexicon_ids
+from analysis.modelfacts.families import SUPPORTED_FAMILIES as FAMILIES
+from analysis.modelfacts.random_weights import save_random_model
 from analysis.screening.common import pair_batches, unchanged_prefix
 from analysis.screening.heads import _z_names, exact_patching as head_exact_patching
 

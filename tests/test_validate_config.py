@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from analysis.params import load_params
+from analysis.settings.params import load_params
 from analysis.screening.common import ScreeningConfig
-from analysis.validation import ValidationConfig
+from analysis.bench.scoring import ValidationConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_validate_stage_lists_every_param_its_screening_reads() -> None:
 def test_validation_screens_every_emotion_whatever_params_emotions_is(tmp_path: Path) -> None:
     """`dvc exp run -S emotions=[anger]` once crashed the validate stage (its signatures read every
     emotion's rows): the benchmark is screened on all three."""
-    from analysis.core.vocabulary import EMOTIONS
+    from analysis.base.vocabulary import EMOTIONS
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["emotions"] = ["anger"]
@@ -70,13 +70,13 @@ def test_from_params_refuses_an_unknown_field() -> None:
 
 
 def test_too_few_null_screenings_is_refused(tmp_path: Path, capsys) -> None:  # noqa: ANN001 - pytest's capsys
-    """Issue 24, bad input: fewer null screenings than the criterion needs (analysis.nulls.MIN_NULLS,
+    """Issue 24, bad input: fewer null screenings than the criterion needs (analysis.bench.nulls.MIN_NULLS,
     200) is one error line from the nulls stage, exit 2, and no file; 0 (no null screenings) and
     exactly 200 are accepted."""
     import pytest
 
     from analysis.bench_nulls import main
-    from analysis.nulls import MIN_NULLS, NullConfig
+    from analysis.bench.nulls import MIN_NULLS, NullConfig
 
     assert MIN_NULLS == 200
     _params(tmp_path, benchmark={"n_nulls": 140, "n_random_nulls": 19})  # 140 + 3 x 19 = 197

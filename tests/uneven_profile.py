@@ -11,7 +11,7 @@ line i of an emotion's file and of its twin file are one pair, whether the twins
 
 - the first `n_expressions` distinct expressions (one pair each, first occurrence), an odd number so
   the halves differ in expressions (round(6.5) = 6 selection, 7 confirmation), at least 6 per half
-  (analysis.stats.min_clusters);
+  (analysis.measures.stats.min_clusters);
 - plus a second pair (another template) of a few of them, chosen (first in a fixed order) so that in
   every emotion the halves differ in pairs too, and the emotions' selection halves differ in pairs:
   the seeded split draws each emotion's halves separately, so a count read from the wrong half or
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.core.prompts import load_pairs, span_clusters, split_expressions, subset
-from analysis.core.vocabulary import EMOTIONS
-from analysis.stats import min_clusters
+from analysis.base.vocabulary import EMOTIONS
+from analysis.measures.stats import min_clusters
 
 SEED, SHARE = 0, 0.5  # params.yaml: seed, split.selection_share (the pipeline tests keep the defaults)
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from analysis.errors import EXIT_BAD_INPUT, InputError
+from analysis.base.errors import EXIT_BAD_INPUT, InputError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
 
@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
     def add_compute_flags(self) -> None:
         """--device, --dtype and --memory-budget-gb, for every command that loads a model; each
-        defaults to params.yaml's key of the same name (analysis.device.from_args resolves them)."""
+        defaults to params.yaml's key of the same name (analysis.settings.hardware.from_args resolves them)."""
         self.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: params.yaml device)")
         self.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: params.yaml dtype)")
         self.add_argument("--memory-budget-gb", default=None,

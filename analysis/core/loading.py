@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 import torch
 
-from analysis.contract import MODEL_SOURCE_SCHEMA
-from analysis.device import Precision, resolve
-from analysis.errors import InputError
-from analysis.families import FAMILIES, SUPPORTED_FAMILIES
+from analysis.settings.hardware import Precision, resolve
+from analysis.base.errors import InputError
+from analysis.modelfacts.families import FAMILIES, SUPPORTED_FAMILIES
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import PreTrainedTokenizerBase
@@ -288,8 +287,8 @@ def load_model(
     name: str, *, device: str = "cpu", dtype: str = "float32", precision: Precision | None = None, toy_dir: Path = TOY_DIR
 ) -> LoadedModel:
     """Load `name` through the bridge with raw weights, eval mode, gradients off, on `device` in
-    `dtype` (checked first by analysis.device.resolve: a bad pair fails before the weights load),
-    or per `precision`, a stage's already resolved one (analysis.device.from_args)."""
+    `dtype` (checked first by analysis.settings.hardware.resolve: a bad pair fails before the weights load),
+    or per `precision`, a stage's already resolved one (analysis.settings.hardware.from_args)."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers.utils import logging as hf_logging
 
@@ -359,54 +358,3 @@ def install_kv_cache_fix(bridge: TransformerBridge) -> int:
             module._emotion_heads_cache_fix = True
             n += 1
     return n
-
-
-
-
-def materialize(name: str, output: Path, *, seed: int, toy_steps: int) -> Path:
-    """Build `toy` into `output`, or record where another model's weights were found.
-
-    Each model gets its own folder, so a stage for GPT-2 never depends on the toy's build.
-    """
-    import hashlib
-
-    from analysis.contract import write_source
-    from analysis.io import check_output_path
-
-    check_output_path(output / "x")
-    if name == TOY:
-        from analysis.embedded.config import ToyConfig
-        from analysis.embedded.build import build_toy_model
-
-        return build_toy_model(ToyConfig(seed=seed, steps=toy_steps), output)
-    if name == BENCH:
-        # Its own stage builds it: its one fitted size is measured with the interventions, which
-        # import this module (materializing it here would close an import circle).
-        raise InputError(f"model `bench` is built by {EMBEDDED[BENCH][1]}, not by the model stage")
-    model = load_model(name)
-    folder = Path(model.path) if Path(model.path).is_dir() else None
-    if folder is None:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-        folder = Path(cached).parent if isinstance(cached, str) else None
-    digests = {}
-    if folder is not None:
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".model"):
-                digests[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
-    write_source(
-        output,
-        {
-            "schema": MODEL_SOURCE_SCHEMA,
-            "model": name,
-            "family": model.spec.family,
-            "n_layers": model.spec.n_layers,
-            "n_heads": model.spec.n_heads,
-            "d_head": model.spec.d_head,
-            "d_mlp": model.spec.d_mlp,
-            "folder": str(folder) if folder else None,
-            "sha256": digests,
-        },
-    )
-    return output

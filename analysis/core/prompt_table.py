@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.contract import PROMPTS_SCHEMA, prompts_file, read_prompts
+from analysis.base.contract import PROMPTS_SCHEMA, prompts_file, read_prompts
 from analysis.core.prompts import (
     equal_length_pairs, lexicon_word_ids, LEXICONS_ROOT, load_lexicon, load_pairs, Prompt, PromptPairs, PROMPTS_ROOT,
     twin_file, twin_file_name,
 )
 from analysis.core.twins import check_matched
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.errors import InputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 

@@ -24,8 +24,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.errors import InputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -375,7 +375,7 @@ def span_clusters(pairs: PromptPairs) -> list[str]:
     """One label per pair: its emotion expression and its neutral twin's (the span texts).
 
     Templates reuse a small set of expressions; pairs sharing one are not independent evidence
-    about the emotion, so statistics draw them as one cluster (analysis.stats).
+    about the emotion, so statistics draw them as one cluster (analysis.measures.stats).
     """
     return [f"{e.span_text}|{n.span_text}" for e, n in zip(pairs.emotion_prompts, pairs.neutral_prompts, strict=True)]
 
@@ -385,7 +385,7 @@ def template_labels(pairs: PromptPairs) -> list[str]:
 
     Each expression appears in a few templates and each template ending holds many expressions,
     so a template's own effect is shared across clusters; the statistics cluster by it as well
-    (two-way standard error, analysis.stats).
+    (two-way standard error, analysis.measures.stats).
     """
     return [e.after for e in pairs.emotion_prompts]
 
@@ -400,7 +400,7 @@ def split_expressions(
     many heads does not inflate the confirmed effect. The split is by expression (a cluster
     never straddles the halves), seeded by `seed` and the emotion, and independent of the
     model, so every stage and model draws the same halves. `need`: fewest expressions each
-    half must keep (analysis.stats.min_clusters()); fewer is an InputError naming the counts.
+    half must keep (analysis.measures.stats.min_clusters()); fewer is an InputError naming the counts.
     """
     labels = sorted(set(span_clusters(pairs)))
     order = random.Random(f"split:{seed}:{pairs.emotion}").sample(labels, len(labels))

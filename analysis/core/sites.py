@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from analysis.core.vocabulary import mlp_post_name, z_hook
+from analysis.base.vocabulary import mlp_post_name, z_hook
 
 Kind = Literal["head", "mlp"]
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from analysis.core.loading import ModelSpec
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 
 
 Head = tuple[int, int]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 
 # Lowercase words of each class; "n't" endings count as negation too (see word_classes).
 WORD_CLASSES: dict[str, frozenset[str]] = {

@@ -19,7 +19,7 @@ LayerNorm-only, value-only, decoy, copy; and issue 24's: a head raising a few le
 a variant-copy head, a 2nd-person confound head, a specific head beside two that react to any span
 change). One model rather than one per structure: every metric then ranks each structure against
 all the others and against the background, as it would in a pretrained model. See STRUCTURES for
-each mechanism and the signature planted.json records; analysis.reporting.validation
+each mechanism and the signature planted.json records; analysis.reporting.bench_tables
 STRUCTURE_EXPECT for what the exact screening must say of each. A structure the profile's prompts
 cannot carry (`carried`: e.g. no span word with another single-token spelling for the variant-copy
 head) is refused before anything is written.
@@ -38,9 +38,11 @@ expression's embedding routes its emotion any more. That alone does not make eve
 effect 0: it makes an emotion expression and its neutral twin exchangeable, but patching a into
 b is not the negative of b into a in a nonlinear model (the backup pair's interaction, the
 saturation unit), so some heads keep a real nonzero effect (backup head A: 1.29 nats in one
-null). The validate stage makes the null exact with a fair random sign of M per cluster
-(analysis.screening.null): M is exactly antisymmetric in its two lexicons, so every cluster's
-effect is symmetric about 0 whatever the permuted model does.
+null). So the nulls stage (analysis.bench.nulls) does not patch emotion into neutral on them: it
+screens neutral-vs-neutral pairs (two neutral prompts of one template), where no head may be
+claimed as an emotion head, a null that can fail. A fair random sign of M per cluster
+(analysis.screening.null) makes every cluster's effect exactly symmetric instead; it serves only
+as a test of BH's bookkeeping (tests/test_screening_null.py).
 """
 
 from __future__ import annotations
@@ -57,14 +59,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from analysis.contract import check_model_output, PLANTED_FILE, PLANTED_SCHEMA, write_planted
+from analysis.base.contract import check_model_output, PLANTED_FILE, PLANTED_SCHEMA, write_planted
 from analysis.core.prompts import in_half, lexicon_word_ids, load_lexicon, load_pairs, PromptPairs, split_expressions, subset
 from analysis.core.twins import has_class
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.embedded.config import BENCH_SHAPE, CLASS_VECTORS, CLASSES, ToyConfig
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.embedded.construction import BENCH_SHAPE, CLASS_VECTORS, CLASSES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, load_continuations, load_templates, span_classes, wrap_tokenizer
-from analysis.errors import InputError
-from analysis.stats import min_clusters
+from analysis.base.errors import InputError
+from analysis.measures.stats import min_clusters
 
 N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = (BENCH_SHAPE[k] for k in ("n_layer", "n_head", "n_embd", "n_positions"))
 D_HEAD, D_MLP = N_EMBD // N_HEAD, 4 * N_EMBD
@@ -527,7 +529,7 @@ def _corpus(config: BenchConfig) -> Corpus:
     phrases = span_classes(templates)
     tok = corpus_tokenizer(templates, load_continuations(toy), phrases, toy.vocab_size)
     wrapped = wrap_tokenizer(tok)
-    from analysis.metrics import lexicon_ids
+    from analysis.measures.metrics import lexicon_ids
 
     return Corpus(
         wrapped, {tok.token_to_id(p): c for p, c in phrases.items()}, {tok.token_to_id(p): p for p in phrases}, lexicon_ids(wrapped)
@@ -544,8 +546,8 @@ def _copy_words(corpus: Corpus, emotion: str) -> tuple[tuple[str, ...], dict[str
 
 def _variant_words(corpus: Corpus, emotion: str) -> dict[str, tuple[int, ...]]:
     """Copy words of `emotion` -> the single-token ids of the lexicon's OTHER spellings of them (a
-    word sharing its stem under the copy control's rule, analysis.metrics.shares_stem)."""
-    from analysis.metrics import shares_stem
+    word sharing its stem under the copy control's rule, analysis.measures.metrics.shares_stem)."""
+    from analysis.measures.metrics import shares_stem
 
     words, _ = _copy_words(corpus, emotion)
     lexicon = load_lexicon(emotion)
@@ -560,7 +562,7 @@ UNEQUAL_N = 3  # how many lexicon tokens the unequal head raises ("a few")
 def _unequal_ids(config: BenchConfig, corpus: Corpus, emotion: str) -> tuple[int, ...]:
     """UNEQUAL_N single-token lexicon words of `emotion` (lexicon order) sharing no stem with any word
     of any prompt of the corpus's profiles: the copy control keeps them in every pair."""
-    from analysis.metrics import stem_matches
+    from analysis.measures.metrics import stem_matches
 
     lexicon = load_lexicon(emotion)
     ids = lexicon_word_ids(corpus.tokenizer, lexicon)
@@ -670,16 +672,16 @@ def _patch_effect(hf: torch.nn.Module, tokenizer: Any, pairs: PromptPairs, site:
     from analysis.core.sites import head_sites
     from analysis.interventions.edits import patch_edits, position_map, position_ids, split_batch
     from analysis.interventions.exact import component_edits, component_inputs
-    from analysis.metrics import SCREENING_METRIC
+    from analysis.measures.metrics import SCREENING_METRIC
 
     batch = tokenize(tokenizer, [*pairs.emotion_prompts, *pairs.neutral_prompts], bos_id=0, pad_id=0)
     emo, neu = split_batch(batch, len(pairs))
     sites = head_sites([site])
     idx, mask = position_map("all", source=emo, target=neu)
-    edits = patch_edits(sites, component_inputs(hf, "gpt2", emo, sites, D_HEAD), idx, mask)
+    edits = patch_edits(sites, component_inputs(hf, hf.config.model_type, emo, sites, D_HEAD), idx, mask)
 
     def m(edits_: Sequence) -> torch.Tensor:
-        with torch.no_grad(), component_edits(hf, "gpt2", edits_, D_HEAD):
+        with torch.no_grad(), component_edits(hf, hf.config.model_type, edits_, D_HEAD):
             logits = hf(input_ids=neu.input_ids, attention_mask=neu.attention_mask, position_ids=position_ids(neu.attention_mask)).logits
         return SCREENING_METRIC.score(logits[:, -1], *ids)
 
@@ -783,7 +785,7 @@ def write_null(folder: str | Path, k: int, output: Path) -> Path:
     they differ from the benchmark in one permutation, and 20 copies of its weights would be 120 MB."""
     from safetensors.torch import load_file, save_file
 
-    from analysis.contract import read_planted
+    from analysis.base.contract import read_planted
 
     folder, output = Path(folder), Path(output)
     doc = read_planted(folder)

@@ -39,13 +39,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from analysis.core.vocabulary import EMOTIONS
-from analysis.contract import check_model_output, PLANTED_SCHEMA, write_planted
-from analysis.embedded.config import CLASS_VECTORS, CLASSES, CONSTRUCTION, PICKLE_SUFFIXES, ToyConfig
+from analysis.base.vocabulary import EMOTIONS
+from analysis.base.contract import check_model_output, PLANTED_SCHEMA, write_planted
+from analysis.embedded.construction import CLASS_VECTORS, CLASSES, CONSTRUCTION, PICKLE_SUFFIXES, ToyConfig
 from analysis.embedded.corpus import corpus_tokenizer, encode_corpus, load_continuations, load_templates, span_classes, wrap_tokenizer
 from analysis.embedded.plant import constraint_violations, Plant, plant_from_doc
 from analysis.embedded.train import _deterministic, train
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 
 
 def _verify_folder(folder: Path, doc: Mapping[str, Any], texts: Sequence[str]) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from analysis.core.prompts import load_lexicon, load_pairs, Prompt
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.contract import TOY_CONTINUATIONS_SCHEMA
-from analysis.embedded.config import CLASSES, EOT, ToyConfig
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.contract import TOY_CONTINUATIONS_SCHEMA
+from analysis.embedded.construction import CLASSES, EOT, ToyConfig
+from analysis.base.errors import InputError
 
 
 def span_phrase(prompt: Prompt) -> str:

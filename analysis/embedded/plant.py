@@ -10,8 +10,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.core.vocabulary import EMOTIONS
-from analysis.embedded.config import CLASS_VECTORS, CLASSES
+from analysis.base.vocabulary import EMOTIONS
+from analysis.embedded.construction import CLASS_VECTORS, CLASSES
 
 
 @dataclass(frozen=True)

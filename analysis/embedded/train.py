@@ -14,8 +14,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
-from analysis.core.vocabulary import NEUTRAL
-from analysis.embedded.config import CLASSES, ToyConfig
+from analysis.base.vocabulary import NEUTRAL
+from analysis.embedded.construction import CLASSES, ToyConfig
 from analysis.embedded.corpus import Example
 from analysis.embedded.plant import free_masks, head_mask, init_unit_path_, Plant, project_, unit_mask
 

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Literal
 
 from analysis.core.cli import Parser
-from analysis.device import from_args, Precision
-from analysis.contract import check_output, EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, EXPERIMENT_TABLE_SCHEMAS, screening_file, unit_screening_file
+from analysis.settings.hardware import from_args, Precision
+from analysis.base.contract import check_output, EXPERIMENT_FOLDERS, EXPERIMENT_SCHEMAS, EXPERIMENT_TABLE_SCHEMAS, screening_file, unit_screening_file
 from analysis.core.specs import is_unit_spec, parse_unit_spec
-from analysis.core.vocabulary import EMOTIONS
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS
+from analysis.base.errors import InputError
 from analysis.experiments.kinds import KINDS
-from analysis.params import Params
-from analysis.stats import min_resamples
+from analysis.settings.params import Params
+from analysis.measures.stats import min_resamples
 
 
 Kind = Literal["ablation", "patching"]  # a key of analysis.experiments.kinds.KINDS
@@ -56,11 +56,11 @@ class ExperimentConfig:
     random_draws: int = 5  # params random_baseline.draws: random site sets per arm
     specificity_min_share: float = 0.05  # params specificity.min_share: the control's `specific` threshold (share of the gap)
     select_specific: bool = True  # params specificity.select: top:N / mlp-top:K and the cumulative curve rank specific components only
-    precision: Precision | None = None  # device and dtype (analysis.device.from_args); None: CPU, float32
+    precision: Precision | None = None  # device and dtype (analysis.settings.hardware.from_args); None: CPU, float32
 
     @property
     def name(self) -> str:
-        """The experiment's name (analysis.contract.EXPERIMENTS): ablation, denoising or noising."""
+        """The experiment's name (analysis.base.contract.EXPERIMENTS): ablation, denoising or noising."""
         return self.direction or self.kind
 
     @property
@@ -180,7 +180,7 @@ def config_from_args(kind: Kind, args: argparse.Namespace, params: Params) -> Ex
 
 def parse_config(kind: Kind, argv: Sequence[str] | None, description: str = "") -> ExperimentConfig:
     """Flags (and params.yaml for what they leave out) → a config; bad flags are InputErrors."""
-    from analysis.params import load_params
+    from analysis.settings.params import load_params
 
     params = load_params()
     args = build_parser(kind, description, params).parse_args(argv)

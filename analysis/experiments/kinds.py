@@ -20,13 +20,13 @@ import numpy as np
 
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, TokenBatch, keep_aligned, subset
-from analysis.core.vocabulary import POSITION_MODES
-from analysis.errors import InputError
+from analysis.base.vocabulary import POSITION_MODES
+from analysis.base.errors import InputError
 from analysis.interventions.edits import capture, position_map
 from analysis.interventions.plans import (
     ABLATION_METHODS, AblationInputs, ABLATIONS, PATCH_DIRECTION_NAMES, PATCH_DIRECTIONS, PatchPlan, Plan, template_groups,
 )
-from analysis.params import Params
+from analysis.settings.params import Params
 
 PATCHED_POSITIONS = "prompt only (generated positions have no source)"
 ABLATED_POSITIONS = "every position, prompt and generated, at every generation step"

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.contract import EXPERIMENT_TABLE_SCHEMAS, write_experiment
+from analysis.base.contract import EXPERIMENT_TABLE_SCHEMAS, write_experiment
 from analysis.core.prompts import load_lexicon
 from analysis.core.sites import Site
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import control_record, Evidence, ExperimentResult, M, NoiseFloor, NON_NEGATIVE, Outcome
-from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.io import write_parquet
-from analysis.stats import no_effect
+from analysis.measures.metrics import GENERATION_METRICS as METRICS
+from analysis.base.io import write_parquet
+from analysis.measures.stats import no_effect
 
 
 SMALL_MARGIN = 1e-3  # top-1 minus top-2 logit gap below which another machine may pick another token

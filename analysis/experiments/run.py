@@ -11,7 +11,7 @@ One experiment = a set of components (`Site`s) × an intervention plan × target
    last prompt position;
 3. per-prompt scores (VADER sentiment and keyword counts of the continuation only, whether
    the continuation changed, emotion score M, KL(clean || intervened)) → paired effects with
-   n, mean, 95 % CI and p from one inverted wild cluster bootstrap-t (`analysis.stats`), pairs that share an emotion
+   n, mean, 95 % CI and p from one inverted wild cluster bootstrap-t (`analysis.measures.stats`), pairs that share an emotion
    expression drawn as one cluster (two-way with the template endings), as in the screening;
 4. `document` / `table` / `comparison_table` render the JSON summary, the per-prompt Parquet
    table and the console table; `write_outputs` writes both files atomically.
@@ -45,21 +45,21 @@ from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import in_half, Prompt, PromptPairs, span_clusters, split_expressions, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site, unit_sites
 from analysis.core.specs import parse_site_spec, UnitSpec, check_heads, check_units
-from analysis.core.vocabulary import NEUTRAL
-from analysis.device import resolve
-from analysis.errors import InputError
+from analysis.base.vocabulary import NEUTRAL
+from analysis.settings.hardware import resolve
+from analysis.base.errors import InputError
 from analysis.experiments.config import _check_config_values, ExperimentConfig
 from analysis.experiments.kinds import KINDS
 from analysis.interventions.edits import capture, Edit, hooks_for, last_logits, position_map, tokenize_pairs
 from analysis.interventions.generation import decode, greedy_generate
 from analysis.interventions.plans import AblationInputs, ABLATIONS, identity_plan, PatchPlan, Plan, template_groups
-from analysis.metrics import GENERATION_METRICS as METRICS
-from analysis.metrics import ArmOutput, copy_keep_rows, emotion_score, lexicon_ids, lexicon_words
-from analysis.stats import (
+from analysis.measures.metrics import GENERATION_METRICS as METRICS
+from analysis.measures.metrics import ArmOutput, copy_keep_rows, emotion_score, lexicon_ids, lexicon_words
+from analysis.measures.stats import (
     baseline_excess, check_resolution, Effect, min_clusters, no_effect, noise_floor, one_sample_effect, paired_effect, Ratio, ratio_effect, Share,
     share_interval,
 )
-from analysis.plan import load_planned
+from analysis.core.budget import load_planned
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def random_site_sets(
 def _n_specific(c: ExperimentConfig, spec: object, top: object, skip: bool) -> int:
     """How many components `top` (top_heads / top_units) can rank as specific for the emotion: counted
     on the selection half's view of the rows, as the choice itself is (analysis.screening.selection)."""
-    from analysis.contract import read_screening, read_unit_screening
+    from analysis.base.contract import read_screening, read_unit_screening
     from analysis.screening.selection import selection_ranking
 
     assert c.screening_file is not None
@@ -239,7 +239,7 @@ def score_arm(
     keep: Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-prompt scores of one arm; `changed` and `kl` are against the clean arm (0 for it).
-    `words`: the model's lexicon words (analysis.metrics.lexicon_words), for the keyword counts;
+    `words`: the model's lexicon words (analysis.measures.metrics.lexicon_words), for the keyword counts;
     `keep`: per prompt, the lexicon tokens of the copy-free M (`copy_keep`)."""
     out = ArmOutput(arm.texts, arm.tokens, arm.logits, clean.tokens, clean.logits, lex[emotion], lex[NEUTRAL], words, keep)
     return {k: m.score(out) for k, m in METRICS.items()}
@@ -419,13 +419,13 @@ class ExperimentResult:
     notes: tuple[str, ...] = field(default=())
     confirmation_index: tuple[int, ...] | None = None  # rows of the confirmation half (None: split off)
     lexicon_words: dict[str, tuple[str, ...]] | None = None  # the words M and the keyword counts used
-    computed_on: dict[str, str] = field(default_factory=dict)  # device and dtype (analysis.device.Precision.record)
+    computed_on: dict[str, str] = field(default_factory=dict)  # device and dtype (analysis.settings.hardware.Precision.record)
     control: ControlArm | None = None  # the specificity control of the requested sites (issue 23)
 
 
 def control_record(r: ExperimentResult) -> dict | None:
     """The JSON's `specificity_control` block: the control arm's ΔM, the per-prompt difference
-    (intervention ΔM) − (control ΔM), both with the clustered interval and p (analysis.stats), and
+    (intervention ΔM) − (control ΔM), both with the clustered interval and p (analysis.measures.stats), and
     `specific` (the screening's rule, analysis.screening.common.is_specific, with the difference's p
     for its q: one test per run), over all prompts and over the confirmation half."""
     from analysis.screening.common import is_specific
@@ -477,7 +477,7 @@ def build_plan(
 
 def copy_keep(p: Prepared, emotion_batch: TokenBatch, neutral_batch: TokenBatch) -> Tensor:
     """Per pair, the lexicon tokens the experiments' copy-free M keeps: the screening's rule
-    (analysis.metrics.copy_keep_rows) over both prompts of the pair, whichever one is the target."""
+    (analysis.measures.metrics.copy_keep_rows) over both prompts of the pair, whichever one is the target."""
     texts = [(e.text, n.text) for e, n in zip(p.pairs.emotion_prompts, p.pairs.neutral_prompts, strict=True)]
     ids = [[int(t) for b in (emotion_batch, neutral_batch) for t in b.input_ids[r][b.attention_mask[r].bool()]] for r in range(len(texts))]
     return copy_keep_rows(p.model.tokenizer, texts, ids, p.config.emotion, (p.lexicon_ids[p.config.emotion], p.lexicon_ids[NEUTRAL]))

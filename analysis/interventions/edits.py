@@ -27,7 +27,7 @@ from torch import Tensor
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, TokenBatch, tokenize
 from analysis.core.sites import Site
-from analysis.core.vocabulary import POSITION_MODES
+from analysis.base.vocabulary import POSITION_MODES
 
 
 Hook = tuple[str, Callable[[Tensor, object], Tensor]]

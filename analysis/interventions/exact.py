@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import TokenBatch
 from analysis.core.sites import Site
-from analysis.families import FAMILIES, component_input
+from analysis.modelfacts.families import FAMILIES, component_input
 from analysis.interventions.edits import _apply, Edit, patch_edits, position_ids
-from analysis.metrics import copy_free_emotion_score, SCREENING_METRIC
+from analysis.measures.metrics import copy_free_emotion_score, SCREENING_METRIC
 
 
 
@@ -237,10 +237,10 @@ def clean_scores(model: LoadedModel, batch: TokenBatch, ids: tuple[list[int], li
 
 def sites_per_forward(model: LoadedModel, hf: torch.nn.Module, rows: int, new: int, total: int) -> int:
     """How many sites' patched runs of `rows` prompts (`new` recomputed columns of `total`) fit the
-    model's memory budget in one forward (analysis.device: memory_budget_gb); at least 1, and 1
+    model's memory budget in one forward (analysis.settings.hardware: memory_budget_gb); at least 1, and 1
     when the budget is 0."""
-    from analysis.architectures import from_hf_config
-    from analysis.plan import bytes_per, patched_forward_bytes
+    from analysis.modelfacts.architectures import from_hf_config
+    from analysis.core.budget import bytes_per, patched_forward_bytes
 
     budget = model.precision.budget_bytes
     if budget <= 0:
@@ -277,7 +277,7 @@ def exact_patching_sites(
     run leaves idle; None: as many as the model's memory budget holds (`sites_per_forward`).
     Results equal one forward per site (tests: within 1e-5).
 
-    `copy_free` = (keep, out): also put each site's change of the copy-free M (analysis.metrics.
+    `copy_free` = (keep, out): also put each site's change of the copy-free M (analysis.measures.metrics.
     copy_free_emotion_score over the lexicon rows `keep` marks per row) into `out`, from the same runs.
     `parts`: also put each site's change of M's two terms (`lexicon_parts`: Δ logsumexp of the
     emotion lexicon, of the neutral lexicon; ΔM is the first minus the second) into it.

@@ -8,7 +8,7 @@ grouped by role, which every template shares: BOS, the text before the span, the
 emotion expression or its neutral replacement), the text after it, and the last token itself.
 The parts of a row sum to 1 (softmax over the keys).
 
-`attention_pattern` computes the table (columns: analysis.contract.ATTENTION_COLUMNS: the means,
+`attention_pattern` computes the table (columns: analysis.base.contract.ATTENTION_COLUMNS: the means,
 with the per-pair standard deviation and n); `write_attention` writes it and its figure
 (one panel per emotion × head, emotion vs neutral twin).
 """
@@ -26,14 +26,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from analysis.contract import ATTENTION_COLUMNS, ATTENTION_CSV, ATTENTION_PNG, check_attention_columns, check_output_folder, screening_file
+from analysis.base.contract import ATTENTION_COLUMNS, ATTENTION_CSV, ATTENTION_PNG, check_attention_columns, check_output_folder, screening_file
 from analysis.core.loading import LoadedModel
-from analysis.device import Precision
+from analysis.settings.hardware import Precision
 from analysis.core.prompt_table import stage_pairs
 from analysis.core.prompts import PromptPairs, TokenBatch
-from analysis.core.vocabulary import pattern_hook
-from analysis.errors import InputError
-from analysis.plan import load_planned
+from analysis.base.vocabulary import pattern_hook
+from analysis.base.errors import InputError
+from analysis.core.budget import load_planned
 from analysis.interventions.edits import last_logits, tokenize_pairs
 from analysis.plots.style import DPI, emotion_colour, save_png, write_csv
 from analysis.screening.heads import top_heads

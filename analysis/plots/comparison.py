@@ -5,7 +5,7 @@
         [--params params.yaml]
 
 Reads `results/<profile>/alignment/head_scores_<model>.json` of each model (paths from
-`analysis.contract`; a model name with `/` is a subfolder there) and, where it exists,
+`analysis.base.contract`; a model name with `/` is a subfolder there) and, where it exists,
 `results/models/<model>/planted.json`. Models, emotions and the profile default to
 params.yaml's. Writes into --output-dir, each file atomically, nothing at all on bad input:
 
@@ -14,7 +14,7 @@ params.yaml's. Writes into --output-dir, each file atomically, nothing at all on
   for any head, else the attribution estimate of it (the panel title says which). Heads
   without an exact value in an exact-ranked model are hatched grey, not drawn as 0. One
   symmetric colour scale for all panels (vmax = max |score| over them, vmin = −vmax) with one
-  colour bar; ☆ marks significant heads (BH q < 0.05 and above the noise floor: analysis.contract.
+  colour bar; ☆ marks significant heads (BH q < 0.05 and above the noise floor: analysis.base.contract.
   significant; a float-noise effect is never starred), a black box the planted heads of the toy model.
 - `top_heads.csv`: the top-N heads per model × emotion by |score| (ties within 1e-6 nats go
   by layer, head: the order of `top:N` head specs): model, emotion, rank, layer, head,
@@ -39,9 +39,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from analysis.contract import check_output_folder, model_dir, Q_LEVEL, rank, ranking_score, read_screening, screening_file, significant
-from analysis.errors import InputError
-from analysis.io import atomic_path
+from analysis.base.contract import check_output_folder, model_dir, Q_LEVEL, rank, ranking_score, read_screening, screening_file, significant
+from analysis.base.errors import InputError
+from analysis.base.io import atomic_path
 from analysis.plots.data import load_planted, load_screening
 from analysis.plots.style import ANNOT_PT, emotion_colour, new_figure, save_png, STYLE, write_csv
 from analysis.reporting.format import fmt_change, fmt_ci, fmt_head, fmt_num, fmt_p

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.contract import EXPERIMENT_SCHEMAS, HEAD_SCORES_SCHEMA, PLANTED_SCHEMA, UNIT_SCORES_SCHEMA
-from analysis.core.vocabulary import EMOTIONS
-from analysis.errors import InputError
-from analysis.io import read_json
+from analysis.base.contract import EXPERIMENT_SCHEMAS, HEAD_SCORES_SCHEMA, PLANTED_SCHEMA, UNIT_SCORES_SCHEMA
+from analysis.base.vocabulary import EMOTIONS
+from analysis.base.errors import InputError
+from analysis.base.io import read_json
 
 
 EXPERIMENTS = ("ablation", "patching")

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from analysis.contract import rank
+from analysis.base.contract import rank
 from analysis.plots.data import _emotion_sort_key, EXPERIMENTS, PlotData
 from analysis.plots.style import ANNOT_PT, emotion_colour, METRIC_LABELS, METRIC_TITLES, MODEL_STYLES, new_figure, save_png, STYLE, write_csv
 

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.io import FLOAT_FORMAT, atomic_path
+from analysis.base.io import FLOAT_FORMAT, atomic_path
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from analysis.contract import significant
+from analysis.base.contract import significant
 from analysis.reporting.format import _minus, by_emotion, count_text, fmt_effect, fmt_gap, fmt_head, fmt_heads, fmt_num, fmt_p, fmt_sites, join_words, ordinal, per_emotion, plural, Text
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ranked, ranking_key, Results, SCORE_KINDS, TINY
 from analysis.reporting.tables import delta_attn_summary, max_other_exact, SCORE_LABELS, SEED

@@ -101,7 +101,7 @@ def fmt_change(effect: Mapping[str, Any]) -> Text:
 
 
 def fmt_effect(effect: Mapping[str, Any], *, p: bool = True) -> Text:
-    """`−1.23 [−1.40, −1.05], p = 0.0005`: mean change, 95 % CI, p (analysis.stats); an effect at or below
+    """`−1.23 [−1.40, −1.05], p = 0.0005`: mean change, 95 % CI, p (analysis.measures.stats); an effect at or below
     the identity control's noise floor (`no_effect`) says so instead of giving a p."""
     d = _effect_decimals(effect)
     s = f"{fmt_num(effect['mean'], d, sign=True)} {fmt_ci(effect, d)}"

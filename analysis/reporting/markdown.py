@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 import pandas as pd
 
-from analysis.contract import ATTENTION_PNG, attention_dir, comparison_dir, plots_dir
-from analysis.errors import InputError
+from analysis.base.contract import ATTENTION_PNG, attention_dir, comparison_dir, plots_dir
+from analysis.base.errors import InputError
 from analysis.reporting.format import fmt_effect, fmt_gap, fmt_head, join_words, Text
 from analysis.reporting.results import FIGURES, KINDS, ranking_key, Results
 from analysis.reporting.tables import cumulative_overview, experiment_caption, experiment_table, ratio_table, SCORE_LABELS, screening_table, unit_overview

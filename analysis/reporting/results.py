@@ -1,8 +1,8 @@
 """The report's data layer: load `results/`, format effects, build its tables and its sentences.
 
 `report/index.qmd` calls only this module: every number the report prints comes from here,
-read from the stage outputs (paths from `analysis.contract`, documents checked against their
-schema by `analysis.io.read_json`). Nothing is computed anew: headline numbers come from
+read from the stage outputs (paths from `analysis.base.contract`, documents checked against their
+schema by `analysis.base.io.read_json`). Nothing is computed anew: headline numbers come from
 `results/summary.json`, tables from the stage JSON they were summarized from, figures are the
 stage PNGs. A missing or wrong-schema file is one `InputError` line naming it.
 
@@ -26,16 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, score_half, screening_file, SUMMARY, SUMMARY_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
-from analysis.errors import InputError
-from analysis.io import read_json
-from analysis.params import load_params, Params, PARAMS_FILE
+from analysis.base.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, HEAD_SCORES_SCHEMA, model_dir, MODEL_SOURCE_SCHEMA, PLANTED_SCHEMA, plots_dir, rank, ranking_score, score_half, screening_file, SUMMARY, SUMMARY_SCHEMA, UNIT_SCORES_SCHEMA, unit_screening_file
+from analysis.base.errors import InputError
+from analysis.base.io import read_json
+from analysis.settings.params import load_params, Params, PARAMS_FILE
 
 
 ROOT_ENV = "EMOTION_HEADS_ROOT"  # overrides where params.yaml and results/ are read from
 
 
-KINDS = tuple(EXPERIMENTS)  # the experiments by name: ablation, denoising, noising (analysis.contract)
+KINDS = tuple(EXPERIMENTS)  # the experiments by name: ablation, denoising, noising (analysis.base.contract)
 
 
 SCORE_KINDS = ("exact", "attribution", "delta_attn")
@@ -151,7 +151,7 @@ class Results:
 
     def half(self, model: str, emotion: str, score: str = "exact", *, units: bool = False) -> str:
         """The half a screening score of `model` (its head screening, or with `units` its unit
-        screening) was measured on, as its summary keys name it (analysis.contract.score_half)."""
+        screening) was measured on, as its summary keys name it (analysis.base.contract.score_half)."""
         m = self.models[model]
         doc = m.units if units else m.screening
         return score_half(doc, emotion, score) if doc is not None else "selection"

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.contract import score_half, screened_half
-from analysis.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, significant, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
-from analysis.contract import read_sweep, read_validation, sweep_file, validation_file
-from analysis.errors import InputError
-from analysis.io import read_json, read_parquet
-from analysis.params import Params
-from analysis.reporting.validation import sweep_summary, validation_summary
+from analysis.base.contract import score_half, screened_half
+from analysis.base.contract import experiment_file, EXPERIMENT_SCHEMAS, EXPERIMENTS, model_dir, PLANTED_SCHEMA, rank, ranking_score, read_screening, read_unit_screening, screening_file, significant, SUMMARY_SCHEMA, UNIT_ATTRIBUTION_SCHEMA, unit_screening_file
+from analysis.base.contract import read_sweep, read_validation, sweep_file, validation_file
+from analysis.base.errors import InputError
+from analysis.base.io import read_json, read_parquet
+from analysis.settings.params import Params
+from analysis.reporting.bench_tables import sweep_summary, validation_summary
 import numpy as np
 
-from analysis.stats import auroc, benjamini_hochberg, holm
+from analysis.measures.stats import auroc, benjamini_hochberg, holm
 
 
 # Signed metrics carried into the summary with their effects; `keywords` is the keyword count of
@@ -315,9 +315,9 @@ def endpoints(metrics: dict[str, Any], params: Params) -> dict[str, Any]:
     """The primary endpoint (params `primary`) with its Holm-adjusted p, and the secondary families' BH q.
 
     Primary: per model × emotion, the fraction of the gap of the experiment's main arm on the
-    confirmation half (`<model>.<emotion>.primary.confirmation.*`). Its p is the test (analysis.stats) of
+    confirmation half (`<model>.<emotion>.primary.confirmation.*`). Its p is the test (analysis.measures.stats) of
     θ = 0, which is the test of the numerator's mean = 0, i.e. of ΔM = 0 (the same cluster sums:
-    analysis.stats.ratio_effect at θ0 = 0), so it is read from the arm's emotion_score effect.
+    analysis.measures.stats.ratio_effect at θ0 = 0), so it is read from the arm's emotion_score effect.
     `p_holm` is Holm over every model × emotion; `rejected`: p_holm < alpha and ΔM above the noise floor.
 
     Secondary: every other test of the confirmation half (each experiment's signed metrics against

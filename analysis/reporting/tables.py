@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 import pandas as pd
 
-from analysis.contract import EXPERIMENT_SCHEMAS, rank
+from analysis.base.contract import EXPERIMENT_SCHEMAS, rank
 from analysis.reporting.format import _effect_decimals, decimals_for, fmt_change, fmt_ci, fmt_effect, fmt_gap, fmt_head, gap_parts, fmt_heads, fmt_num, fmt_p, fmt_sites, plural, Text
 from analysis.reporting.endpoints import specific_text, split_delta_m
 from analysis.reporting.results import EMBEDDED, GPT2, KINDS, ModelResults, ranked, ranking_key, Results, SCORE_KINDS

@@ -16,14 +16,14 @@ from analysis.core.sites import Site
 from analysis.core.prompts import (
     aligned_pairs, in_half, keep_aligned, Prompt, PromptPairs, span_clusters, split_expressions, subset, TokenBatch,
 )
-from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, POSITION_MODES
+from analysis.base.errors import InputError
 from analysis.interventions.edits import position_map, tokenize_pairs
 from analysis.interventions.exact import clean_scores, exact_patching_sites
 from analysis.interventions.plans import source_pools, template_groups
-from analysis.metrics import copy_keep_rows
-from analysis.contract import Q_LEVEL, SPECIFICITY_FIELDS
-from analysis.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, no_effect, noise_floor, one_sample_effect, spearman
+from analysis.measures.metrics import copy_keep_rows
+from analysis.base.contract import Q_LEVEL, SPECIFICITY_FIELDS
+from analysis.measures.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, no_effect, noise_floor, one_sample_effect, spearman
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def control_sites(exact: list[tuple[int, int]], kind: str) -> list[Site]:
 
 
 def control_floor(cfg: ScreeningConfig, control: np.ndarray, emotion: str) -> float:
-    """The emotion's noise floor from its identity control (analysis.stats.noise_floor)."""
+    """The emotion's noise floor from its identity control (analysis.measures.stats.noise_floor)."""
     if not np.isfinite(control).all():
         raise InputError(f"the identity control of {cfg.model} ({emotion}) is not finite; refusing to write {cfg.model}'s screening")
     return noise_floor(control.ravel(), atol=cfg.noise_atol)
@@ -167,7 +167,7 @@ def control_floor(cfg: ScreeningConfig, control: np.ndarray, emotion: str) -> fl
 
 def floor_record(cfg: ScreeningConfig, controls: dict[str, tuple[list[Site], np.ndarray]]) -> dict:
     """The screening document's `noise_floor` block: per emotion the control's largest |effect|
-    and the floor (that plus `noise_atol`, analysis.stats.noise_floor), and the rule."""
+    and the floor (that plus `noise_atol`, analysis.measures.stats.noise_floor), and the rule."""
     by_emotion = {
         e: {
             "max_abs_control": float(np.max(np.abs(v))), "floor": control_floor(cfg, v, e),
@@ -194,7 +194,7 @@ def copy_keep(
     The copy control (issue 14): a head that copies an earlier token raises M when a lexicon
     word is in the prompt, with no emotion at all. Left out for a pair: every token id of its
     emotion prompt or neutral twin, and every single-token spelling of a lexicon word that
-    shares a stem with a word of either prompt's text (analysis.metrics.shares_stem: the same
+    shares a stem with a word of either prompt's text (analysis.measures.metrics.shares_stem: the same
     word in either case, or the same first 4 letters), so " Sorry" goes when "sorry" is there
     and " thankful" when "thanks" is (issue 23: a head that turns "thank" into " thanks" copies).
     """
@@ -211,7 +211,7 @@ def exact_fields(exact: np.ndarray, copy_free: np.ndarray, cfg: ScreeningConfig,
     """The exact fields of one head's or unit's screening row: ΔM's effect (n, interval, p) over
     the pairs, whether it is at or below the noise `floor` (`no_effect`), the attribution / exact
     ratio, and the copy control beside it (copy-free M is NaN where a pair has none). `templates` (each
-    pair's template ending) make the standard error two-way, cluster × template (analysis.stats)."""
+    pair's template ending) make the standard error two-way, cluster × template (analysis.measures.stats)."""
     eff = one_sample_effect(exact, n_resamples=cfg.n_resamples, seed=cfg.seed, clusters=clusters, templates=templates)
     usable = np.isfinite(copy_free)
     quiet = no_effect(eff, floor)
@@ -325,7 +325,7 @@ class ScreeningConfig:
 
     @classmethod
     def from_params(cls, p: Any, *, model: str, **overrides: Any) -> "ScreeningConfig":
-        """The head screening's config for `model` under params `p` (analysis.params.Params), as the
+        """The head screening's config for `model` under params `p` (analysis.settings.params.Params), as the
         `screen` stage builds it; `overrides` (a CLI flag, the validate stage's split=False) replace
         fields by name. One place, so that what is validated is what is screened (issue 24.7)."""
         fields = dict(

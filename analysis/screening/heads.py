@@ -11,14 +11,14 @@ Three scores per head h of layer L, each over the aligned (emotion prompt, neutr
 - `exact`: the actual change of M when z_h is patched (the same positions), one forward per
   head from the cached residual before layer L, unembedding only the last position.
 
-M is the emotion score of `analysis.metrics` at the last prompt position. `exact` carries
+M is the emotion score of `analysis.measures.metrics` at the last prompt position. `exact` carries
 n, a 95 % interval and a p from one inverted wild cluster bootstrap-t, and a Benjamini–Hochberg q across all heads × emotions
 (the family, `bh_family`: every head × emotion, tested on the selection half; with a top-k
 exact_top_k the top-k by |attribution| on the selection half, tested on the confirmation half);
 `no_effect` where |exact| is at or below the identity control's noise floor (`noise_floor`), and
 `attribution_ratio` / `ratio_flag` (attribution / exact outside [0.3, 3]) above it;
 pairs that share an emotion expression get one bootstrap weight (one cluster per expression,
-with a two-way standard error over expressions and template endings, analysis.stats), since the
+with a two-way standard error over expressions and template endings, analysis.measures.stats), since the
 expression is what must generalize.
 
 No leakage (issue 23): with a top-k tested on the confirmation half, each tested row also carries
@@ -35,15 +35,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, SPECIFICITY_FIELDS
+from analysis.base.contract import HEAD_SCORES_SCHEMA, rank, ranking_score, read_screening, SPECIFICITY_FIELDS
 from analysis.core.loading import LoadedModel
 from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import head_sites, Site
-from analysis.core.vocabulary import pattern_hook, z_hook
-from analysis.errors import InputError
+from analysis.base.vocabulary import pattern_hook, z_hook
+from analysis.base.errors import InputError
 from analysis.interventions.edits import capture, last_logits, position_ids
 from analysis.interventions.exact import exact_patching_sites
-from analysis.metrics import SCREENING_METRIC, lexicon_ids
+from analysis.measures.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
     check_before_work, control_floor, control_patching, control_sites, copy_keep, copy_record, correct_and_correlate, correct_specificity,

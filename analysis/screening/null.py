@@ -10,7 +10,7 @@ nonzero mean, since patching a into b is not the negative of b into a in a nonli
 The signs are shared by every head of an emotion, so the null screening keeps the dependence
 between heads that a real one has. A test device, not the pipeline's null: it checks the statistics and BH's bookkeeping under a
 null that is exact by construction (tests/test_screening_null.py, tests/test_benchmark.py). The
-validate stage's null screenings (analysis.validation.nulls, issue 24) use no sign device: they
+nulls stage's null screenings (analysis.bench.nulls, issue 24) use no sign device: they
 screen neutral-vs-neutral pairs, a null that can fail.
 """
 

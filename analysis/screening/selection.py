@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from analysis.contract import exact_half, rank, selection_score
-from analysis.errors import InputError
+from analysis.base.contract import exact_half, rank, selection_score
+from analysis.base.errors import InputError
 
 # Fields of a screening row that are measured on the selection half whatever the exact half is
 # (identity fields and the scores the whole screening ranks on).

@@ -5,7 +5,7 @@ r"""Stage `screen_units`: prompt pairs × model → scores for every MLP unit ×
         [--output results/<profile>/alignment/unit_scores_<model>.json] [--table ....parquet]
 
 A unit is neuron n of layer L's MLP: its activation `blocks.L.mlp.hook_post[..., n]`, which is
-exactly column n of the input of that MLP's down-projection (analysis.families).
+exactly column n of the input of that MLP's down-projection (analysis.modelfacts.families).
 Two scores per unit and emotion over the aligned (emotion prompt, neutral twin) pairs, as
 analysis.head_screening does for heads:
 
@@ -83,18 +83,18 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.contract import (
+from analysis.base.contract import (
     UNIT_ATTRIBUTION_SCHEMA, UNIT_SCORES_SCHEMA, rank, ranking_score, read_unit_screening, SPECIFICITY_FIELDS, write_unit_screening,
 )
 from analysis.core.loading import LoadedModel, ModelSpec
 from analysis.core.prompts import PromptPairs, span_clusters, template_labels, TokenBatch
 from analysis.core.sites import Site, unit_sites
-from analysis.core.vocabulary import mlp_post_name
-from analysis.errors import InputError
+from analysis.base.vocabulary import mlp_post_name
+from analysis.base.errors import InputError
 from analysis.interventions.edits import position_ids
 from analysis.interventions.exact import component_inputs, component_module, exact_patching_sites, lexicon_scorer, plain_hf
-from analysis.io import write_parquet
-from analysis.metrics import SCREENING_METRIC, lexicon_ids
+from analysis.base.io import write_parquet
+from analysis.measures.metrics import SCREENING_METRIC, lexicon_ids
 from analysis.screening.selection import selection_ranking
 from analysis.screening.common import (
     check_before_work, control_floor, control_patching, control_sites, copy_keep, copy_record, correct_and_correlate, correct_specificity,

@@ -32,7 +32,7 @@ def median_times() -> Timer:
 
 @pytest.fixture(scope="session")
 def gpt2_small_random(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
-    from analysis.random_models import save_random_model
+    from analysis.modelfacts.random_weights import save_random_model
 
     return save_random_model(
         "gpt2", tmp_path_factory.mktemp("gpt2-small") / "m", tokenizer_dir=tokenizer_dir,

@@ -1,4 +1,4 @@
-"""Measure what `analysis.plan`'s memory and time models are calibrated on; prints one JSON line per size.
+"""Measure what `analysis.core.budget`'s memory and time models are calibrated on; prints one JSON line per size.
 
     python -m tests.benchmarks.plan_calibration
 
@@ -24,13 +24,13 @@ def kib(key):
             return int(line.split()[1]) * 1024
 import torch
 from transformers import AutoModelForCausalLM
-from analysis.architectures import PUBLIC, reduced
+from analysis.modelfacts.architectures import PUBLIC, hf_config, reduced
 from dataclasses import replace
 L, H, D, B, T = map(int, sys.argv[1:6])
 torch.manual_seed(0)
 arch = replace(PUBLIC["gpt2"], n_layers=L, n_heads=H, d_model=D, d_mlp=4 * D)
 base = kib("VmRSS:")
-model = AutoModelForCausalLM.from_config(arch.hf_config()).eval()
+model = AutoModelForCausalLM.from_config(hf_config(arch)).eval()
 for p in model.parameters():
     p.requires_grad_(False)
 weights = kib("VmRSS:")

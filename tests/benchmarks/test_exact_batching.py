@@ -19,7 +19,7 @@ from analysis.core.loading import load_model
 from analysis.core.prompts import load_pairs
 from analysis.core.sites import head_sites
 from analysis.interventions.exact import exact_patching_sites, plain_hf, sites_per_forward
-from analysis.metrics import lexicon_ids
+from analysis.measures.metrics import lexicon_ids
 from analysis.screening.common import pair_batches, unchanged_prefix
 from analysis.screening.heads import _z_names
 from analysis.interventions.edits import capture
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.benchmark
 @pytest.fixture(scope="module")
 def gpt2_reduced(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     """GPT-2's vocabulary and width per head, 6 layers x 8 heads x 512: a reduced GPT-2."""
-    from analysis.random_models import save_random_model
+    from analysis.modelfacts.random_weights import save_random_model
 
     return save_random_model("gpt2", tmp_path_factory.mktemp("gpt2-reduced") / "m", tokenizer_dir=tokenizer_dir,
                              n_layers=6, n_heads=8, d_model=512, vocab_size=50257, n_ctx=1024, seed=0)

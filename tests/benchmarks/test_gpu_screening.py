@@ -37,9 +37,9 @@ def test_screening_against_the_transformer_lens_loop_on_one_gpu(gpt2_small_rando
 
     from analysis.core.loading import load_model
     from analysis.core.prompts import load_pairs
-    from analysis.core.vocabulary import EMOTIONS
+    from analysis.base.vocabulary import EMOTIONS
     from analysis.interventions.edits import capture
-    from analysis.metrics import emotion_score, lexicon_ids
+    from analysis.measures.metrics import emotion_score, lexicon_ids
     from analysis.screening.common import pair_batches, ScreeningConfig
     from analysis.screening.heads import _z_names, attribution, delta_attn, exact_patching, screen
 

@@ -16,7 +16,7 @@ import torch
 from analysis.core.loading import load_model
 from analysis.core.prompts import TokenBatch
 from analysis.interventions.edits import capture, position_map
-from analysis.metrics import emotion_score
+from analysis.measures.metrics import emotion_score
 from analysis.screening.common import PairBatches
 from analysis.screening.heads import _z_names, attribution, exact_patching
 

@@ -1,4 +1,4 @@
-"""Per-effect cost of analysis.stats (the inverted wild cluster bootstrap-t) against the BCa bootstrap +
+"""Per-effect cost of analysis.measures.stats (the inverted wild cluster bootstrap-t) against the BCa bootstrap +
 sign-flip permutation the project used before either inverted test.
 
 The baseline is that procedure as it was (scipy.stats.bootstrap BCa over cluster sums/sizes and
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from analysis.stats import one_sample_effect
+from analysis.measures.stats import one_sample_effect
 
 pytestmark = pytest.mark.benchmark
 N_CLUSTERS, N_EFFECTS, N_RESAMPLES = 35, 20, 5000

@@ -7,7 +7,7 @@ family, `specific`) of a model without any emotion routing, on neutral-vs-neutra
 benchmark with its span embeddings permuted (analysis.embedded.benchmark.write_null), and
 random-weight models of each family. An emotion-head claim there is false; the share of screenings
 with any claim, which under this complete null is also the mean false-discovery proportion, is the
-criterion (analysis.reporting.validation). The fair sign of M per cluster (analysis.screening.null)
+criterion (analysis.reporting.bench_tables). The fair sign of M per cluster (analysis.screening.null)
 stays a test of the BH bookkeeping only.
 
 A stage of its own: its ~40 min do not rerun when only the benchmark's other scores change.
@@ -29,18 +29,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from analysis.contract import NULLS_SCHEMA, read_planted, significant
+from analysis.base.contract import NULLS_SCHEMA, read_planted, significant
 from analysis.core.cli import progress_disabled, quiet_worker
 from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import PromptPairs
-from analysis.core.vocabulary import EMOTIONS
+from analysis.base.vocabulary import EMOTIONS
 from analysis.embedded.benchmark import evaluation_pairs, write_null
-from analysis.errors import InputError
-from analysis.families import SUPPORTED_FAMILIES
-from analysis.random_models import save_random_model
+from analysis.base.errors import InputError
+from analysis.modelfacts.families import SUPPORTED_FAMILIES
+from analysis.modelfacts.random_weights import save_random_model
 from analysis.screening.common import neutral_control_prompts, ScreeningConfig
 from analysis.screening.heads import screen
-from analysis.stats import share_interval
+from analysis.measures.stats import share_interval
 
 NULL_SOURCES = ("bench", *SUPPORTED_FAMILIES)  # where null models come from
 # The fewest null screenings the null criterion (one-sided exact binomial test of the share with a

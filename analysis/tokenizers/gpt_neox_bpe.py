@@ -23,7 +23,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.tokenizers.files import save_tokenizer
 
 FOLDER = Path("data/tokenizers/gpt-neox")

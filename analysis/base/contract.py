@@ -44,14 +44,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from analysis.errors import InputError
-from analysis.io import check_output_dir, check_output_path, existing_schema, read_json, schema_kind, write_json
+from analysis.base.errors import InputError
+from analysis.base.io import check_output_dir, check_output_path, existing_schema, read_json, schema_kind, write_json
 
 RESULTS = Path("results")
 SUMMARY = RESULTS / "summary.json"
 PLANTED_FILE = "planted.json"
 SOURCE_FILE = "source.json"
-RANDOM_MODEL_FILE = "random_model.json"  # analysis.random_models' record of what it drew
+RANDOM_MODEL_FILE = "random_model.json"  # analysis.modelfacts.random_weights' record of what it drew
 
 # --- schema strings: each output's `schema` field, defined here and nowhere else --------------
 PROMPTS_SCHEMA = "emotion-heads/prompts/v1"
@@ -147,7 +147,7 @@ def comparison_dir(profile: str) -> Path:
 
 TOY_BUILDER = "python -m analysis.toy_model (stage model@toy)"
 BENCH_BUILDER = "python -m analysis.bench_model (stage benchmark)"
-# schema kind (analysis.io.schema_kind) -> (what the output is, the command that writes it)
+# schema kind (analysis.base.io.schema_kind) -> (what the output is, the command that writes it)
 WRITERS: dict[str, tuple[str, str]] = {
     schema_kind(PROMPTS_SCHEMA): ("the prepared prompts", "python -m analysis.prepare_prompts"),
     schema_kind(HEAD_SCORES_SCHEMA): ("a head screening", "python -m analysis.head_screening"),
@@ -218,7 +218,7 @@ def _command(schema: str) -> str:
 def check_output(path: str | Path, schema: str, *, inputs: Iterable[str | Path] = ()) -> Path:
     """A command's check of the output it will write as `schema`, before any work; creates nothing.
 
-    On top of analysis.io.check_output_path: the file lies in no model folder, and an existing file
+    On top of analysis.base.io.check_output_path: the file lies in no model folder, and an existing file
     holds the same kind of output (its schema, any version). Refused in one line naming what the
     file is and which command writes it.
     """
@@ -242,7 +242,7 @@ def check_output(path: str | Path, schema: str, *, inputs: Iterable[str | Path] 
 
 def check_output_folder(path: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
     """A command's check of a folder of figures and tables it will write (plots, attention, the
-    comparison): analysis.io.check_output_dir, and the folder is no model folder nor inside one."""
+    comparison): analysis.base.io.check_output_dir, and the folder is no model folder nor inside one."""
     p = check_output_dir(path, inputs=inputs)
     inside = _enclosing_model(p)
     if inside is not None:
@@ -273,7 +273,7 @@ def check_model_output(path: str | Path, builder: str, *, inputs: Iterable[str |
 
 
 # Outputs a model computed record where and in what precision, in their `params` block
-# (analysis.device.Precision.record): float32 and bfloat16 results differ beyond 1e-5.
+# (analysis.settings.hardware.Precision.record): float32 and bfloat16 results differ beyond 1e-5.
 COMPUTED_ON = ("device", "dtype")
 COMPUTED_SCHEMAS = {HEAD_SCORES_SCHEMA, UNIT_SCORES_SCHEMA, *EXPERIMENT_SCHEMAS.values()}
 
@@ -328,7 +328,7 @@ def write_source(folder: str | Path, doc: dict[str, Any]) -> Path:
 
 
 def write_random_record(folder: str | Path, fields: Mapping[str, Any]) -> Path:
-    """A random-weight model folder's record: what was drawn, and that analysis.random_models wrote it."""
+    """A random-weight model folder's record: what was drawn, and that analysis.modelfacts.random_weights wrote it."""
     return write_json(Path(folder) / RANDOM_MODEL_FILE, {"schema": RANDOM_MODEL_SCHEMA, **fields})
 
 

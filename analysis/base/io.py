@@ -19,7 +19,7 @@ one, never half of one. A temporary file that a SIGKILL left behind is ignored b
 (`.gitignore`, `.dvcignore`: `.*.tmp`) and deleted by the next write of the same output. Every
 JSON document carries a `schema` string that readers check, and a JSON document or Parquet table
 replaces an existing file only if that file holds the same kind of output (`schema_kind`: the
-schema without its version); analysis.contract checks the same before any work, naming what the
+schema without its version); analysis.base.contract checks the same before any work, naming what the
 file is and which command writes it.
 """
 
@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 
 SCHEMA_PREFIX = "emotion-heads/"
 SIGNIFICANT_DIGITS = 6
@@ -176,7 +176,7 @@ def existing_schema(path: PathLike) -> str | None:
 
 
 def _check_same_kind(path: PathLike, schema: str) -> None:
-    """At the write, the last line of defence (analysis.contract checks before any work): an
+    """At the write, the last line of defence (analysis.base.contract checks before any work): an
     existing file is replaced only by the same kind of output."""
     p = Path(path)
     if not p.exists():

@@ -94,7 +94,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 
 ArrayLike = npt.ArrayLike
 

@@ -61,8 +61,8 @@ STRUCTURE_EXPECT: dict[str, dict[str, str | int]] = {
 
 def _rank(doc: dict[str, Any], emotion: str, head: list[int]) -> int:
     """1-based rank of `head` among `emotion`'s rows by |exact| under the contract's one ranking, a
-    copy-flagged row scoring 0 as the pipeline's rankings skip it (analysis.validation.rank_of)."""
-    from analysis.contract import rank
+    copy-flagged row scoring 0 as the pipeline's rankings skip it (analysis.bench.scoring.rank_of)."""
+    from analysis.base.contract import rank
 
     rows = rank([r for r in doc["scores"] if r["emotion"] == emotion], lambda r: 0.0 if r["copy_flag"] else r["exact"])
     return 1 + [[r["layer"], r["head"]] for r in rows].index(list(head))
@@ -297,7 +297,7 @@ VERDICT_MARKS = {"found": "found", "missed": "**missed**", "misleading": "**misl
 
 def load_validation(root: Path, profile: str) -> dict[str, Any] | None:
     """results/<profile>/validation.json, or None where the validate stage has not run."""
-    from analysis.contract import read_validation, validation_file
+    from analysis.base.contract import read_validation, validation_file
 
     path = Path(root) / validation_file(profile)
     return read_validation(path) if path.is_file() else None
@@ -305,7 +305,7 @@ def load_validation(root: Path, profile: str) -> dict[str, Any] | None:
 
 def load_sweep(root: Path, profile: str) -> dict[str, Any] | None:
     """results/<profile>/sweep.json, or None where the sweep stage has not run."""
-    from analysis.contract import read_sweep, sweep_file
+    from analysis.base.contract import read_sweep, sweep_file
 
     path = Path(root) / sweep_file(profile)
     return read_sweep(path) if path.is_file() else None

@@ -22,7 +22,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.tokenizers.files import save_tokenizer
 
 SOURCE = Path("data/tokenizers/gpt2/source/gpt2.tiktoken")

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from analysis.core.vocabulary import EMOTIONS, POSITION_MODES
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, POSITION_MODES
+from analysis.base.errors import InputError
 
 PARAMS_FILE = Path("params.yaml")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
@@ -30,7 +30,7 @@ class ToyParams(_Frozen):
 
 class BenchmarkParams(_Frozen):
     # the validate stage screens with screening.* (ScreeningConfig.from_params); the null count's
-    # minimum is the criterion's (analysis.validation.MIN_NULLS), checked there
+    # minimum is the criterion's (analysis.bench.scoring.MIN_NULLS), checked there
     n_nulls: int = Field(200, ge=0)
     n_random_nulls: int = Field(20, ge=0)
     workers: int = Field(2, ge=1)
@@ -124,7 +124,7 @@ class Params(_Frozen):
     models: tuple[str, ...] = ("toy",)
     emotions: tuple[str, ...] = EMOTIONS
     seed: int = Field(0, ge=0)
-    # Where and in what precision the model stages compute (analysis.device checks them up front).
+    # Where and in what precision the model stages compute (analysis.settings.hardware checks them up front).
     device: str = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     memory_budget_gb: float | Literal["auto"] = "auto"
@@ -163,7 +163,7 @@ class Params(_Frozen):
     @field_validator("device")
     @classmethod
     def _device_name(cls, v: str) -> str:
-        from analysis.device import parse_device
+        from analysis.settings.hardware import parse_device
 
         try:
             parse_device(v)
@@ -254,7 +254,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
 def _model_folder(name: str) -> Path:
     """Where a model's config.json is here: its results/models/<name> folder (the built toy),
     else the name as a local folder."""
-    from analysis.contract import model_dir
+    from analysis.base.contract import model_dir
 
     built = model_dir(name)
     return built if (built / "config.json").is_file() else Path(name)
@@ -292,7 +292,7 @@ def longest_prompt(name: str, params: Params) -> tuple[int, str]:
     import json
 
     folder = _model_folder(name)
-    from analysis.contract import prompts_file
+    from analysis.base.contract import prompts_file
 
     prepared = prompts_file(params.profile)
     try:

@@ -35,7 +35,7 @@ import torch
 
 from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import Prompt, PromptPairs
-from analysis.errors import InputError
+from analysis.base.errors import InputError
 from analysis.experiments.config import ExperimentConfig, Kind
 from analysis.experiments.kinds import KINDS
 from analysis.experiments.run import execute, ExperimentResult, prepare
@@ -213,7 +213,7 @@ def generation_effects(
     model: LoadedModel | None = None,
 ) -> dict[str, Any]:
     """The generation experiments' keyword and changed-share effects of `structures` on the
-    benchmark in `folder`, over `pairs` (emotion -> the held-out pairs, analysis.validation.
+    benchmark in `folder`, over `pairs` (emotion -> the held-out pairs, analysis.bench.scoring.
     evaluation_pairs), each beside the sign its construction implies (PLANNED).
 
     Each structure's heads are read from `planted` (planted.json of `folder`); each experiment runs
@@ -222,8 +222,8 @@ def generation_effects(
     (params.yaml ablation.max_tokens, random_baseline.draws); `model`: `folder` already loaded.
 
     Returns {"model", "profile", "seed", "n_resamples", "structures": {name: record}}, each record
-    as `structure_record` builds it; effects are analysis.stats.Effect dicts (n, mean, ci_low,
-    ci_high, p, n_clusters), the changed share an analysis.stats.Share dict (k, n, share, ci_low,
+    as `structure_record` builds it; effects are analysis.measures.stats.Effect dicts (n, mean, ci_low,
+    ci_high, p, n_clusters), the changed share an analysis.measures.stats.Share dict (k, n, share, ci_low,
     ci_high).
     """
     known = planted["benchmark"]["structures"]
@@ -251,7 +251,7 @@ def generation_effects(
             config = _config(plan, folder, profile, emotion, head_spec, files, sub, seed=seed, n_resamples=n_resamples,
                              max_tokens=max_tokens, random_draws=random_draws)
             start = time.perf_counter()
-            # as analysis.experiments.cli.run_experiment seeds it, without moving the caller's RNG
+            # as analysis.experiments.command.run_experiment seeds it, without moving the caller's RNG
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 result = execute(prepare(config, model))

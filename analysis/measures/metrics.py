@@ -20,8 +20,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from analysis.core.prompts import LEXICONS_ROOT, lexicon_word_ids, load_lexicon
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.errors import InputError
 
 
 LEXICONS = (*EMOTIONS, NEUTRAL)
@@ -260,7 +260,7 @@ GENERATION_METRICS: dict[str, GenerationMetric] = {
     "emotion_score_copy_free": GenerationMetric(
         "Emotion score M (copy-free)",
         "M over the lexicon tokens that neither prompt of the pair contains and that share no stem with a word of "
-        "either prompt (the screening's copy control, analysis.metrics.copy_keep_rows), in nats",
+        "either prompt (the screening's copy control, analysis.measures.metrics.copy_keep_rows), in nats",
         lambda a: _copy_free(a),
     ),
     "kl": GenerationMetric(

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from analysis.core.prompts import LEXICONS_ROOT, PROMPTS_ROOT
-from analysis.core.vocabulary import EMOTIONS, NEUTRAL
-from analysis.errors import InputError
+from analysis.base.vocabulary import EMOTIONS, NEUTRAL
+from analysis.base.errors import InputError
+from analysis.modelfacts.shapes import EMBEDDED_SHAPES
 
 
 
@@ -24,9 +25,9 @@ PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".joblib"}
 DEFAULT_CONTINUATIONS = Path("data/toy/continuations.yaml")
 
 
-# The benchmark model's shape: analysis.embedded.benchmark builds it, analysis.plan plans it before
-# it is built (here, not in benchmark.py, which imports the interventions that import the planner).
-BENCH_SHAPE = {"n_layer": 6, "n_head": 8, "n_embd": 128, "n_positions": 64}
+# The benchmark model's shape (analysis.embedded.benchmark builds it; the planner reads the same table).
+BENCH_SHAPE = {k: v for k, v in EMBEDDED_SHAPES["bench"].items() if k != "vocab_size"}
+_TOY = EMBEDDED_SHAPES["toy"]
 
 
 EOT = "<|endoftext|>"  # id 0: BOS, EOS and PAD at once, as in GPT-2
@@ -91,11 +92,11 @@ class ToyConfig:
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: int = 50
-    vocab_size: int = 1024  # BPE target; the span tokens are added on top
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    n_positions: int = 64
+    vocab_size: int = _TOY["vocab_size"]  # BPE target; the span tokens are added on top
+    n_layer: int = _TOY["n_layer"]
+    n_head: int = _TOY["n_head"]
+    n_embd: int = _TOY["n_embd"]
+    n_positions: int = _TOY["n_positions"]
     span_scale: float = 2.0  # class vectors on E are multiplied by this
     unit_init: float = 1.0  # initial size of the planted head -> U -> planted unit weights (see init_unit_path_)
     p_zero_planted: float = 0.2  # zero the example's planted head, train towards neutral

@@ -10,8 +10,8 @@ answers (analysis.embedded.benchmark), on the held-out half of the expressions.
   and each such row's attribution / exact ratio, flagged below `ratio_flag` (the saturation trap);
 - per structure: the signature its planted.json states, measured with the project's exact
   interventions (zero and patch edits through the bridge's hooks);
-- the null screenings: the nulls stage's document (analysis.nulls), carried into this one for the
-  null criterion (analysis.reporting.validation).
+- the null screenings: the nulls stage's document (analysis.bench.nulls), carried into this one for the
+  null criterion (analysis.reporting.bench_tables).
 """
 
 from __future__ import annotations
@@ -28,22 +28,22 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.bench_generation import DEFAULT_STRUCTURES, generation_effects
-from analysis.contract import rank, read_nulls, read_planted, SWEEP_SCHEMA, VALIDATION_SCHEMA
+from analysis.bench.continuations import DEFAULT_STRUCTURES, generation_effects
+from analysis.base.contract import rank, read_nulls, read_planted, SWEEP_SCHEMA, VALIDATION_SCHEMA
 from analysis.core.loading import LoadedModel, load_model
 from analysis.core.prompts import PromptPairs
 from analysis.core.sites import head_sites, unit_sites
-from analysis.core.vocabulary import EMOTIONS, mlp_post_name, NEUTRAL, pattern_hook, z_hook
+from analysis.base.vocabulary import EMOTIONS, mlp_post_name, NEUTRAL, pattern_hook, z_hook
 from analysis.embedded.benchmark import BenchConfig, build_benchmark, evaluation_pairs as bench_evaluation_pairs, POLY_SOURCES
 from analysis.interventions.edits import (
     capture, Edit, hooks_for, last_logits, patch_edits, position_map, tokenize_pairs, zero_edits,
 )
-from analysis.metrics import lexicon_ids, SCREENING_METRIC
-from analysis.errors import InputError
+from analysis.measures.metrics import lexicon_ids, SCREENING_METRIC
+from analysis.base.errors import InputError
 from analysis.screening.common import pair_batches, ScreeningConfig
 from analysis.screening.heads import exact_block, ExactBlock, screen
 from analysis.screening.units import screen as screen_units, UnitScreeningConfig
-from analysis.stats import auroc, spearman
+from analysis.measures.stats import auroc, spearman
 
 METRICS = ("delta_attn", "attribution", "exact")
 UNIT_METRICS = ("attribution", "exact")  # a unit has no attention, so no Δattn
@@ -430,7 +430,7 @@ def null_record(cfg: ValidationConfig) -> dict:
 
 
 def generation_record(cfg: ValidationConfig, model: LoadedModel, pairs: Mapping[str, PromptPairs], planted: dict) -> dict:
-    """The generation experiments on the benchmark (analysis.bench_generation: each structure's
+    """The generation experiments on the benchmark (analysis.bench.continuations: each structure's
     keyword and changed-share effects beside the sign its construction implies), secondary: not a
     criterion (see the report). Run times are left out, so a rerun writes the same bytes."""
     planned = [s for s in DEFAULT_STRUCTURES if s in planted["benchmark"]["structures"]]
