@@ -1,8 +1,9 @@
 """GPT-2, Pythia (GPT-NeoX) and GPT-Neo through the one pipeline, as local random-weight folders.
 
-- default suite: reduced size (2 layers x 4 heads, d_model 64). Every stage command of the real
+- reduced size (2 layers x 4 heads, d_model 64), slow since issue 25: every stage command of the real
   dvc.yaml, expanded by DVC for `models=[three folders]`, runs in this process in DVC's order
-  (one torch import instead of ~30; DVC's own bookkeeping is covered by tests/test_pipeline.py).
+  (one torch import instead of ~30). The default suite runs the three families through `dvc exp run`
+  by hub name, at their real width and with their real tokenizers instead (tests/test_hub_names.py).
 - slow: full size (12 layers x 12 heads, d_model 768, vocabulary 50257: GPT-2-small FLOPs)
   through `dvc exp run -S 'models=[...]'` on the baseline prompts, timed.
 
@@ -39,8 +40,8 @@ LOCAL = {"gpt2": "local/gpt2", "gpt_neox": "local/pythia", "gpt_neo": "local/gpt
 N_PAIRS = 12
 
 
-def _sh(args: list[str], cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+def _sh(args: list[str], cwd: Path, timeout: int = 1800, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", **(env or {})}
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
@@ -134,6 +135,7 @@ def small_families(tmp_path_factory: pytest.TempPathFactory, toy_path: Path, one
     return root
 
 
+@pytest.mark.slow
 def test_dvc_expands_one_stage_per_model_and_family(small_families: Path) -> None:
     names = [name for name, _ in stage_commands(small_families)]
     for model in LOCAL.values():
@@ -146,6 +148,7 @@ def test_dvc_expands_one_stage_per_model_and_family(small_families: Path) -> Non
     assert last < names.index("summarize")
 
 
+@pytest.mark.slow
 def test_each_family_is_recorded_with_its_architecture(small_families: Path) -> None:
     for family, model in LOCAL.items():
         source = json.loads((small_families / "results/models" / model / "source.json").read_text())
@@ -154,6 +157,7 @@ def test_each_family_is_recorded_with_its_architecture(small_families: Path) -> 
         assert {"config.json", "model.safetensors"} <= set(source["sha256"])  # the weights' digests
 
 
+@pytest.mark.slow
 def test_summary_has_a_section_per_model_with_intervals(small_families: Path) -> None:
     s = json.loads((small_families / "results/summary.json").read_text())
     for model in LOCAL.values():
@@ -168,6 +172,7 @@ def test_summary_has_a_section_per_model_with_intervals(small_families: Path) ->
             assert 0 <= s[f"{model}.{emotion}.screening.selection.top_head"] < 4
 
 
+@pytest.mark.slow
 def test_report_data_layer_reads_every_model(small_families: Path) -> None:
     from analysis.reporting.results import load_results
 

@@ -201,13 +201,14 @@ def test_experiments_count_all_and_confirmation_prompts(gpt2_bpe: Run) -> None:
 
 
 def _reference_m(hf: torch.nn.Module, ids: torch.Tensor, lex: tuple[list[int], list[int]], layer: int, head: int,
-                 d_head: int, replace: torch.Tensor | None) -> tuple[float, float, torch.Tensor]:
+                 d_head: int, replace: torch.Tensor | None, family: str = "gpt2") -> tuple[float, float, torch.Tensor]:
     """(clean M, M with head (layer, head) replaced, the head's clean input to the projection).
 
     `replace`: the head's z to write at every position ([pos, d_head]); None zeroes it. The
-    hook sits on the input of the attention output projection (c_proj), where z is concatenated.
+    hook sits on the input of the attention output projection (GPT-2's c_proj; the family's own),
+    where z is concatenated.
     """
-    proj = hf.get_submodule(component_input("head", "gpt2", layer))
+    proj = hf.get_submodule(component_input("head", family, layer))
     cols = slice(head * d_head, (head + 1) * d_head)
     seen: dict[str, torch.Tensor] = {}
 
@@ -226,16 +227,17 @@ def _reference_m(hf: torch.nn.Module, ids: torch.Tensor, lex: tuple[list[int], l
     return float(emotion_score(clean, *lex)[0]), float(emotion_score(edited, *lex)[0]), seen["z"]
 
 
-def test_top_head_effects_equal_the_plain_hf_model(gpt2_bpe: Run) -> None:
-    """Exactness at this size: per prompt, the ablation's zeroed top head and the patching's
-    patched top head (every position, from the emotion prompt into its neutral twin) move M by
-    what the plain HF model with a pre-hook on c_proj says, within TOL."""
-    root, profile = gpt2_bpe.root, gpt2_bpe.profile
-    model = load_model(str(root / MODEL))
-    hf = AutoModelForCausalLM.from_pretrained(root / MODEL, attn_implementation="eager").eval()
+def top_head_vs_plain_hf(root: Path, profile: str, model_name: str, folder: Path, n_pairs: dict[str, int],
+                         emotions: tuple[str, ...] = EMOTIONS) -> float:
+    """Per prompt of every experiment of `model_name` (its HF folder `folder`), the top head's ΔM
+    against the plain HF model with a pre-hook on the family's attention output projection, within
+    TOL; returns the largest |ΔM| the reference saw (a comparison of nothing would be vacuous)."""
+    model = load_model(str(folder))
+    hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    family, d_head = model.spec.family, model.spec.d_head
     lex_all = lexicon_ids(model.tokenizer)
     moved = 0.0
-    for emotion in EMOTIONS:
+    for emotion in emotions:
         pairs = load_pairs(emotion, profile, root=root / "data/prompts")
         lex = (lex_all[emotion], lex_all["neutral"])
 
@@ -243,26 +245,34 @@ def test_top_head_effects_equal_the_plain_hf_model(gpt2_bpe: Run) -> None:
             return tokenize(model.tokenizer, [prompt], bos_id=model.spec.bos_id, pad_id=model.spec.pad_id).input_ids[0]
 
         for name, (kind, _) in contract.EXPERIMENTS.items():
-            path = root / contract.experiment_file(name, profile, MODEL, emotion)
+            path = root / contract.experiment_file(name, profile, model_name, emotion)
             doc = contract.read_experiment(kind, path)
             assert len(doc["heads"]) == 1 and not doc["units"]
             layer, head = doc["heads"][0]
             table = pd.read_parquet(root / doc["table"]).sort_values("index")
-            assert len(table) == gpt2_bpe.counts[emotion].n_pairs
+            assert len(table) == n_pairs[emotion]
             for row in table.itertuples():
                 i = int(row.index)
                 emo, neu = pairs.emotion_prompts[i], pairs.neutral_prompts[i]
                 if name == "ablation":  # zero ablation of z at every prompt position, on the emotion prompt
                     assert row.prompt == emo.text
-                    clean, edited, _ = _reference_m(hf, ids_of(emo), lex, layer, head, model.spec.d_head, None)
+                    clean, edited, _ = _reference_m(hf, ids_of(emo), lex, layer, head, d_head, None, family)
                 else:  # the source twin's z of the head, position by position, into the target twin
                     source, target = (emo, neu) if name == "denoising" else (neu, emo)
                     assert row.prompt == target.text
-                    _, _, z = _reference_m(hf, ids_of(source), lex, layer, head, model.spec.d_head, None)
-                    clean, edited, _ = _reference_m(hf, ids_of(target), lex, layer, head, model.spec.d_head, z)
-                assert abs(row.baseline_emotion_score - clean) <= TOL, (name, emotion, i)
+                    _, _, z = _reference_m(hf, ids_of(source), lex, layer, head, d_head, None, family)
+                    clean, edited, _ = _reference_m(hf, ids_of(target), lex, layer, head, d_head, z, family)
+                assert abs(row.baseline_emotion_score - clean) <= TOL, (model_name, name, emotion, i)
                 ours, ref = row.intervened_emotion_score - row.baseline_emotion_score, edited - clean
-                assert abs(ours - ref) <= TOL, (name, emotion, i, ours, ref)
+                assert abs(ours - ref) <= TOL, (model_name, name, emotion, i, ours, ref)
                 moved = max(moved, abs(ref))
-    assert moved > 10 * TOL, "the top heads moved M by nothing: the comparison would be vacuous"
+    return moved
 
+
+def test_top_head_effects_equal_the_plain_hf_model(gpt2_bpe: Run) -> None:
+    """Exactness at this size: per prompt, the ablation's zeroed top head and the patching's
+    patched top head (every position, from the emotion prompt into its neutral twin) move M by
+    what the plain HF model with a pre-hook on c_proj says, within TOL."""
+    n_pairs = {e: c.n_pairs for e, c in gpt2_bpe.counts.items()}
+    moved = top_head_vs_plain_hf(gpt2_bpe.root, gpt2_bpe.profile, MODEL, gpt2_bpe.root / MODEL, n_pairs)
+    assert moved > 10 * TOL, "the top heads moved M by nothing: the comparison would be vacuous"
