@@ -338,6 +338,36 @@ def _no_cuda(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(torch.cuda, "is_available", lambda: False)
 
 
+def _foreign_tokenizer_snapshot(p: Path) -> None:
+    """Issue 25: a hub-cache snapshot (outside the project, as HF_HOME is) of a 2-layer GPT-2 whose
+    embedding has 1,000 rows, beside GPT-2's real 50,257-token tokenizer."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from hub_cache import snapshot_dir
+    from transformers import AutoTokenizer
+
+    from analysis.modelfacts.architectures import hf_config, PUBLIC, reduced
+    from analysis.modelfacts.families import save_random_weights
+
+    tok_dir = REPO / "data/tokenizers/gpt2"
+    snap = snapshot_dir(p.parent / "hf", "openai-community/gpt2")
+    save_random_weights(hf_config(reduced(PUBLIC["gpt2"], vocab=1000)), AutoTokenizer.from_pretrained(tok_dir), snap, seed=0,
+                        bias_std=0.1, init_std=0.02)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(tok_dir / f, snap / f)
+
+
+def _hub_cache_beside_the_project(mp: pytest.MonkeyPatch) -> None:
+    """HF_HOME=<tmp>/hf for this process: both libraries read the cache folder once, at import."""
+    import huggingface_hub.constants
+    import transformers.utils.hub
+
+    cache = str(Path.cwd().parent / "hf" / "hub")
+    mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", cache)
+    mp.setattr(transformers.utils.hub, "TRANSFORMERS_CACHE", cache, raising=False)
+
+
 def _no_half_layer_norm(mp: pytest.MonkeyPatch) -> None:
     """A device without a float16 layer-norm kernel (older CPU builds of torch)."""
     import torch
@@ -549,6 +579,9 @@ ROWS: list[Row] = [
     # range, unpaired prompt files, a .pkl output (above), plus other usage errors
     Row("model-unknown-offline", "promise", "head_screening", ("--model", "nosuch-org/nosuch-model", "--output", "results/x.json"),
         "is not available"),
+    Row("model-tokenizer-beyond-embedding", "model", "head_screening", ("--model", "openai-community/gpt2", "--output", "results/x.json"),
+        "its tokenizer has 50,257 tokens but its embedding only 1,000 rows", _foreign_tokenizer_snapshot,
+        patch=_hub_cache_beside_the_project),
     Row("model-name-empty", "promise", "head_screening", ("--model", "", "--output", "results/x.json"), "model name is empty"),
     Row("head-spec-malformed", "promise", "head_ablation", (*ABL[:5], "3-1", *ABL[6:]), "cannot parse"),
     Row("head-spec-layer-out-of-range", "promise", "head_ablation", (*ABL[:5], "9:0", *ABL[6:]), "9"),

@@ -25,6 +25,7 @@ from analysis.experiments.config import spec_tag
 from analysis.measures.metrics import GENERATION_METRICS as METRICS
 from analysis.experiments.kinds import PATCHED_POSITIONS
 from analysis.modelfacts.families import component_input
+from analysis.interventions.generation import greedy_generate
 from analysis.interventions.plans import resample_sources
 from analysis.experiments.run import SIGNED as SIGNED_METRICS
 from analysis.base.io import read_parquet
@@ -293,16 +294,24 @@ def _screening(path: Path, ranked: list[tuple[int, int]], n_layers: int = 2, n_h
 @pytest.mark.parametrize("main,extra", [(head_ablation.main, ["--method", "zero"]), (head_patching.main, ["--positions", "last"])])
 def test_cumulative_curve_has_k_entries_of_k_heads(
     main: Callable, extra: list[str], spiky_dirs: dict[str, Path], prompt_files: dict[str, Path], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], chdir_repo: Path,
+    capsys: pytest.CaptureFixture[str], chdir_repo: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from analysis.core.budget import generation_passes
+    from analysis.experiments import run
+
     ranked = [(1, 2), (0, 3), (1, 0)]
     screening = _screening(tmp_path / "scores.json", ranked)
     out = tmp_path / "cum.json"
     args = (_ablation_args if main is head_ablation.main else _patching_args)(spiky_dirs["gpt2"], prompt_files, out, "--head-spec", "top:1", *extra)
     args[args.index("--cumulative-k") + 1] = "3"
+    generations = []
+    monkeypatch.setattr(run, "greedy_generate", lambda *a, **k: generations.append(1) or greedy_generate(*a, **k))
     rc, stdout, err = call(main, [*args, "--screening-file", str(screening)], capsys)
     assert rc == 0, err
     doc = json.loads(out.read_text())
+    # the planner's count of what this stage generates (analysis.core.budget), against what it did:
+    # baseline, identity control, top-1..3 each with the 5 random draws of its size = 2 + 3 x 6
+    assert len(generations) == generation_passes("top:1", 3, 1, 5) == 20
     assert doc["heads"] == [[1, 2]]
     assert [c["k"] for c in doc["cumulative"]] == [1, 2, 3]
     for c in doc["cumulative"]:

@@ -18,6 +18,7 @@ repetitions cut (CUTS). The full-size, full-parameter runs are the slow suite's
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from analysis.base import contract
 from analysis.base.vocabulary import EMOTIONS
 from hub_cache import HUB_MODELS, write_hub_cache
 from test_pipeline_families import _sh, make_project
-from test_pipeline_gpt2_bpe import TOL, top_head_vs_plain_hf
+from test_pipeline_gpt2_bpe import check_screening_pairs, TOL, top_head_vs_plain_hf
 from uneven_profile import halves
 
 HUB = tuple(HUB_MODELS)
@@ -56,7 +57,7 @@ def hub_run(tmp_path_factory: pytest.TempPathFactory, toy_path: Path) -> dict:
     diff = json.loads(_sh(["dvc", "metrics", "diff", "--json"], root, env=env).stdout)
     ran = [line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Running stage")]
     print(f"\nthree hub models (2 layers, real width and tokenizers), every stage: {len(ran)} stages in {seconds:.0f} s")
-    return {"root": root, "home": home, "ran": ran, "diff": diff}
+    return {"root": root, "home": home, "ran": ran, "diff": diff, "env": env}
 
 
 def test_every_stage_runs_for_each_hub_name(hub_run: dict) -> None:
@@ -101,6 +102,42 @@ def test_the_halves_counts_are_each_emotions_own(hub_run: dict) -> None:
                 doc = json.loads((root / contract.experiment_file(name, "tiny", model, emotion)).read_text())
                 assert (doc["split"]["n_prompts_confirmation"], doc["split"]["n_expressions_confirmation"]) == \
                     (h.n_confirmation_pairs, h.n_confirmation), (model, emotion, name)
+                e, c = doc["effects"]["emotion_score"], doc["effects_confirmation"]["emotion_score"]
+                assert (doc["n_prompts"], e["n"], e["n_clusters"]) == (h.n_pairs, h.n_pairs, h.n_expressions), (model, emotion, name)
+                assert (c["n"], c["n_clusters"]) == (h.n_confirmation_pairs, h.n_confirmation), (model, emotion, name)
+
+
+def test_every_output_reads_with_its_schema(hub_run: dict) -> None:
+    root = hub_run["root"]
+    contract.read_prompts(root / contract.prompts_file("tiny"))
+    contract.read_summary(root / "results/summary.json")
+    for model in HUB:
+        contract.read_screening(root / contract.screening_file("tiny", model))
+        contract.read_unit_screening(root / contract.unit_screening_file("tiny", model))
+        for name, (kind, _) in contract.EXPERIMENTS.items():
+            for emotion in RUN_EMOTIONS:
+                contract.read_experiment(kind, root / contract.experiment_file(name, "tiny", model, emotion))
+
+
+@pytest.mark.parametrize("model", HUB)
+def test_every_pair_aligns_under_each_familys_tokenizer(hub_run: dict, model: str, tmp_path: Path) -> None:
+    """prepare_prompts' own report under the model's tokenizer, found by hub name (GPT-NeoX-20B's for Pythia)."""
+    out = tmp_path / "prompts.json"
+    printed = _sh([sys.executable, "-m", "analysis.prepare_prompts", "--profile", "tiny", "--tokenizer", model, "--output", str(out)],
+                  hub_run["root"], env=hub_run["env"]).stdout
+    doc = contract.read_prompts(out)
+    for emotion in EMOTIONS:
+        n = halves(hub_run["root"] / "data/prompts/tiny", emotion).n_pairs
+        assert doc["token_alignment"][model][emotion] == {"n_pairs": n, "n_equal_length": n}, (model, emotion)
+        assert f"{model}: {emotion}: {n}/{n} pairs aligned" in printed
+
+
+@pytest.mark.parametrize("model", HUB)
+def test_screenings_count_each_emotions_own_selection_half(hub_run: dict, model: str) -> None:
+    """Issue 30 in the default suite: on the uneven profile (halves of different sizes, per emotion) the
+    head and unit screenings of each family record and use the selection half's own counts."""
+    counts = {e: halves(hub_run["root"] / "data/prompts/tiny", e) for e in RUN_EMOTIONS}
+    check_screening_pairs(hub_run["root"], "tiny", model, counts, n_layers=2, n_heads=12)
 
 
 def test_top_head_effects_equal_the_plain_hf_model_in_each_family(hub_run: dict) -> None:

@@ -52,6 +52,21 @@ GPT2R = {
     "anger": {(0, 0): (None, 0.25, None), (0, 1): (None, -0.5, None), (0, 2): (None, 3.9, None)},
 }
 SPECS = {"toy": (2, 2, TOY), "EleutherAI/pythia-tiny": (3, 1, PYTHIA), "local/gpt2-random": (1, 3, GPT2R)}
+# The screening's `specific` heads (their effect beats the neutral′ → twin control) and each emotion's
+# gap of M, for the size table: toy gratitude 1:0 and anger 0:0, pythia-tiny gratitude 0:0 and 2:0.
+SPECIFIC = {("toy", "gratitude", 1, 0), ("toy", "anger", 0, 0),
+            ("EleutherAI/pythia-tiny", "gratitude", 0, 0), ("EleutherAI/pythia-tiny", "gratitude", 2, 0)}
+GAP = {"gratitude": 4.0, "anger": 6.0, "apology": 1.0}
+
+
+def hf_config(model: str):  # noqa: ANN201 - a transformers config of the model's shape (vocab 50, width 4 per head)
+    from transformers import GPT2Config, GPTNeoXConfig
+
+    n_layers, n_heads, _ = SPECS[model]
+    if model.startswith("EleutherAI/"):
+        return GPTNeoXConfig(num_hidden_layers=n_layers, num_attention_heads=n_heads, hidden_size=4 * n_heads,
+                             intermediate_size=16 * n_heads, vocab_size=50, max_position_embeddings=16)
+    return GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=4 * n_heads, vocab_size=50, n_positions=16)
 
 
 def screening_doc(model: str, profile: str = PROFILE) -> dict:
@@ -64,14 +79,19 @@ def screening_doc(model: str, profile: str = PROFILE) -> dict:
                 "layer": layer, "head": head, "emotion": emotion, "delta_attn": 0.0, "attribution": attribution,
                 "exact": exact, "exact_ci_low": exact - 0.1 if has else None, "exact_ci_high": exact + 0.1 if has else None,
                 "exact_p": q, "exact_q": q, "exact_n": 70 if has else None, "exact_n_clusters": 12 if has else None,
+                "specific": (model, emotion, layer, head) in SPECIFIC,
             })
     return {"schema": mc_contract.HEAD_SCORES_SCHEMA, "model": model, "profile": profile, "n_layers": n_layers, "n_heads": n_heads,
-            "emotions": list(table), "scores": scores}
+            "emotions": list(table), "scores": scores,
+            "specificity": {"by_emotion": {e: {"gap": GAP[e]} for e in table}}}
 
 
 def write_results(root: Path, models: tuple[str, ...] = MODELS) -> None:
     for m in models:
         write_json(root / "results" / PROFILE / "alignment" / f"head_scores_{m}.json", screening_doc(m))
+        folder = root / "results" / "models" / m
+        folder.mkdir(parents=True, exist_ok=True)
+        hf_config(m).save_pretrained(folder)
     write_json(root / "results" / "models" / "toy" / "planted.json",
                {"schema": "emotion-heads/planted/v1", "by_emotion": {"gratitude": [[1, 0]], "anger": [[0, 0]], "apology": [[1, 1]]}})
 
@@ -246,3 +266,60 @@ def test_no_star_at_or_below_the_noise_floor(root: Path) -> None:
     assert not [c for c in by_gid["heatmap:toy:anger"].collections if isinstance(c, PathCollection)]
     (stars,) = [c for c in by_gid["heatmap:toy:gratitude"].collections if isinstance(c, PathCollection)]
     np.testing.assert_array_equal(stars.get_offsets(), [[0, 1]])  # (head, layer) of L1H0
+
+
+def test_size_table_by_hand(root: Path) -> None:
+    """Issue 25 item 2: per model × emotion, models by parameter count (the config's, as Hugging Face
+    counts them), the top specific head's ΔM, its fraction of the gap, and the mean relative depth
+    of the top-2 specific heads: pythia-tiny gratitude 0:0 (2.5 / 4.0) and 2:0, depth (0/2 + 2/2) / 2."""
+    from transformers import AutoModelForCausalLM
+
+    comp = mc_comparison.load(config(root))
+    table = mc_comparison.size_table(comp, top_n=2)
+    assert list(table.columns) == mc_comparison.SIZE_COLUMNS
+    params = {m: AutoModelForCausalLM.from_config(hf_config(m)).num_parameters() for m in MODELS}
+    order = sorted(MODELS, key=params.get)
+    assert table.model.tolist() == [m for m in order for _ in EMOTIONS]
+    assert dict(zip(table.model, table.parameters, strict=True)) == params
+    got = {(r.model, r.emotion): (r.n_specific, None if pd.isna(r.top_layer) else (r.top_layer, r.top_head), r.top_effect,
+                                   r.fraction_of_gap, r.relative_depth) for r in table.itertuples()}
+    nan = math.nan
+    want = {
+        ("toy", "gratitude"): (1, (1, 0), 2.0, 0.5, 1.0),
+        ("toy", "anger"): (1, (0, 0), -3.0, -0.5, 0.0),
+        ("EleutherAI/pythia-tiny", "gratitude"): (2, (0, 0), 2.5, 0.625, 0.5),
+        ("EleutherAI/pythia-tiny", "anger"): (0, None, nan, nan, nan),
+        ("local/gpt2-random", "gratitude"): (0, None, nan, nan, nan),  # attribution only: never specific
+        ("local/gpt2-random", "anger"): (0, None, nan, nan, nan),
+    }
+    for key, (n, top, effect, fraction, depth) in want.items():
+        assert got[key][:2] == (n, top), key
+        np.testing.assert_allclose(got[key][2:], (effect, fraction, depth), rtol=1e-12, err_msg=str(key))
+    toy = table[(table.model == "toy") & (table.emotion == "gratitude")].iloc[0]
+    assert (toy.top_ci_low, toy.top_ci_high, toy.gap) == (pytest.approx(1.9), pytest.approx(2.1), 4.0)
+    md = mc_comparison.size_markdown(comp, table, 2).splitlines()
+    assert md[0].startswith("Secondary, descriptive") and len(md) == 4 + 6
+    # the toy's 2,288 by hand: embeddings 50 x 8 + 16 x 8, final norm 16, two blocks of 872 (two norms 16 + 16,
+    # q/k/v 8 x 24 + 24, out 8 x 8 + 8, MLP 8 x 32 + 32 and 32 x 8 + 8)
+    assert md[4:6] == ["| EleutherAI/pythia-tiny | 1,140 | gratitude | 2 | L0H0 | +2.50 | [2.40, 2.60] | 0.625 | 0.500 |",
+                       "| EleutherAI/pythia-tiny | 1,140 | anger | 0 | no specific head | — | — | — | — |"]
+    assert md[6] == "| toy | 2,288 | gratitude | 1 | L1H0 | +2.00 | [1.90, 2.10] | 0.500 | 1.00 |"
+    assert any(line.startswith("| local/gpt2-random |") and "no specific head" in line for line in md)
+
+
+def test_size_figure_draws_each_emotions_points(root: Path) -> None:
+    comp = mc_comparison.load(config(root))
+    table = mc_comparison.size_table(comp, top_n=2)
+    fig = mc_comparison.size_figure(comp, table, root / "out" / "size.png")
+    assert (root / "out" / "size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [ax.get_xscale() for ax in fig.axes] == ["log"] * 3
+    drawn = {a.get_gid(): a for ax in fig.axes for a in ax.lines if a.get_gid()}
+    # gratitude: toy and pythia-tiny have a specific head; anger: toy only (x: parameters in millions, side by side)
+    assert len(drawn["size:fraction_of_gap:gratitude"].get_xdata()) == 2
+    np.testing.assert_allclose(drawn["size:fraction_of_gap:anger"].get_ydata(), [-0.5])
+
+
+def test_a_model_without_a_config_is_one_line(root: Path) -> None:
+    (root / "results" / "models" / "local/gpt2-random" / "config.json").unlink()
+    with pytest.raises(InputError, match="model 'local/gpt2-random': no config.json"):
+        mc_comparison.load(config(root))

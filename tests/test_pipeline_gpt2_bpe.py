@@ -6,8 +6,10 @@ is one token, so alignment is never in question. Here the model carries data/tok
 order, with `positions: all`: a pair whose span and neutral twin differ in token count would be
 dropped, so `n_pairs_used == n_pairs` checks the data's alignment as the pipeline sees it.
 
-- reduced (default suite): 2 layers x 4 heads, d_model 64, on profile `tiny` of tests/uneven_profile.py
-  (16 baseline pairs whose split halves differ in size, and per emotion).
+- reduced (slow suite): 2 layers x 4 heads, d_model 64, on profile `tiny` of tests/uneven_profile.py
+  (baseline pairs whose split halves differ in size, and per emotion). The default suite runs the same
+  checks on tests/test_hub_names.py's run (GPT-2, Pythia and GPT-Neo by hub name, 2 layers at real
+  width, each with its real tokenizer, on the same profile), which replaced it there.
 - full (slow suite): GPT-2-small's architecture exactly (12 layers x 12 heads, d_model 768,
   d_mlp 3072, vocabulary 50257, n_ctx 1024) on the whole `baseline` profile (70 pairs), each
   stage timed (`pytest -m slow -s tests/test_pipeline_gpt2_bpe.py` prints the table).
@@ -74,7 +76,10 @@ class Run:
     counts: dict[str, Halves]  # per emotion, what the pipeline must count on the profile
 
 
-@pytest.fixture(scope="module", params=[REDUCED, pytest.param(FULL, marks=pytest.mark.slow)], ids=lambda s: getattr(s, "name", None))
+# Both slow: the default suite's GPT-2 with its real tokenizer through every stage is tests/test_hub_names.py's
+# (2 layers at GPT-2's real width, found by hub name, on the same uneven profile, with these checks).
+@pytest.fixture(scope="module", params=[pytest.param(REDUCED, marks=pytest.mark.slow), pytest.param(FULL, marks=pytest.mark.slow)],
+                ids=lambda s: getattr(s, "name", None))
 def gpt2_bpe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
     size: Size = request.param
     if size is REDUCED:
@@ -152,36 +157,40 @@ def test_prepare_prompts_finds_every_pair_aligned(gpt2_bpe: Run) -> None:
         assert f"{MODEL}: {emotion}: {n}/{n} pairs aligned" in printed
 
 
-def test_screenings_use_every_pair_of_the_selection_half(gpt2_bpe: Run) -> None:
-    arch = gpt2_bpe.size.arch
+def check_screening_pairs(root: Path, profile: str, model: str, counts: dict[str, Halves], n_layers: int, n_heads: int) -> None:
+    """The head and unit screenings of `model` count each emotion's own halves (by hand in `counts`):
+    the half each record names, its pairs and expressions, and every exactly tested row's n (issue 30:
+    the unit screening once recorded the selection half with the confirmation half's counts)."""
     docs = {
-        "head": contract.read_screening(gpt2_bpe.root / contract.screening_file(gpt2_bpe.profile, MODEL)),
-        "unit": contract.read_unit_screening(gpt2_bpe.root / contract.unit_screening_file(gpt2_bpe.profile, MODEL)),
+        "head": contract.read_screening(root / contract.screening_file(profile, model)),
+        "unit": contract.read_unit_screening(root / contract.unit_screening_file(profile, model)),
     }
     # heads: exact for every head on the selection half; units: the top-k chosen there, tested on the other
     exact_half = {"head": "selection", "unit": "confirmation"}
     for component, doc in docs.items():
         assert doc["params"]["positions"] == "all"
         assert doc["split"]["half"] == "selection"
-        for emotion in EMOTIONS:  # the half the record names, and its counts (issue 30: the units' were the other half's)
-            h = gpt2_bpe.counts[emotion]
+        for emotion, h in counts.items():  # the half the record names, and its counts
             record = {k: v for k, v in doc["pairs"][emotion].items() if not k.startswith("exact_n_")}
             assert record == {
                 "half": "selection", "n_pairs": h.n_selection_pairs, "n_pairs_used": h.n_selection_pairs,
                 "n_clusters": h.n_selection, "n_expressions": h.n_selection, "n_expressions_total": h.n_expressions,
                 "exact_half": exact_half[component],
-            }, (component, emotion)
-    for component, doc in docs.items():
-        for emotion in EMOTIONS:  # the exact tests' half and its counts, in the record and in every tested row
-            h = gpt2_bpe.counts[emotion]
+            }, (model, component, emotion)
+            # the exact tests' half and its counts, in the record and in every tested row
             n_exact, n_exact_pairs = (h.n_selection, h.n_selection_pairs) if exact_half[component] == "selection" else \
                 (h.n_confirmation, h.n_confirmation_pairs)
             tested = {k: v for k, v in doc["pairs"][emotion].items() if k.startswith("exact_n_")}
-            assert tested == {"exact_n_pairs": n_exact_pairs, "exact_n_pairs_used": n_exact_pairs, "exact_n_clusters": n_exact}, (component, emotion)
+            assert tested == {"exact_n_pairs": n_exact_pairs, "exact_n_pairs_used": n_exact_pairs, "exact_n_clusters": n_exact}, \
+                (model, component, emotion)
             rows = [s for s in doc["scores"] if s["emotion"] == emotion and s["exact"] is not None]
-            assert rows and all((s["exact_n"], s["exact_n_clusters"]) == (n_exact_pairs, n_exact) for s in rows), (component, emotion)
-    heads = [s for s in docs["head"]["scores"]]
-    assert len(heads) == len(EMOTIONS) * arch["n_layers"] * arch["n_heads"]
+            assert rows and all((s["exact_n"], s["exact_n_clusters"]) == (n_exact_pairs, n_exact) for s in rows), (model, component, emotion)
+    assert len(docs["head"]["scores"]) == len(counts) * n_layers * n_heads
+
+
+def test_screenings_use_every_pair_of_the_selection_half(gpt2_bpe: Run) -> None:
+    arch = gpt2_bpe.size.arch
+    check_screening_pairs(gpt2_bpe.root, gpt2_bpe.profile, MODEL, gpt2_bpe.counts, arch["n_layers"], arch["n_heads"])
 
 
 def test_experiments_count_all_and_confirmation_prompts(gpt2_bpe: Run) -> None:

@@ -38,18 +38,63 @@ def test_peaks_by_hand_for_gpt2_small() -> None:
     assert half["screen"] - P.PROCESS_BYTES == pytest.approx((peaks["screen"] - P.PROCESS_BYTES) / 2, rel=1e-12)
 
 
-def test_gpt2_small_check_points() -> None:
+def test_gpt2_small_memory_check_point() -> None:
     """The previous session measured the GPT-2-small screening (144 heads x 3 emotions, 70 pairs,
-    2 cores) at 3.0-3.4 GB peak and ~4.2 min; docs/DESIGN.md §10 a plain forward of 70 x 20 tokens at 1.3 s
-    on the same cores. Neither was used to fit the memory model, MATMUL_SHARE or the screen's time."""
+    2 cores) at 3.0-3.4 GB peak; it was not used to fit the memory model."""
     peak = P.stage_peaks(GPT2, BASELINE, torch.float32)["screen"]
     assert 3.0e9 <= peak <= 3.4e9 * 1.1, peak  # within 10 % above the measured range (an overestimate is the safe side)
-    matmul = P.forward_flops(GPT2, 70, 20) / 1.3 / P.MATMUL_SHARE  # the matmul rate that makes that forward take 1.3 s
-    minutes = {k: v / 60 for k, v in P.stage_seconds(GPT2, BASELINE, matmul).items()}
-    assert 4.2 * 0.8 <= minutes["screen"] <= 4.2 * 1.2, minutes
-    # the other stages' STAGE_FIT reproduces the README's measured times (fitted: a guard, not a check)
-    assert 1.2 * 0.9 <= minutes["screen_units"] <= 1.4 * 1.1, minutes
-    assert 4.1 / 6 * 0.9 <= minutes["ablate"] <= 4.4 / 6 * 1.1, minutes
+
+
+def test_the_time_model_is_the_paper_runs_measured_rate() -> None:
+    """Issue 25 item 2: a stage's time is its FLOPs at the seconds per FLOP the paper run measured,
+    scaled by the matmul rate. At the paper run's rate, GPT-2 small's reference workload gives back
+    the measured seconds (the reference is params.yaml's defaults: 20 generations of 15 tokens);
+    twice the rate halves every time; twice the generations double the experiments' only."""
+    from analysis.settings.params import Params
+
+    assert P.Workload.of(Params(), 70) == P.REFERENCE == BASELINE
+    assert (P.REFERENCE.ablate_passes, P.REFERENCE.patch_passes, P.REFERENCE.max_tokens) == (20, 20, 15)
+    at_ref = P.stage_seconds(GPT2, P.REFERENCE, P.PAPER_RUN_MATMUL)
+    assert at_ref == pytest.approx(P.PAPER_RUN_SECONDS, rel=1e-12)
+    assert P.stage_seconds(GPT2, P.REFERENCE, 2 * P.PAPER_RUN_MATMUL) == pytest.approx({k: v / 2 for k, v in at_ref.items()}, rel=1e-12)
+    more = P.stage_seconds(GPT2, replace(P.REFERENCE, ablate_passes=40), P.PAPER_RUN_MATMUL)
+    assert (more["ablate"], more["patch"], more["screen"]) == pytest.approx((2 * at_ref["ablate"], at_ref["patch"], at_ref["screen"]))
+    # the paper run's model stages in all: 2 screenings + 3 ablations + 6 patchings
+    assert P.run_seconds(at_ref, P.REFERENCE) == pytest.approx(198 + 62 + 9 * 187.5)
+    # resample ablation with 3 draws: each site set's 6 runs three times
+    resample = P.Workload.of(Params(ablation={"method": "resample"}), 70)
+    assert resample.ablate_passes == 2 + 3 * 3 * 6 and resample.patch_passes == 20
+
+
+def test_the_ladder_knows_the_phase8_sizes_by_name() -> None:
+    """Every size of the ladder from the table of published configs (no weights): its parameter
+    count is the published one (GPT-2: Radford et al. 2019's as Hugging Face counts them, tied;
+    Pythia: Biderman et al. 2023, table 1), and the times grow with size within each family."""
+    published = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080,
+                 "EleutherAI/pythia-70m": 70_426_624, "EleutherAI/pythia-160m": 162_322_944,
+                 "EleutherAI/pythia-410m": 405_334_016, "EleutherAI/gpt-neo-125M": 125_198_592}
+    assert set(P.LADDER) == set(published)
+    assert {m: PUBLIC[m].n_params for m in P.LADDER} == published
+    machines = (P.Machine("cpu", 24e9, P.PAPER_RUN_MATMUL, "test", 0.25e9), P.Machine("gpu", 80e9, 100 * P.PAPER_RUN_MATMUL, "test", 32e9))
+    table = P.ladder(P.LADDER, machines, P.REFERENCE).splitlines()
+    assert table[0] == "| model | family | layers x heads | parameters | peak GB (cpu) | time (cpu) | peak GB (gpu) | time (gpu) |"
+    rows = {r.split(" | ")[0].strip("| "): r.split(" | ") for r in table[2:2 + len(P.LADDER)]}
+    assert list(rows) == list(P.LADDER)
+    # the paper run's model stages at its own rate: 198 + 62 + 9 x 187.5 s (its 33.1 min also hold validate and attention)
+    assert rows["gpt2"][5] == "32.5 min"
+    total = {m: P.run_seconds(P.stage_seconds(PUBLIC[m], P.REFERENCE, P.PAPER_RUN_MATMUL), P.REFERENCE) for m in P.LADDER}
+    for family in (("gpt2", "gpt2-medium", "gpt2-large"), ("EleutherAI/pythia-70m", "EleutherAI/pythia-160m", "EleutherAI/pythia-410m")):
+        assert [total[m] for m in family] == sorted(total[m] for m in family), family
+    assert "- gpu: 80 GB, matmul" in table[-1]
+
+
+def test_cli_ladder_names_where_each_rate_comes_from(capsys: pytest.CaptureFixture[str], chdir_repo: Path) -> None:
+    plan_cmd.main(["--ladder"])
+    out = capsys.readouterr().out.splitlines()
+    assert len([line for line in out if line.startswith("| ")]) == 2 + len(P.LADDER)
+    assert any(line.startswith("- this CPU") and "measured now" in line for line in out)
+    if not torch.cuda.is_available():
+        assert any(line.startswith(f"- {P.GPU_80GB_NAME}: 80 GB") and "datasheet" in line and "not measured" in line for line in out)
 
 
 def test_memory_model_against_a_measured_forward_backward() -> None:

@@ -143,6 +143,7 @@ def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
     from analysis.settings.params import load_params
     from analysis import model_comparison
     from analysis.reporting.summary import summarize
+    from transformers import GPT2Config
 
     root.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -162,6 +163,8 @@ def make_results(root: Path, models: tuple[str, ...] = ("toy",)) -> Path:
                 "schema": rep.PLANTED_SCHEMA, "by_emotion": {e: [list(h)] for e, h in planted.items()},
                 "heads": sorted(list(h) for h in planted.values()),
             })
+        # the model's config (compare_models reads its parameter count): a GPT-2 of the screening's shape
+        GPT2Config(n_layer=shape[0], n_head=shape[1], n_embd=8 * shape[1], vocab_size=64, n_positions=32).save_pretrained(root / model_dir(model))
         figures = root / plots_dir("baseline", model)
         figures.mkdir(parents=True, exist_ok=True)
         for name in rep.FIGURES.values():

@@ -22,25 +22,24 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from analysis.modelfacts.architectures import lookup
+from analysis.modelfacts.architectures import lookup, PUBLIC
 from analysis.modelfacts.shapes import Arch, EMBEDDED_FAMILY, EMBEDDED_SHAPES
-from analysis.settings.hardware import Precision, device_memory_bytes, resolve
+from analysis.settings.hardware import ACCELERATOR_BUDGET_SHARE, CPU_AUTO_BUDGET, Precision, device_memory_bytes, resolve
 from analysis.base.vocabulary import EMOTIONS
 from analysis.base.errors import InputError
+from analysis.settings.params import MIN_PROMPT_TOKENS, Params, longest_prompt
 
 if TYPE_CHECKING:
     from analysis.core.loading import LoadedModel
 
 GB = 1e9
 POS = 20  # tokens per prompt: the baseline prompts are 14-20 GPT-2 tokens with BOS
-MAX_TOKENS = 15  # params.yaml ablation/patching.max_tokens
-RUNS_PER_GENERATION_STAGE = 5  # clean, the top:1 intervention, cumulative top-1..3 (k=1 is the intervention)
 UNIT_EXACT_TOP_K = 20  # params.yaml unit_screening.exact_top_k
 
 # Calibration: tests/benchmarks/plan_calibration.py (CPU, 2 threads shared with other jobs,
@@ -50,38 +49,78 @@ UNIT_EXACT_TOP_K = 20  # params.yaml unit_screening.exact_top_k
 PROCESS_BYTES = 0.65e9  # a stage before its weights: 0.51 GB RSS after its imports, + 0.14 GB building a model (measured)
 ACT_LAYER_SCALE = 1.14  # measured / counted per-layer activation bytes (fitted)
 VOCAB_COPIES = 1.4  # vocabulary-wide float tensors per token alive at the peak (fitted)
-# Model FLOP/s over the matmul FLOP/s measured alongside: 0.86, 0.66, 0.65 for the three sizes
-# (the smallest is unembedding-bound); the larger models are what plans are for.
-MATMUL_SHARE = 0.65
-# KV-cached greedy decoding, one position a step: docs/DESIGN.md §10's GPT-2-small numbers (forward of
-# 70 x 20 tokens 1.3 s, 15-token greedy generation 2.7 s) put its FLOP rate at 0.84 x a forward's.
-GENERATION_SHARE = 0.55
-# Whole-stage time over the FLOP model's, from the README's measured per-model stage times of
-# random GPT-2-small on 2 cores (screen_units 1.2-1.4 min, ablate/patch 4.1-4.4 min for six
-# stages) at the rate that makes docs/DESIGN.md's 1.3 s forward: the FLOP model gives 0.61 min and 13 s,
-# so what it leaves out (unit captures, scoring, starting the process) is fitted here. `screen`
-# is not fitted: the FLOP model gives 3.9 min against the 4.1-4.4 min measured.
-STAGE_FIT = {"screen": 1.0, "screen_units": 2.1, "ablate": 3.2, "patch": 3.2}
+
+# The time model's one measurement: the paper run (GPT-2 small's architecture with GPT-2's real
+# tokenizer, baseline profile, default params, 2 torch threads, nothing else running), each model
+# stage's seconds as `pytest -m slow -s tests/test_pipeline_gpt2_bpe.py -k full` prints them
+# (issue 30, 2026-12-07: screen 198 s, screen_units 62 s, the nine experiments 177-198 s each;
+# the ablations and patchings are not told apart there, so both get the nine's middle), on this
+# build machine, whose [1400 x 768] x [768 x 3072] float32 matmul (`matmul_flops_per_s`) ran at
+# PAPER_RUN_MATMUL when idle. A stage's time elsewhere = its FLOPs (below) x the seconds per FLOP
+# that stage took in the paper run x PAPER_RUN_MATMUL / the matmul rate measured where `plan` runs:
+# the stage's efficiency (unit captures, scoring, Python per site, process start) is carried over
+# as measured, and only the device's raw speed is measured anew.
+PAPER_RUN_SECONDS = {"screen": 198.0, "screen_units": 62.0, "ablate": 187.5, "patch": 187.5}
+PAPER_RUN_MATMUL = 167e9  # measured idle on the build machine, 2026-12-07: five 3-s runs of matmul_flops_per_s gave 165-168 GFLOP/s
+PAPER_RUN_ARCH = PUBLIC["gpt2"]
+# An 80 GB accelerator for the size ladder where none is present: an H100 SXM's float32 (CUDA-core,
+# no TF32: torch's default for float32 matmul) peak, NVIDIA's datasheet, 67 TFLOP/s. A datasheet
+# figure, not a measurement: the ladder says so and measures the rate instead where a GPU is present.
+# With the CPU's efficiency carried over and a GPU's peak, its times are lower bounds.
+GPU_80GB_NAME, GPU_80GB_BYTES, GPU_80GB_DATASHEET_FLOPS = "one 80 GB GPU (H100 SXM)", 80e9, 67e12
+# The Phase 8 ladder (the seed's future work): the sizes `python -m analysis.plan --ladder` plans.
+LADDER = ("gpt2", "gpt2-medium", "gpt2-large", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m",
+          "EleutherAI/pythia-410m", "EleutherAI/gpt-neo-125M")
+
+
+def generation_passes(spec: str, cumulative_k: int, draws: int, random_draws: int) -> int:
+    """Greedy generations over the prompt set in one ablate or patch stage, as
+    analysis.experiments.run.execute runs them: the clean baseline and the identity control, then
+    each distinct site set (the requested one and the cumulative top-1..k jointly; `top:1` is the
+    curve's first, run once) under the plan's draws, each beside `random_draws` random sets."""
+    sets = cumulative_k + (0 if cumulative_k and spec.strip() == "top:1" else 1)
+    return 2 + sets * draws * (1 + random_draws)
 
 
 @dataclass(frozen=True)
 class Workload:
-    """How much a run computes: prompts per emotion, emotions, and prompts per forward."""
+    """How much a run computes: prompts per emotion, emotions, prompts per forward, and what the
+    experiments generate (the defaults are params.yaml's: `Workload.of` reads a Params)."""
 
     n_prompts: int
     n_emotions: int
     batch: int  # prompts per forward (the stages run all of a set in one batch today)
+    directions: int = 2  # patching.directions: one patch stage per model x emotion x direction
+    max_tokens: int = 15  # ablation / patching max_tokens
+    ablate_passes: int = 20  # generation_passes("top:1", 3, 1, 5)
+    patch_passes: int = 20
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise InputError(f"batch: {self.batch} is too small; at least one prompt per forward")
 
+    @classmethod
+    def of(cls, params: Params, n_prompts: int, batch: int | None = None) -> Workload:
+        ab, pa, rb = params.ablation, params.patching, params.random_baseline.draws
+        draws = ab.resample_draws if ab.method == "resample" else 1
+        return cls(
+            n_prompts=n_prompts, n_emotions=len(params.emotions), batch=batch or n_prompts, directions=len(pa.directions),
+            max_tokens=max(ab.max_tokens, pa.max_tokens),
+            ablate_passes=generation_passes(ab.head_spec, ab.cumulative_k, draws, rb),
+            patch_passes=generation_passes(pa.head_spec, pa.cumulative_k, 1, rb),
+        )
+
+    def runs(self, stage: str) -> int:
+        """How many DVC stages of this kind one model runs."""
+        return {"ablate": self.n_emotions, "patch": self.n_emotions * self.directions}.get(stage, 1)
+
 
 STAGES = ("screen", "screen_units", "ablate", "patch")
-PER_EMOTION = ("ablate", "patch")  # one DVC stage per model x emotion; the screenings cover every emotion
+PER_EMOTION = ("ablate", "patch")  # one DVC stage per model x emotion (patch: x direction); the screenings cover every emotion
+REFERENCE = Workload(n_prompts=70, n_emotions=3, batch=70)  # the paper run's (the baseline profile, default params)
 
 
-def profile_workload(profile: str, n_emotions: int = 3, prompts_dir: Path = Path("data/prompts")) -> Workload:
+def profile_workload(profile: str, params: Params | None = None, prompts_dir: Path = Path("data/prompts")) -> Workload:
     folder = prompts_dir / profile
     # the prompts per set: an emotion file's lines (its twins, shared neutral.txt or its own
     # <emotion>.neutral.txt, have as many)
@@ -90,7 +129,7 @@ def profile_workload(profile: str, n_emotions: int = 3, prompts_dir: Path = Path
         known = ", ".join(sorted(p.name for p in prompts_dir.iterdir() if p.is_dir()))
         raise InputError(f"profile: {profile!r} has no emotion prompts in {folder}; profiles: {known}")
     n = sum(1 for line in first.read_text().splitlines() if line.strip())
-    return Workload(n_prompts=n, n_emotions=n_emotions, batch=n)
+    return Workload.of(params or Params(profile=profile), n)
 
 
 def bytes_per(dtype: torch.dtype) -> int:
@@ -144,27 +183,38 @@ def stage_peaks(a: Arch, w: Workload, dtype: torch.dtype, budget: float = 0.0) -
     screen += min(budget, a.n_heads * site)
     units += min(budget, UNIT_EXACT_TOP_K * site)
     # generation: one copy; keys and values of every layer, and the float32 scores of every step
-    kv = 2 * a.n_layers * w.batch * (POS + MAX_TOKENS) * a.d_model * elem + w.batch * MAX_TOKENS * a.vocab * 4
+    kv = 2 * a.n_layers * w.batch * (POS + w.max_tokens) * a.d_model * elem + w.batch * w.max_tokens * a.vocab * 4
     gen = PROCESS_BYTES + weights + kv + w.batch * POS * a.vocab * 4  # + the prefill's logits
     return {"screen": screen, "screen_units": units, "ablate": gen, "patch": gen}
 
 
-def stage_seconds(a: Arch, w: Workload, flops_per_s: float) -> dict[str, float]:
-    """Estimated wall time of each model stage at `flops_per_s` plain-matmul throughput."""
+def stage_flops(a: Arch, w: Workload) -> dict[str, float]:
+    """FLOPs of each model stage (one DVC stage: a screening covers every emotion, an experiment one)."""
     n_batches = -(-w.n_prompts // w.batch)
     full = n_batches * forward_flops(a, w.batch, POS, logits_at=1)  # the screenings unembed the last position only
-    # screen, per emotion: delta_attn on both sets (2), the emotion z capture (1), attribution
-    # (forward+backward ~ 2 forwards: gradients w.r.t. activations only), then one patched forward per head from its layer on, lexicon
-    # logits at the last position only
+    # screen, per emotion: delta_attn on both sets, the emotion z capture, attribution (a backward ~ 2
+    # forwards); then per head one patched forward from its layer on, twice (emotion -> twin and the
+    # specificity control's neutral' -> twin)
     exact = n_batches * a.n_heads * sum(forward_flops(a, w.batch, POS, logits_at=1, from_layer=layer) for layer in range(a.n_layers))
-    screen = w.n_emotions * (5 * full + exact)
-    # screen_units, per emotion: capture + attribution (3), the top-k units patched (half the blocks on average)
-    units = w.n_emotions * (3 * full + UNIT_EXACT_TOP_K * n_batches * forward_flops(a, w.batch, POS, logits_at=1, from_layer=a.n_layers // 2))
-    # ablate / patch, one emotion: greedy generation for each run: prefill, then one position a step
-    gen = RUNS_PER_GENERATION_STAGE * n_batches * (forward_flops(a, w.batch, POS) + MAX_TOKENS * forward_flops(a, w.batch, 1))
-    dense, decode = MATMUL_SHARE * flops_per_s, GENERATION_SHARE * flops_per_s
-    raw = {"screen": screen / dense, "screen_units": units / dense, "ablate": gen / decode, "patch": gen / decode}
-    return {stage: STAGE_FIT[stage] * t for stage, t in raw.items()}
+    screen = w.n_emotions * (5 * full + 2 * exact)
+    # screen_units, per emotion: capture + attribution (3), the top-k units patched twice (half the blocks on average)
+    units = w.n_emotions * (3 * full + 2 * UNIT_EXACT_TOP_K * n_batches * forward_flops(a, w.batch, POS, logits_at=1, from_layer=a.n_layers // 2))
+    # ablate / patch, one emotion: each greedy generation a prefill, then one position a step (KV cache)
+    one = n_batches * (forward_flops(a, w.batch, POS) + w.max_tokens * forward_flops(a, w.batch, 1))
+    return {"screen": screen, "screen_units": units, "ablate": w.ablate_passes * one, "patch": w.patch_passes * one}
+
+
+def stage_seconds(a: Arch, w: Workload, flops_per_s: float) -> dict[str, float]:
+    """Estimated wall time of each model stage at `flops_per_s` matmul throughput: the paper run's
+    measured seconds per FLOP of that stage (PAPER_RUN_SECONDS), scaled by the FLOPs and by the
+    matmul rate against the paper run's machine's."""
+    flops, ref = stage_flops(a, w), stage_flops(PAPER_RUN_ARCH, REFERENCE)
+    return {s: PAPER_RUN_SECONDS[s] * flops[s] / ref[s] * PAPER_RUN_MATMUL / flops_per_s for s in STAGES}
+
+
+def run_seconds(seconds: dict[str, float], w: Workload) -> float:
+    """One model's model stages in all: a screening each, an ablation per emotion, a patching per emotion and direction."""
+    return sum(t * w.runs(stage) for stage, t in seconds.items())
 
 
 def matmul_flops_per_s(precision: Precision, d_model: int, seconds: float = 0.5) -> float:
@@ -195,7 +245,7 @@ def check_fits(a: Arch, w: Workload, precision: Precision, available: float | No
 
     def largest_batch(dtype: torch.dtype) -> int | None:
         return next((b for b in range(w.batch - 1, 0, -1)
-                     if max(stage_peaks(a, Workload(w.n_prompts, w.n_emotions, b), dtype, budget).values()) <= available), None)
+                     if max(stage_peaks(a, replace(w, batch=b), dtype, budget).values()) <= available), None)
 
     fixes = []
     unbatched = max(stage_peaks(a, w, precision.dtype).values())
@@ -229,7 +279,7 @@ def preflight(model: str, path: str, precision: Precision, profile: str, n_emoti
         # a hub model neither the cache nor the table knows (its loader fetches the config), or a
         # config.json this cannot read (the loader's checks report it, in one line)
         return
-    workload = profile_workload(profile, n_emotions)
+    workload = replace(profile_workload(profile), n_emotions=n_emotions)
     check_fits(arch, workload, precision, available)
     if precision.budget_bytes > 0:
         tokens = _longest_tokens(model, profile)
@@ -246,8 +296,6 @@ def _longest_tokens(model: str, profile: str) -> int:
     """Tokens of the profile's longest prepared prompt under the model's tokenizer (with BOS), or
     POS where that cannot be read here (analysis.settings.params.longest_prompt's lower bound is too low
     for a memory check)."""
-    from analysis.settings.params import MIN_PROMPT_TOKENS, Params, longest_prompt
-
     n, _ = longest_prompt(model, Params(profile=profile))
     return n if n > MIN_PROMPT_TOKENS else POS
 
@@ -288,32 +336,82 @@ def embedded_arch(name: str) -> tuple[Arch, str] | None:
 
 
 def plan(model: str, device: str = "auto", dtype: str = "float32", profile: str = "baseline", batch: int | None = None,
-         available: float | None = None) -> Plan:
-    """The plan of a run, before anything runs; `check_fits` on it says whether the run fits."""
+         available: float | None = None, params: Params | None = None) -> Plan:
+    """The plan of a run, before anything runs; `check_fits` on it says whether the run fits.
+    `params`: what the experiments generate (default: params.yaml's defaults)."""
     arch, source = embedded_arch(model) or lookup(model)
     precision = resolve(device, dtype)
-    w = profile_workload(profile)
+    w = profile_workload(profile, params)
     if batch is not None:
-        w = Workload(w.n_prompts, w.n_emotions, batch)
+        w = replace(w, batch=batch)
     available = device_memory_bytes(precision.device) if available is None else available
     peaks = stage_peaks(arch, w, precision.dtype, precision.budget_bytes)
-    flops = matmul_flops_per_s(precision, arch.d_model)
+    flops = matmul_flops_per_s(precision, PAPER_RUN_ARCH.d_model)
     seconds = stage_seconds(arch, w, flops)
     lines = [
         f"model {model}: {arch.family}, {arch.n_layers} layers x {arch.n_heads} heads (d_head {arch.d_head}), "
         f"d_model {arch.d_model}, d_mlp {arch.d_mlp}, vocab {arch.vocab}  [config: {source}]",
         f"parameters {arch.n_params:,}; weights {arch.n_params * bytes_per(precision.dtype) / GB:.2f} GB in {precision.dtype_name}",
-        f"device {precision.device}: {available / GB:.1f} GB available, matmul {flops / 1e9:.0f} GFLOP/s measured now; "
+        f"device {precision.device}: {available / GB:.1f} GB available, matmul {flops / 1e9:.0f} GFLOP/s measured now "
+        f"(the paper run's machine: {PAPER_RUN_MATMUL / 1e9:.0f}); "
         f"memory_budget_gb auto: {precision.budget_bytes / GB:.2g} GB for the exact fast path's batched sites",
-        f"profile {profile}: {w.n_prompts} pairs x {w.n_emotions} emotions, {w.batch} prompts per forward, ~{POS} tokens each",
+        f"profile {profile}: {w.n_prompts} pairs x {w.n_emotions} emotions, {w.batch} prompts per forward, ~{POS} tokens each; "
+        f"{w.ablate_passes} / {w.patch_passes} generations of {w.max_tokens} tokens per ablation / patching",
         f"{'stage':<22}{'peak memory':>12}{'time':>12}",
     ]
     for stage in STAGES:
-        label = f"{stage} (per emotion)" if stage in PER_EMOTION else stage
+        label = {"ablate": "ablate (per emotion)", "patch": f"patch (x{w.runs('patch')})"}.get(stage, stage)
         lines.append(f"{label:<22}{peaks[stage] / GB:>9.2f} GB{_duration(seconds[stage]):>12}")
-    total = sum(s * (w.n_emotions if stage in PER_EMOTION else 1) for stage, s in seconds.items())
-    lines.append(f"{'model stages in all':<22}{'':>12}{_duration(total):>12}")
+    lines.append(f"{'model stages in all':<22}{'':>12}{_duration(run_seconds(seconds, w)):>12}")
     return Plan(arch=arch, workload=w, precision=precision, available=available, text="\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where a ladder row is planned: its memory, its matmul rate, and where that rate came from."""
+
+    name: str
+    memory: float  # bytes
+    flops_per_s: float
+    rate_source: str
+    budget: float  # memory_budget_gb auto's bytes there
+
+
+def ladder_machines() -> tuple[Machine, ...]:
+    """This CPU (its rate measured now) and one 80 GB GPU: the first CUDA device's measured rate and
+    memory where one is present, else the datasheet figure GPU_80GB_DATASHEET_FLOPS, said so."""
+    cpu = resolve("cpu", "float32")
+    machines = [Machine(f"this CPU, {torch.get_num_threads()} threads", device_memory_bytes(cpu.device),
+                        matmul_flops_per_s(cpu, PAPER_RUN_ARCH.d_model), "measured now", CPU_AUTO_BUDGET)]
+    if torch.cuda.is_available():
+        gpu = resolve("cuda", "float32")
+        memory = device_memory_bytes(gpu.device)
+        machines.append(Machine(f"{torch.cuda.get_device_name(gpu.device)}, {memory / GB:.0f} GB", memory,
+                                matmul_flops_per_s(gpu, PAPER_RUN_ARCH.d_model), "measured now", gpu.budget_bytes))
+    else:
+        machines.append(Machine(GPU_80GB_NAME, GPU_80GB_BYTES, GPU_80GB_DATASHEET_FLOPS,
+                                "NVIDIA's datasheet float32 peak, not measured: no GPU here; times are lower bounds",
+                                ACCELERATOR_BUDGET_SHARE * GPU_80GB_BYTES))
+    return tuple(machines)
+
+
+def ladder(models: tuple[str, ...], machines: tuple[Machine, ...], w: Workload, dtype: torch.dtype = torch.float32) -> str:
+    """The Phase 8 size ladder: per model its parameters and, on each machine, the paper run's peak
+    memory (the largest stage's) and its model stages' time in all (a Markdown table)."""
+    head = ["model", "family", "layers x heads", "parameters"]
+    for m in machines:
+        head += [f"peak GB ({m.name})", f"time ({m.name})"]
+    rows = [head, [":--", ":--", "--:", "--:"] + ["--:"] * (2 * len(machines))]
+    for name in models:
+        arch, _ = lookup(name)
+        row = [name, arch.family, f"{arch.n_layers} x {arch.n_heads}", f"{arch.n_params / 1e6:,.0f} M"]
+        for m in machines:
+            peak = max(stage_peaks(arch, w, dtype, m.budget).values())
+            fits = "" if peak <= m.memory else " (does not fit)"
+            row += [f"{peak / GB:.1f}{fits}", _duration(run_seconds(stage_seconds(arch, w, m.flops_per_s), w))]
+        rows.append(row)
+    notes = [f"- {m.name}: {m.memory / GB:.0f} GB, matmul {m.flops_per_s / 1e9:,.0f} GFLOP/s ({m.rate_source})" for m in machines]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n\n" + "\n".join(notes)
 
 
 def _duration(seconds: float) -> str:

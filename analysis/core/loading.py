@@ -305,6 +305,14 @@ def load_model(
     if Path(path).is_dir():
         check_model_folder(name, Path(path), hf_config)
     tokenizer = load_tokenizer(name, toy_dir)
+    rows = getattr(hf_config, "vocab_size", None)
+    if rows is not None and len(tokenizer) > rows:
+        # a token id past the embedding's rows fails deep inside a forward (or, on a GPU, reads another row)
+        raise InputError(
+            f"model {name!r}: its tokenizer has {len(tokenizer):,} tokens but its embedding only {rows:,} rows; the tokenizer "
+            f"files {'in ' + path if Path(path).is_dir() else 'of its Hugging Face cache snapshot'} are not this model's "
+            f"(put the model's own tokenizer beside its weights)"
+        )
     try:
         with warnings.catch_warnings():
             # an allowed pytorch_model.bin: torch's protocol note would be a second line before ours

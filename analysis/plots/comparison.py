@@ -20,6 +20,13 @@ params.yaml's. Writes into --output-dir, each file atomically, nothing at all on
   by layer, head: the order of `top:N` head specs): model, emotion, rank, layer, head,
   score_kind, score, ci_low, ci_high, q, n (CI, q, n empty for attribution scores).
 - `top_heads.md`: the same as a Markdown table for the report.
+- `size.csv`, `size.md`, `size.png` (secondary, descriptive: one point per model, no test across
+  models): per model × emotion against the model's parameter count (embeddings included, from its
+  config: analysis.modelfacts.architectures.lookup) the top specific head's exact ΔM with its 95 %
+  CI, that ΔM as a fraction of the emotion–neutral gap of M (the screening's
+  specificity.by_emotion gap), and the relative depth layer / (n_layers − 1) of the top-N specific
+  heads (their mean; 0 = first block, 1 = last). A model with no specific head for an emotion has
+  an empty row ("no specific head").
 """
 
 from __future__ import annotations
@@ -38,19 +45,27 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from analysis.base.contract import check_output_folder, model_dir, Q_LEVEL, rank, ranking_score, read_screening, screening_file, significant
 from analysis.base.errors import InputError
 from analysis.base.io import atomic_path
+from analysis.modelfacts.architectures import lookup
+from analysis.modelfacts.shapes import Arch
 from analysis.plots.data import load_planted, load_screening
 from analysis.plots.style import ANNOT_PT, emotion_colour, new_figure, save_png, STYLE, write_csv
 from analysis.reporting.format import fmt_change, fmt_ci, fmt_head, fmt_num, fmt_p
 
 
-FILES = {"heatmaps": "heatmaps.png", "csv": "top_heads.csv", "md": "top_heads.md"}
+FILES = {"heatmaps": "heatmaps.png", "csv": "top_heads.csv", "md": "top_heads.md",
+         "size_csv": "size.csv", "size_md": "size.md", "size_png": "size.png"}
 
 
 TOP_COLUMNS = ["model", "emotion", "rank", "layer", "head", "score_kind", "score", "ci_low", "ci_high", "q", "n", "no_effect"]
+
+
+SIZE_COLUMNS = ["model", "family", "parameters", "n_layers", "emotion", "n_specific", "top_layer", "top_head", "top_effect",
+                "top_ci_low", "top_ci_high", "gap", "fraction_of_gap", "relative_depth"]
 
 
 PANEL_IN = 2.9  # side of one heatmap panel (inches), whatever the model's shape
@@ -82,6 +97,13 @@ class ComparisonConfig:
     def planted_path(self, model: str) -> Path:
         return self.root / model_dir(model) / "planted.json"
 
+    def architecture(self, model: str) -> Arch:
+        """The model's architecture: its folder's config.json (toy, bench), else where `lookup` finds
+        the name (a local folder, the Hugging Face cache, the table of published configs)."""
+        folder = self.root / model_dir(model)
+        arch, _ = lookup(str(folder) if (folder / "config.json").is_file() else model)
+        return arch
+
     def check(self) -> None:
         if self.top_n < 1:
             raise InputError(f"--top-n must be at least 1 (got {self.top_n})")
@@ -110,6 +132,8 @@ class ModelScores:
     kind: str
     scores: pd.DataFrame
     planted: Mapping[str, tuple[tuple[int, int], ...]]
+    arch: Arch  # from the model's config: parameter count and family for the size table
+    gap: Mapping[str, float]  # per emotion: the emotion–neutral gap of M (NaN where the screening has none)
 
     def grid(self, emotion: str) -> np.ndarray:
         """(n_layers, n_heads) scores of `emotion`; NaN where there is none."""
@@ -172,8 +196,10 @@ def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
             "n": _finite(s.get("exact_n")) if exact else math.nan,
             "significant": exact and significant(s),
             "no_effect": bool(s.get("no_effect")),  # at or below the noise floor: its q is not a finding
+            "specific": exact and bool(s.get("specific")),
         })
-    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n", "significant", "no_effect"])
+    scores = pd.DataFrame(rows, columns=["layer", "head", "emotion", "score", "ci_low", "ci_high", "q", "n", "significant",
+                                         "no_effect", "specific"])
     planted: dict[str, tuple[tuple[int, int], ...]] = {}
     ppath = config.planted_path(model)
     if ppath.is_file():
@@ -186,7 +212,9 @@ def load_model_scores(config: ComparisonConfig, model: str) -> ModelScores:
                     )
             if emotion in config.emotions:
                 planted[emotion] = cells
-    return ModelScores(model, path, n_layers, n_heads, kind, scores, planted)
+    by_emotion = (doc.get("specificity") or {}).get("by_emotion") or {}
+    gap = {e: _finite((by_emotion.get(e) or {}).get("gap")) for e in config.emotions}
+    return ModelScores(model, path, n_layers, n_heads, kind, scores, planted, config.architecture(model), gap)
 
 
 def load(config: ComparisonConfig) -> Comparison:
@@ -340,6 +368,99 @@ def heatmaps_figure(comp: Comparison, path: Path) -> Figure:
     return fig
 
 
+def size_table(comp: Comparison, top_n: int) -> pd.DataFrame:
+    """Per model × emotion (models by parameter count): the top specific head's exact ΔM and CI, its
+    fraction of the gap, and the mean relative depth of the top-N specific heads (SIZE_COLUMNS)."""
+    out: list[dict[str, Any]] = []
+    for m in sorted(comp.models, key=lambda m: m.arch.n_params):
+        for emotion in comp.emotions:
+            sub = m.scores[(m.scores.emotion == emotion) & m.scores.specific]
+            top = rank(sub.itertuples(), "score")[:top_n]
+            best = top[0] if top else None
+            depth = [r.layer / (m.n_layers - 1) if m.n_layers > 1 else 0.0 for r in top]
+            effect = best.score if best else math.nan
+            out.append({
+                "model": m.model, "family": m.arch.family, "parameters": m.arch.n_params, "n_layers": m.n_layers,
+                "emotion": emotion, "n_specific": len(sub),
+                "top_layer": best.layer if best else None, "top_head": best.head if best else None,
+                "top_effect": effect, "top_ci_low": best.ci_low if best else math.nan,
+                "top_ci_high": best.ci_high if best else math.nan, "gap": m.gap[emotion],
+                "fraction_of_gap": effect / m.gap[emotion] if best and m.gap[emotion] else math.nan,
+                "relative_depth": float(np.mean(depth)) if depth else math.nan,
+            })
+    table = pd.DataFrame(out, columns=SIZE_COLUMNS)
+    for col in ("parameters", "n_layers", "n_specific", "top_layer", "top_head"):
+        table[col] = table[col].astype("Int64")
+    return table
+
+
+def size_markdown(comp: Comparison, table: pd.DataFrame, top_n: int) -> str:
+    """`size.md`: a caption and one Markdown table (the report's number formats)."""
+    lines = [
+        f"Secondary, descriptive (one screening per model, no test across sizes; profile {comp.profile}). Per model and "
+        "emotion: its parameters (embeddings included), the top specific head (the screening's `specific`: its effect beats "
+        "the neutral′ → twin control) with its exact ΔM (nats) and 95 % CI on the selection half, ΔM as a fraction of the "
+        f"emotion–neutral gap of M, and the mean relative depth layer / (layers − 1) of the top {top_n} specific heads "
+        "(0 = first block, 1 = last).",
+        "",
+        "| Model | Parameters | Emotion | Specific heads | Top head | ΔM (nats) | 95 % CI | Fraction of gap | Relative depth |",
+        "|:--|--:|:--|--:|:--|--:|:--|--:|--:|",
+    ]
+    for r in table.itertuples():
+        found = not pd.isna(r.top_layer)
+        effect = {"mean": r.top_effect, "ci_low": r.top_ci_low, "ci_high": r.top_ci_high}
+        cells = [
+            r.model, f"{r.parameters:,}", r.emotion, str(r.n_specific),
+            fmt_head((r.top_layer, r.top_head)) if found else "no specific head",
+            fmt_change(effect) if found else "—", fmt_ci(effect) if found else "—",
+            fmt_num(r.fraction_of_gap) if found and math.isfinite(r.fraction_of_gap) else "—",
+            fmt_num(r.relative_depth) if found else "—",
+        ]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+SIZE_PANELS = (("top_effect", "top specific ΔM (nats)"), ("fraction_of_gap", "fraction of the gap"),
+               ("relative_depth", "relative depth"))
+
+
+def size_figure(comp: Comparison, table: pd.DataFrame, path: Path) -> Figure:
+    """Three panels against the parameter count (log scale): the top specific ΔM with its 95 % CI,
+    its fraction of the gap, the relative depth of the top specific heads; one colour per emotion."""
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(7.5, 2.9)
+        axes = fig.subplots(1, len(SIZE_PANELS), squeeze=False)[0]
+        lo, hi = (float(table.parameters.min()) / 1e6, float(table.parameters.max()) / 1e6) if len(table) else (1.0, 1.0)
+        for ax, (col, label) in zip(axes, SIZE_PANELS, strict=True):
+            for i, emotion in enumerate(comp.emotions):
+                sub = table[(table.emotion == emotion) & table[col].notna()]
+                x = sub.parameters.to_numpy(float) / 1e6 * (1.0 + 0.06 * (i - (len(comp.emotions) - 1) / 2))  # side by side
+                y = sub[col].to_numpy(float)
+                if col == "top_effect":
+                    err = np.vstack([y - sub.top_ci_low.to_numpy(float), sub.top_ci_high.to_numpy(float) - y])
+                    ax.errorbar(x, y, yerr=err, fmt="o", color=emotion_colour(emotion), capsize=2, label=emotion,
+                                gid=f"size:{col}:{emotion}")
+                else:
+                    ax.plot(x, y, "o", color=emotion_colour(emotion), label=emotion, gid=f"size:{col}:{emotion}")
+            ax.set_xscale("log")
+            ax.set_xlim(lo / 2, hi * 2)  # a decade at least, whatever the models: one model is not a zoom on its jitter
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("parameters (millions)")
+            ax.set_ylabel(label)
+            if col == "relative_depth":
+                ax.set_ylim(-0.05, 1.05)
+            ax.axhline(0, color="0.6", linewidth=0.6)
+        if not table.top_effect.notna().any():
+            fig.text(0.5, 0.5, "no model has a specific head", ha="center", va="center")
+        handles = [Line2D([], [], linestyle="none", marker="o", color=emotion_colour(e), label=e) for e in comp.emotions]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize=ANNOT_PT)
+        fig.suptitle(f"Top specific heads against model size (secondary, descriptive)\n"
+                     f"models {', '.join(comp.names)} · profile {comp.profile}")
+        save_png(fig, path)
+    return fig
+
+
 def write_text(text: str, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -354,7 +475,11 @@ def compare(config: ComparisonConfig) -> dict[str, Path]:
     table = top_heads_table(comp, config.top_n)
     md = markdown_table(comp, table)
     out = {k: Path(config.output_dir) / v for k, v in FILES.items()}
+    size = size_table(comp, config.top_n)
     heatmaps_figure(comp, out["heatmaps"])
     write_csv(table, out["csv"])
     write_text(md, out["md"])
+    size_figure(comp, size, out["size_png"])
+    write_csv(size, out["size_csv"])
+    write_text(size_markdown(comp, size, config.top_n), out["size_md"])
     return out

@@ -217,6 +217,22 @@ def comparison_markdown(r: Results, report_dir: Path) -> str:
     return f"{image_markdown(png, caption, 'fig-comparison', report_dir)}\n{body}\n\n: {table_caption} {{#tbl-comparison}}\n"
 
 
+def model_size_markdown(r: Results, report_dir: Path) -> str:
+    """The compare_models stage's size table and figure (issue 25: the Phase 8 ladder's reading)."""
+    folder = r.root / comparison_dir(r.profile)
+    png, table = folder / "size.png", folder / "size.md"
+    for path in (png, table):
+        if not path.is_file():
+            raise InputError(f"{path} does not exist; run `dvc repro compare_models`")
+    caption = (
+        f"Top specific heads against parameter count (log scale), one point per model and emotion "
+        f"(results/{r.profile}/plots/models/size.png): the top specific head's exact ΔM with its 95 % CI, "
+        f"its fraction of the emotion–neutral gap, the relative depth of the top specific heads."
+    )
+    table_caption, body = table.read_text(encoding="utf-8").strip().split("\n\n", 1)
+    return f"{image_markdown(png, caption, 'fig-size', report_dir)}\n{body}\n\n: {table_caption} {{#tbl-size}}\n"
+
+
 def attention_markdown(r: Results, report_dir: Path) -> str:
     """Stage `attention`: each model's last-position attention figure of its top heads."""
     parts = []

@@ -22,7 +22,7 @@ from analysis.interventions.edits import position_map, tokenize_pairs
 from analysis.interventions.exact import clean_scores, exact_patching_sites
 from analysis.interventions.plans import source_pools, template_groups
 from analysis.measures.metrics import copy_keep_rows
-from analysis.base.contract import Q_LEVEL, SPECIFICITY_FIELDS
+from analysis.base.contract import Q_LEVEL
 from analysis.measures.stats import benjamini_hochberg, check_resolution, min_clusters, min_resamples, no_effect, noise_floor, one_sample_effect, spearman
 
 
