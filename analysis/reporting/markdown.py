@@ -200,37 +200,33 @@ def model_sections_markdown(r: Results, level: int = 3) -> str:
     return "\n".join(parts)
 
 
-def comparison_markdown(r: Results, report_dir: Path) -> str:
-    """The compare_models stage: every model's heatmaps on one colour scale, and its top heads."""
+def _comparison_figure_and_table(r: Results, report_dir: Path, name: str, png: str, table: str, caption: str) -> str:
+    """One figure and one table of the compare_models stage, numbered `fig-<name>` and `tbl-<name>`.
+    The table file is its caption paragraph, then the table: the caption moves below the table as a
+    pandoc caption so the table is numbered."""
     folder = r.root / comparison_dir(r.profile)
-    png, table = folder / "heatmaps.png", folder / "top_heads.md"
-    for path in (png, table):
+    for path in (folder / png, folder / table):
         if not path.is_file():
             raise InputError(f"{path} does not exist; run `dvc repro compare_models`")
-    caption = (
+    table_caption, body = (folder / table).read_text(encoding="utf-8").strip().split("\n\n", 1)
+    return f"{image_markdown(folder / png, caption, f'fig-{name}', report_dir)}\n{body}\n\n: {table_caption} {{#tbl-{name}}}\n"
+
+
+def comparison_markdown(r: Results, report_dir: Path) -> str:
+    """The compare_models stage: every model's heatmaps on one colour scale, and its top heads."""
+    return _comparison_figure_and_table(r, report_dir, "comparison", "heatmaps.png", "top_heads.md", (
         f"Every model's screening score per layer × head and emotion on one symmetric colour scale "
         f"(results/{r.profile}/plots/models); boxes: planted heads, stars: q < 0.05."
-    )
-    # top_heads.md is its caption paragraph, then the table: the caption moves below the table
-    # as a pandoc caption so the table is numbered (`tbl-comparison`).
-    table_caption, body = table.read_text(encoding="utf-8").strip().split("\n\n", 1)
-    return f"{image_markdown(png, caption, 'fig-comparison', report_dir)}\n{body}\n\n: {table_caption} {{#tbl-comparison}}\n"
+    ))
 
 
 def model_size_markdown(r: Results, report_dir: Path) -> str:
     """The compare_models stage's size table and figure (issue 25: the Phase 8 ladder's reading)."""
-    folder = r.root / comparison_dir(r.profile)
-    png, table = folder / "size.png", folder / "size.md"
-    for path in (png, table):
-        if not path.is_file():
-            raise InputError(f"{path} does not exist; run `dvc repro compare_models`")
-    caption = (
+    return _comparison_figure_and_table(r, report_dir, "size", "size.png", "size.md", (
         f"Top specific heads against parameter count (log scale), one point per model and emotion "
         f"(results/{r.profile}/plots/models/size.png): the top specific head's exact ΔM with its 95 % CI, "
         f"its fraction of the emotion–neutral gap, the relative depth of the top specific heads."
-    )
-    table_caption, body = table.read_text(encoding="utf-8").strip().split("\n\n", 1)
-    return f"{image_markdown(png, caption, 'fig-size', report_dir)}\n{body}\n\n: {table_caption} {{#tbl-size}}\n"
+    ))
 
 
 def attention_markdown(r: Results, report_dir: Path) -> str:
